@@ -1,0 +1,70 @@
+"""The ``edgecnn`` command line: ``main(argv) -> int``; one module per verb.
+
+Each verb module has ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int`` and imports
+heavy libraries only inside ``run``, so ``edgecnn --help`` never loads TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import traceback
+
+from edgecnn import __version__
+from edgecnn.errors import EdgeCNNError
+
+VERBS = ["models", "inspect", "devices"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgecnn",
+        description="Train, convert, quantise, run and profile CNN image classifiers for edge devices.",
+    )
+    parser.add_argument("--version", action="version", version=f"edgecnn {__version__}")
+    sub = parser.add_subparsers(dest="verb", metavar="COMMAND")
+    for verb in VERBS:
+        module = importlib.import_module(f"edgecnn.cli.{verb}")
+        p = sub.add_parser(verb, help=module.HELP, description=module.HELP)
+        p.add_argument("--debug", action="store_true", help="show full tracebacks")
+        p.add_argument("-v", "--verbose", action="store_true", help="say more (runtime choices, skipped candidates)")
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (0 ok, 1 edgecnn error, 2 usage error)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
+        return int(exc.code or 0)
+    if not getattr(args, "verb", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except EdgeCNNError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"  hint: {exc.hint}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+def console(args: argparse.Namespace | None = None):
+    """A rich Console for tables and progress on a terminal; quiet output stays plain."""
+    from rich.console import Console
+
+    return Console(stderr=False, highlight=False, soft_wrap=False, width=None)
+
+
+def cli_entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""edgecnn devices: list or show device profiles; detect this host."""
+
+from __future__ import annotations
+
+import json
+
+HELP = "list / show device profiles; --detect names the profile of this host"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("name", nargs="?", help="profile to show")
+    p.add_argument("--detect", action="store_true", help="detect which profile matches this machine")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def run(args) -> int:
+    from rich.table import Table
+
+    from edgecnn import config, devices
+    from edgecnn.cli import console
+
+    out = console()
+    if args.detect:
+        name, reason = devices.detect()
+        profile = devices.load_profile(name)
+        if args.json:
+            print(json.dumps({"profile": name, "reason": reason, "details": config.to_dict(profile)}, indent=2))
+        else:
+            out.print(f"[bold]{name}[/bold]: {reason}")
+            out.print(f"  {profile.description}")
+            out.print(f"  peak fp32 {profile.cpu.peak_fp32_gflops} GFLOPS, int8 {profile.cpu.peak_int8_gops} GOPS, flags {' '.join(profile.cpu.flags) or '-'}")
+        return 0
+    if args.name:
+        profile = devices.load_profile(args.name)
+        data = config.to_dict(profile)
+        if args.json:
+            print(json.dumps(data, indent=2))
+        else:
+            import yaml
+
+            out.print(yaml.safe_dump(data, sort_keys=False), markup=False)
+        return 0
+    profiles = [devices.load_profile(n) for n in devices.list_profiles()]
+    if args.json:
+        print(json.dumps([config.to_dict(p) for p in profiles], indent=2))
+        return 0
+    table = Table(title="device profiles")
+    for col in ("name", "description", "CPU", "fp32 GFLOPS", "int8 GOPS", "mem GB/s", "artifacts", "runtime chain"):
+        table.add_column(col)
+    for p in profiles:
+        table.add_row(p.name, p.description, f"{p.cpu.cores}x {p.cpu.model}", f"{p.cpu.peak_fp32_gflops:g}", f"{p.cpu.peak_int8_gops:g}",
+                      f"{p.memory.bandwidth_gbps:g}", ", ".join(p.artifacts), " -> ".join(p.runtimes))
+    out.print(table)
+    return 0

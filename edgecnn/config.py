@@ -1,0 +1,131 @@
+"""Strict YAML -> frozen dataclasses.
+
+Unknown or misspelt keys are errors that name the file, the key and the valid keys; values are
+checked against the field's annotated type. Nested dataclasses, lists, tuples, Optional and
+Literal-like enums (StrEnum) are supported, which is all our recipes and profiles need.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from edgecnn.errors import ConfigError
+from edgecnn.registry import did_you_mean
+
+T = TypeVar("T")
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, with clear errors for missing files and syntax errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def load(cls: type[T], path: str | Path) -> T:
+    """Load a YAML file into the frozen dataclass ``cls``."""
+    return from_dict(cls, read_yaml(path), source=str(path))
+
+
+def from_dict(cls: type[T], data: Any, *, source: str = "<config>", where: str = "") -> T:
+    """Build ``cls`` from a mapping, refusing unknown keys and wrong types."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: '{where or cls.__name__}' must be a mapping, got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    hints = typing.get_type_hints(cls)
+    for key in data:
+        if key not in fields:
+            valid = ", ".join(sorted(fields))
+            raise ConfigError(
+                f"{source}: unknown key '{_join(where, key)}' (valid keys: {valid}).{did_you_mean(str(key), list(fields))}"
+            )
+    kwargs = {}
+    for name, field in fields.items():
+        if name in data:
+            kwargs[name] = _coerce(hints[name], data[name], source, _join(where, name))
+        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{source}: missing required key '{_join(where, name)}'")
+    return cls(**kwargs)
+
+
+def to_dict(obj: Any) -> Any:
+    """Dataclass -> plain YAML/JSON-friendly data (enums as strings, tuples as lists)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {str(k): to_dict(v) for k, v in obj.items()}
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def _join(where: str, key: Any) -> str:
+    return f"{where}.{key}" if where else str(key)
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(tp: Any, value: Any, source: str, where: str) -> Any:  # noqa: C901 - one switch on type
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(arg, value, source, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{source}: '{where}' has an invalid value {value!r}")
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, source=source, where=where)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        try:
+            return tp(value)
+        except ValueError:
+            allowed = ", ".join(str(m.value) for m in tp)
+            raise ConfigError(f"{source}: '{where}' must be one of {allowed}; received {value!r}") from None
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{source}: '{where}' must be a list; received {value!r}")
+        inner = args[0] if args else Any
+        items = [_coerce(inner, v, source, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: '{where}' must be a mapping; received {value!r}")
+        return dict(value)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{source}: '{where}' must be a number; received {value!r}")
+        return float(value)
+    if tp is int or tp is bool or tp is str:
+        if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+            raise ConfigError(f"{source}: '{where}' must be {_type_name(tp)}; received {value!r}")
+        return value
+    return value

@@ -1,0 +1,258 @@
+"""Device profiles: what to produce for a board, which runtime to try first, and its figures.
+
+This module alone knows device names. Profiles live in YAML (``devices/*.yaml`` in the repo,
+shipped inside the wheel); ``host`` is completed at run time from this machine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from edgecnn import config
+from edgecnn.errors import ConfigError, UnknownNameError
+from edgecnn.registry import did_you_mean
+
+
+@dataclass(frozen=True)
+class DetectRule:
+    """How to recognise the device (any rule matching is enough)."""
+
+    device_tree_model: str | None = None  # substring of /proc/device-tree/model
+    tegra_release: tuple[str, ...] = ()  # substrings of /etc/nv_tegra_release ("# R32" = Nano, "# R36" = Orin)
+    nvidia_smi: bool = False  # an NVIDIA discrete GPU answers nvidia-smi
+    usb_id: str | None = None  # e.g. Coral USB "1a6e:089a"
+
+
+@dataclass(frozen=True)
+class CPUSpec:
+    model: str = "unknown"
+    cores: int = 1
+    clock_ghz: float = 1.0
+    peak_fp32_gflops: float = 10.0
+    peak_int8_gops: float = 20.0
+    flags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MemorySpec:
+    size_gb: float = 1.0
+    bandwidth_gbps: float = 5.0
+
+
+@dataclass(frozen=True)
+class Accelerator:
+    name: str
+    kind: str  # gpu, npu, tpu
+    peak_fp16_tflops: float = 0.0
+    peak_int8_tops: float = 0.0
+    memory_bandwidth_gbps: float = 0.0
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    """One target device.
+
+    ``artifacts`` are ``format/precision`` pairs in order of preference; ``runtimes`` is the
+    fallback chain as ``runtime[:accelerator]`` entries (``onnxruntime:CUDA``, ``litert``).
+    """
+
+    name: str
+    description: str
+    arch: str
+    cpu: CPUSpec
+    memory: MemorySpec
+    artifacts: tuple[str, ...]
+    runtimes: tuple[str, ...]
+    threads: int = 4
+    int8_io: str = "int8"  # dtype of a full-integer model's input/output: int8 or uint8
+    accelerators: tuple[Accelerator, ...] = ()
+    detect: DetectRule = field(default_factory=DetectRule)
+    notes: tuple[str, ...] = ()
+
+    def artifact_pairs(self) -> list[tuple[str, str]]:
+        return [tuple(a.split("/", 1)) for a in self.artifacts]  # type: ignore[misc]
+
+    def runtime_chain(self) -> list[tuple[str, str | None]]:
+        out = []
+        for entry in self.runtimes:
+            name, _, acc = entry.partition(":")
+            out.append((name, acc or None))
+        return out
+
+
+def profiles_dir() -> Path:
+    """Where device YAMLs live: inside the wheel, else the repository's ``devices/``."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "_resources" / "devices", here.parent / "devices"):
+        if candidate.is_dir():
+            return candidate
+    raise ConfigError("device profiles folder not found (a broken install?)", hint="reinstall edgecnn")
+
+
+@lru_cache(maxsize=None)
+def _profile_files() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(profiles_dir().glob("*.yaml"))}
+
+
+def list_profiles() -> list[str]:
+    return list(_profile_files())
+
+
+def load_profile(name: str) -> DeviceProfile:
+    """Load a profile by name (or from a YAML path); ``host`` is filled in from this machine."""
+    if name.endswith((".yaml", ".yml")) and Path(name).is_file():
+        return _validate(config.load(DeviceProfile, name), name)
+    files = _profile_files()
+    if name not in files:
+        known = sorted(files)
+        raise UnknownNameError(f"unknown device '{name}' (known: {', '.join(known)}).{did_you_mean(name, known)}")
+    profile = _validate(config.load(DeviceProfile, files[name]), str(files[name]))
+    if name == "host":
+        profile = complete_host(profile)
+    return profile
+
+
+_KNOWN_FORMATS = {"tflite": {"fp32", "fp16", "dynamic", "int8"}, "onnx": {"fp32", "fp16", "int8"}, "openvino": {"fp32", "fp16", "int8"}}
+_KNOWN_RUNTIMES = {"litert", "onnxruntime", "openvino"}
+
+
+def _validate(profile: DeviceProfile, source: str) -> DeviceProfile:
+    for item in profile.artifacts:
+        fmt, _, prec = item.partition("/")
+        if fmt not in _KNOWN_FORMATS or prec not in _KNOWN_FORMATS[fmt]:
+            raise ConfigError(f"{source}: artifact '{item}' is not format/precision (e.g. tflite/int8)")
+    for entry in profile.runtimes:
+        if entry.partition(":")[0] not in _KNOWN_RUNTIMES:
+            raise ConfigError(f"{source}: runtime '{entry}' is unknown (known: {', '.join(sorted(_KNOWN_RUNTIMES))})")
+    if profile.int8_io not in ("int8", "uint8"):
+        raise ConfigError(f"{source}: int8_io must be int8 or uint8; received {profile.int8_io!r}")
+    return profile
+
+
+# ---- host detection ------------------------------------------------------------------------
+def _read(path: Path) -> str:
+    try:
+        return path.read_bytes().replace(b"\x00", b"").decode("utf-8", "replace").strip()
+    except OSError:
+        return ""
+
+
+def _nvidia_gpus() -> list[str]:
+    exe = shutil.which("nvidia-smi")
+    if not exe:
+        return []
+    try:
+        out = subprocess.run([exe, "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [line.strip() for line in out.stdout.splitlines() if line.strip()] if out.returncode == 0 else []
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What this machine says about itself (read from ``root`` so tests can use fixtures)."""
+
+    cpu_model: str
+    cores: int
+    clock_ghz: float
+    flags: tuple[str, ...]
+    arch: str
+    memory_gb: float
+    device_tree_model: str
+    tegra_release: str
+    gpus: tuple[str, ...]
+
+
+def host_facts(root: str | Path = "/", *, query_gpu: bool = True) -> HostFacts:
+    root = Path(root)
+    cpuinfo = _read(root / "proc/cpuinfo")
+    model = re.search(r"^(?:model name|Model|Hardware)\s*:\s*(.+)$", cpuinfo, re.M)
+    flags_m = re.search(r"^(?:flags|Features)\s*:\s*(.+)$", cpuinfo, re.M)
+    flags = set(flags_m.group(1).split()) if flags_m else set()
+    interesting = {"avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "neon", "asimd", "asimddp", "sve"}
+    mhz = _read(root / "sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
+    if mhz.isdigit():
+        clock = int(mhz) / 1e6
+    else:
+        m = re.search(r"^cpu MHz\s*:\s*([\d.]+)", cpuinfo, re.M)
+        clock = float(m.group(1)) / 1000 if m else 1.0
+    cores = len(re.findall(r"^processor\s*:", cpuinfo, re.M)) or (os.cpu_count() or 1)
+    if root == Path("/"):
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
+    meminfo = re.search(r"MemTotal:\s*(\d+)", _read(root / "proc/meminfo"))
+    return HostFacts(
+        cpu_model=model.group(1).strip() if model else platform.processor() or "unknown",
+        cores=cores,
+        clock_ghz=round(clock, 2),
+        flags=tuple(sorted(flags & interesting)),
+        arch=platform.machine() if root == Path("/") else ("aarch64" if {"asimd", "neon"} & flags else "x86_64"),
+        memory_gb=round(int(meminfo.group(1)) / 1024 / 1024, 1) if meminfo else 0.0,
+        device_tree_model=_read(root / "proc/device-tree/model"),
+        tegra_release=_read(root / "etc/nv_tegra_release"),
+        gpus=tuple(_nvidia_gpus()) if query_gpu else (),
+    )
+
+
+def _fp32_flops_per_cycle(flags: tuple[str, ...]) -> int:
+    # per core: AVX-512 FMA 2x16x2, AVX2 FMA 2x8x2, AVX 8x2, NEON 2x4x2 (A72/A76 have two pipes)
+    if "avx512f" in flags:
+        return 64
+    if "avx2" in flags and "fma" in flags:
+        return 32
+    if "avx" in flags:
+        return 16
+    return 16 if {"asimd", "neon"} & set(flags) else 8
+
+
+def complete_host(profile: DeviceProfile, facts: HostFacts | None = None) -> DeviceProfile:
+    """Fill the ``host`` profile's CPU and memory figures from this machine."""
+    facts = facts or host_facts()
+    fpc = _fp32_flops_per_cycle(facts.flags)
+    int8_factor = 4 if {"avx512_vnni", "avx_vnni", "asimddp"} & set(facts.flags) else 2
+    gflops = round(facts.cores * facts.clock_ghz * fpc, 1)
+    cpu = CPUSpec(
+        model=facts.cpu_model,
+        cores=facts.cores,
+        clock_ghz=facts.clock_ghz,
+        peak_fp32_gflops=gflops,
+        peak_int8_gops=round(gflops * int8_factor, 1),
+        flags=facts.flags,
+    )
+    accels = tuple(Accelerator(name=g, kind="gpu") for g in facts.gpus)
+    desc = f"this machine: {facts.cpu_model}, {facts.cores} cores" + (f", GPU {', '.join(facts.gpus)}" if facts.gpus else "")
+    return dataclasses.replace(
+        profile,
+        description=desc,
+        arch=facts.arch,
+        cpu=cpu,
+        memory=dataclasses.replace(profile.memory, size_gb=facts.memory_gb or profile.memory.size_gb),
+        threads=min(profile.threads, facts.cores) if profile.threads else facts.cores,
+        accelerators=accels,
+    )
+
+
+def detect(root: str | Path = "/", *, facts: HostFacts | None = None) -> tuple[str, str]:
+    """Name the profile that matches this machine, with the evidence: (profile, reason)."""
+    facts = facts or host_facts(root)
+    candidates = [load_profile(n) for n in list_profiles() if n != "host"]
+    for p in candidates:
+        rule = p.detect
+        if rule.device_tree_model and rule.device_tree_model in facts.device_tree_model:
+            return p.name, f"/proc/device-tree/model says {facts.device_tree_model!r}"
+    for p in candidates:
+        rule = p.detect
+        if facts.tegra_release and any(s in facts.tegra_release for s in rule.tegra_release):
+            return p.name, f"/etc/nv_tegra_release says {facts.tegra_release.splitlines()[0][:60]!r}"
+    if facts.gpus:
+        for p in candidates:
+            if p.detect.nvidia_smi:
+                return p.name, f"nvidia-smi lists {', '.join(facts.gpus)}"
+    return "host", f"no board signature found; {facts.cpu_model}, {facts.cores} cores, flags {' '.join(facts.flags) or 'none'}"

@@ -1,0 +1,10 @@
+"""The model zoo: every architecture registered by name, built by one factory.
+
+Importing this package is cheap (no TensorFlow); builders import Keras when called.
+"""
+
+from __future__ import annotations
+
+from edgecnn.models.zoo import MODELS, ModelSpec, create_model, get_spec, min_input_size
+
+__all__ = ["MODELS", "ModelSpec", "create_model", "get_spec", "min_input_size"]

@@ -1,0 +1,47 @@
+"""The other classic CNNs, buildable for comparison: AlexNet (hand-built), VGG-16, ResNet-50, Inception-v3."""
+
+from __future__ import annotations
+
+from edgecnn.models._keras import classifier_head, keras
+
+
+def alexnet(*, input_shape, num_classes, imagenet=False, dropout=0.5):
+    """AlexNet (Krizhevsky et al. 2012), single-tower, without local response normalisation."""
+    k = keras()
+    L = k.layers
+    inputs = k.Input(shape=input_shape, name="input")
+    x = L.Conv2D(96, 11, strides=4, activation="relu", name="conv1")(inputs)
+    x = L.MaxPooling2D(3, 2, name="pool1")(x)
+    x = L.Conv2D(256, 5, padding="same", activation="relu", name="conv2")(x)
+    x = L.MaxPooling2D(3, 2, name="pool2")(x)
+    x = L.Conv2D(384, 3, padding="same", activation="relu", name="conv3")(x)
+    x = L.Conv2D(384, 3, padding="same", activation="relu", name="conv4")(x)
+    x = L.Conv2D(256, 3, padding="same", activation="relu", name="conv5")(x)
+    x = L.MaxPooling2D(3, 2, name="pool5")(x)
+    x = L.Flatten(name="flatten")(x)
+    for i in (6, 7):
+        x = L.Dense(4096, activation="relu", name=f"fc{i}")(x)
+        x = L.Dropout(dropout, name=f"drop{i}")(x)
+    outputs = L.Dense(num_classes, activation="softmax", name="predictions")(x)
+    return k.Model(inputs, outputs, name="alexnet")
+
+
+def _app(fn, name, *, input_shape, num_classes, imagenet, dropout=0.0):
+    k = keras()
+    base = fn(input_shape=input_shape, include_top=False, weights="imagenet" if imagenet else None)
+    base = k.Model(base.input, base.output, name="base")
+    inputs = k.Input(shape=input_shape, name="input")
+    outputs = classifier_head(base(inputs), num_classes, dropout=dropout)
+    return k.Model(inputs, outputs, name=name)
+
+
+def vgg16(*, input_shape, num_classes, imagenet=False, dropout=0.0):
+    return _app(keras().applications.VGG16, "vgg16", input_shape=input_shape, num_classes=num_classes, imagenet=imagenet, dropout=dropout)
+
+
+def resnet50(*, input_shape, num_classes, imagenet=False, dropout=0.0):
+    return _app(keras().applications.ResNet50, "resnet50", input_shape=input_shape, num_classes=num_classes, imagenet=imagenet, dropout=dropout)
+
+
+def inception_v3(*, input_shape, num_classes, imagenet=False, dropout=0.0):
+    return _app(keras().applications.InceptionV3, "inception_v3", input_shape=input_shape, num_classes=num_classes, imagenet=imagenet, dropout=dropout)

@@ -1,0 +1,38 @@
+"""Loading user Keras files safely, with clear errors."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from edgecnn.errors import ModelError
+
+
+def load_keras_model(path: str | Path, *, trust: bool = False) -> Any:
+    """Load a ``.keras`` (or legacy ``.h5``) model in Keras safe mode unless ``trust`` is set."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"model file not found: {path}")
+    if path.suffix == ".keras" and not zipfile.is_zipfile(path):
+        raise ModelError(
+            f"{path} is not a Keras model (a .keras file is a zip archive; this one is not)",
+            hint="pass a file saved with model.save('name.keras')",
+        )
+    if path.suffix not in (".keras", ".h5"):
+        raise ModelError(f"{path} is not a Keras model file (expected .keras or .h5); received suffix {path.suffix!r}")
+
+    import keras
+
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=not trust)
+    except ValueError as exc:
+        text = str(exc)
+        if "safe_mode" in text or "Lambda" in text:
+            raise ModelError(
+                f"{path} contains a Lambda layer or other code that Keras safe mode refuses to load",
+                hint="only if you trust the file's author, add --trust-model",
+            ) from None
+        raise ModelError(f"cannot load {path} as a Keras model: {text.splitlines()[0][:300]}") from None
+    except Exception as exc:
+        raise ModelError(f"cannot load {path} as a Keras model: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from None
