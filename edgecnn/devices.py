@@ -90,11 +90,9 @@ class DeviceProfile:
 
 def profiles_dir() -> Path:
     """Where device YAMLs live: inside the wheel, else the repository's ``devices/``."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "_resources" / "devices", here.parent / "devices"):
-        if candidate.is_dir():
-            return candidate
-    raise ConfigError("device profiles folder not found (a broken install?)", hint="reinstall edgecnn")
+    from edgecnn.resources import resource_dir
+
+    return resource_dir("devices")
 
 
 @lru_cache(maxsize=None)

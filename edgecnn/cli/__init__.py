@@ -14,7 +14,7 @@ import traceback
 from edgecnn import __version__
 from edgecnn.errors import EdgeCNNError
 
-VERBS = ["models", "inspect", "devices"]
+VERBS = ["models", "inspect", "devices", "train"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,1 @@
+"""Training and transfer learning from YAML recipes (host side: imports TensorFlow)."""
