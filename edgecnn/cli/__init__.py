@@ -14,7 +14,7 @@ import traceback
 from edgecnn import __version__
 from edgecnn.errors import EdgeCNNError
 
-VERBS = ["models", "inspect", "devices", "train"]
+VERBS = ["models", "inspect", "devices", "train", "convert", "verify"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,9 +60,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def console(args: argparse.Namespace | None = None):
     """A rich Console for tables and progress on a terminal; quiet output stays plain."""
+    import shutil
+
     from rich.console import Console
 
-    return Console(stderr=False, highlight=False, soft_wrap=False, width=None)
+    # tables are wide: never squeeze them below 160 columns (pipes and CI logs have no width)
+    return Console(stderr=False, highlight=False, soft_wrap=False, width=max(shutil.get_terminal_size((160, 24)).columns, 160))
 
 
 def cli_entry() -> None:

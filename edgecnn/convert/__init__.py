@@ -1,0 +1,1 @@
+"""Host-side conversion and quantisation (imports TensorFlow when a converter runs)."""

@@ -1,0 +1,199 @@
+"""``convert()``: one source model -> every requested (format, precision) artifact, gated and summarised."""
+
+from __future__ import annotations
+
+import logging
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecnn import __version__
+from edgecnn.convert.base import CONVERTERS, Precision, parse_targets
+from edgecnn.convert.data import conversion_data, random_eval
+from edgecnn.convert.parity import GateThresholds, ParityResult, check_parity
+from edgecnn.convert.source import load_source
+from edgecnn.devices import DeviceProfile, load_profile
+from edgecnn.errors import ArtifactError, ConversionError, EdgeCNNError
+from edgecnn.manifest import Manifest, staged_directory, write_atomic, write_json_atomic
+from edgecnn.runtime.base import open_backend
+
+log = logging.getLogger("edgecnn.convert")
+
+
+@dataclass
+class Row:
+    format: str
+    precision: str
+    status: str = "ok"  # ok | FAILED | ERROR
+    path: str | None = None
+    size_mb: float | None = None
+    size_ratio: float | None = None
+    parity: ParityResult | None = None
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in self.__dict__.items() if k != "parity"}
+        d["parity"] = self.parity.to_dict() if self.parity else None
+        return d
+
+
+@dataclass
+class ConversionSummary:
+    model: str
+    device: str
+    out: Path
+    rows: list[Row]
+    eval_source: str
+    calibration_source: str | None
+
+    @property
+    def ok(self) -> bool:
+        return all(r.status == "ok" for r in self.rows)
+
+
+class _GateFailed(Exception):
+    pass
+
+
+def _tensor_entry(spec: Any) -> dict[str, Any]:
+    d = {"name": spec.name, "shape": list(spec.shape), "dtype": spec.dtype, "layout": "NHWC"}
+    d["quantization"] = {"scale": spec.scale, "zero_point": spec.zero_point} if spec.quantized else None
+    return d
+
+
+def _one(source: Any, fmt: str, precision: Precision, final: Path, *, profile: DeviceProfile, calibration: Any, eval_set: Any,
+         keras_probs: np.ndarray, thresholds: GateThresholds, gate: bool, force: bool, max_drop: float | None) -> Row:
+    info = CONVERTERS.get(fmt)
+    row = Row(fmt, str(precision))
+    try:
+        with staged_directory(final, force=force) as tmp:
+            result = info.load()(source, precision, tmp, calibration=calibration, profile=profile, max_drop=max_drop, eval_set=eval_set)
+            model_file = tmp / result["files"]["model"]["path"]
+            with open_backend(info.runtime, model_file) as backend:
+                inp, out = _tensor_entry(backend.input), _tensor_entry(backend.output)
+            manifest = Manifest(
+                format=fmt, precision=str(precision), files=result["files"], input=inp, output=out, labels=source.labels,
+                preprocess=source.spec, device=profile.name,
+                source_model={"path": str(source.path), "sha256": source.sha256, "name": source.name},
+                tools={"edgecnn": __version__, "python": platform.python_version(), **result.get("tools", {})},
+                extra=result.get("extra", {}) | ({"calibration": {"n": len(calibration), "source": calibration.source}}
+                                                  if calibration is not None and precision in (Precision.INT8,) else {}),
+            )
+            manifest.write(tmp)
+            row.parity = check_parity(tmp, keras_probs, eval_set, precision, source.labels, thresholds)
+            manifest.parity = row.parity.to_dict()
+            manifest.write(tmp)  # manifest last, now with the parity result
+            if gate and not row.parity.passed:
+                raise _GateFailed()
+    except _GateFailed:
+        row.status = "FAILED"
+        row.notes.append("removed by the parity gate (use --no-gate to keep it): " + "; ".join(row.parity.reasons))
+        return row
+    except EdgeCNNError as exc:
+        row.status, row.error = "ERROR", exc.message
+        return row
+    row.path = str(final)
+    size = sum(p.stat().st_size for p in final.iterdir() if p.is_file() and p.name != "edgecnn.json")
+    row.size_mb = size / 1e6
+    if not row.parity.passed:
+        row.status = "FAILED"
+        row.notes.append("kept with --no-gate: " + "; ".join(row.parity.reasons))
+    edgetpu = result.get("extra", {}).get("edgetpu")
+    if edgetpu:
+        row.notes.append(edgetpu.get("note") or f"Edge TPU: {edgetpu.get('ops_on_tpu')} ops on the TPU, {edgetpu.get('ops_on_cpu')} on the CPU")
+    return row
+
+
+def convert(model: str | Path, device: str, *, precisions: list[str] | None = None, data: str | None = None,
+            calibration: str | None = None, out: str | Path | None = None, force: bool = False, gate: bool = True,
+            max_drop: float = 1.0, accuracy_control: bool = False, trust: bool = False, n_eval: int | None = None,
+            preprocess: Any = None, progress: Callable[[str], None] | None = None) -> ConversionSummary:
+    """Convert ``model`` for ``device``: every (format, precision) the profile lists, or ``precisions``."""
+    say = progress or (lambda msg: None)
+    profile = load_profile(device)
+    targets = parse_targets(precisions or [], profile.artifact_pairs())
+    say(f"loading {model}")
+    source = load_source(model, trust=trust, preprocess=preprocess)
+    out_root = Path(out) if out else Path("out") / f"{source.name}-{profile.name}"
+    if out_root.exists() and any(out_root.iterdir()) and not force:
+        raise ArtifactError(f"output folder already exists: {out_root}", hint="use --force to replace it, or choose another --out")
+    say("preparing held-out and calibration data")
+    eval_set, calib = conversion_data(source, data=data, calibration=calibration, n_eval=n_eval)
+    if eval_set is None:
+        eval_set = random_eval(source)
+    needs_calib = [f"{f}/{p}" for f, p in targets if p == Precision.INT8]
+    if needs_calib and calib is None:
+        from edgecnn.convert.data import require_calibration
+
+        require_calibration(None, ", ".join(needs_calib))
+    keras_probs = source.predict(eval_set.x)
+    thresholds = GateThresholds(max_drop_points=max_drop)
+    out_root.mkdir(parents=True, exist_ok=True)
+    rows = []
+    try:
+        for fmt, prec in targets:
+            say(f"{fmt}/{prec}: converting, then checking parity on {len(eval_set.x)} inputs")
+            rows.append(_one(source, fmt, prec, out_root / f"{fmt}-{prec}", profile=profile, calibration=calib, eval_set=eval_set,
+                             keras_probs=keras_probs, thresholds=thresholds, gate=gate, force=force,
+                             max_drop=max_drop if accuracy_control else None))
+    finally:
+        source.cleanup()
+    _size_ratios(rows, source)
+    summary = ConversionSummary(source.name, profile.name, out_root, rows, eval_set.source, calib.source if calib else None)
+    write_summary(summary)
+    return summary
+
+
+def _size_ratios(rows: list[Row], source: Any) -> None:
+    fp32 = {r.format: r.size_mb for r in rows if r.precision == "fp32" and r.size_mb}
+    keras_mb = source.model.count_params() * 4 / 1e6
+    for r in rows:
+        if r.size_mb:
+            r.size_ratio = r.size_mb / fp32.get(r.format, keras_mb)
+
+
+def summary_rows(summary: ConversionSummary) -> list[list[str]]:
+    table = []
+    for r in summary.rows:
+        p = r.parity
+
+        def pct(v: float | None) -> str:
+            return "-" if v is None else f"{v * 100:.2f}%"
+
+        table.append([
+            r.format, r.precision, "-" if r.size_mb is None else f"{r.size_mb:.3f}", "-" if r.size_ratio is None else f"{r.size_ratio:.2f}x",
+            pct(p.keras_accuracy) if p else "-", pct(p.artifact_accuracy) if p else "-", pct(p.agreement) if p else "-",
+            f"{p.max_abs_dp:.1e}" if p else "-", f"{p.p50_ms:.3f}" if p and p.p50_ms else "-",
+            r.status if r.status != "ERROR" else f"ERROR: {r.error}",
+        ])
+    return table
+
+
+HEADERS = ["format", "precision", "size MB", "vs fp32", "Keras acc", "artifact acc", "agreement", "max|dp|", "p50 ms (host)", "status"]
+
+
+def write_summary(summary: ConversionSummary) -> None:
+    data = {"model": summary.model, "device": summary.device, "eval_data": summary.eval_source,
+            "calibration": summary.calibration_source, "ok": summary.ok, "artifacts": [r.to_dict() for r in summary.rows]}
+    write_json_atomic(summary.out / "summary.json", data)
+    lines = [f"# {summary.model} for {summary.device}", "", f"Parity data: {summary.eval_source}. Calibration: {summary.calibration_source or '-'}.", "",
+             "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+    lines += ["| " + " | ".join(row) + " |" for row in summary_rows(summary)]
+    for r in summary.rows:
+        if r.parity and r.parity.per_class_delta and r.status != "ok":
+            worst = sorted(r.parity.per_class_delta.items(), key=lambda kv: kv[1])[:5]
+            lines.append(f"\n{r.format}/{r.precision} per-class accuracy change (points): " + ", ".join(f"{k}: {v:+.1f}" for k, v in worst))
+        for note in r.notes:
+            lines.append(f"\n{r.format}/{r.precision}: {note}")
+    write_atomic(summary.out / "summary.md", "\n".join(lines) + "\n")
+
+
+def raise_if_failed(summary: ConversionSummary) -> None:
+    bad = [f"{r.format}/{r.precision} ({r.status})" for r in summary.rows if r.status != "ok"]
+    if bad:
+        raise ConversionError(f"{len(bad)} of {len(summary.rows)} artifacts failed: {', '.join(bad)}; see {summary.out / 'summary.md'}")

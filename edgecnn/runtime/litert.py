@@ -1,0 +1,87 @@
+"""LiteRT (TFLite) backend: ai_edge_litert, else tflite_runtime, else tensorflow.lite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecnn.errors import MissingDependencyError, RuntimeBackendError
+from edgecnn.runtime.base import BackendBase, TensorSpec
+
+
+def _interpreter_class() -> tuple[Any, str, str]:
+    try:
+        from ai_edge_litert import interpreter as mod
+
+        import ai_edge_litert
+
+        return mod.Interpreter, "ai-edge-litert", getattr(ai_edge_litert, "__version__", "")
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime import interpreter as mod
+
+        import tflite_runtime
+
+        return mod.Interpreter, "tflite-runtime", getattr(tflite_runtime, "__version__", "")
+    except ImportError:
+        pass
+    try:  # last resort on a host: TensorFlow's own copy (slow import, but it works)
+        import tensorflow as tf
+
+        return tf.lite.Interpreter, "tensorflow.lite", tf.__version__
+    except ImportError:
+        raise MissingDependencyError("ai-edge-litert", "litert", purpose="running .tflite models") from None
+
+
+def _spec(detail: dict) -> TensorSpec:
+    scale, zp = detail.get("quantization", (0.0, 0))
+    return TensorSpec(detail["name"], tuple(int(d) for d in detail.get("shape_signature", detail["shape"])),
+                      np.dtype(detail["dtype"]).name, float(scale), int(zp))
+
+
+class LiteRTBackend(BackendBase):
+    @classmethod
+    def open(cls, path: Path, *, threads: int | None = None, accelerator: str = "CPU", allow_fallback: bool = False, **_: Any):
+        Interpreter, package, version = _interpreter_class()
+        try:
+            interp = Interpreter(model_path=str(path), num_threads=threads)
+            interp.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise RuntimeBackendError(f"{package} cannot load {path}: {str(exc).splitlines()[0][:200]}") from None
+        self = cls(name="litert", model_path=path, threads=threads, accelerator="CPU", version=f"{package} {version}",
+                   providers=["XNNPACK" if package != "tensorflow.lite" else "builtin+XNNPACK"])
+        self._interp = interp
+        ins, outs = interp.get_input_details(), interp.get_output_details()
+        if len(ins) != 1 or len(outs) != 1:
+            raise RuntimeBackendError(f"{path}: expected one input and one output; found {len(ins)} and {len(outs)}")
+        self._in_idx, self._out_idx = ins[0]["index"], outs[0]["index"]
+        self.input, self.output = _spec(ins[0]), _spec(outs[0])
+        self._batch = int(ins[0]["shape"][0])
+        self._in_dtype = np.dtype(ins[0]["dtype"])
+        return self
+
+    def input_buffer(self) -> np.ndarray:
+        """A writable view of the input tensor (write a frame into it in place, then invoke())."""
+        return self._interp.tensor(self._in_idx)()
+
+    def invoke(self) -> np.ndarray:
+        self._interp.invoke()
+        return self._interp.get_tensor(self._out_idx)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Run a float32 NHWC batch; returns float32 probabilities, one row per image."""
+        x = self.quantize_input(x)
+        n = x.shape[0]
+        if n != self._batch:
+            self._interp.resize_tensor_input(self._in_idx, [n, *x.shape[1:]], strict=False)
+            self._interp.allocate_tensors()
+            self._batch = n
+        self._interp.set_tensor(self._in_idx, x)
+        self._interp.invoke()
+        return self.dequantize_output(self._interp.get_tensor(self._out_idx))
+
+    def close(self) -> None:
+        self._interp = None

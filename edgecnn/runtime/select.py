@@ -1,0 +1,83 @@
+"""Walk a device profile's runtime chain and open the first runtime that works, saying why others did not."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgecnn.devices import DeviceProfile
+from edgecnn.errors import ArtifactError, EdgeCNNError, RuntimeBackendError
+from edgecnn.manifest import MANIFEST_NAME, Manifest
+from edgecnn.runtime.base import RUNTIMES, open_backend
+
+
+@dataclass
+class Selection:
+    backend: Any
+    manifest: Manifest
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+    def explain(self) -> list[str]:
+        lines = [f"skipped {s['candidate']}: {s['reason']}" for s in self.skipped]
+        d = self.backend.describe()
+        lines.append(f"using {d['runtime']} ({d['version']}) on {d['accelerator']} with {self.manifest.format}/{self.manifest.precision} "
+                     f"from {self.manifest.directory} [providers: {', '.join(d['providers'])}]")
+        return lines
+
+
+def artifact_dirs(path: str | Path) -> list[Path]:
+    """The artifact folder itself, or the artifact sub-folders of a conversion output folder."""
+    path = Path(path)
+    if (path / MANIFEST_NAME).is_file():
+        return [path]
+    if not path.is_dir():
+        raise ArtifactError(f"artifact folder not found: {path}")
+    subs = sorted(p.parent for p in path.glob(f"*/{MANIFEST_NAME}"))
+    if not subs:
+        raise ArtifactError(f"{path} holds no edgecnn artifact ({MANIFEST_NAME} not found)",
+                            hint="give an artifact folder made by 'edgecnn convert'")
+    return subs
+
+
+def _preference(profile: DeviceProfile | None, manifest: Manifest) -> int:
+    key = f"{manifest.format}/{manifest.precision}"
+    order = list(profile.artifacts) if profile else []
+    return order.index(key) if key in order else len(order)
+
+
+def select_runtime(path: str | Path, profile: DeviceProfile | None = None, *, runtime: str | None = None,
+                   accelerator: str | None = None, threads: int | None = None, allow_fallback: bool = True,
+                   verify: bool = True, **options: Any) -> Selection:
+    """Open the best (runtime, artifact) pair for ``profile``; every skipped candidate is recorded."""
+    manifests = [Manifest.load(d, verify=verify) for d in artifact_dirs(path)]
+    if runtime:
+        chain = [(runtime, accelerator)]
+    elif profile:
+        chain = profile.runtime_chain()
+    else:
+        chain = [(name, None) for name in RUNTIMES.names()]
+    threads = threads or (profile.threads if profile else None)
+    skipped: list[dict[str, str]] = []
+    for name, acc in chain:
+        info = RUNTIMES.get(name)
+        label = f"{name}[{acc}]" if acc else name
+        matching = sorted((m for m in manifests if m.format in info.formats), key=lambda m: _preference(profile, m))
+        if not matching:
+            skipped.append({"candidate": label, "reason": f"no {'/'.join(info.formats)} artifact in {path}"})
+            continue
+        manifest = matching[0]
+        try:
+            backend = open_backend(name, manifest.file_path("model"), threads=threads, accelerator=acc,
+                                   allow_fallback=False, **options)
+        except EdgeCNNError as exc:
+            skipped.append({"candidate": label, "reason": exc.message + (f" ({exc.hint})" if exc.hint else "")})
+            if runtime and not allow_fallback:
+                raise
+            continue
+        return Selection(backend, manifest, skipped)
+    if len(manifests) == 1 and not runtime and allow_fallback:
+        pass
+    reasons = "; ".join(f"{s['candidate']}: {s['reason']}" for s in skipped)
+    raise RuntimeBackendError(f"no runtime could open {path} ({reasons})",
+                              hint='install a runtime, e.g. pip install "edgecnn[litert]"')
