@@ -67,7 +67,8 @@ def _tensor_entry(spec: Any) -> dict[str, Any]:
 
 
 def _one(source: Any, fmt: str, precision: Precision, final: Path, *, profile: DeviceProfile, calibration: Any, eval_set: Any,
-         keras_probs: np.ndarray, thresholds: GateThresholds, gate: bool, force: bool, max_drop: float | None) -> Row:
+         keras_probs: np.ndarray, thresholds: GateThresholds, gate: bool, force: bool, max_drop: float | None,
+         cost: dict[str, Any]) -> Row:
     info = CONVERTERS.get(fmt)
     row = Row(fmt, str(precision))
     try:
@@ -81,7 +82,7 @@ def _one(source: Any, fmt: str, precision: Precision, final: Path, *, profile: D
                 preprocess=source.spec, device=profile.name,
                 source_model={"path": str(source.path), "sha256": source.sha256, "name": source.name},
                 tools={"edgecnn": __version__, "python": platform.python_version(), **result.get("tools", {})},
-                extra=result.get("extra", {}) | ({"calibration": {"n": len(calibration), "source": calibration.source}}
+                extra=result.get("extra", {}) | {"cost": cost} | ({"calibration": {"n": len(calibration), "source": calibration.source}}
                                                   if calibration is not None and precision in (Precision.INT8,) else {}),
             )
             manifest.write(tmp)
@@ -132,6 +133,11 @@ def convert(model: str | Path, device: str, *, precisions: list[str] | None = No
 
         require_calibration(None, ", ".join(needs_calib))
     keras_probs = source.predict(eval_set.x)
+    from edgecnn.models.inspect import analyse
+    from edgecnn.profiling.estimate import layer_costs
+
+    report = analyse(source.model)
+    cost = {"macs": report.total_macs, "params": report.total_params, "layers": layer_costs(report)}
     thresholds = GateThresholds(max_drop_points=max_drop)
     out_root.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -140,7 +146,7 @@ def convert(model: str | Path, device: str, *, precisions: list[str] | None = No
             say(f"{fmt}/{prec}: converting, then checking parity on {len(eval_set.x)} inputs")
             rows.append(_one(source, fmt, prec, out_root / f"{fmt}-{prec}", profile=profile, calibration=calib, eval_set=eval_set,
                              keras_probs=keras_probs, thresholds=thresholds, gate=gate, force=force,
-                             max_drop=max_drop if accuracy_control else None))
+                             max_drop=max_drop if accuracy_control else None, cost=cost))
     finally:
         source.cleanup()
     _size_ratios(rows, source)

@@ -63,23 +63,23 @@ class LiteRTBackend(BackendBase):
         self._in_dtype = np.dtype(ins[0]["dtype"])
         return self
 
-    def input_buffer(self) -> np.ndarray:
-        """A writable view of the input tensor (write a frame into it in place, then invoke())."""
-        return self._interp.tensor(self._in_idx)()
+    def set_input(self, x: np.ndarray) -> None:
+        """Write an input (quantised if the model wants int8/uint8) without running."""
+        x = self.quantize_input(x)
+        if x.shape[0] != self._batch:
+            self._interp.resize_tensor_input(self._in_idx, list(x.shape), strict=False)
+            self._interp.allocate_tensors()
+            self._batch = x.shape[0]
+        self._interp.set_tensor(self._in_idx, x)
 
     def invoke(self) -> np.ndarray:
+        """Run on the input already set (what benchmark_model times) and return the raw output."""
         self._interp.invoke()
         return self._interp.get_tensor(self._out_idx)
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """Run a float32 NHWC batch; returns float32 probabilities, one row per image."""
-        x = self.quantize_input(x)
-        n = x.shape[0]
-        if n != self._batch:
-            self._interp.resize_tensor_input(self._in_idx, [n, *x.shape[1:]], strict=False)
-            self._interp.allocate_tensors()
-            self._batch = n
-        self._interp.set_tensor(self._in_idx, x)
+        self.set_input(x)
         self._interp.invoke()
         return self.dequantize_output(self._interp.get_tensor(self._out_idx))
 

@@ -61,6 +61,12 @@ class ONNXRuntimeBackend(BackendBase):
         self._np_dtype = np.float16 if self.input.dtype == "float16" else np.float32
         return self
 
+    def set_input(self, x: np.ndarray) -> None:
+        self._feed = {self._in_name: np.ascontiguousarray(x, dtype=self._np_dtype)}
+
+    def invoke(self) -> np.ndarray:
+        return self._sess.run([self._out_name], self._feed)[0]
+
     def run(self, x: np.ndarray) -> np.ndarray:
         if x.dtype != self._np_dtype:
             x = x.astype(self._np_dtype)

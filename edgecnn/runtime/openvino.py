@@ -45,6 +45,15 @@ class OpenVINOBackend(BackendBase):
         self.output = TensorSpec(out.get_any_name(), pshape(out), out.get_element_type().to_dtype().name)
         return self
 
+    def set_input(self, x: np.ndarray) -> None:
+        import openvino as ov
+
+        self._request.set_input_tensor(ov.Tensor(np.ascontiguousarray(x, dtype=np.float32)))
+
+    def invoke(self) -> np.ndarray:
+        self._request.infer()
+        return self._request.get_output_tensor().data
+
     def run(self, x: np.ndarray) -> np.ndarray:
         if x.dtype != np.float32:
             x = x.astype(np.float32)

@@ -1,0 +1,95 @@
+"""edgecnn profile: honest latency numbers for an artifact or a bare .tflite/.onnx/.xml."""
+
+from __future__ import annotations
+
+HELP = "profile latency of an artifact or a bare .tflite / .onnx / OpenVINO .xml on this host"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("model", help="artifact folder, conversion output folder, or a .tflite / .onnx / .xml file")
+    p.add_argument("--device", help="device profile: its runtime chain and threads apply; if it is not this host, an estimate is added")
+    p.add_argument("--runtime", help="force a runtime: litert, onnxruntime, openvino")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--runs", type=int, default=200, help="at least this many timed runs per mode (default 200)")
+    p.add_argument("--min-seconds", type=float, default=10.0, help="and at least this long per mode (default 10)")
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--input-shape", help="for dynamic shapes: e.g. 1,224,224,3")
+    p.add_argument("--out", help="write OUT.json, .csv, .md and .png")
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def run(args) -> int:
+    import json
+    import sys
+
+    from edgecnn.devices import detect, load_profile
+    from edgecnn.errors import ConfigError
+    from edgecnn.profiling.measure import ProfileOptions, profile
+    from edgecnn.profiling.report import markdown, write_outputs
+
+    shape = None
+    if args.input_shape:
+        try:
+            shape = tuple(int(v) for v in args.input_shape.split(","))
+        except ValueError:
+            raise ConfigError(f"--input-shape must be comma-separated integers like 1,224,224,3; received {args.input_shape!r}") from None
+    if args.out:
+        from pathlib import Path
+
+        parent = Path(args.out).parent
+        if not parent.is_dir():
+            raise ConfigError(f"cannot write {args.out}: folder {parent} does not exist")
+    opts = ProfileOptions(runs=args.runs, min_seconds=args.min_seconds, warmup=args.warmup, threads=args.threads,
+                          batch=args.batch, input_shape=shape)
+    host_name = detect()[0]
+    target = load_profile(args.device) if args.device else load_profile(host_name)
+    measured_on = load_profile(host_name) if target.name != host_name else target
+    tick = None
+    progress = None
+    if not args.quiet and not args.json and sys.stderr.isatty():
+        from rich.progress import Progress
+
+        progress = Progress(transient=True)
+        task = progress.add_task("profiling", total=None)
+        tick = lambda: progress.advance(task)  # noqa: E731
+        progress.start()
+    try:
+        result = profile(args.model, profile=target if target.name == host_name else _host_chain(target, measured_on),
+                         runtime=args.runtime, opts=opts, tick=tick)
+    finally:
+        if progress:
+            progress.stop()
+    if target.name != host_name:
+        result["estimate"] = _estimate(result, measured_on, target, args)
+    if args.out:
+        write_outputs(result, args.out)
+    if args.json:
+        print(json.dumps({k: v for k, v in result.items() if k != "raw_ms"}, indent=2, default=str))
+    elif not args.quiet:
+        print(markdown(result))
+    return 0
+
+
+def _host_chain(target, host):
+    """Measure here with the target's runtime chain and threads (capped at this host's cores)."""
+    import dataclasses
+
+    return dataclasses.replace(target, threads=min(target.threads, host.cpu.cores))
+
+
+def _estimate(result, host, target, args):
+    from edgecnn.profiling.estimate import estimate
+
+    artifact = result["model"].get("artifact")
+    if not artifact:
+        return {"device": target.name, "note": "no estimate for a bare model file: per-layer costs come from an edgecnn artifact's manifest"}
+    from edgecnn.manifest import Manifest
+
+    m = Manifest.load(artifact, verify=False)
+    layers = (m.extra.get("cost") or {}).get("layers")
+    if not layers:
+        return {"device": target.name, "note": "the artifact's manifest has no per-layer costs (converted by an older edgecnn?)"}
+    return estimate(layers, m.precision, host=host, target=target, measured_host_ms=result["invoke"]["p50"],
+                    host_threads=result["threads"])

@@ -1,0 +1,1 @@
+"""Latency profiling on the device (no TensorFlow): measure, statistics, system context, reports, estimates."""

@@ -1,0 +1,89 @@
+"""Profile outputs: JSON (schema-versioned), CSV of samples, Markdown summary, PNG latency plot."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from edgecnn.errors import ConfigError
+from edgecnn.manifest import write_atomic
+
+
+def _fmt(s: dict[str, float]) -> str:
+    return f"p50 {s['p50']:.3f} ms, p90 {s['p90']:.3f}, p99 {s['p99']:.3f}, mean {s['mean']:.3f} ± {s['std']:.3f}, min {s['min']:.3f}, max {s['max']:.3f}, {s['fps']:.1f} FPS (n={s['n']})"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    r, m, s = result["runtime"], result["model"], result["system"]
+    lines = [f"# Profile: {Path(m['path']).name} ({m['format']}/{m['precision']})", "",
+             f"- runtime: {r['runtime']} {r['version']} on {r['accelerator']} (providers: {', '.join(r['providers'])}), threads {result['threads']}",
+             f"- host: {s['cpu_model']}, {s['cores']} cores, governor {s['governor'] or '?'}, clock {s['clock_mhz'] or '?'} MHz",
+             f"- temperatures before/after: {s['temperatures_before_c'] or '-'} / {s['temperatures_after_c'] or '-'}",
+             f"- throttling: {s['throttling'] or 'not readable here (no vcgencmd)'}",
+             f"- load {result['load_ms']:.1f} ms, first inference {result['first_inference_ms']:.2f} ms, warm-up {result['warmup_runs']} runs discarded",
+             f"- **invoke** (input unchanged, as benchmark_model / benchmark_app): {_fmt(result['invoke'])}",
+             f"- **fresh-input** (a new input written every run, as a camera): {_fmt(result['fresh_input'])}",
+             f"- memory: peak RSS {result['memory']['peak_rss_mb']:.1f} MB, growth over the run {result['memory']['growth_mb']:+.2f} MB"]
+    if "stages" in result:
+        st = result["stages"]
+        lines.append(f"- stages (640x480 frame): preprocess p50 {st['preprocess']['p50']:.3f} ms, inference {st['inference']['p50']:.3f} ms, postprocess {st['postprocess']['p50']:.3f} ms")
+    for sk in result.get("skipped_runtimes") or []:
+        lines.append(f"- skipped {sk['candidate']}: {sk['reason']}")
+    est = result.get("estimate")
+    if est:
+        lines.append(f"- **ESTIMATE for {est['device']}** (not measured): p50 ≈ {est['estimated_p50_ms']:.3f} ms "
+                     f"(roofline {est['roofline_ms']:.3f} ms x host efficiency {est['efficiency_factor']:.2f})")
+    return "\n".join(lines) + "\n"
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, (h, c) = plt.subplots(1, 2, figsize=(10, 4))
+    for mode, color in (("invoke", "tab:blue"), ("fresh_input", "tab:orange")):
+        v = np.sort(np.asarray(result["raw_ms"][mode]))
+        h.hist(v, bins=50, alpha=0.6, color=color, label=mode)
+        c.plot(v, np.arange(1, len(v) + 1) / len(v), color=color, label=mode)
+        for q, ls in (("p50", "--"), ("p90", ":")):
+            c.axvline(result[mode][q], color=color, linestyle=ls, linewidth=1)
+            c.annotate(f"{mode} {q} {result[mode][q]:.3f}", (result[mode][q], 0.1 if q == "p50" else 0.9), fontsize=7, rotation=90)
+    h.set_xlabel("latency (ms)")
+    h.set_title("histogram")
+    h.legend()
+    c.set_xlabel("latency (ms)")
+    c.set_title("CDF (dashed p50, dotted p90)")
+    c.legend()
+    fig.suptitle(f"{Path(result['model']['path']).name} - {result['runtime']['runtime']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_outputs(result: dict[str, Any], out: str | Path) -> list[Path]:
+    """Write out.json (+ .csv, .md, .png beside it)."""
+    out = Path(out)
+    if out.suffix != ".json":
+        out = out.with_suffix(".json")
+    if not out.parent.exists() or not out.parent.is_dir():
+        raise ConfigError(f"cannot write {out}: folder {out.parent} does not exist")
+    try:
+        write_atomic(out, json.dumps(result, indent=2, default=str) + "\n")
+    except OSError as exc:
+        raise ConfigError(f"cannot write {out}: {exc.strerror}") from None
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["mode", "run", "latency_ms"])
+    for mode, values in result["raw_ms"].items():
+        w.writerows([mode, i, f"{v:.5f}"] for i, v in enumerate(values))
+    paths = [out, out.with_suffix(".csv"), out.with_suffix(".md"), out.with_suffix(".png")]
+    write_atomic(paths[1], buf.getvalue())
+    write_atomic(paths[2], markdown(result))
+    plot(result, paths[3])
+    return paths

@@ -1,0 +1,75 @@
+"""The context that makes latency numbers comparable: CPU, threads, governor, clocks, temperatures, throttling."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+
+def _read(p: Path) -> str | None:
+    try:
+        return p.read_text().strip()
+    except OSError:
+        return None
+
+
+def temperatures(root: str | Path = "/") -> dict[str, float]:
+    """Every thermal zone in degrees C (``/sys/class/thermal``), keyed by zone type."""
+    out: dict[str, float] = {}
+    for zone in sorted(Path(root, "sys/class/thermal").glob("thermal_zone*")):
+        t = _read(zone / "temp")
+        kind = _read(zone / "type") or zone.name
+        if t and t.lstrip("-").isdigit():
+            out[f"{kind}"] = int(t) / 1000.0
+    return out
+
+
+def throttling() -> dict[str, Any] | None:
+    """``vcgencmd get_throttled`` on a Raspberry Pi: bit 0 under-voltage, 1 capped, 2 throttled, 3 soft limit (now);
+    bits 16-19 the same since boot."""
+    exe = shutil.which("vcgencmd")
+    if not exe:
+        return None
+    try:
+        out = subprocess.run([exe, "get_throttled"], capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return decode_throttled(out)
+
+
+def decode_throttled(text: str) -> dict[str, Any]:
+    value = int(text.split("=", 1)[1], 16) if "=" in text else int(text, 16)
+    names = ["under_voltage", "freq_capped", "throttled", "soft_temp_limit"]
+    return {"raw": hex(value), "now": [n for i, n in enumerate(names) if value >> i & 1],
+            "since_boot": [n for i, n in enumerate(names) if value >> (16 + i) & 1]}
+
+
+def cpu_context(root: str | Path = "/") -> dict[str, Any]:
+    cpu = Path(root, "sys/devices/system/cpu/cpu0/cpufreq")
+    cur = _read(cpu / "scaling_cur_freq")
+    mx = _read(cpu / "cpuinfo_max_freq")
+    from edgecnn.devices import host_facts
+
+    facts = host_facts(root, query_gpu=False)
+    return {
+        "cpu_model": facts.cpu_model, "cores": facts.cores, "arch": platform.machine(), "flags": list(facts.flags),
+        "governor": _read(cpu / "scaling_governor"), "clock_mhz": int(cur) / 1000 if cur and cur.isdigit() else None,
+        "max_clock_mhz": int(mx) / 1000 if mx and mx.isdigit() else None,
+        "python": platform.python_version(), "os": platform.platform(), "load_avg": list(os.getloadavg()),
+    }
+
+
+def rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 1e6
+
+
+def peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
