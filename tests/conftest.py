@@ -1,0 +1,57 @@
+"""Shared fixtures: one trained LeNet-5 run and its converted artifacts per test session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")  # CPU-only tests: no 'cuInit failed' noise on GPU-less CI
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def lenet_run(tmp_path_factory) -> Path:
+    """recipes/lenet5-digits.yaml trained once (about 40 s on 2 cores)."""
+    from edgecnn.train.recipe import load_recipe
+    from edgecnn.train.trainer import train
+
+    out = tmp_path_factory.mktemp("runs") / "lenet5-digits"
+    return train(load_recipe(REPO / "recipes" / "lenet5-digits.yaml"), out, quiet=True)
+
+
+@pytest.fixture(scope="session")
+def lenet_artifacts(lenet_run, tmp_path_factory) -> Path:
+    """The LeNet-5 run converted for the host profile: 6 artifacts in 3 formats."""
+    from edgecnn.convert.api import convert
+
+    out = tmp_path_factory.mktemp("artifacts") / "lenet5-host"
+    summary = convert(lenet_run, "host", out=out)
+    assert summary.ok, [(r.format, r.precision, r.status, r.error) for r in summary.rows]
+    return out
+
+
+@pytest.fixture()
+def artifact_copy(lenet_artifacts, tmp_path):
+    """A private copy of the artifacts that a test may damage."""
+    dst = tmp_path / "artifacts"
+    shutil.copytree(lenet_artifacts, dst)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def digits_test_split():
+    from edgecnn.data import load_dataset
+
+    ds = load_dataset("bundled:digits")
+    return ds.split(validation=0.15, test=0.15, seed=0)[2]

@@ -1,0 +1,80 @@
+"""Device profiles and host detection (with fixture files, never by pretending in production code)."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgecnn import devices
+from edgecnn.errors import ConfigError, UnknownNameError
+
+EXPECTED = {"rpi4", "rpi5", "jetson-nano", "jetson-orin-nano", "intel-cpu", "desktop-gpu", "coral-edgetpu", "host"}
+
+
+def test_all_profiles_load_with_figures():
+    assert set(devices.list_profiles()) == EXPECTED
+    for name in EXPECTED:
+        p = devices.load_profile(name)
+        assert p.cpu.peak_fp32_gflops > 0 and p.memory.bandwidth_gbps > 0 and p.artifacts and p.runtimes
+    assert devices.load_profile("desktop-gpu").runtime_chain()[0] == ("onnxruntime", "CUDA")
+    assert devices.load_profile("jetson-nano").runtime_chain()[:2] == [("onnxruntime", "TensorRT"), ("onnxruntime", "CUDA")]
+    assert devices.load_profile("coral-edgetpu").int8_io == "uint8"
+    assert len(devices.load_profile("rpi4").artifacts) == 6
+
+
+def test_unknown_device_suggests():
+    with pytest.raises(UnknownNameError, match="Did you mean 'rpi4'"):
+        devices.load_profile("rpi-4")
+
+
+def test_bad_profile_yaml_is_refused(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text((devices.profiles_dir() / "rpi4.yaml").read_text().replace("tflite/int8,", "tflite/int4,"))
+    with pytest.raises(ConfigError, match="artifact 'tflite/int4' is not format/precision"):
+        devices.load_profile(str(p))
+
+
+def _fake_root(tmp_path, *, model=None, tegra=None, cpuinfo="processor : 0\nmodel name : Test CPU\nflags : avx2 fma\n"):
+    (tmp_path / "proc/device-tree").mkdir(parents=True)
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "proc/cpuinfo").write_text(cpuinfo)
+    if model:
+        (tmp_path / "proc/device-tree/model").write_bytes(model.encode() + b"\x00")
+    if tegra:
+        (tmp_path / "etc/nv_tegra_release").write_text(tegra)
+    return tmp_path
+
+
+@pytest.mark.parametrize("model, tegra, expected", [
+    ("Raspberry Pi 4 Model B Rev 1.4", None, "rpi4"),
+    ("Raspberry Pi 5 Model B Rev 1.0", None, "rpi5"),
+    (None, "# R32 (release), REVISION: 7.1, GCID: 29818004, BOARD: t210ref", "jetson-nano"),
+    (None, "# R36 (release), REVISION: 3.0, GCID: 36923193, BOARD: generic", "jetson-orin-nano"),
+    (None, None, "host"),
+])
+def test_detection_from_fixture_files(tmp_path, model, tegra, expected):
+    root = _fake_root(tmp_path, model=model, tegra=tegra)
+    facts = devices.host_facts(root, query_gpu=False)
+    name, reason = devices.detect(root, facts=facts)
+    assert name == expected
+    if model:
+        assert model in reason
+
+
+def test_nvidia_gpu_detection_and_host_completion(tmp_path):
+    root = _fake_root(tmp_path)
+    facts = devices.host_facts(root, query_gpu=False)
+    facts = devices.HostFacts(**{**facts.__dict__, "gpus": ("NVIDIA H100",)})
+    assert devices.detect(root, facts=facts)[0] == "desktop-gpu"
+    host = devices.complete_host(devices.load_profile("host"), facts)
+    assert host.cpu.model == "Test CPU" and host.cpu.cores == 1 and host.cpu.flags == ("avx2", "fma")
+    assert host.cpu.peak_fp32_gflops == pytest.approx(1 * facts.clock_ghz * 32, rel=0.01)
+    assert host.accelerators[0].name == "NVIDIA H100"
+
+
+def test_cli_devices(capsys):
+    from edgecnn.cli import main
+
+    assert main(["devices", "rpi4", "--json"]) == 0
+    assert '"name": "rpi4"' in capsys.readouterr().out
+    assert main(["devices", "--detect"]) == 0
+    assert main(["devices", "jetson"]) == 1
