@@ -17,6 +17,7 @@ def add_arguments(p) -> None:
     p.add_argument("--no-gate", action="store_true", help="keep artifacts that fail the parity gate")
     p.add_argument("--max-drop", type=float, default=1.0, help="allowed int8/dynamic accuracy drop in points (default 1.0)")
     p.add_argument("--accuracy-control", action="store_true", help="OpenVINO int8: nncf.quantize_with_accuracy_control with --max-drop")
+    p.add_argument("--labels", help="for a bare .keras: a text file with one label per line (default: labels.txt beside it)")
     p.add_argument("--trust-model", action="store_true", help="allow Lambda layers / custom code in the .keras file")
     p.add_argument("--input-scale", type=float, help="for a bare .keras: pixel scale (x = (p*scale - mean)/std)")
     p.add_argument("--input-mean", type=float, default=0.0)
@@ -36,7 +37,8 @@ def run(args) -> int:
     say = None if args.quiet or args.json else (lambda msg: print(f"[convert] {msg}", file=sys.stderr, flush=True))
     summary = convert(args.model, args.device, precisions=args.precision, data=args.data, calibration=args.calibration,
                       out=args.out, force=args.force, gate=not args.no_gate, max_drop=args.max_drop,
-                      accuracy_control=args.accuracy_control, trust=args.trust_model, preprocess=preprocess, progress=say)
+                      accuracy_control=args.accuracy_control, trust=args.trust_model, preprocess=preprocess,
+                      labels=_labels(args.labels), progress=say)
     if args.json:
         print((summary.out / "summary.json").read_text())
     else:
@@ -53,6 +55,19 @@ def run(args) -> int:
         print(f"parity data: {summary.eval_source}")
     raise_if_failed(summary)
     return 0
+
+
+def _labels(path):
+    if not path:
+        return None
+    from pathlib import Path
+
+    from edgecnn.errors import ConfigError
+
+    try:
+        return [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    except OSError as exc:
+        raise ConfigError(f"cannot read labels file {path}: {exc.strerror}") from None
 
 
 def _preprocess_from_flags(args):

@@ -113,13 +113,13 @@ def _one(source: Any, fmt: str, precision: Precision, final: Path, *, profile: D
 def convert(model: str | Path, device: str, *, precisions: list[str] | None = None, data: str | None = None,
             calibration: str | None = None, out: str | Path | None = None, force: bool = False, gate: bool = True,
             max_drop: float = 1.0, accuracy_control: bool = False, trust: bool = False, n_eval: int | None = None,
-            preprocess: Any = None, progress: Callable[[str], None] | None = None) -> ConversionSummary:
+            preprocess: Any = None, labels: list[str] | None = None, progress: Callable[[str], None] | None = None) -> ConversionSummary:
     """Convert ``model`` for ``device``: every (format, precision) the profile lists, or ``precisions``."""
     say = progress or (lambda msg: None)
     profile = load_profile(device)
     targets = parse_targets(precisions or [], profile.artifact_pairs())
     say(f"loading {model}")
-    source = load_source(model, trust=trust, preprocess=preprocess)
+    source = load_source(model, trust=trust, preprocess=preprocess, labels=labels)
     out_root = Path(out) if out else Path("out") / f"{source.name}-{profile.name}"
     if out_root.exists() and any(out_root.iterdir()) and not force:
         raise ArtifactError(f"output folder already exists: {out_root}", hint="use --force to replace it, or choose another --out")

@@ -54,7 +54,8 @@ class SourceModel:
 
 def load_source(model: str | Path, *, preprocess: PreprocessSpec | None = None, labels: list[str] | None = None,
                 trust: bool = False) -> SourceModel:
-    """Load an edgecnn run directory (model.keras + labels.txt + preprocess.json) or a .keras file."""
+    """Load an edgecnn run directory (model.keras + labels.txt + preprocess.json) or a .keras file
+    (labels.txt and preprocess.json beside it, or given explicitly)."""
     from edgecnn.models.io import load_keras_model
 
     path = Path(model)
@@ -80,8 +81,9 @@ def load_source(model: str | Path, *, preprocess: PreprocessSpec | None = None, 
     in_shape = tuple(int(d) for d in keras_model.inputs[0].shape[1:] if d is not None)
     if len(in_shape) != 3:
         raise ModelError(f"{path}: expected an image input HxWxC; found {tuple(keras_model.inputs[0].shape)}")
-    if labels is None and run_dir and (run_dir / "labels.txt").is_file():
-        labels = [line.strip() for line in (run_dir / "labels.txt").read_text(encoding="utf-8").splitlines() if line.strip()]
+    labels_file = (run_dir or path.parent) / "labels.txt"
+    if labels is None and labels_file.is_file():
+        labels = [line.strip() for line in labels_file.read_text(encoding="utf-8").splitlines() if line.strip()]
     labels = labels or [f"class_{i}" for i in range(n)]
     if len(labels) != n:
         raise ConfigError(f"{len(labels)} labels given but the model has {n} outputs")

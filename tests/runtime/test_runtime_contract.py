@@ -1,0 +1,104 @@
+"""One contract for every runtime: same top-1 as the parity baseline, same output shape, clean close."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgecnn.devices import load_profile
+from edgecnn.errors import ArtifactError, MissingDependencyError, RuntimeBackendError
+from edgecnn.manifest import Manifest
+from edgecnn.runtime import Classifier
+from edgecnn.runtime.select import select_runtime
+
+ARTIFACTS = ["tflite-fp32", "tflite-int8", "onnx-fp32", "onnx-int8", "openvino-fp32", "openvino-int8"]
+
+
+@pytest.fixture(scope="module")
+def keras_reference(lenet_run, digits_test_split):
+    from edgecnn.models.io import load_keras_model
+    from edgecnn.preprocess import PreprocessSpec, preprocess_batch
+
+    spec = PreprocessSpec.load(lenet_run / "preprocess.json")
+    imgs = digits_test_split.images[:40]
+    x = preprocess_batch(imgs, spec, source_order="GRAY")
+    return imgs, load_keras_model(lenet_run / "model.keras").predict(x, verbose=0)
+
+
+@pytest.mark.parametrize("name", ARTIFACTS)
+def test_contract(lenet_artifacts, keras_reference, name):
+    imgs, ref = keras_reference
+    clf = Classifier(lenet_artifacts / name)
+    preds = [clf.classify(img, source_order="GRAY") for img in imgs]
+    top1 = np.array([int(p.label) for p in preds])
+    agreement = (top1 == ref.argmax(1)).mean()
+    assert agreement >= (0.999 if name.endswith("fp32") else 0.95), agreement
+    assert all(p.probabilities.shape == (10,) for p in preds)
+    assert all(len(p.top) == 3 and p.top[0][1] >= p.top[1][1] for p in preds)
+    if name.endswith("fp32"):
+        assert np.abs(np.stack([p.probabilities for p in preds]) - ref).max() < 1e-4
+    assert set(preds[0].timings_ms) == {"preprocess", "inference", "postprocess"}
+    clf.close()
+
+
+def test_selection_walks_the_chain_and_records_skips(lenet_artifacts):
+    sel = select_runtime(lenet_artifacts, load_profile("desktop-gpu"))
+    # no CUDA here: onnxruntime[CUDA] is skipped with the reason, openvino is next in the chain
+    assert sel.backend.name == "openvino"
+    assert sel.skipped[0]["candidate"] == "onnxruntime[CUDA]" and "CUDAExecutionProvider" in sel.skipped[0]["reason"]
+    assert "skipped onnxruntime[CUDA]" in sel.explain()[0]
+    rpi = select_runtime(lenet_artifacts, load_profile("rpi4"))
+    assert rpi.backend.name == "litert" and rpi.manifest.precision == "int8" and rpi.skipped == []
+
+
+def test_accelerator_missing_is_an_error_without_fallback(lenet_artifacts):
+    with pytest.raises(RuntimeBackendError, match="onnxruntime has no CUDAExecutionProvider here"):
+        Classifier(lenet_artifacts / "onnx-fp32", runtime="onnxruntime", accelerator="CUDA", allow_fallback=False)
+
+
+def test_missing_runtime_package_says_which_extra(lenet_artifacts, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_ort(name, *a, **kw):
+        if name == "onnxruntime":
+            raise ImportError("No module named 'onnxruntime'", name="onnxruntime")
+        return real_import(name, *a, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", no_ort)
+    with pytest.raises(MissingDependencyError) as exc:
+        Classifier(lenet_artifacts / "onnx-fp32", runtime="onnxruntime", allow_fallback=False)
+    assert exc.value.hint == 'pip install "edgecnn[onnx]"'
+
+
+def test_tampered_truncated_and_mislabelled_artifacts_are_refused(artifact_copy):
+    model = artifact_copy / "tflite-fp32" / "model.tflite"
+    model.write_bytes(model.read_bytes()[:1000])
+    with pytest.raises(ArtifactError, match="truncated or replaced"):
+        Classifier(artifact_copy / "tflite-fp32")
+    import json
+
+    mf = artifact_copy / "onnx-fp32" / "edgecnn.json"
+    data = json.loads(mf.read_text())
+    data["labels"] = data["labels"][:9]
+    mf.write_text(json.dumps(data))
+    with pytest.raises(ArtifactError, match="outputs 10 classes but the manifest lists 9 labels"):
+        Classifier(artifact_copy / "onnx-fp32")
+    with pytest.raises(ArtifactError, match="artifact folder not found"):
+        Classifier(artifact_copy / "nope")
+    (artifact_copy / "openvino-fp32" / "edgecnn.json").unlink()
+    with pytest.raises(ArtifactError, match="not an edgecnn artifact"):
+        Manifest.load(artifact_copy / "openvino-fp32")
+
+
+@pytest.mark.gpu
+def test_cuda_provider_on_a_real_gpu(lenet_artifacts):
+    ort = pytest.importorskip("onnxruntime")
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("no CUDAExecutionProvider (needs an NVIDIA GPU and onnxruntime-gpu)")
+    gpu = Classifier(lenet_artifacts / "onnx-fp32", runtime="onnxruntime", accelerator="CUDA", allow_fallback=False)
+    cpu = Classifier(lenet_artifacts / "onnx-fp32", runtime="onnxruntime")
+    assert gpu.backend.providers[0] == "CUDAExecutionProvider"
+    x = np.random.default_rng(0).integers(0, 255, (32, 32), dtype=np.uint8)
+    assert gpu.classify(x).label == cpu.classify(x).label
