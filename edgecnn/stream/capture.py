@@ -21,10 +21,13 @@ class CaptureStats:
     reconnects: int = 0
     frozen_events: int = 0
     errors: list[str] = field(default_factory=list)
+    events: list[tuple[float, str]] = field(default_factory=list)  # (time.monotonic(), what happened)
 
     def note(self, msg: str) -> None:
         self.errors.append(msg)
         del self.errors[:-20]  # bounded: keep the last 20
+        self.events.append((time.monotonic(), msg))
+        del self.events[:-100]
 
 
 @dataclass

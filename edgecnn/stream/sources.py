@@ -202,14 +202,14 @@ class SyntheticSource(FrameSource):
         if delay > 0:
             time.sleep(delay)
         frame = np.full((self.h, self.w, 3), (self.index * 7) % 256, dtype=np.uint8)
-        frame[0, 0:3] = [self.index & 0xFF, (self.index >> 8) & 0xFF, (self.index >> 16) & 0xFF]
+        frame[0, 0] = [self.index & 0xFF, (self.index >> 8) & 0xFF, (self.index >> 16) & 0xFF]
         self.index += 1
         return frame
 
 
 def frame_index(frame: np.ndarray) -> int:
     """Decode the index a SyntheticSource wrote into a frame."""
-    b = frame[0, 0:3].astype(int)
+    b = frame[0, 0].astype(int)  # the first pixel holds the index as B, G, R bytes
     return int(b[0] | (b[1] << 8) | (b[2] << 16))
 
 

@@ -1,0 +1,223 @@
+"""Streams with real components: video files, an MJPEG server on loopback, a silent server, synthetic timing."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edgecnn.cli import main
+from edgecnn.errors import StreamError, UnknownNameError
+from edgecnn.stream.capture import Capture
+from edgecnn.stream.frames import normalise_frame
+from edgecnn.stream.loop import run_loop
+from edgecnn.stream.sources import SourceOptions, frame_index, open_source
+
+sys.path.insert(0, str(Path(__file__).parent))
+from mjpeg_server import MJPEGServer, SilentServer  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def digits_video(tmp_path_factory, digits_test_split):
+    from edgecnn.data.video import write_video
+
+    d = tmp_path_factory.mktemp("video")
+    write_video(digits_test_split.images[:100], d / "digits.avi", size=(64, 64))
+    return d / "digits.avi", digits_test_split.labels[:100]
+
+
+def test_classify_video_file_jsonl(lenet_artifacts, digits_video, tmp_path, capsys):
+    video, labels = digits_video
+    out = tmp_path / "p.jsonl"
+    rc = main(["classify", str(lenet_artifacts), "--device", "rpi4", "--source", f"file:{video}", "--sink", f"jsonl:{out}",
+               "--sink", str(tmp_path / "annotated.avi"), "--max-frames", "100"])
+    assert rc == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 100 and [r["frame"] for r in rows] == list(range(1, 101))
+    correct = sum(int(r["top"][0]["label"]) == int(y) for r, y in zip(rows, labels))
+    assert correct >= 95, correct
+    assert set(rows[0]["latency_ms"]) == {"capture_age", "preprocess", "inference", "postprocess"}
+    err = capsys.readouterr().err
+    assert "frames read 100, classified 100, dropped 0, corrupt 0, reconnects 0" in err
+    cap = cv2.VideoCapture(str(tmp_path / "annotated.avi"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 100
+
+
+def test_colour_order_survives_the_video_path(tmp_path):
+    """A model that names the dominant RGB channel: red frames must come out 'red' (BGR/RGB never swapped)."""
+    import keras
+
+    from edgecnn.convert.api import convert
+    from edgecnn.data.video import write_video
+
+    inp = keras.Input((16, 16, 3))
+    x = keras.layers.GlobalAveragePooling2D()(inp)
+    dense = keras.layers.Dense(3, activation="softmax")
+    model = keras.Model(inp, dense(x))
+    dense.set_weights([np.eye(3, dtype=np.float32) * 20, np.zeros(3, np.float32)])
+    model.save(tmp_path / "colour.keras")
+    (tmp_path / "labels.txt").write_text("red\ngreen\nblue\n")
+    from edgecnn.preprocess import PreprocessSpec
+
+    PreprocessSpec.unit(16).save(tmp_path / "preprocess.json")
+    s = convert(tmp_path / "colour.keras", "host", precisions=["tflite/fp32", "onnx/fp32"], out=tmp_path / "art")
+    assert s.ok
+    rgb_frames = [np.full((32, 32, 3), c, np.uint8) for c in ([220, 10, 10], [10, 220, 10], [10, 10, 220])]
+    write_video(rgb_frames, tmp_path / "rgb.avi", size=(32, 32), source_order="RGB")
+    from edgecnn.runtime import Classifier
+
+    for art in ("tflite-fp32", "onnx-fp32"):
+        clf = Classifier(tmp_path / "art" / art)
+        with Capture(open_source(f"file:{tmp_path / 'rgb.avi'}")) as cap:
+            got = []
+            run_loop(clf, cap, [], on_prediction=lambda f, p: got.append(p.label))
+        assert got == ["red", "green", "blue"], art
+
+
+def test_frame_normalisation():
+    assert normalise_frame(np.zeros((4, 4), np.uint8)).shape == (4, 4, 3)
+    bgra = np.zeros((4, 4, 4), np.uint8)
+    bgra[..., 0] = 255
+    assert normalise_frame(bgra)[0, 0].tolist() == [255, 0, 0]
+    assert normalise_frame(np.full((4, 4, 3), 65535, np.uint16)).max() == 255
+    rgb = np.zeros((2, 2, 3), np.uint8)
+    rgb[..., 0] = 9
+    assert normalise_frame(rgb, order="RGB")[0, 0].tolist() == [0, 0, 9]
+    with pytest.raises(StreamError, match="unsupported frame dtype float32"):
+        normalise_frame(np.zeros((4, 4, 3), np.float32))
+    with pytest.raises(StreamError, match="unsupported frame shape"):
+        normalise_frame(np.zeros((4, 4, 2), np.uint8))
+
+
+def test_source_uri_errors(tmp_path):
+    with pytest.raises(UnknownNameError, match=r"unknown source scheme 'ftp:' \(supported: 0 \(camera index\)"):
+        open_source("ftp:stuff")
+    with pytest.raises(StreamError, match="video file not found"):
+        open_source("file:/nonexistent.mp4")
+    with pytest.raises(StreamError, match="camera device /dev/video99 does not exist"):
+        open_source("v4l2:///dev/video99")
+    with pytest.raises(StreamError, match="not a file, folder, camera index or URI"):
+        open_source(str(tmp_path / "missing"))
+    assert type(open_source("synthetic:?fps=5")).__name__ == "SyntheticSource"
+
+
+def test_image_folder_with_corrupt_file(tmp_path):
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((8, 8, 3), i * 50, np.uint8))
+    (tmp_path / "1b.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    with Capture(open_source(str(tmp_path))) as cap:
+        frames = []
+        while True:
+            try:
+                frames.append(cap.get())
+            except StopIteration:
+                break
+    assert len(frames) == 3 and cap.stats.corrupt == 1 and "corrupt image" in cap.stats.errors[0]
+
+
+def test_silent_server_open_times_out():
+    with SilentServer() as srv:
+        t0 = time.monotonic()
+        with pytest.raises(StreamError, match="cannot open source http://127.0.0.1"):
+            open_source(srv.url, SourceOptions(open_timeout=1.0, read_timeout=1.0)).open()
+        assert time.monotonic() - t0 <= 1.0 + 0.5
+
+
+def test_mjpeg_stall_is_detected_and_stream_resumes():
+    read_timeout = 1.0
+    with MJPEGServer(fps=20, stall_after=15, stall=3.0) as srv:
+        cap = Capture(open_source(srv.url, SourceOptions(1.0, read_timeout)), backoff=(0.3, 2.0)).start()
+        got = []
+        t_end = time.monotonic() + 6
+        while time.monotonic() < t_end:
+            f = cap.get(0.3)
+            if f is not None:
+                got.append((time.monotonic(), f))
+        cap.stop()
+    stall = srv.stall_started
+    assert stall is not None and srv.resumed_at is not None
+    detected = [t for t, msg in cap.stats.events if "read failed" in msg]
+    assert detected and detected[0] - stall <= read_timeout + 0.5
+    assert srv.resumed_at - detected[0] <= 0.3 + 2.0  # first backoff + 2 s
+    indices = [f.index for _, f in got]
+    assert indices == sorted(set(indices))  # no frame handed out twice
+    during = [t for t, _ in got if stall + 0.1 < t < detected[0]]
+    assert during == []  # nothing emitted during the gap
+    after = [t for t, _ in got if t > srv.resumed_at]
+    assert len(after) >= 20 and cap.stats.reconnects == 1
+
+
+@pytest.mark.slow
+def test_stale_frame_bound_with_slow_model():
+    """30 fps source, a model slowed to 5 Hz: every classified frame is at most 2 intervals + 1 inference old."""
+    interval, infer = 1 / 30, 0.2
+
+    class SlowClassifier:
+        def classify(self, image, source_order="BGR"):
+            from edgecnn.runtime.classifier import Prediction
+
+            idx = frame_index(image)
+            time.sleep(infer)
+            return Prediction([("x", 1.0)], np.ones(1), {"inference": infer * 1e3, "index": idx})
+
+    src = open_source("synthetic:?fps=30&size=32x24")
+    ages, newest_seen = [], []
+    with Capture(src) as cap:
+        def check(frame, pred):
+            ages.append(time.monotonic() - frame.t_capture)
+            newest_seen.append(src.index - 1 - pred.timings_ms["index"])
+
+        report = run_loop(SlowClassifier(), cap, [], duration=20, on_prediction=check)
+    assert 80 <= report["classified"] <= 105
+    assert max(ages) <= 2 * interval + infer + 0.02
+    assert report["dropped"] >= report["frames_read"] - report["classified"] - 2
+    assert report["frames_read"] >= 560
+
+
+def test_stop_event_ends_loop_cleanly(lenet_artifacts):
+    from edgecnn.runtime import Classifier
+
+    clf = Classifier(lenet_artifacts / "tflite-fp32")
+    stop = threading.Event()
+    threading.Timer(0.5, stop.set).start()
+    with Capture(open_source("synthetic:?fps=50&size=32x32")) as cap:
+        report = run_loop(clf, cap, [], stop=stop)
+    assert 5 <= report["classified"] <= 40 and report["corrupt"] == 0
+    assert not [t for t in threading.enumerate() if t.name == "edgecnn-capture"]
+
+
+def test_web_sink_serves_page_state_and_mjpeg(lenet_artifacts):
+    import urllib.request
+
+    from edgecnn.runtime import Classifier
+    from edgecnn.stream.web import WebSink
+
+    sink = WebSink("http://127.0.0.1:0")
+    clf = Classifier(lenet_artifacts / "tflite-fp32")
+    with Capture(open_source("synthetic:?fps=30&size=64x64&frames=30")) as cap:
+        run_loop(clf, cap, [sink])
+    base = f"http://127.0.0.1:{sink.port}"
+    page = urllib.request.urlopen(base + "/", timeout=5).read().decode()
+    assert "edgecnn live" in page and "/stream.mjpg" in page
+    state = json.loads(urllib.request.urlopen(base + "/state.json", timeout=5).read())
+    assert state["frame"] == 30 and state["top"][0]["label"] in [str(i) for i in range(10)]
+    cap = cv2.VideoCapture(base + "/stream.mjpg", cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 3000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 3000])
+    ok, frame = cap.read()
+    cap.release()
+    sink.close()
+    assert ok and frame.shape == (64, 64, 3)
+
+
+def test_classify_cli_bad_inputs(lenet_artifacts, tmp_path, capsys):
+    assert main(["classify", str(lenet_artifacts), "--source", "file:/nope.mp4", "--max-frames", "1"]) == 1
+    assert "video file not found" in capsys.readouterr().err
+    assert main(["classify", str(tmp_path), "--source", "synthetic:", "--max-frames", "1"]) == 1
+    assert "holds no edgecnn artifact" in capsys.readouterr().err
+    assert main(["classify", str(lenet_artifacts), "--source", "synthetic:", "--sink", "bogus:x", "--max-frames", "1"]) == 1
+    assert "unknown sink 'bogus:x'" in capsys.readouterr().err
