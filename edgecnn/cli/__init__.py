@@ -14,7 +14,7 @@ import traceback
 from edgecnn import __version__
 from edgecnn.errors import EdgeCNNError
 
-VERBS = ["models", "inspect", "devices", "validate", "train", "convert", "verify", "classify", "profile"]
+VERBS = ["models", "inspect", "devices", "validate", "train", "convert", "verify", "classify", "profile", "demo"]
 
 
 def build_parser() -> argparse.ArgumentParser:
