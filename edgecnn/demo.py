@@ -31,8 +31,14 @@ def _contain(out: Path) -> None:
     tempfile.tempdir = str(tmp)
 
 
-def run_demo(out: str | Path, *, device: str = "rpi4", force: bool = False, say: Callable[[str], None] = print,
-             profile_seconds: float = 1.0) -> dict[str, Any]:
+def run_demo(
+    out: str | Path,
+    *,
+    device: str = "rpi4",
+    force: bool = False,
+    say: Callable[[str], None] = print,
+    profile_seconds: float = 1.0,
+) -> dict[str, Any]:
     out = Path(out).resolve()
     if out.exists() and any(out.iterdir()):
         if not force:
@@ -68,7 +74,13 @@ def _train(out: Path, results: dict, **_: Any) -> None:
     recipe = resource_dir("recipes") / "lenet5-digits.yaml"
     run = train(load_recipe(recipe), out / "run", quiet=True)
     m = json.loads((run / "metrics.json").read_text())
-    results["train"] = {"run": str(run), "recipe": str(recipe), "accuracy": m["accuracy"], "n": m["n"], "seconds": m["train_seconds"]}
+    results["train"] = {
+        "run": str(run),
+        "recipe": str(recipe),
+        "accuracy": m["accuracy"],
+        "n": m["n"],
+        "seconds": m["train_seconds"],
+    }
 
 
 def _convert(out: Path, results: dict, *, device: str, **_: Any) -> None:
@@ -82,32 +94,65 @@ def _convert(out: Path, results: dict, *, device: str, **_: Any) -> None:
 
 
 def _profile(out: Path, results: dict, *, device: str, profile_seconds: float, **_: Any) -> None:
-    from edgecnn.devices import load_profile
-    from edgecnn.profiling.estimate import estimate
-    from edgecnn.profiling.measure import ProfileOptions, profile
-    from edgecnn.profiling.report import write_outputs
+    """Profile each host artifact in its own process, as on a device: no TensorFlow in memory, honest RSS."""
+    import subprocess
+
+    from edgecnn.manifest import Manifest
     from edgecnn.runtime.select import artifact_dirs
 
-    host = load_profile("host")
-    target = load_profile(device)
-    opts = ProfileOptions(runs=200, min_seconds=profile_seconds, warmup=20)
     rows = []
     (out / "profiles").mkdir(exist_ok=True)
     for art in artifact_dirs(out / "artifacts" / "lenet5-host"):
-        r = profile(art, profile=host, opts=opts)
-        from edgecnn.manifest import Manifest
-
+        target = out / "profiles" / f"{art.name}.json"
+        cmd = [
+            sys.executable,
+            "-m",
+            "edgecnn",
+            "profile",
+            str(art),
+            "--device",
+            device,
+            "--runtime",
+            _runtime_of(art),
+            "--runs",
+            "200",
+            "--min-seconds",
+            str(profile_seconds),
+            "--out",
+            str(target),
+            "--quiet",
+        ]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0:
+            raise StepFailed(
+                f"profiling {art.name} failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}"
+            )
+        r = json.loads(target.read_text())
         m = Manifest.load(art, verify=False)
-        r["estimate"] = estimate(m.extra["cost"]["layers"], m.precision, host=host, target=target,
-                                 measured_host_ms=r["invoke"]["p50"], host_threads=r["threads"])
-        write_outputs(r, out / "profiles" / f"{art.name}.json")
-        rows.append({"artifact": art.name, "format": m.format, "precision": m.precision, "runtime": r["runtime"]["runtime"],
-                     "invoke_p50_ms": r["invoke"]["p50"], "invoke_p90_ms": r["invoke"]["p90"], "fresh_p50_ms": r["fresh_input"]["p50"],
-                     "peak_rss_mb": r["memory"]["peak_rss_mb"], "accuracy": m.parity["artifact_accuracy"],
-                     "size_mb": sum(p.stat().st_size for p in art.iterdir() if p.name != "edgecnn.json") / 1e6,
-                     f"estimate_{device}_ms": r["estimate"]["estimated_p50_ms"]})
+        rows.append(
+            {
+                "artifact": art.name,
+                "format": m.format,
+                "precision": m.precision,
+                "runtime": r["runtime"]["runtime"],
+                "invoke_p50_ms": r["invoke"]["p50"],
+                "invoke_p90_ms": r["invoke"]["p90"],
+                "fresh_p50_ms": r["fresh_input"]["p50"],
+                "peak_rss_mb": r["memory"]["peak_rss_mb"],
+                "accuracy": m.parity["artifact_accuracy"],
+                "size_mb": sum(p.stat().st_size for p in art.iterdir() if p.name != "edgecnn.json") / 1e6,
+                f"estimate_{device}_ms": r["estimate"]["estimated_p50_ms"],
+            }
+        )
     results["profile"] = rows
     _pareto_plot(rows, out / "accuracy_vs_latency.png")
+
+
+def _runtime_of(art: Path) -> str:
+    from edgecnn.convert.base import CONVERTERS
+    from edgecnn.manifest import Manifest
+
+    return CONVERTERS.get(Manifest.load(art, verify=False).format).runtime
 
 
 def _pareto_plot(rows: list[dict], path: Path) -> None:
@@ -141,7 +186,10 @@ def _classify(out: Path, results: dict, **_: Any) -> None:
     recipe = load_recipe(out / "run" / "recipe.resolved.yaml")
     test = load_dataset(recipe.data).split(validation=recipe.split.validation, test=recipe.split.test, seed=recipe.seed)[2]
     video = write_video(test.images, out / "heldout_digits.avi", fps=10, size=(64, 64))
-    best = min(results["profile"], key=lambda r: r["invoke_p50_ms"] if r["accuracy"] >= max(x["accuracy"] for x in results["profile"]) - 0.01 else 1e9)
+    best = min(
+        results["profile"],
+        key=lambda r: r["invoke_p50_ms"] if r["accuracy"] >= max(x["accuracy"] for x in results["profile"]) - 0.01 else 1e9,
+    )
     art = out / "artifacts" / "lenet5-host" / best["artifact"]
     labels = [str(int(v)) for v in test.labels]
     got: list[str] = []
@@ -151,8 +199,15 @@ def _classify(out: Path, results: dict, **_: Any) -> None:
     for s in sinks:
         s.close()
     correct = sum(a == b for a, b in zip(got, labels))
-    results["classify"] = {"artifact": best["artifact"], "video": str(video), "frames": len(labels), "classified": report["classified"],
-                           "correct": correct, "fps": report["fps"], "latency_ms": report["latency_ms"]}
+    results["classify"] = {
+        "artifact": best["artifact"],
+        "video": str(video),
+        "frames": len(labels),
+        "classified": report["classified"],
+        "correct": correct,
+        "fps": report["fps"],
+        "latency_ms": report["latency_ms"],
+    }
     if report["classified"] != len(labels):
         raise StepFailed(f"classified {report['classified']} of {len(labels)} frames")
 

@@ -13,7 +13,7 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from edgecnn import config
@@ -95,7 +95,7 @@ def profiles_dir() -> Path:
     return resource_dir("devices")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _profile_files() -> dict[str, Path]:
     return {p.stem: p for p in sorted(profiles_dir().glob("*.yaml"))}
 
@@ -118,7 +118,11 @@ def load_profile(name: str) -> DeviceProfile:
     return profile
 
 
-_KNOWN_FORMATS = {"tflite": {"fp32", "fp16", "dynamic", "int8"}, "onnx": {"fp32", "fp16", "int8"}, "openvino": {"fp32", "fp16", "int8"}}
+_KNOWN_FORMATS = {
+    "tflite": {"fp32", "fp16", "dynamic", "int8"},
+    "onnx": {"fp32", "fp16", "int8"},
+    "openvino": {"fp32", "fp16", "int8"},
+}
 _KNOWN_RUNTIMES = {"litert", "onnxruntime", "openvino"}
 
 

@@ -10,7 +10,12 @@ from pathlib import Path
 
 from edgecnn.errors import ModelError
 
-_EXPECTED = {".tflite": "a TFLite flatbuffer", ".onnx": "an ONNX protobuf", ".xml": "an OpenVINO IR XML", ".keras": "a Keras zip archive"}
+_EXPECTED = {
+    ".tflite": "a TFLite flatbuffer",
+    ".onnx": "an ONNX protobuf",
+    ".xml": "an OpenVINO IR XML",
+    ".keras": "a Keras zip archive",
+}
 
 
 def looks_like(head: bytes) -> str:
@@ -52,10 +57,14 @@ def sniff_model_file(path: str | Path) -> str:
         ".h5": kind.startswith("an HDF5"),
     }.get(suffix)
     if ok is None:
-        raise ModelError(f"{path}: unknown model suffix {suffix!r} (expected .tflite, .onnx, .xml or .keras); the file looks like {kind}")
+        raise ModelError(
+            f"{path}: unknown model suffix {suffix!r} (expected .tflite, .onnx, .xml or .keras); the file looks like {kind}"
+        )
     if not ok:
-        raise ModelError(f"{path} should be {_EXPECTED.get(suffix, suffix)} but looks like {kind}",
-                         hint="re-download or re-convert the model (edgecnn convert), and check the file extension")
+        raise ModelError(
+            f"{path} should be {_EXPECTED.get(suffix, suffix)} but looks like {kind}",
+            hint="re-download or re-convert the model (edgecnn convert), and check the file extension",
+        )
     if suffix == ".xml" and not path.with_suffix(".bin").is_file():
         raise ModelError(f"{path}: the OpenVINO weights file {path.with_suffix('.bin').name} is missing beside it")
     return kind

@@ -64,9 +64,7 @@ class PreprocessSpec:
         if self.channels not in (1, 3):
             raise ConfigError(f"preprocess channels must be 1 or 3; received {self.channels}")
         if self.interpolation not in _INTERPOLATION:
-            raise ConfigError(
-                f"interpolation must be one of {', '.join(_INTERPOLATION)}; received {self.interpolation!r}"
-            )
+            raise ConfigError(f"interpolation must be one of {', '.join(_INTERPOLATION)}; received {self.interpolation!r}")
         for name in ("mean", "std"):
             values = getattr(self, name)
             if len(values) not in (1, self.channels):

@@ -44,13 +44,16 @@ def _fake_root(tmp_path, *, model=None, tegra=None, cpuinfo="processor : 0\nmode
     return tmp_path
 
 
-@pytest.mark.parametrize("model, tegra, expected", [
-    ("Raspberry Pi 4 Model B Rev 1.4", None, "rpi4"),
-    ("Raspberry Pi 5 Model B Rev 1.0", None, "rpi5"),
-    (None, "# R32 (release), REVISION: 7.1, GCID: 29818004, BOARD: t210ref", "jetson-nano"),
-    (None, "# R36 (release), REVISION: 3.0, GCID: 36923193, BOARD: generic", "jetson-orin-nano"),
-    (None, None, "host"),
-])
+@pytest.mark.parametrize(
+    "model, tegra, expected",
+    [
+        ("Raspberry Pi 4 Model B Rev 1.4", None, "rpi4"),
+        ("Raspberry Pi 5 Model B Rev 1.0", None, "rpi5"),
+        (None, "# R32 (release), REVISION: 7.1, GCID: 29818004, BOARD: t210ref", "jetson-nano"),
+        (None, "# R36 (release), REVISION: 3.0, GCID: 36923193, BOARD: generic", "jetson-orin-nano"),
+        (None, None, "host"),
+    ],
+)
 def test_detection_from_fixture_files(tmp_path, model, tegra, expected):
     root = _fake_root(tmp_path, model=model, tegra=tegra)
     facts = devices.host_facts(root, query_gpu=False)

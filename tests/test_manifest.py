@@ -15,10 +15,15 @@ from edgecnn.preprocess import PreprocessSpec
 def _artifact(d, labels=("a", "b", "c"), out_classes=3):
     d.mkdir(parents=True, exist_ok=True)
     (d / "model.bin").write_bytes(b"weights" * 10)
-    m = Manifest(format="onnx", precision="fp32", files={"model": {"path": "model.bin"}},
-                 input={"name": "input", "shape": [1, 8, 8, 3], "dtype": "float32"},
-                 output={"name": "p", "shape": [1, out_classes], "dtype": "float32"}, labels=list(labels),
-                 preprocess=PreprocessSpec.unit(8))
+    m = Manifest(
+        format="onnx",
+        precision="fp32",
+        files={"model": {"path": "model.bin"}},
+        input={"name": "input", "shape": [1, 8, 8, 3], "dtype": "float32"},
+        output={"name": "p", "shape": [1, out_classes], "dtype": "float32"},
+        labels=list(labels),
+        preprocess=PreprocessSpec.unit(8),
+    )
     m.write(d)
     return d
 
@@ -49,18 +54,21 @@ def test_tampered_and_truncated_files_are_refused(tmp_path):
         Manifest.load(d)
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda m: m.update(schema_version=99), "unsupported schema_version 99"),
-    (lambda m: m.pop("labels"), "missing field 'labels'"),
-    (lambda m: m.update(labels="abc"), "field 'labels' must be list"),
-    (lambda m: m.update(labels=["a", "a", "b"]), "duplicate labels"),
-    (lambda m: m.update(labels=["a", "", "b"]), "non-empty strings"),
-    (lambda m: m.update(labels=["a", "b"]), "outputs 3 classes but the manifest lists 2 labels"),
-    (lambda m: m["files"]["model"].update(path="../model.bin"), "leaves the artifact folder"),
-    (lambda m: m["files"]["model"].update(path="/etc/passwd"), "leaves the artifact folder"),
-    (lambda m: m.update(schema="other"), "schema is 'other'"),
-    (lambda m: m.update(preprocess={"height": 8}), "invalid preprocess"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda m: m.update(schema_version=99), "unsupported schema_version 99"),
+        (lambda m: m.pop("labels"), "missing field 'labels'"),
+        (lambda m: m.update(labels="abc"), "field 'labels' must be list"),
+        (lambda m: m.update(labels=["a", "a", "b"]), "duplicate labels"),
+        (lambda m: m.update(labels=["a", "", "b"]), "non-empty strings"),
+        (lambda m: m.update(labels=["a", "b"]), "outputs 3 classes but the manifest lists 2 labels"),
+        (lambda m: m["files"]["model"].update(path="../model.bin"), "leaves the artifact folder"),
+        (lambda m: m["files"]["model"].update(path="/etc/passwd"), "leaves the artifact folder"),
+        (lambda m: m.update(schema="other"), "schema is 'other'"),
+        (lambda m: m.update(preprocess={"height": 8}), "invalid preprocess"),
+    ],
+)
 def test_invalid_manifests_are_refused(tmp_path, edit, message):
     d = _artifact(tmp_path / "a")
     _edit(d, edit)

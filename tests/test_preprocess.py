@@ -57,7 +57,9 @@ def test_spec_validation_and_roundtrip(tmp_path):
         PreprocessSpec(height=8, width=8, channels=2)
     with pytest.raises(ConfigError, match="std must not contain 0"):
         PreprocessSpec(height=8, width=8, std=(0.0,))
-    spec = PreprocessSpec(height=10, width=12, channels=3, color_order="BGR", scale=1.0, mean=(1.0, 2.0, 3.0), std=(2.0,), resize="letterbox")
+    spec = PreprocessSpec(
+        height=10, width=12, channels=3, color_order="BGR", scale=1.0, mean=(1.0, 2.0, 3.0), std=(2.0,), resize="letterbox"
+    )
     spec.save(tmp_path / "p.json")
     assert PreprocessSpec.load(tmp_path / "p.json") == spec
 
@@ -69,9 +71,13 @@ def test_resize_modes_give_model_size(mode):
 
 
 @settings(max_examples=60, deadline=None)
-@given(arrays(dtype=st.sampled_from([np.uint8, np.uint16]),
-              shape=st.tuples(st.integers(1, 40), st.integers(1, 40), st.sampled_from([1, 3, 4]))),
-       st.sampled_from([1, 3]))
+@given(
+    arrays(
+        dtype=st.sampled_from([np.uint8, np.uint16]),
+        shape=st.tuples(st.integers(1, 40), st.integers(1, 40), st.sampled_from([1, 3, 4])),
+    ),
+    st.sampled_from([1, 3]),
+)
 def test_property_any_image_converts_to_model_shape_and_range(img, channels):
     spec = PreprocessSpec.unit(16, channels=channels)
     x = preprocess(img, spec, source_order="RGB")

@@ -28,13 +28,23 @@ def litert_venv(tmp_path_factory, repo):
 
 def _run(venv_dir, *args, timeout=300):
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    return subprocess.run([str(venv_dir / "bin" / "edgecnn"), *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=venv_dir)
+    return subprocess.run(
+        [str(venv_dir / "bin" / "edgecnn"), *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=venv_dir
+    )
 
 
 def test_no_tensorflow_in_the_runtime_venv(litert_venv):
     py = str(litert_venv / "bin" / "python")
-    out = subprocess.run([py, "-c", "import importlib.util as u; print([m for m in ('tensorflow','keras','onnxruntime','openvino') if u.find_spec(m)])"],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [
+            py,
+            "-c",
+            "import importlib.util as u; print([m for m in ('tensorflow','keras','onnxruntime','openvino') if u.find_spec(m)])",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.stdout.strip() == "[]"
     r = _run(litert_venv, "devices", "rpi4", "--json")  # profiles shipped inside the wheel
     assert r.returncode == 0 and json.loads(r.stdout)["name"] == "rpi4"
@@ -44,8 +54,20 @@ def test_classify_and_profile_without_tensorflow(litert_venv, lenet_artifacts, t
     from edgecnn.data.video import write_video
 
     video = write_video(digits_test_split.images[:40], tmp_path / "d.avi", size=(64, 64))
-    r = _run(litert_venv, "classify", str(lenet_artifacts), "--device", "rpi4", "--source", f"file:{video}", "--sink", "jsonl:-",
-             "--max-frames", "40", "-v")
+    r = _run(
+        litert_venv,
+        "classify",
+        str(lenet_artifacts),
+        "--device",
+        "rpi4",
+        "--source",
+        f"file:{video}",
+        "--sink",
+        "jsonl:-",
+        "--max-frames",
+        "40",
+        "-v",
+    )
     assert r.returncode == 0, r.stderr
     rows = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
     assert len(rows) == 40
@@ -59,6 +81,17 @@ def test_classify_and_profile_without_tensorflow(litert_venv, lenet_artifacts, t
     assert r.returncode == 0, r.stderr
     prof = json.loads(r.stdout)
     assert prof["runtime"]["runtime"] == "litert" and prof["invoke"]["n"] == 50 and prof["model"]["precision"] == "int8"
-    r = _run(litert_venv, "profile", str(lenet_artifacts / "tflite-int8"), "--device", "rpi4", "--runs", "20", "--min-seconds", "0", "--json")
+    r = _run(
+        litert_venv,
+        "profile",
+        str(lenet_artifacts / "tflite-int8"),
+        "--device",
+        "rpi4",
+        "--runs",
+        "20",
+        "--min-seconds",
+        "0",
+        "--json",
+    )
     assert r.returncode == 0 and "estimated_p50_ms" in json.loads(r.stdout)["estimate"]
     assert sys.executable not in r.stderr

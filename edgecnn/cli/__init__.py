@@ -14,7 +14,20 @@ import traceback
 from edgecnn import __version__
 from edgecnn.errors import EdgeCNNError
 
-VERBS = ["models", "inspect", "devices", "validate", "train", "convert", "verify", "classify", "profile", "demo"]
+VERBS = [
+    "models",
+    "inspect",
+    "devices",
+    "validate",
+    "train",
+    "convert",
+    "verify",
+    "classify",
+    "profile",
+    "benchmark",
+    "report",
+    "demo",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,12 +7,18 @@ HELP = "classify a camera, video file or network stream with a converted artifac
 
 def add_arguments(p) -> None:
     p.add_argument("artifact", help="artifact folder, or a conversion output folder (the profile picks the artifact)")
-    p.add_argument("--source", required=True, help="0, v4l2:///dev/video0, file:clip.mp4, FOLDER, http://..., rtsp://..., gst:..., picamera2:, synthetic:")
+    p.add_argument(
+        "--source",
+        required=True,
+        help="0, v4l2:///dev/video0, file:clip.mp4, FOLDER, http://..., rtsp://..., gst:..., picamera2:, synthetic:",
+    )
     p.add_argument("--sink", action="append", default=[], help="jsonl:PATH|-, out.mp4, display:, http://:8080 (repeatable)")
     p.add_argument("--device", help="device profile whose runtime chain and threads apply (default: detected)")
     p.add_argument("--runtime", help="force a runtime: litert, onnxruntime, openvino")
     p.add_argument("--accelerator", help="force an accelerator: CUDA, TensorRT, GPU, NPU, AUTO")
-    p.add_argument("--no-fallback", action="store_true", help="fail instead of falling back when the runtime/accelerator is missing")
+    p.add_argument(
+        "--no-fallback", action="store_true", help="fail instead of falling back when the runtime/accelerator is missing"
+    )
     p.add_argument("--threads", type=int)
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--max-frames", type=int)
@@ -37,8 +43,15 @@ def run(args) -> int:
     if args.max_frames is not None and args.max_frames < 1:
         raise ConfigError(f"--max-frames must be at least 1; received {args.max_frames}")
     profile = load_profile(args.device or detect()[0])
-    clf = Classifier(args.artifact, profile=profile, runtime=args.runtime, accelerator=args.accelerator, threads=args.threads,
-                     top_k=args.top_k, allow_fallback=not args.no_fallback)
+    clf = Classifier(
+        args.artifact,
+        profile=profile,
+        runtime=args.runtime,
+        accelerator=args.accelerator,
+        threads=args.threads,
+        top_k=args.top_k,
+        allow_fallback=not args.no_fallback,
+    )
     log = sys.stderr
     if args.verbose:
         for line in clf.selection.explain():
@@ -62,7 +75,10 @@ def run(args) -> int:
         v = lat.get(stage)
         return f"{stage} p50 {v['p50']:.2f} / p90 {v['p90']:.2f} ms" if v else f"{stage} -"
 
-    print(f"frames read {report['frames_read']}, classified {report['classified']}, dropped {report['dropped']}, "
-          f"corrupt {report['corrupt']}, reconnects {report['reconnects']}, {report['fps']:.1f} FPS; "
-          + "; ".join(fmt(s) for s in ("capture_age", "preprocess", "inference", "postprocess")), file=log)
+    print(
+        f"frames read {report['frames_read']}, classified {report['classified']}, dropped {report['dropped']}, "
+        f"corrupt {report['corrupt']}, reconnects {report['reconnects']}, {report['fps']:.1f} FPS; "
+        + "; ".join(fmt(s) for s in ("capture_age", "preprocess", "inference", "postprocess")),
+        file=log,
+    )
     return 0

@@ -8,15 +8,22 @@ HELP = "convert and quantise a model for a device profile (TFLite, ONNX, OpenVIN
 def add_arguments(p) -> None:
     p.add_argument("model", help="edgecnn run directory or a .keras classifier")
     p.add_argument("--device", required=True, help="device profile (edgecnn devices)")
-    p.add_argument("--precision", action="append", default=[], metavar="P",
-                   help="fp32, fp16, dynamic, int8, or FORMAT/P (repeatable; default: the profile's list)")
+    p.add_argument(
+        "--precision",
+        action="append",
+        default=[],
+        metavar="P",
+        help="fp32, fp16, dynamic, int8, or FORMAT/P (repeatable; default: the profile's list)",
+    )
     p.add_argument("--data", help="labelled image folder for the parity gate (default: the run's test split)")
     p.add_argument("--calibration", help="image folder or .npy for int8 calibration (default: 300 training images)")
     p.add_argument("--out", help="output folder (default out/<model>-<device>)")
     p.add_argument("--force", action="store_true", help="replace existing artifacts")
     p.add_argument("--no-gate", action="store_true", help="keep artifacts that fail the parity gate")
     p.add_argument("--max-drop", type=float, default=1.0, help="allowed int8/dynamic accuracy drop in points (default 1.0)")
-    p.add_argument("--accuracy-control", action="store_true", help="OpenVINO int8: nncf.quantize_with_accuracy_control with --max-drop")
+    p.add_argument(
+        "--accuracy-control", action="store_true", help="OpenVINO int8: nncf.quantize_with_accuracy_control with --max-drop"
+    )
     p.add_argument("--labels", help="for a bare .keras: a text file with one label per line (default: labels.txt beside it)")
     p.add_argument("--trust-model", action="store_true", help="allow Lambda layers / custom code in the .keras file")
     p.add_argument("--input-scale", type=float, help="for a bare .keras: pixel scale (x = (p*scale - mean)/std)")
@@ -28,17 +35,28 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    import json
     import sys
 
     from edgecnn.convert.api import HEADERS, convert, raise_if_failed, summary_rows
 
     preprocess = _preprocess_from_flags(args)
     say = None if args.quiet or args.json else (lambda msg: print(f"[convert] {msg}", file=sys.stderr, flush=True))
-    summary = convert(args.model, args.device, precisions=args.precision, data=args.data, calibration=args.calibration,
-                      out=args.out, force=args.force, gate=not args.no_gate, max_drop=args.max_drop,
-                      accuracy_control=args.accuracy_control, trust=args.trust_model, preprocess=preprocess,
-                      labels=_labels(args.labels), progress=say)
+    summary = convert(
+        args.model,
+        args.device,
+        precisions=args.precision,
+        data=args.data,
+        calibration=args.calibration,
+        out=args.out,
+        force=args.force,
+        gate=not args.no_gate,
+        max_drop=args.max_drop,
+        accuracy_control=args.accuracy_control,
+        trust=args.trust_model,
+        preprocess=preprocess,
+        labels=_labels(args.labels),
+        progress=say,
+    )
     if args.json:
         print((summary.out / "summary.json").read_text())
     else:
@@ -80,5 +98,12 @@ def _preprocess_from_flags(args):
 
     model = load_keras_model(Path(args.model), trust=args.trust_model)
     h, w, c = (int(d) for d in model.inputs[0].shape[1:])
-    return PreprocessSpec(height=h, width=w, channels=c, color_order=args.color_order if c == 3 else "GRAY",
-                          scale=args.input_scale, mean=(args.input_mean,), std=(args.input_std,))
+    return PreprocessSpec(
+        height=h,
+        width=w,
+        channels=c,
+        color_order=args.color_order if c == 3 else "GRAY",
+        scale=args.input_scale,
+        mean=(args.input_mean,),
+        std=(args.input_std,),
+    )

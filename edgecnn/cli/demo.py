@@ -17,15 +17,30 @@ def run(args) -> int:
 
     from edgecnn.demo import run_demo
 
-    r = run_demo(args.out, device=args.device, force=args.force, profile_seconds=args.profile_seconds,
-                 say=lambda m: print(m, file=sys.stderr, flush=True))
+    r = run_demo(
+        args.out,
+        device=args.device,
+        force=args.force,
+        profile_seconds=args.profile_seconds,
+        say=lambda m: print(m, file=sys.stderr, flush=True),
+    )
     c, t = r["classify"], r["train"]
     fastest = min(r["profile"], key=lambda p: p["invoke_p50_ms"])
     print(f"demo finished in {r['timings_s']['total']:.0f} s -> {r['out']}/report.md")
     print(f"  training: test accuracy {t['accuracy'] * 100:.2f}% on {t['n']} held-out digits")
     for dev, conv in r["convert"].items():
-        print(f"  convert {dev}: " + ", ".join(f"{a['format']}/{a['precision']} {a['status']} ({a['parity']['artifact_accuracy'] * 100:.1f}%)" for a in conv["rows"]))
+        print(
+            f"  convert {dev}: "
+            + ", ".join(
+                f"{a['format']}/{a['precision']} {a['status']} ({a['parity']['artifact_accuracy'] * 100:.1f}%)"
+                for a in conv["rows"]
+            )
+        )
     est = fastest["estimate_" + r["device"] + "_ms"]
-    print(f"  fastest here: {fastest['artifact']} invoke p50 {fastest['invoke_p50_ms']:.3f} ms (estimate for {r['device']}: {est:.3f} ms)")
-    print(f"  stream: {c['correct']}/{c['frames']} held-out digits classified correctly from video with {c['artifact']} at {c['fps']:.0f} FPS")
+    print(
+        f"  fastest here: {fastest['artifact']} invoke p50 {fastest['invoke_p50_ms']:.3f} ms (estimate for {r['device']}: {est:.3f} ms)"
+    )
+    print(
+        f"  stream: {c['correct']}/{c['frames']} held-out digits classified correctly from video with {c['artifact']} at {c['fps']:.0f} FPS"
+    )
     return 0

@@ -28,7 +28,9 @@ def run(args) -> int:
         else:
             out.print(f"[bold]{name}[/bold]: {reason}")
             out.print(f"  {profile.description}")
-            out.print(f"  peak fp32 {profile.cpu.peak_fp32_gflops} GFLOPS, int8 {profile.cpu.peak_int8_gops} GOPS, flags {' '.join(profile.cpu.flags) or '-'}")
+            out.print(
+                f"  peak fp32 {profile.cpu.peak_fp32_gflops} GFLOPS, int8 {profile.cpu.peak_int8_gops} GOPS, flags {' '.join(profile.cpu.flags) or '-'}"
+            )
         return 0
     if args.name:
         profile = devices.load_profile(args.name)
@@ -48,7 +50,15 @@ def run(args) -> int:
     for col in ("name", "description", "CPU", "fp32 GFLOPS", "int8 GOPS", "mem GB/s", "artifacts", "runtime chain"):
         table.add_column(col)
     for p in profiles:
-        table.add_row(p.name, p.description, f"{p.cpu.cores}x {p.cpu.model}", f"{p.cpu.peak_fp32_gflops:g}", f"{p.cpu.peak_int8_gops:g}",
-                      f"{p.memory.bandwidth_gbps:g}", ", ".join(p.artifacts), " -> ".join(p.runtimes))
+        table.add_row(
+            p.name,
+            p.description,
+            f"{p.cpu.cores}x {p.cpu.model}",
+            f"{p.cpu.peak_fp32_gflops:g}",
+            f"{p.cpu.peak_int8_gops:g}",
+            f"{p.memory.bandwidth_gbps:g}",
+            ", ".join(p.artifacts),
+            " -> ".join(p.runtimes),
+        )
     out.print(table)
     return 0

@@ -48,14 +48,23 @@ def run(args) -> int:
     for col in ("layer", "type", "output", "params", "MACs", "activation", "detail"):
         table.add_column(col, justify="right" if col in ("params", "MACs", "activation") else "left", no_wrap=col != "detail")
     for layer in report.layers:
-        table.add_row(layer.name, layer.type, "x".join(map(str, layer.output_shape)), f"{layer.params:,}",
-                      f"{layer.macs:,}", _bytes(layer.activation_bytes), layer.detail)
+        table.add_row(
+            layer.name,
+            layer.type,
+            "x".join(map(str, layer.output_shape)),
+            f"{layer.params:,}",
+            f"{layer.macs:,}",
+            _bytes(layer.activation_bytes),
+            layer.detail,
+        )
     out = console()
     out.print(table)
     peak = report.peak_activation
     out.print(f"total parameters: {report.total_params:,} ({_bytes(report.weight_bytes)} as float32)")
     out.print(f"total MACs: {report.total_macs:,} ({report.total_macs / 1e6:.1f} M)")
-    out.print(f"largest activation: {peak.name} {'x'.join(map(str, peak.output_shape))} = {_bytes(peak.activation_bytes)} (peak-memory hint)")
+    out.print(
+        f"largest activation: {peak.name} {'x'.join(map(str, peak.output_shape))} = {_bytes(peak.activation_bytes)} (peak-memory hint)"
+    )
     return 0
 
 

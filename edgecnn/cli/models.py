@@ -21,24 +21,42 @@ def run(args) -> int:
     for name in MODELS:
         spec = get_spec(name)
         ref = spec.reference
-        rows.append({
-            "name": name,
-            "input": "x".join(map(str, spec.default_input)),
-            "min_input": min_input_size(spec),
-            "classes": spec.default_classes,
-            "params": ref.get("params"),
-            "macs": ref.get("macs"),
-            "imagenet_weights": spec.imagenet,
-            "description": spec.description,
-        })
+        rows.append(
+            {
+                "name": name,
+                "input": "x".join(map(str, spec.default_input)),
+                "min_input": min_input_size(spec),
+                "classes": spec.default_classes,
+                "params": ref.get("params"),
+                "macs": ref.get("macs"),
+                "imagenet_weights": spec.imagenet,
+                "description": spec.description,
+            }
+        )
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     table = Table(title="edgecnn model zoo (figures at the default input and class count; edgecnn inspect NAME for layers)")
-    for col, just in (("name", "left"), ("input", "right"), ("min", "right"), ("params", "right"), ("MACs", "right"), ("ImageNet", "center"), ("description", "left")):
+    for col, just in (
+        ("name", "left"),
+        ("input", "right"),
+        ("min", "right"),
+        ("params", "right"),
+        ("MACs", "right"),
+        ("ImageNet", "center"),
+        ("description", "left"),
+    ):
         table.add_column(col, justify=just, no_wrap=col != "description")
     for r in rows:
-        table.add_row(r["name"], r["input"], str(r["min_input"]), f"{r['params']:,}", _human(r["macs"]), "yes" if r["imagenet_weights"] else "-", r["description"])
+        table.add_row(
+            r["name"],
+            r["input"],
+            str(r["min_input"]),
+            f"{r['params']:,}",
+            _human(r["macs"]),
+            "yes" if r["imagenet_weights"] else "-",
+            r["description"],
+        )
     console().print(table)
     return 0
 

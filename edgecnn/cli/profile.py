@@ -7,7 +7,9 @@ HELP = "profile latency of an artifact or a bare .tflite / .onnx / OpenVINO .xml
 
 def add_arguments(p) -> None:
     p.add_argument("model", help="artifact folder, conversion output folder, or a .tflite / .onnx / .xml file")
-    p.add_argument("--device", help="device profile: its runtime chain and threads apply; if it is not this host, an estimate is added")
+    p.add_argument(
+        "--device", help="device profile: its runtime chain and threads apply; if it is not this host, an estimate is added"
+    )
     p.add_argument("--runtime", help="force a runtime: litert, onnxruntime, openvino")
     p.add_argument("--threads", type=int)
     p.add_argument("--runs", type=int, default=200, help="at least this many timed runs per mode (default 200)")
@@ -34,15 +36,23 @@ def run(args) -> int:
         try:
             shape = tuple(int(v) for v in args.input_shape.split(","))
         except ValueError:
-            raise ConfigError(f"--input-shape must be comma-separated integers like 1,224,224,3; received {args.input_shape!r}") from None
+            raise ConfigError(
+                f"--input-shape must be comma-separated integers like 1,224,224,3; received {args.input_shape!r}"
+            ) from None
     if args.out:
         from pathlib import Path
 
         parent = Path(args.out).parent
         if not parent.is_dir():
             raise ConfigError(f"cannot write {args.out}: folder {parent} does not exist")
-    opts = ProfileOptions(runs=args.runs, min_seconds=args.min_seconds, warmup=args.warmup, threads=args.threads,
-                          batch=args.batch, input_shape=shape)
+    opts = ProfileOptions(
+        runs=args.runs,
+        min_seconds=args.min_seconds,
+        warmup=args.warmup,
+        threads=args.threads,
+        batch=args.batch,
+        input_shape=shape,
+    )
     host_name = detect()[0]
     target = load_profile(args.device) if args.device else load_profile(host_name)
     measured_on = load_profile(host_name) if target.name != host_name else target
@@ -56,8 +66,13 @@ def run(args) -> int:
         tick = lambda: progress.advance(task)  # noqa: E731
         progress.start()
     try:
-        result = profile(args.model, profile=target if target.name == host_name else _host_chain(target, measured_on),
-                         runtime=args.runtime, opts=opts, tick=tick)
+        result = profile(
+            args.model,
+            profile=target if target.name == host_name else _host_chain(target, measured_on),
+            runtime=args.runtime,
+            opts=opts,
+            tick=tick,
+        )
     finally:
         if progress:
             progress.stop()
@@ -84,12 +99,16 @@ def _estimate(result, host, target, args):
 
     artifact = result["model"].get("artifact")
     if not artifact:
-        return {"device": target.name, "note": "no estimate for a bare model file: per-layer costs come from an edgecnn artifact's manifest"}
+        return {
+            "device": target.name,
+            "note": "no estimate for a bare model file: per-layer costs come from an edgecnn artifact's manifest",
+        }
     from edgecnn.manifest import Manifest
 
     m = Manifest.load(artifact, verify=False)
     layers = (m.extra.get("cost") or {}).get("layers")
     if not layers:
         return {"device": target.name, "note": "the artifact's manifest has no per-layer costs (converted by an older edgecnn?)"}
-    return estimate(layers, m.precision, host=host, target=target, measured_host_ms=result["invoke"]["p50"],
-                    host_threads=result["threads"])
+    return estimate(
+        layers, m.precision, host=host, target=target, measured_host_ms=result["invoke"]["p50"], host_threads=result["threads"]
+    )

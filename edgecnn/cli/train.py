@@ -27,8 +27,12 @@ def run(args) -> int:
     run_dir = train(recipe, out, data=args.data, force=args.force, quiet=args.quiet, skip_bad=args.skip_bad)
     m = json.loads((run_dir / "metrics.json").read_text())
     acc = m.get("accuracy")
-    print(f"trained {recipe.model.name} on {m['train_images']} images in {m['train_seconds']:.1f} s; "
-          f"{m['split']} accuracy {acc:.4f} on {m['n']} images -> {run_dir}" if acc is not None else f"trained -> {run_dir}")
+    print(
+        f"trained {recipe.model.name} on {m['train_images']} images in {m['train_seconds']:.1f} s; "
+        f"{m['split']} accuracy {acc:.4f} on {m['n']} images -> {run_dir}"
+        if acc is not None
+        else f"trained -> {run_dir}"
+    )
     return 0
 
 

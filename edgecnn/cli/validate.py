@@ -22,5 +22,7 @@ def run(args) -> int:
     if report.ok:
         print(f"ok: {sum(report.classes.values())} images in {len(report.classes)} classes")
         return 0
-    print(f"error: {len(report.bad_files)} bad file(s), {len(report.problems)} dataset problem(s); training would refuse this dataset (or use --skip-bad)")
+    print(
+        f"error: {len(report.bad_files)} bad file(s), {len(report.problems)} dataset problem(s); training would refuse this dataset (or use --skip-bad)"
+    )
     return 1

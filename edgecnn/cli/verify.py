@@ -16,6 +16,8 @@ def run(args) -> int:
     for d in artifact_dirs(args.artifact):
         m = Manifest.load(d, verify=True)
         parity = m.parity or {}
-        status = "parity passed" if parity.get("passed") else ("parity FAILED (kept with --no-gate)" if parity else "no parity record")
+        status = (
+            "parity passed" if parity.get("passed") else ("parity FAILED (kept with --no-gate)" if parity else "no parity record")
+        )
         print(f"ok: {d} ({m.format}/{m.precision}, {len(m.files)} file(s) match their sha256, {len(m.labels)} labels, {status})")
     return 0

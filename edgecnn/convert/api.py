@@ -66,24 +66,50 @@ def _tensor_entry(spec: Any) -> dict[str, Any]:
     return d
 
 
-def _one(source: Any, fmt: str, precision: Precision, final: Path, *, profile: DeviceProfile, calibration: Any, eval_set: Any,
-         keras_probs: np.ndarray, thresholds: GateThresholds, gate: bool, force: bool, max_drop: float | None,
-         cost: dict[str, Any]) -> Row:
+def _one(
+    source: Any,
+    fmt: str,
+    precision: Precision,
+    final: Path,
+    *,
+    profile: DeviceProfile,
+    calibration: Any,
+    eval_set: Any,
+    keras_probs: np.ndarray,
+    thresholds: GateThresholds,
+    gate: bool,
+    force: bool,
+    max_drop: float | None,
+    cost: dict[str, Any],
+) -> Row:
     info = CONVERTERS.get(fmt)
     row = Row(fmt, str(precision))
     try:
         with staged_directory(final, force=force) as tmp:
-            result = info.load()(source, precision, tmp, calibration=calibration, profile=profile, max_drop=max_drop, eval_set=eval_set)
+            result = info.load()(
+                source, precision, tmp, calibration=calibration, profile=profile, max_drop=max_drop, eval_set=eval_set
+            )
             model_file = tmp / result["files"]["model"]["path"]
             with open_backend(info.runtime, model_file) as backend:
                 inp, out = _tensor_entry(backend.input), _tensor_entry(backend.output)
             manifest = Manifest(
-                format=fmt, precision=str(precision), files=result["files"], input=inp, output=out, labels=source.labels,
-                preprocess=source.spec, device=profile.name,
+                format=fmt,
+                precision=str(precision),
+                files=result["files"],
+                input=inp,
+                output=out,
+                labels=source.labels,
+                preprocess=source.spec,
+                device=profile.name,
                 source_model={"path": str(source.path), "sha256": source.sha256, "name": source.name},
                 tools={"edgecnn": __version__, "python": platform.python_version(), **result.get("tools", {})},
-                extra=result.get("extra", {}) | {"cost": cost} | ({"calibration": {"n": len(calibration), "source": calibration.source}}
-                                                  if calibration is not None and precision in (Precision.INT8,) else {}),
+                extra=result.get("extra", {})
+                | {"cost": cost}
+                | (
+                    {"calibration": {"n": len(calibration), "source": calibration.source}}
+                    if calibration is not None and precision in (Precision.INT8,)
+                    else {}
+                ),
             )
             manifest.write(tmp)
             row.parity = check_parity(tmp, keras_probs, eval_set, precision, source.labels, thresholds)
@@ -106,14 +132,30 @@ def _one(source: Any, fmt: str, precision: Precision, final: Path, *, profile: D
         row.notes.append("kept with --no-gate: " + "; ".join(row.parity.reasons))
     edgetpu = result.get("extra", {}).get("edgetpu")
     if edgetpu:
-        row.notes.append(edgetpu.get("note") or f"Edge TPU: {edgetpu.get('ops_on_tpu')} ops on the TPU, {edgetpu.get('ops_on_cpu')} on the CPU")
+        row.notes.append(
+            edgetpu.get("note") or f"Edge TPU: {edgetpu.get('ops_on_tpu')} ops on the TPU, {edgetpu.get('ops_on_cpu')} on the CPU"
+        )
     return row
 
 
-def convert(model: str | Path, device: str, *, precisions: list[str] | None = None, data: str | None = None,
-            calibration: str | None = None, out: str | Path | None = None, force: bool = False, gate: bool = True,
-            max_drop: float = 1.0, accuracy_control: bool = False, trust: bool = False, n_eval: int | None = None,
-            preprocess: Any = None, labels: list[str] | None = None, progress: Callable[[str], None] | None = None) -> ConversionSummary:
+def convert(
+    model: str | Path,
+    device: str,
+    *,
+    precisions: list[str] | None = None,
+    data: str | None = None,
+    calibration: str | None = None,
+    out: str | Path | None = None,
+    force: bool = False,
+    gate: bool = True,
+    max_drop: float = 1.0,
+    accuracy_control: bool = False,
+    trust: bool = False,
+    n_eval: int | None = None,
+    preprocess: Any = None,
+    labels: list[str] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> ConversionSummary:
     """Convert ``model`` for ``device``: every (format, precision) the profile lists, or ``precisions``."""
     say = progress or (lambda msg: None)
     profile = load_profile(device)
@@ -122,7 +164,9 @@ def convert(model: str | Path, device: str, *, precisions: list[str] | None = No
     source = load_source(model, trust=trust, preprocess=preprocess, labels=labels)
     out_root = Path(out) if out else Path("out") / f"{source.name}-{profile.name}"
     if out_root.exists() and any(out_root.iterdir()) and not force:
-        raise ArtifactError(f"output folder already exists: {out_root}", hint="use --force to replace it, or choose another --out")
+        raise ArtifactError(
+            f"output folder already exists: {out_root}", hint="use --force to replace it, or choose another --out"
+        )
     say("preparing held-out and calibration data")
     eval_set, calib = conversion_data(source, data=data, calibration=calibration, n_eval=n_eval)
     if eval_set is None:
@@ -144,9 +188,23 @@ def convert(model: str | Path, device: str, *, precisions: list[str] | None = No
     try:
         for fmt, prec in targets:
             say(f"{fmt}/{prec}: converting, then checking parity on {len(eval_set.x)} inputs")
-            rows.append(_one(source, fmt, prec, out_root / f"{fmt}-{prec}", profile=profile, calibration=calib, eval_set=eval_set,
-                             keras_probs=keras_probs, thresholds=thresholds, gate=gate, force=force,
-                             max_drop=max_drop if accuracy_control else None, cost=cost))
+            rows.append(
+                _one(
+                    source,
+                    fmt,
+                    prec,
+                    out_root / f"{fmt}-{prec}",
+                    profile=profile,
+                    calibration=calib,
+                    eval_set=eval_set,
+                    keras_probs=keras_probs,
+                    thresholds=thresholds,
+                    gate=gate,
+                    force=force,
+                    max_drop=max_drop if accuracy_control else None,
+                    cost=cost,
+                )
+            )
     finally:
         source.cleanup()
     _size_ratios(rows, source)
@@ -171,29 +229,62 @@ def summary_rows(summary: ConversionSummary) -> list[list[str]]:
         def pct(v: float | None) -> str:
             return "-" if v is None else f"{v * 100:.2f}%"
 
-        table.append([
-            r.format, r.precision, "-" if r.size_mb is None else f"{r.size_mb:.3f}", "-" if r.size_ratio is None else f"{r.size_ratio:.2f}x",
-            pct(p.keras_accuracy) if p else "-", pct(p.artifact_accuracy) if p else "-", pct(p.agreement) if p else "-",
-            f"{p.max_abs_dp:.1e}" if p else "-", f"{p.p50_ms:.3f}" if p and p.p50_ms else "-",
-            r.status if r.status != "ERROR" else f"ERROR: {r.error}",
-        ])
+        table.append(
+            [
+                r.format,
+                r.precision,
+                "-" if r.size_mb is None else f"{r.size_mb:.3f}",
+                "-" if r.size_ratio is None else f"{r.size_ratio:.2f}x",
+                pct(p.keras_accuracy) if p else "-",
+                pct(p.artifact_accuracy) if p else "-",
+                pct(p.agreement) if p else "-",
+                f"{p.max_abs_dp:.1e}" if p else "-",
+                f"{p.p50_ms:.3f}" if p and p.p50_ms else "-",
+                r.status if r.status != "ERROR" else f"ERROR: {r.error}",
+            ]
+        )
     return table
 
 
-HEADERS = ["format", "precision", "size MB", "vs fp32", "Keras acc", "artifact acc", "agreement", "max|dp|", "p50 ms (host)", "status"]
+HEADERS = [
+    "format",
+    "precision",
+    "size MB",
+    "vs fp32",
+    "Keras acc",
+    "artifact acc",
+    "agreement",
+    "max|dp|",
+    "p50 ms (host)",
+    "status",
+]
 
 
 def write_summary(summary: ConversionSummary) -> None:
-    data = {"model": summary.model, "device": summary.device, "eval_data": summary.eval_source,
-            "calibration": summary.calibration_source, "ok": summary.ok, "artifacts": [r.to_dict() for r in summary.rows]}
+    data = {
+        "model": summary.model,
+        "device": summary.device,
+        "eval_data": summary.eval_source,
+        "calibration": summary.calibration_source,
+        "ok": summary.ok,
+        "artifacts": [r.to_dict() for r in summary.rows],
+    }
     write_json_atomic(summary.out / "summary.json", data)
-    lines = [f"# {summary.model} for {summary.device}", "", f"Parity data: {summary.eval_source}. Calibration: {summary.calibration_source or '-'}.", "",
-             "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+    lines = [
+        f"# {summary.model} for {summary.device}",
+        "",
+        f"Parity data: {summary.eval_source}. Calibration: {summary.calibration_source or '-'}.",
+        "",
+        "| " + " | ".join(HEADERS) + " |",
+        "|" + "---|" * len(HEADERS),
+    ]
     lines += ["| " + " | ".join(row) + " |" for row in summary_rows(summary)]
     for r in summary.rows:
         if r.parity and r.parity.per_class_delta and r.status != "ok":
             worst = sorted(r.parity.per_class_delta.items(), key=lambda kv: kv[1])[:5]
-            lines.append(f"\n{r.format}/{r.precision} per-class accuracy change (points): " + ", ".join(f"{k}: {v:+.1f}" for k, v in worst))
+            lines.append(
+                f"\n{r.format}/{r.precision} per-class accuracy change (points): " + ", ".join(f"{k}: {v:+.1f}" for k, v in worst)
+            )
         for note in r.notes:
             lines.append(f"\n{r.format}/{r.precision}: {note}")
     write_atomic(summary.out / "summary.md", "\n".join(lines) + "\n")
@@ -202,4 +293,6 @@ def write_summary(summary: ConversionSummary) -> None:
 def raise_if_failed(summary: ConversionSummary) -> None:
     bad = [f"{r.format}/{r.precision} ({r.status})" for r in summary.rows if r.status != "ok"]
     if bad:
-        raise ConversionError(f"{len(bad)} of {len(summary.rows)} artifacts failed: {', '.join(bad)}; see {summary.out / 'summary.md'}")
+        raise ConversionError(
+            f"{len(bad)} of {len(summary.rows)} artifacts failed: {', '.join(bad)}; see {summary.out / 'summary.md'}"
+        )

@@ -42,8 +42,10 @@ class ConverterInfo:
             p = None
         if p not in self.precisions:
             allowed = ", ".join(self.precisions)
-            raise ConfigError(f"precision '{precision}' is not supported by '{self.format}' (supported: {allowed})",
-                              hint=f"use --precision {self.precisions[-1]}")
+            raise ConfigError(
+                f"precision '{precision}' is not supported by '{self.format}' (supported: {allowed})",
+                hint=f"use --precision {self.precisions[-1]}",
+            )
         return p
 
     def load(self):
@@ -52,16 +54,45 @@ class ConverterInfo:
 
 
 class ConvertFn(Protocol):
-    def __call__(self, source: Any, precision: Precision, out_dir: Path, *, calibration: Any, profile: Any, **kw: Any) -> dict[str, Any]: ...
+    def __call__(
+        self, source: Any, precision: Precision, out_dir: Path, *, calibration: Any, profile: Any, **kw: Any
+    ) -> dict[str, Any]: ...
 
 
 CONVERTERS: Registry[ConverterInfo] = Registry("format")
-CONVERTERS.add("tflite", ConverterInfo(Format.TFLITE, "tflite:convert", ".tflite",
-                                       (Precision.FP32, Precision.FP16, Precision.DYNAMIC, Precision.INT8), "litert", ("tensorflow",)))
-CONVERTERS.add("onnx", ConverterInfo(Format.ONNX, "onnx:convert", ".onnx", (Precision.FP32, Precision.FP16, Precision.INT8),
-                                     "onnxruntime", ("tf2onnx", "onnx", "onnxruntime")))
-CONVERTERS.add("openvino", ConverterInfo(Format.OPENVINO, "openvino:convert", ".xml", (Precision.FP32, Precision.FP16, Precision.INT8),
-                                         "openvino", ("openvino", "nncf")))
+CONVERTERS.add(
+    "tflite",
+    ConverterInfo(
+        Format.TFLITE,
+        "tflite:convert",
+        ".tflite",
+        (Precision.FP32, Precision.FP16, Precision.DYNAMIC, Precision.INT8),
+        "litert",
+        ("tensorflow",),
+    ),
+)
+CONVERTERS.add(
+    "onnx",
+    ConverterInfo(
+        Format.ONNX,
+        "onnx:convert",
+        ".onnx",
+        (Precision.FP32, Precision.FP16, Precision.INT8),
+        "onnxruntime",
+        ("tf2onnx", "onnx", "onnxruntime"),
+    ),
+)
+CONVERTERS.add(
+    "openvino",
+    ConverterInfo(
+        Format.OPENVINO,
+        "openvino:convert",
+        ".xml",
+        (Precision.FP32, Precision.FP16, Precision.INT8),
+        "openvino",
+        ("openvino", "nncf"),
+    ),
+)
 
 
 def parse_targets(items: list[str], default: list[tuple[str, str]]) -> list[tuple[str, Precision]]:

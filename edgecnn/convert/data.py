@@ -19,8 +19,15 @@ class EvalSet:
     source: str
 
 
-def conversion_data(src: SourceModel, *, data: str | None = None, calibration: str | None = None,
-                    n_calibration: int = 300, n_eval: int | None = None, seed: int = 0) -> tuple[EvalSet | None, CalibrationSet | None]:
+def conversion_data(
+    src: SourceModel,
+    *,
+    data: str | None = None,
+    calibration: str | None = None,
+    n_calibration: int = 300,
+    n_eval: int | None = None,
+    seed: int = 0,
+) -> tuple[EvalSet | None, CalibrationSet | None]:
     """(held-out set, calibration set): from --data, else the run's own test split; --calibration overrides."""
     eval_set = calib = None
     if data:
@@ -46,8 +53,9 @@ def conversion_data(src: SourceModel, *, data: str | None = None, calibration: s
             raise DataError(f"{src.run_dir}: preprocess.json differs from what the recipe produces; was the run edited?")
         eval_set = EvalSet(prepared.x_test, prepared.y_test, f"{recipe.data} (test split, seed {recipe.seed})")
         sample = prepared.train_raw.balanced_sample(n_calibration, seed=seed)
-        calib = CalibrationSet.from_images(sample.images, src.spec, source_order=sample.source_order,
-                                           source=f"{recipe.data} (training split, class-balanced)")
+        calib = CalibrationSet.from_images(
+            sample.images, src.spec, source_order=sample.source_order, source=f"{recipe.data} (training split, class-balanced)"
+        )
     if calibration:
         calib = CalibrationSet.from_path(calibration, src.spec, limit=n_calibration, seed=seed)
     if calib is not None:
@@ -67,8 +75,10 @@ def random_eval(src: SourceModel, n: int = 50, seed: int = 0) -> EvalSet:
 
 def require_calibration(calib: CalibrationSet | None, what: str) -> CalibrationSet:
     if calib is None:
-        raise DataError(f"{what} needs calibration data and none is available",
-                        hint="convert an edgecnn run directory, or pass --data DIR or --calibration DIR")
+        raise DataError(
+            f"{what} needs calibration data and none is available",
+            hint="convert an edgecnn run directory, or pass --data DIR or --calibration DIR",
+        )
     return calib
 
 

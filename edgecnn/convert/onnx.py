@@ -22,8 +22,19 @@ INPUT_NAME, OUTPUT_NAME = "input", "probabilities"
 def _tf2onnx(saved_model: Path, out: Path) -> None:
     # tf2onnx.convert.from_keras is broken on Keras 3: convert the exported SavedModel. A child
     # process keeps tf2onnx's graph rewriting and logging out of our interpreter.
-    cmd = [sys.executable, "-m", "tf2onnx.convert", "--saved-model", str(saved_model), "--output", str(out),
-           "--opset", str(OPSET), "--signature_def", "serving_default"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tf2onnx.convert",
+        "--saved-model",
+        str(saved_model),
+        "--output",
+        str(out),
+        "--opset",
+        str(OPSET),
+        "--signature_def",
+        "serving_default",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     if proc.returncode != 0 or not out.is_file():
         tail = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()][-1:] or ["no output"]
@@ -90,14 +101,24 @@ def convert(source: Any, precision: Precision, out_dir: Path, *, calibration: An
                 calib = require_calibration(calibration, "int8 ONNX")
                 pre = Path(tmp) / "pre.onnx"
                 quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
-                quantize_static(str(pre), str(target), _Reader(calib), quant_format=QuantFormat.QDQ, per_channel=True,
-                                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                                calibrate_method=CalibrationMethod.MinMax)
+                quantize_static(
+                    str(pre),
+                    str(target),
+                    _Reader(calib),
+                    quant_format=QuantFormat.QDQ,
+                    per_channel=True,
+                    activation_type=QuantType.QInt8,
+                    weight_type=QuantType.QInt8,
+                    calibrate_method=CalibrationMethod.MinMax,
+                )
         except ConversionError:
             raise
         except Exception as exc:
             raise ConversionError(f"onnx/{precision}: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}") from exc
     import onnxruntime
 
-    return {"files": {"model": {"path": "model.onnx"}}, "extra": {"opset": OPSET},
-            "tools": {"tf2onnx": tf2onnx.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}}
+    return {
+        "files": {"model": {"path": "model.onnx"}},
+        "extra": {"opset": OPSET},
+        "tools": {"tf2onnx": tf2onnx.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__},
+    }

@@ -11,8 +11,17 @@ from edgecnn.convert.data import require_calibration
 from edgecnn.errors import ConversionError
 
 
-def convert(source: Any, precision: Precision, out_dir: Path, *, calibration: Any, profile: Any, max_drop: float | None = None,
-            eval_set: Any = None, **_: Any) -> dict[str, Any]:
+def convert(
+    source: Any,
+    precision: Precision,
+    out_dir: Path,
+    *,
+    calibration: Any,
+    profile: Any,
+    max_drop: float | None = None,
+    eval_set: Any = None,
+    **_: Any,
+) -> dict[str, Any]:
     import openvino as ov
 
     tools = {"openvino": ov.get_version()}
@@ -43,6 +52,7 @@ def convert(source: Any, precision: Precision, out_dir: Path, *, calibration: An
 def _with_accuracy_control(model: Any, dataset: Any, eval_set: Any, max_drop: float) -> Any:
     import nncf
     import numpy as np
+
     items = [(eval_set.x[i : i + 1], int(eval_set.y[i])) for i in range(len(eval_set.x))]
 
     def validate(compiled: Any, data: Any) -> float:
@@ -50,6 +60,11 @@ def _with_accuracy_control(model: Any, dataset: Any, eval_set: Any, max_drop: fl
         return float(np.mean(hits))
 
     return nncf.quantize_with_accuracy_control(
-        model, dataset, nncf.Dataset(items), validation_fn=validate, max_drop=max_drop / 100.0,
-        drop_type=nncf.DropType.ABSOLUTE, subset_size=300,
+        model,
+        dataset,
+        nncf.Dataset(items),
+        validation_fn=validate,
+        max_drop=max_drop / 100.0,
+        drop_type=nncf.DropType.ABSOLUTE,
+        subset_size=300,
     )

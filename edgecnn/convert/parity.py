@@ -53,8 +53,17 @@ def _per_class(y: np.ndarray, ref: np.ndarray, got: np.ndarray, labels: list[str
     return out
 
 
-def check_parity(artifact_dir: Path, keras_probs: np.ndarray, eval_set: Any, precision: Precision, labels: list[str],
-                 thresholds: GateThresholds, *, threads: int | None = None, timing_runs: int = 30) -> ParityResult:
+def check_parity(
+    artifact_dir: Path,
+    keras_probs: np.ndarray,
+    eval_set: Any,
+    precision: Precision,
+    labels: list[str],
+    thresholds: GateThresholds,
+    *,
+    threads: int | None = None,
+    timing_runs: int = 30,
+) -> ParityResult:
     """Open the artifact with the same Classifier the device uses and measure agreement and accuracy."""
     from edgecnn.runtime import Classifier
 
@@ -69,7 +78,9 @@ def check_parity(artifact_dir: Path, keras_probs: np.ndarray, eval_set: Any, pre
         described = clf.describe()
     ref_top, got_top = keras_probs.argmax(1), probs.argmax(1)
     res = ParityResult(
-        n=len(probs), data=eval_set.source, agreement=float((ref_top == got_top).mean()),
+        n=len(probs),
+        data=eval_set.source,
+        agreement=float((ref_top == got_top).mean()),
         max_abs_dp=float(np.abs(keras_probs - probs).max()),
         keras_accuracy=None if eval_set.y is None else float((ref_top == eval_set.y).mean()),
         artifact_accuracy=None if eval_set.y is None else float((got_top == eval_set.y).mean()),

@@ -52,8 +52,9 @@ class SourceModel:
             self._saved_model = None
 
 
-def load_source(model: str | Path, *, preprocess: PreprocessSpec | None = None, labels: list[str] | None = None,
-                trust: bool = False) -> SourceModel:
+def load_source(
+    model: str | Path, *, preprocess: PreprocessSpec | None = None, labels: list[str] | None = None, trust: bool = False
+) -> SourceModel:
     """Load an edgecnn run directory (model.keras + labels.txt + preprocess.json) or a .keras file
     (labels.txt and preprocess.json beside it, or given explicitly)."""
     from edgecnn.models.io import load_keras_model
@@ -67,16 +68,25 @@ def load_source(model: str | Path, *, preprocess: PreprocessSpec | None = None, 
             raise ModelError(f"{run_dir} is not an edgecnn run directory (no model.keras)")
     keras_model = load_keras_model(path, trust=trust)
     if len(keras_model.inputs) != 1 or len(keras_model.outputs) != 1:
-        raise ModelError(f"{path}: expected one input and one output; found {len(keras_model.inputs)} and {len(keras_model.outputs)}")
+        raise ModelError(
+            f"{path}: expected one input and one output; found {len(keras_model.inputs)} and {len(keras_model.outputs)}"
+        )
     out_shape = keras_model.outputs[0].shape
     if len(out_shape) != 2 or not out_shape[-1] or out_shape[-1] < 2:
-        raise ModelError(f"{path}: the output is not a class-probability vector (shape {tuple(out_shape)})",
-                         hint="convert a classifier whose last layer is a softmax over the classes")
-    if type(keras_model.layers[-1]).__name__ not in ("Softmax",) and getattr(keras_model.layers[-1], "activation", None) is not None:
+        raise ModelError(
+            f"{path}: the output is not a class-probability vector (shape {tuple(out_shape)})",
+            hint="convert a classifier whose last layer is a softmax over the classes",
+        )
+    if (
+        type(keras_model.layers[-1]).__name__ not in ("Softmax",)
+        and getattr(keras_model.layers[-1], "activation", None) is not None
+    ):
         act = getattr(keras_model.layers[-1].activation, "__name__", "")
         if act != "softmax":
-            raise ModelError(f"{path}: the last layer's activation is '{act}', not softmax: outputs are not probabilities",
-                             hint="add a Softmax layer to the model before converting")
+            raise ModelError(
+                f"{path}: the last layer's activation is '{act}', not softmax: outputs are not probabilities",
+                hint="add a Softmax layer to the model before converting",
+            )
     n = int(out_shape[-1])
     in_shape = tuple(int(d) for d in keras_model.inputs[0].shape[1:] if d is not None)
     if len(in_shape) != 3:
@@ -92,8 +102,10 @@ def load_source(model: str | Path, *, preprocess: PreprocessSpec | None = None, 
         if pp.is_file():
             preprocess = PreprocessSpec.load(pp)
         else:
-            raise ConfigError(f"no preprocessing known for {path}",
-                              hint="put a preprocess.json beside it or pass --input-scale/--input-mean/--input-std")
+            raise ConfigError(
+                f"no preprocessing known for {path}",
+                hint="put a preprocess.json beside it or pass --input-scale/--input-mean/--input-std",
+            )
     if preprocess.input_shape != in_shape:
         raise ConfigError(f"preprocessing makes {preprocess.input_shape} inputs but the model takes {in_shape}")
     return SourceModel(path, keras_model, labels, preprocess, run_dir, sha256_file(path))

@@ -50,11 +50,20 @@ def convert(source: Any, precision: Precision, out_dir: Path, *, calibration: An
 def _edgetpu_compile(out_dir: Path) -> dict[str, Any]:
     exe = shutil.which("edgetpu_compiler")
     if not exe:
-        return {"compiled": False, "note": "edgetpu_compiler is not on PATH: the int8 model is ready, compile it with "
-                                           "'edgetpu_compiler model.tflite' on an x86-64 Debian/Ubuntu machine (coral.ai/docs/edgetpu/compiler)"}
-    proc = subprocess.run([exe, "-s", "-o", str(out_dir), str(out_dir / "model.tflite")], capture_output=True, text=True, timeout=600)
+        return {
+            "compiled": False,
+            "note": "edgetpu_compiler is not on PATH: the int8 model is ready, compile it with "
+            "'edgetpu_compiler model.tflite' on an x86-64 Debian/Ubuntu machine (coral.ai/docs/edgetpu/compiler)",
+        }
+    proc = subprocess.run(
+        [exe, "-s", "-o", str(out_dir), str(out_dir / "model.tflite")], capture_output=True, text=True, timeout=600
+    )
     if proc.returncode != 0:
         return {"compiled": False, "note": f"edgetpu_compiler failed: {proc.stderr.strip()[:300]}"}
     mapped = re.search(r"Number of operations that will run on Edge TPU:\s*(\d+)", proc.stdout)
     cpu = re.search(r"Number of operations that will run on CPU:\s*(\d+)", proc.stdout)
-    return {"compiled": True, "ops_on_tpu": int(mapped.group(1)) if mapped else None, "ops_on_cpu": int(cpu.group(1)) if cpu else None}
+    return {
+        "compiled": True,
+        "ops_on_tpu": int(mapped.group(1)) if mapped else None,
+        "ops_on_cpu": int(cpu.group(1)) if cpu else None,
+    }

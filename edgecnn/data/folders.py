@@ -110,7 +110,9 @@ def validate_folder(root: str | Path) -> tuple[ValidationReport, ImageDataset | 
         good = 0
         for f in files:
             if f.suffix.lower() not in EXTENSIONS:
-                report.bad_files.append((f, f"not an image extension ({f.suffix or 'none'}); allowed: {', '.join(sorted(EXTENSIONS))}"))
+                report.bad_files.append(
+                    (f, f"not an image extension ({f.suffix or 'none'}); allowed: {', '.join(sorted(EXTENSIONS))}")
+                )
                 continue
             img, reason = check_image(f)
             if reason:
@@ -135,7 +137,9 @@ def validate_folder(root: str | Path) -> tuple[ValidationReport, ImageDataset | 
         return report, None
     keep = [i for i, n in enumerate(names) if report.classes[n] > 0]
     remap = {old: new for new, old in enumerate(keep)}
-    ds = ImageDataset(images, np.array([remap[lab] for lab in labels], dtype=np.int64), [names[i] for i in keep], "BGR", root.name)
+    ds = ImageDataset(
+        images, np.array([remap[lab] for lab in labels], dtype=np.int64), [names[i] for i in keep], "BGR", root.name
+    )
     return report, ds
 
 

@@ -10,8 +10,15 @@ import numpy as np
 from edgecnn.errors import DataError
 
 
-def write_video(images: list[np.ndarray], path: str | Path, *, fps: float = 10.0, size: tuple[int, int] = (96, 96),
-                source_order: str = "RGB", codec: str = "MJPG") -> Path:
+def write_video(
+    images: list[np.ndarray],
+    path: str | Path,
+    *,
+    fps: float = 10.0,
+    size: tuple[int, int] = (96, 96),
+    source_order: str = "RGB",
+    codec: str = "MJPG",
+) -> Path:
     """Encode images (uint8, gray or colour) as a video; MJPG/AVI keeps digits crisp and decodes everywhere."""
     path = Path(path)
     if not images:

@@ -36,12 +36,28 @@ def _app(fn, name, *, input_shape, num_classes, imagenet, dropout=0.0):
 
 
 def vgg16(*, input_shape, num_classes, imagenet=False, dropout=0.0):
-    return _app(keras().applications.VGG16, "vgg16", input_shape=input_shape, num_classes=num_classes, imagenet=imagenet, dropout=dropout)
+    return _app(
+        keras().applications.VGG16, "vgg16", input_shape=input_shape, num_classes=num_classes, imagenet=imagenet, dropout=dropout
+    )
 
 
 def resnet50(*, input_shape, num_classes, imagenet=False, dropout=0.0):
-    return _app(keras().applications.ResNet50, "resnet50", input_shape=input_shape, num_classes=num_classes, imagenet=imagenet, dropout=dropout)
+    return _app(
+        keras().applications.ResNet50,
+        "resnet50",
+        input_shape=input_shape,
+        num_classes=num_classes,
+        imagenet=imagenet,
+        dropout=dropout,
+    )
 
 
 def inception_v3(*, input_shape, num_classes, imagenet=False, dropout=0.0):
-    return _app(keras().applications.InceptionV3, "inception_v3", input_shape=input_shape, num_classes=num_classes, imagenet=imagenet, dropout=dropout)
+    return _app(
+        keras().applications.InceptionV3,
+        "inception_v3",
+        input_shape=input_shape,
+        num_classes=num_classes,
+        imagenet=imagenet,
+        dropout=dropout,
+    )

@@ -32,22 +32,56 @@ def _wrap(base_fn, name, *, input_shape, num_classes, imagenet, alpha=1.0, dropo
 
 
 def mobilenet_v1(*, input_shape, num_classes, imagenet=False, alpha=1.0, dropout=1e-3, bn_momentum=None):
-    return _wrap(keras().applications.MobileNet, "mobilenet_v1", input_shape=input_shape, num_classes=num_classes,
-                 imagenet=imagenet, alpha=alpha, dropout=dropout, bn_momentum=bn_momentum)
+    return _wrap(
+        keras().applications.MobileNet,
+        "mobilenet_v1",
+        input_shape=input_shape,
+        num_classes=num_classes,
+        imagenet=imagenet,
+        alpha=alpha,
+        dropout=dropout,
+        bn_momentum=bn_momentum,
+    )
 
 
 def mobilenet_v2(*, input_shape, num_classes, imagenet=False, alpha=1.0, dropout=0.2, bn_momentum=None):
-    return _wrap(keras().applications.MobileNetV2, "mobilenet_v2", input_shape=input_shape, num_classes=num_classes,
-                 imagenet=imagenet, alpha=alpha, dropout=dropout, bn_momentum=bn_momentum)
+    return _wrap(
+        keras().applications.MobileNetV2,
+        "mobilenet_v2",
+        input_shape=input_shape,
+        num_classes=num_classes,
+        imagenet=imagenet,
+        alpha=alpha,
+        dropout=dropout,
+        bn_momentum=bn_momentum,
+    )
 
 
 def mobilenet_v3_small(*, input_shape, num_classes, imagenet=False, alpha=1.0, dropout=0.2, bn_momentum=None, minimalistic=False):
-    return _wrap(keras().applications.MobileNetV3Small, "mobilenet_v3_small", input_shape=input_shape, num_classes=num_classes,
-                 imagenet=imagenet, alpha=alpha, dropout=dropout, bn_momentum=bn_momentum,
-                 minimalistic=minimalistic, include_preprocessing=False)
+    return _wrap(
+        keras().applications.MobileNetV3Small,
+        "mobilenet_v3_small",
+        input_shape=input_shape,
+        num_classes=num_classes,
+        imagenet=imagenet,
+        alpha=alpha,
+        dropout=dropout,
+        bn_momentum=bn_momentum,
+        minimalistic=minimalistic,
+        include_preprocessing=False,
+    )
 
 
 def mobilenet_v3_large(*, input_shape, num_classes, imagenet=False, alpha=1.0, dropout=0.2, bn_momentum=None, minimalistic=False):
-    return _wrap(keras().applications.MobileNetV3Large, "mobilenet_v3_large", input_shape=input_shape, num_classes=num_classes,
-                 imagenet=imagenet, alpha=alpha, dropout=dropout, bn_momentum=bn_momentum,
-                 minimalistic=minimalistic, include_preprocessing=False)
+    return _wrap(
+        keras().applications.MobileNetV3Large,
+        "mobilenet_v3_large",
+        input_shape=input_shape,
+        num_classes=num_classes,
+        imagenet=imagenet,
+        alpha=alpha,
+        dropout=dropout,
+        bn_momentum=bn_momentum,
+        minimalistic=minimalistic,
+        include_preprocessing=False,
+    )

@@ -43,8 +43,13 @@ class ModelSpec:
             return PreprocessSpec.symmetric(size, channels)
         if self.preprocess == "caffe" and channels == 3:
             return PreprocessSpec(
-                height=size[0], width=size[1], channels=3, color_order="BGR", scale=1.0,
-                mean=(103.939, 116.779, 123.68), std=(1.0,),
+                height=size[0],
+                width=size[1],
+                channels=3,
+                color_order="BGR",
+                scale=1.0,
+                mean=(103.939, 116.779, 123.68),
+                std=(1.0,),
             )
         return PreprocessSpec.unit(size, channels)
 
@@ -56,28 +61,131 @@ def _add(spec: ModelSpec) -> None:
     MODELS.add(spec.name, spec)
 
 
-_add(ModelSpec("lenet5", "lenet:lenet5", "LeNet-5 (LeCun 1998): 2 tanh convs + avg-pool, 3 dense", (32, 32, 1), 10,
-               stages=((5, 1), (2, 2), (5, 1), (2, 2)), reference={"params": 61706, "macs": 416520}))
-_add(ModelSpec("squeezenet1_0", "squeezenet:squeezenet1_0", "SqueezeNet 1.0 (Iandola 2016): fire modules, 7x7 stem", (224, 224, 3),
-               stages=((7, 2), (3, 2), (3, 2), (3, 2)), reference={"params": 1248424, "macs": 777221152}))
-_add(ModelSpec("squeezenet1_1", "squeezenet:squeezenet1_1", "SqueezeNet 1.1: 3x3 stem, earlier pooling, 2.4x fewer MACs", (224, 224, 3),
-               stages=((3, 2), (3, 2), (3, 2), (3, 2)), reference={"params": 1235496, "macs": 349151936}))
-_add(ModelSpec("mobilenet_v1", "mobilenet:mobilenet_v1", "MobileNet V1 (Howard 2017): depthwise-separable convs", (224, 224, 3),
-               preprocess="symmetric", min_size=32, imagenet=True, reference={"params": 4253864, "macs": 568740352}))
-_add(ModelSpec("mobilenet_v2", "mobilenet:mobilenet_v2", "MobileNet V2 (Sandler 2018): inverted residuals, linear bottlenecks", (224, 224, 3),
-               preprocess="symmetric", min_size=32, imagenet=True, reference={"params": 3538984, "macs": 300774272}))
-_add(ModelSpec("mobilenet_v3_small", "mobilenet:mobilenet_v3_small", "MobileNet V3 Small (Howard 2019): SE, hard-swish, NAS", (224, 224, 3),
-               preprocess="symmetric", min_size=32, imagenet=True, reference={"params": 1516120, "macs": 55472576}))
-_add(ModelSpec("mobilenet_v3_large", "mobilenet:mobilenet_v3_large", "MobileNet V3 Large (Howard 2019)", (224, 224, 3),
-               preprocess="symmetric", min_size=32, imagenet=True, reference={"params": 3957352, "macs": 215040960}))
-_add(ModelSpec("alexnet", "classic:alexnet", "AlexNet (Krizhevsky 2012), hand-built, no LRN", (227, 227, 3),
-               stages=((11, 4), (3, 2), (3, 2), (3, 2)), reference={"params": 62378344, "macs": 1135256096}))
-_add(ModelSpec("vgg16", "classic:vgg16", "VGG-16 (Simonyan 2014): 13 3x3 convs, pooled dense head", (224, 224, 3),
-               preprocess="caffe", min_size=32, imagenet=True, reference={"params": 15227688, "macs": 15347142656}))
-_add(ModelSpec("resnet50", "classic:resnet50", "ResNet-50 (He 2015): bottleneck residual blocks", (224, 224, 3),
-               preprocess="caffe", min_size=32, imagenet=True, reference={"params": 25636712, "macs": 3857973248}))
-_add(ModelSpec("inception_v3", "classic:inception_v3", "Inception-v3 (Szegedy 2015): factorised inception modules", (299, 299, 3),
-               preprocess="symmetric", min_size=75, imagenet=True, reference={"params": 23851784, "macs": 5713216096}))
+_add(
+    ModelSpec(
+        "lenet5",
+        "lenet:lenet5",
+        "LeNet-5 (LeCun 1998): 2 tanh convs + avg-pool, 3 dense",
+        (32, 32, 1),
+        10,
+        stages=((5, 1), (2, 2), (5, 1), (2, 2)),
+        reference={"params": 61706, "macs": 416520},
+    )
+)
+_add(
+    ModelSpec(
+        "squeezenet1_0",
+        "squeezenet:squeezenet1_0",
+        "SqueezeNet 1.0 (Iandola 2016): fire modules, 7x7 stem",
+        (224, 224, 3),
+        stages=((7, 2), (3, 2), (3, 2), (3, 2)),
+        reference={"params": 1248424, "macs": 777221152},
+    )
+)
+_add(
+    ModelSpec(
+        "squeezenet1_1",
+        "squeezenet:squeezenet1_1",
+        "SqueezeNet 1.1: 3x3 stem, earlier pooling, 2.4x fewer MACs",
+        (224, 224, 3),
+        stages=((3, 2), (3, 2), (3, 2), (3, 2)),
+        reference={"params": 1235496, "macs": 349151936},
+    )
+)
+_add(
+    ModelSpec(
+        "mobilenet_v1",
+        "mobilenet:mobilenet_v1",
+        "MobileNet V1 (Howard 2017): depthwise-separable convs",
+        (224, 224, 3),
+        preprocess="symmetric",
+        min_size=32,
+        imagenet=True,
+        reference={"params": 4253864, "macs": 568740352},
+    )
+)
+_add(
+    ModelSpec(
+        "mobilenet_v2",
+        "mobilenet:mobilenet_v2",
+        "MobileNet V2 (Sandler 2018): inverted residuals, linear bottlenecks",
+        (224, 224, 3),
+        preprocess="symmetric",
+        min_size=32,
+        imagenet=True,
+        reference={"params": 3538984, "macs": 300774272},
+    )
+)
+_add(
+    ModelSpec(
+        "mobilenet_v3_small",
+        "mobilenet:mobilenet_v3_small",
+        "MobileNet V3 Small (Howard 2019): SE, hard-swish, NAS",
+        (224, 224, 3),
+        preprocess="symmetric",
+        min_size=32,
+        imagenet=True,
+        reference={"params": 1516120, "macs": 55472576},
+    )
+)
+_add(
+    ModelSpec(
+        "mobilenet_v3_large",
+        "mobilenet:mobilenet_v3_large",
+        "MobileNet V3 Large (Howard 2019)",
+        (224, 224, 3),
+        preprocess="symmetric",
+        min_size=32,
+        imagenet=True,
+        reference={"params": 3957352, "macs": 215040960},
+    )
+)
+_add(
+    ModelSpec(
+        "alexnet",
+        "classic:alexnet",
+        "AlexNet (Krizhevsky 2012), hand-built, no LRN",
+        (227, 227, 3),
+        stages=((11, 4), (3, 2), (3, 2), (3, 2)),
+        reference={"params": 62378344, "macs": 1135256096},
+    )
+)
+_add(
+    ModelSpec(
+        "vgg16",
+        "classic:vgg16",
+        "VGG-16 (Simonyan 2014): 13 3x3 convs, pooled dense head",
+        (224, 224, 3),
+        preprocess="caffe",
+        min_size=32,
+        imagenet=True,
+        reference={"params": 15227688, "macs": 15347142656},
+    )
+)
+_add(
+    ModelSpec(
+        "resnet50",
+        "classic:resnet50",
+        "ResNet-50 (He 2015): bottleneck residual blocks",
+        (224, 224, 3),
+        preprocess="caffe",
+        min_size=32,
+        imagenet=True,
+        reference={"params": 25636712, "macs": 3857973248},
+    )
+)
+_add(
+    ModelSpec(
+        "inception_v3",
+        "classic:inception_v3",
+        "Inception-v3 (Szegedy 2015): factorised inception modules",
+        (299, 299, 3),
+        preprocess="symmetric",
+        min_size=75,
+        imagenet=True,
+        reference={"params": 23851784, "macs": 5713216096},
+    )
+)
 
 
 def get_spec(name: str) -> ModelSpec:

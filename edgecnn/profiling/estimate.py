@@ -32,13 +32,25 @@ def roofline_ms(layers: list[list[int]], precision: str, profile: DeviceProfile,
     return total * 1e3
 
 
-def estimate(layers: list[list[int]], precision: str, *, host: DeviceProfile, target: DeviceProfile, measured_host_ms: float,
-             host_threads: int | None = None, efficiency: float | None = None) -> dict[str, Any]:
+def estimate(
+    layers: list[list[int]],
+    precision: str,
+    *,
+    host: DeviceProfile,
+    target: DeviceProfile,
+    measured_host_ms: float,
+    host_threads: int | None = None,
+    efficiency: float | None = None,
+) -> dict[str, Any]:
     """Estimate ``target`` latency from a measurement here. ``efficiency`` overrides the host calibration."""
     host_roof = roofline_ms(layers, precision, host, host_threads)
     eff = efficiency if efficiency is not None else (measured_host_ms / host_roof if host_roof > 0 else 1.0)
     target_roof = roofline_ms(layers, precision, target)
     return {
-        "device": target.name, "estimated_p50_ms": target_roof * eff, "roofline_ms": target_roof,
-        "host_roofline_ms": host_roof, "efficiency_factor": eff, "method": "roofline x host efficiency (an ESTIMATE, not a measurement)",
+        "device": target.name,
+        "estimated_p50_ms": target_roof * eff,
+        "roofline_ms": target_roof,
+        "host_roofline_ms": host_roof,
+        "efficiency_factor": eff,
+        "method": "roofline x host efficiency (an ESTIMATE, not a measurement)",
     }

@@ -77,7 +77,9 @@ def _inputs(backend: Any, manifest: Manifest | None, opts: ProfileOptions, k: in
     if not opts.input_shape:
         shape[0] = opts.batch
     if any(d < 1 for d in shape):
-        raise ConfigError(f"the model input has dynamic dimensions {backend.input.shape}", hint="pass --input-shape, e.g. 1,224,224,3")
+        raise ConfigError(
+            f"the model input has dynamic dimensions {backend.input.shape}", hint="pass --input-shape, e.g. 1,224,224,3"
+        )
     lo, hi = manifest.preprocess.value_range() if manifest else (0.0, 1.0)
     rng = np.random.default_rng(0)
     return [rng.uniform(lo, hi, size=shape).astype(np.float32) for _ in range(k)]
@@ -119,9 +121,17 @@ def measure(target: Target, opts: ProfileOptions, *, tick: Callable[[], None] | 
 
     fresh_ms = _timed_loop(fresh, opts, tick)
     result = {
-        "load_ms": target.load_ms, "first_inference_ms": first_ms, "warmup_runs": opts.warmup,
-        "invoke": summarize(invoke), "fresh_input": summarize(fresh_ms),
-        "memory": {"rss_start_mb": rss0, "rss_after_warmup_mb": rss_warm, "rss_end_mb": system.rss_mb(), "peak_rss_mb": system.peak_rss_mb()},
+        "load_ms": target.load_ms,
+        "first_inference_ms": first_ms,
+        "warmup_runs": opts.warmup,
+        "invoke": summarize(invoke),
+        "fresh_input": summarize(fresh_ms),
+        "memory": {
+            "rss_start_mb": rss0,
+            "rss_after_warmup_mb": rss_warm,
+            "rss_end_mb": system.rss_mb(),
+            "peak_rss_mb": system.peak_rss_mb(),
+        },
         "raw_ms": {"invoke": invoke, "fresh_input": fresh_ms},
     }
     result["memory"]["growth_mb"] = result["memory"]["rss_end_mb"] - rss_warm
@@ -154,8 +164,14 @@ def _stages(target: Target, opts: ProfileOptions) -> dict[str, Any]:
     return {"preprocess": summarize(pre), "inference": summarize(inf), "postprocess": summarize(post)}
 
 
-def profile(path: str | Path, *, profile: DeviceProfile | None, runtime: str | None = None, opts: ProfileOptions = ProfileOptions(),
-            tick: Callable[[], None] | None = None) -> dict[str, Any]:
+def profile(
+    path: str | Path,
+    *,
+    profile: DeviceProfile | None,
+    runtime: str | None = None,
+    opts: ProfileOptions = ProfileOptions(),
+    tick: Callable[[], None] | None = None,
+) -> dict[str, Any]:
     """Open, measure and describe; returns the schema-versioned result (without raw samples removed)."""
     threads = opts.threads or (profile.threads if profile else None)
     before = system.temperatures()
@@ -166,20 +182,32 @@ def profile(path: str | Path, *, profile: DeviceProfile | None, runtime: str | N
     except EdgeCNNError:
         raise
     except Exception as exc:  # a runtime that loads a model but cannot run it
-        raise RuntimeBackendError(f"{described_name(target)} failed while running {target.model_file}: {type(exc).__name__}: {str(exc)[:200]}") from None
+        raise RuntimeBackendError(
+            f"{described_name(target)} failed while running {target.model_file}: {type(exc).__name__}: {str(exc)[:200]}"
+        ) from None
     finally:
         target.backend.close()
     m = target.manifest
     return {
-        "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "model": {"path": str(target.model_file), "sha256": sha256_file(target.model_file),
-                  "format": m.format if m else target.model_file.suffix.lstrip("."), "precision": m.precision if m else "unknown",
-                  "artifact": str(m.directory) if m else None},
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "model": {
+            "path": str(target.model_file),
+            "sha256": sha256_file(target.model_file),
+            "format": m.format if m else target.model_file.suffix.lstrip("."),
+            "precision": m.precision if m else "unknown",
+            "artifact": str(m.directory) if m else None,
+        },
         "device_profile": profile.name if profile else None,
-        "runtime": described, "skipped_runtimes": target.skipped,
-        "threads": threads, "batch": opts.batch, "runs_requested": opts.runs, "min_seconds": opts.min_seconds,
-        "system": system.cpu_context() | {"temperatures_before_c": before, "temperatures_after_c": system.temperatures(),
-                                           "throttling": system.throttling()},
+        "runtime": described,
+        "skipped_runtimes": target.skipped,
+        "threads": threads,
+        "batch": opts.batch,
+        "runs_requested": opts.runs,
+        "min_seconds": opts.min_seconds,
+        "system": system.cpu_context()
+        | {"temperatures_before_c": before, "temperatures_after_c": system.temperatures(), "throttling": system.throttling()},
         **measured,
     }
 

@@ -18,24 +18,31 @@ def _fmt(s: dict[str, float]) -> str:
 
 def markdown(result: dict[str, Any]) -> str:
     r, m, s = result["runtime"], result["model"], result["system"]
-    lines = [f"# Profile: {Path(m['path']).name} ({m['format']}/{m['precision']})", "",
-             f"- runtime: {r['runtime']} {r['version']} on {r['accelerator']} (providers: {', '.join(r['providers'])}), threads {result['threads']}",
-             f"- host: {s['cpu_model']}, {s['cores']} cores, governor {s['governor'] or '?'}, clock {s['clock_mhz'] or '?'} MHz",
-             f"- temperatures before/after: {s['temperatures_before_c'] or '-'} / {s['temperatures_after_c'] or '-'}",
-             f"- throttling: {s['throttling'] or 'not readable here (no vcgencmd)'}",
-             f"- load {result['load_ms']:.1f} ms, first inference {result['first_inference_ms']:.2f} ms, warm-up {result['warmup_runs']} runs discarded",
-             f"- **invoke** (input unchanged, as benchmark_model / benchmark_app): {_fmt(result['invoke'])}",
-             f"- **fresh-input** (a new input written every run, as a camera): {_fmt(result['fresh_input'])}",
-             f"- memory: peak RSS {result['memory']['peak_rss_mb']:.1f} MB, growth over the run {result['memory']['growth_mb']:+.2f} MB"]
+    lines = [
+        f"# Profile: {Path(m['path']).name} ({m['format']}/{m['precision']})",
+        "",
+        f"- runtime: {r['runtime']} {r['version']} on {r['accelerator']} (providers: {', '.join(r['providers'])}), threads {result['threads']}",
+        f"- host: {s['cpu_model']}, {s['cores']} cores, governor {s['governor'] or '?'}, clock {s['clock_mhz'] or '?'} MHz",
+        f"- temperatures before/after: {s['temperatures_before_c'] or '-'} / {s['temperatures_after_c'] or '-'}",
+        f"- throttling: {s['throttling'] or 'not readable here (no vcgencmd)'}",
+        f"- load {result['load_ms']:.1f} ms, first inference {result['first_inference_ms']:.2f} ms, warm-up {result['warmup_runs']} runs discarded",
+        f"- **invoke** (input unchanged, as benchmark_model / benchmark_app): {_fmt(result['invoke'])}",
+        f"- **fresh-input** (a new input written every run, as a camera): {_fmt(result['fresh_input'])}",
+        f"- memory: peak RSS {result['memory']['peak_rss_mb']:.1f} MB, growth over the run {result['memory']['growth_mb']:+.2f} MB",
+    ]
     if "stages" in result:
         st = result["stages"]
-        lines.append(f"- stages (640x480 frame): preprocess p50 {st['preprocess']['p50']:.3f} ms, inference {st['inference']['p50']:.3f} ms, postprocess {st['postprocess']['p50']:.3f} ms")
+        lines.append(
+            f"- stages (640x480 frame): preprocess p50 {st['preprocess']['p50']:.3f} ms, inference {st['inference']['p50']:.3f} ms, postprocess {st['postprocess']['p50']:.3f} ms"
+        )
     for sk in result.get("skipped_runtimes") or []:
         lines.append(f"- skipped {sk['candidate']}: {sk['reason']}")
     est = result.get("estimate")
     if est:
-        lines.append(f"- **ESTIMATE for {est['device']}** (not measured): p50 ≈ {est['estimated_p50_ms']:.3f} ms "
-                     f"(roofline {est['roofline_ms']:.3f} ms x host efficiency {est['efficiency_factor']:.2f})")
+        lines.append(
+            f"- **ESTIMATE for {est['device']}** (not measured): p50 ≈ {est['estimated_p50_ms']:.3f} ms "
+            f"(roofline {est['roofline_ms']:.3f} ms x host efficiency {est['efficiency_factor']:.2f})"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -49,11 +56,22 @@ def plot(result: dict[str, Any], path: Path) -> None:
     fig, (h, c) = plt.subplots(1, 2, figsize=(10, 4))
     for mode, color in (("invoke", "tab:blue"), ("fresh_input", "tab:orange")):
         v = np.sort(np.asarray(result["raw_ms"][mode]))
-        h.hist(v, bins=50, alpha=0.6, color=color, label=mode)
+        h.hist(
+            v[v <= 1.3 * max(result["invoke"]["p99"], result["fresh_input"]["p99"])], bins=50, alpha=0.6, color=color, label=mode
+        )
         c.plot(v, np.arange(1, len(v) + 1) / len(v), color=color, label=mode)
         for q, ls in (("p50", "--"), ("p90", ":")):
             c.axvline(result[mode][q], color=color, linestyle=ls, linewidth=1)
-            c.annotate(f"{mode} {q} {result[mode][q]:.3f}", (result[mode][q], 0.1 if q == "p50" else 0.9), fontsize=7, rotation=90)
+            c.annotate(
+                f"{mode} {q} {result[mode][q]:.3f}", (result[mode][q], 0.1 if q == "p50" else 0.9), fontsize=7, rotation=90
+            )
+    # the slowest runs (scheduler hiccups) would squash everything else: clip the axes at 1.3 x p99
+    hi = 1.3 * max(result["invoke"]["p99"], result["fresh_input"]["p99"])
+    top = max(result["invoke"]["max"], result["fresh_input"]["max"])
+    for ax in (h, c):
+        ax.set_xlim(0, hi)
+    if top > hi:
+        c.text(0.98, 0.5, f"max {top:.3f} ms\n(off scale)", transform=c.transAxes, ha="right", fontsize=7)
     h.set_xlabel("latency (ms)")
     h.set_title("histogram")
     h.legend()

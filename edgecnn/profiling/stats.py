@@ -11,7 +11,13 @@ def summarize(ms: list[float] | np.ndarray) -> dict[str, float]:
         return {}
     p50 = float(np.percentile(a, 50))
     return {
-        "n": int(a.size), "p50": p50, "p90": float(np.percentile(a, 90)), "p99": float(np.percentile(a, 99)),
-        "mean": float(a.mean()), "std": float(a.std()), "min": float(a.min()), "max": float(a.max()),
+        "n": int(a.size),
+        "p50": p50,
+        "p90": float(np.percentile(a, 90)),
+        "p99": float(np.percentile(a, 99)),
+        "mean": float(a.mean()),
+        "std": float(a.std()),
+        "min": float(a.min()),
+        "max": float(a.max()),
         "fps": 1000.0 / p50 if p50 > 0 else 0.0,
     }

@@ -44,8 +44,11 @@ def throttling() -> dict[str, Any] | None:
 def decode_throttled(text: str) -> dict[str, Any]:
     value = int(text.split("=", 1)[1], 16) if "=" in text else int(text, 16)
     names = ["under_voltage", "freq_capped", "throttled", "soft_temp_limit"]
-    return {"raw": hex(value), "now": [n for i, n in enumerate(names) if value >> i & 1],
-            "since_boot": [n for i, n in enumerate(names) if value >> (16 + i) & 1]}
+    return {
+        "raw": hex(value),
+        "now": [n for i, n in enumerate(names) if value >> i & 1],
+        "since_boot": [n for i, n in enumerate(names) if value >> (16 + i) & 1],
+    }
 
 
 def cpu_context(root: str | Path = "/") -> dict[str, Any]:
@@ -56,10 +59,16 @@ def cpu_context(root: str | Path = "/") -> dict[str, Any]:
 
     facts = host_facts(root, query_gpu=False)
     return {
-        "cpu_model": facts.cpu_model, "cores": facts.cores, "arch": platform.machine(), "flags": list(facts.flags),
-        "governor": _read(cpu / "scaling_governor"), "clock_mhz": int(cur) / 1000 if cur and cur.isdigit() else None,
+        "cpu_model": facts.cpu_model,
+        "cores": facts.cores,
+        "arch": platform.machine(),
+        "flags": list(facts.flags),
+        "governor": _read(cpu / "scaling_governor"),
+        "clock_mhz": int(cur) / 1000 if cur and cur.isdigit() else None,
         "max_clock_mhz": int(mx) / 1000 if mx and mx.isdigit() else None,
-        "python": platform.python_version(), "os": platform.platform(), "load_avg": list(os.getloadavg()),
+        "python": platform.python_version(),
+        "os": platform.platform(),
+        "load_avg": list(os.getloadavg()),
     }
 
 
@@ -70,6 +79,14 @@ def rss_mb() -> float:
 
 
 def peak_rss_mb() -> float:
+    """Peak resident memory of this process. VmHWM belongs to the address space, so it starts afresh at exec;
+    getrusage's ru_maxrss does not (a child started by a big parent inherits the parent's peak)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     import resource
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB, macOS bytes

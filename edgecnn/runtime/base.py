@@ -31,10 +31,14 @@ class RuntimeInfo:
 
 RUNTIMES: Registry[RuntimeInfo] = Registry("runtime")
 RUNTIMES.add("litert", RuntimeInfo("litert", "litert:LiteRTBackend", ("tflite",), (".tflite",), "litert"))
-RUNTIMES.add("onnxruntime", RuntimeInfo("onnxruntime", "onnxrt:ONNXRuntimeBackend", ("onnx",), (".onnx",), "onnx",
-                                        ("CPU", "CUDA", "TensorRT")))
-RUNTIMES.add("openvino", RuntimeInfo("openvino", "openvino:OpenVINOBackend", ("openvino",), (".xml",), "openvino",
-                                     ("CPU", "GPU", "NPU", "AUTO")))
+RUNTIMES.add(
+    "onnxruntime",
+    RuntimeInfo("onnxruntime", "onnxrt:ONNXRuntimeBackend", ("onnx",), (".onnx",), "onnx", ("CPU", "CUDA", "TensorRT")),
+)
+RUNTIMES.add(
+    "openvino",
+    RuntimeInfo("openvino", "openvino:OpenVINOBackend", ("openvino",), (".xml",), "openvino", ("CPU", "GPU", "NPU", "AUTO")),
+)
 
 
 @dataclass
@@ -108,15 +112,24 @@ class BackendBase:
         self.close()
 
 
-def open_backend(runtime: str, model_path: str | Path, *, threads: int | None = None, accelerator: str | None = None,
-                 allow_fallback: bool = False, **options: Any) -> Any:
+def open_backend(
+    runtime: str,
+    model_path: str | Path,
+    *,
+    threads: int | None = None,
+    accelerator: str | None = None,
+    allow_fallback: bool = False,
+    **options: Any,
+) -> Any:
     """Open ``model_path`` with the named runtime; raise a clear error when it cannot."""
     info = RUNTIMES.get(runtime)
     path = Path(model_path)
     if path.suffix not in info.suffixes:
         raise RuntimeBackendError(f"runtime '{runtime}' reads {', '.join(info.suffixes)} files; received {path.name}")
     if accelerator and accelerator not in info.accelerators:
-        raise RuntimeBackendError(f"runtime '{runtime}' has no accelerator '{accelerator}' (known: {', '.join(info.accelerators)})")
+        raise RuntimeBackendError(
+            f"runtime '{runtime}' has no accelerator '{accelerator}' (known: {', '.join(info.accelerators)})"
+        )
     try:
         cls = info.load_class()
     except MissingDependencyError:

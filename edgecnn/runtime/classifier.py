@@ -30,8 +30,10 @@ class Prediction:
         return self.top[0][1]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"top": [{"label": lab, "p": round(p, 6)} for lab, p in self.top],
-                "latency_ms": {k: round(v, 3) for k, v in self.timings_ms.items()}}
+        return {
+            "top": [{"label": lab, "p": round(p, 6)} for lab, p in self.top],
+            "latency_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
+        }
 
 
 class Classifier:
@@ -44,11 +46,21 @@ class Classifier:
         top_k: how many labels to return.
     """
 
-    def __init__(self, artifact: str | Path, *, profile: DeviceProfile | None = None, runtime: str | None = None,
-                 accelerator: str | None = None, threads: int | None = None, top_k: int = 3,
-                 allow_fallback: bool = True, **options: Any) -> None:
-        self.selection: Selection = select_runtime(artifact, profile, runtime=runtime, accelerator=accelerator,
-                                                   threads=threads, allow_fallback=allow_fallback, **options)
+    def __init__(
+        self,
+        artifact: str | Path,
+        *,
+        profile: DeviceProfile | None = None,
+        runtime: str | None = None,
+        accelerator: str | None = None,
+        threads: int | None = None,
+        top_k: int = 3,
+        allow_fallback: bool = True,
+        **options: Any,
+    ) -> None:
+        self.selection: Selection = select_runtime(
+            artifact, profile, runtime=runtime, accelerator=accelerator, threads=threads, allow_fallback=allow_fallback, **options
+        )
         self.backend = self.selection.backend
         self.manifest = self.selection.manifest
         self.labels = self.manifest.labels
@@ -61,8 +73,12 @@ class Classifier:
         self._buffer = np.empty((1, *self.spec.input_shape), dtype=np.float32)
 
     def describe(self) -> dict[str, Any]:
-        return self.backend.describe() | {"artifact": str(self.manifest.directory), "format": self.manifest.format,
-                                           "precision": self.manifest.precision, "skipped": self.selection.skipped}
+        return self.backend.describe() | {
+            "artifact": str(self.manifest.directory),
+            "format": self.manifest.format,
+            "precision": self.manifest.precision,
+            "skipped": self.selection.skipped,
+        }
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         """Run already-preprocessed float32 NHWC inputs one by one (as on the device)."""
@@ -83,7 +99,9 @@ class Classifier:
         idx = idx[np.argsort(-probs[idx])]
         top = [(self.labels[i], float(probs[i])) for i in idx]
         t3 = time.perf_counter()
-        return Prediction(top, probs, {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3})
+        return Prediction(
+            top, probs, {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}
+        )
 
     def close(self) -> None:
         self.backend.close()

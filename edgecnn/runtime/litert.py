@@ -13,17 +13,15 @@ from edgecnn.runtime.base import BackendBase, TensorSpec
 
 def _interpreter_class() -> tuple[Any, str, str]:
     try:
-        from ai_edge_litert import interpreter as mod
-
         import ai_edge_litert
+        from ai_edge_litert import interpreter as mod
 
         return mod.Interpreter, "ai-edge-litert", getattr(ai_edge_litert, "__version__", "")
     except ImportError:
         pass
     try:
-        from tflite_runtime import interpreter as mod
-
         import tflite_runtime
+        from tflite_runtime import interpreter as mod
 
         return mod.Interpreter, "tflite-runtime", getattr(tflite_runtime, "__version__", "")
     except ImportError:
@@ -38,8 +36,13 @@ def _interpreter_class() -> tuple[Any, str, str]:
 
 def _spec(detail: dict) -> TensorSpec:
     scale, zp = detail.get("quantization", (0.0, 0))
-    return TensorSpec(detail["name"], tuple(int(d) for d in detail.get("shape_signature", detail["shape"])),
-                      np.dtype(detail["dtype"]).name, float(scale), int(zp))
+    return TensorSpec(
+        detail["name"],
+        tuple(int(d) for d in detail.get("shape_signature", detail["shape"])),
+        np.dtype(detail["dtype"]).name,
+        float(scale),
+        int(zp),
+    )
 
 
 class LiteRTBackend(BackendBase):
@@ -51,8 +54,14 @@ class LiteRTBackend(BackendBase):
             interp.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise RuntimeBackendError(f"{package} cannot load {path}: {str(exc).splitlines()[0][:200]}") from None
-        self = cls(name="litert", model_path=path, threads=threads, accelerator="CPU", version=f"{package} {version}",
-                   providers=["XNNPACK" if package != "tensorflow.lite" else "builtin+XNNPACK"])
+        self = cls(
+            name="litert",
+            model_path=path,
+            threads=threads,
+            accelerator="CPU",
+            version=f"{package} {version}",
+            providers=["XNNPACK" if package != "tensorflow.lite" else "builtin+XNNPACK"],
+        )
         self._interp = interp
         ins, outs = interp.get_input_details(), interp.get_output_details()
         if len(ins) != 1 or len(outs) != 1:

@@ -16,8 +16,16 @@ _DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uin
 
 class ONNXRuntimeBackend(BackendBase):
     @classmethod
-    def open(cls, path: Path, *, threads: int | None = None, accelerator: str = "CPU", allow_fallback: bool = False,
-             trt_cache_dir: str | None = None, **_: Any):
+    def open(
+        cls,
+        path: Path,
+        *,
+        threads: int | None = None,
+        accelerator: str = "CPU",
+        allow_fallback: bool = False,
+        trt_cache_dir: str | None = None,
+        **_: Any,
+    ):
         try:
             import onnxruntime as ort
         except ImportError:
@@ -31,7 +39,10 @@ class ONNXRuntimeBackend(BackendBase):
             )
         providers: list[Any] = []
         if accelerator == "TensorRT":
-            opts = {"trt_engine_cache_enable": True, "trt_engine_cache_path": trt_cache_dir or str(Path.home() / ".cache/edgecnn/trt")}
+            opts = {
+                "trt_engine_cache_enable": True,
+                "trt_engine_cache_path": trt_cache_dir or str(Path.home() / ".cache/edgecnn/trt"),
+            }
             providers.append((wanted, opts))
             providers.append("CUDAExecutionProvider")
         elif accelerator == "CUDA":
@@ -44,12 +55,20 @@ class ONNXRuntimeBackend(BackendBase):
         try:
             sess = ort.InferenceSession(str(path), sess_options=so, providers=providers)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf/RuntimeException types
-            raise RuntimeBackendError(f"onnxruntime cannot load {path}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
+            raise RuntimeBackendError(
+                f"onnxruntime cannot load {path}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            ) from None
         in_use = sess.get_providers()
         if wanted not in in_use and not allow_fallback:
             raise RuntimeBackendError(f"onnxruntime did not enable {wanted} for {path.name} (in use: {', '.join(in_use)})")
-        self = cls(name="onnxruntime", model_path=path, threads=threads, accelerator=accelerator if wanted in in_use else "CPU",
-                   version=ort.__version__, providers=in_use)
+        self = cls(
+            name="onnxruntime",
+            model_path=path,
+            threads=threads,
+            accelerator=accelerator if wanted in in_use else "CPU",
+            version=ort.__version__,
+            providers=in_use,
+        )
         self._sess = sess
         i, o = sess.get_inputs(), sess.get_outputs()
         if len(i) != 1 or len(o) != 1:

@@ -35,8 +35,14 @@ class OpenVINOBackend(BackendBase):
             raise RuntimeBackendError(f"OpenVINO cannot load {path}: {str(exc).strip().splitlines()[0][:200]}") from None
         if len(compiled.inputs) != 1 or len(compiled.outputs) != 1:
             raise RuntimeBackendError(f"{path}: expected one input and one output")
-        self = cls(name="openvino", model_path=path, threads=threads, accelerator=device, version=ov.get_version(),
-                   providers=[", ".join(compiled.get_property("EXECUTION_DEVICES"))] if device != "CPU" else ["CPU"])
+        self = cls(
+            name="openvino",
+            model_path=path,
+            threads=threads,
+            accelerator=device,
+            version=ov.get_version(),
+            providers=[", ".join(compiled.get_property("EXECUTION_DEVICES"))] if device != "CPU" else ["CPU"],
+        )
         self._compiled = compiled
         self._request = compiled.create_infer_request()
         inp, out = compiled.inputs[0], compiled.outputs[0]

@@ -21,8 +21,10 @@ class Selection:
     def explain(self) -> list[str]:
         lines = [f"skipped {s['candidate']}: {s['reason']}" for s in self.skipped]
         d = self.backend.describe()
-        lines.append(f"using {d['runtime']} ({d['version']}) on {d['accelerator']} with {self.manifest.format}/{self.manifest.precision} "
-                     f"from {self.manifest.directory} [providers: {', '.join(d['providers'])}]")
+        lines.append(
+            f"using {d['runtime']} ({d['version']}) on {d['accelerator']} with {self.manifest.format}/{self.manifest.precision} "
+            f"from {self.manifest.directory} [providers: {', '.join(d['providers'])}]"
+        )
         return lines
 
 
@@ -35,8 +37,10 @@ def artifact_dirs(path: str | Path) -> list[Path]:
         raise ArtifactError(f"artifact folder not found: {path}")
     subs = sorted(p.parent for p in path.glob(f"*/{MANIFEST_NAME}"))
     if not subs:
-        raise ArtifactError(f"{path} holds no edgecnn artifact ({MANIFEST_NAME} not found)",
-                            hint="give an artifact folder made by 'edgecnn convert'")
+        raise ArtifactError(
+            f"{path} holds no edgecnn artifact ({MANIFEST_NAME} not found)",
+            hint="give an artifact folder made by 'edgecnn convert'",
+        )
     return subs
 
 
@@ -46,9 +50,17 @@ def _preference(profile: DeviceProfile | None, manifest: Manifest) -> int:
     return order.index(key) if key in order else len(order)
 
 
-def select_runtime(path: str | Path, profile: DeviceProfile | None = None, *, runtime: str | None = None,
-                   accelerator: str | None = None, threads: int | None = None, allow_fallback: bool = True,
-                   verify: bool = True, **options: Any) -> Selection:
+def select_runtime(
+    path: str | Path,
+    profile: DeviceProfile | None = None,
+    *,
+    runtime: str | None = None,
+    accelerator: str | None = None,
+    threads: int | None = None,
+    allow_fallback: bool = True,
+    verify: bool = True,
+    **options: Any,
+) -> Selection:
     """Open the best (runtime, artifact) pair for ``profile``; every skipped candidate is recorded."""
     manifests = [Manifest.load(d, verify=verify) for d in artifact_dirs(path)]
     if runtime:
@@ -68,8 +80,9 @@ def select_runtime(path: str | Path, profile: DeviceProfile | None = None, *, ru
             continue
         manifest = matching[0]
         try:
-            backend = open_backend(name, manifest.file_path("model"), threads=threads, accelerator=acc,
-                                   allow_fallback=False, **options)
+            backend = open_backend(
+                name, manifest.file_path("model"), threads=threads, accelerator=acc, allow_fallback=False, **options
+            )
         except EdgeCNNError as exc:
             skipped.append({"candidate": label, "reason": exc.message + (f" ({exc.hint})" if exc.hint else "")})
             if runtime and not allow_fallback:
@@ -79,5 +92,6 @@ def select_runtime(path: str | Path, profile: DeviceProfile | None = None, *, ru
     if len(manifests) == 1 and not runtime and allow_fallback:
         pass
     reasons = "; ".join(f"{s['candidate']}: {s['reason']}" for s in skipped)
-    raise RuntimeBackendError(f"no runtime could open {path} ({reasons})",
-                              hint='install a runtime, e.g. pip install "edgecnn[litert]"')
+    raise RuntimeBackendError(
+        f"no runtime could open {path} ({reasons})", hint='install a runtime, e.g. pip install "edgecnn[litert]"'
+    )

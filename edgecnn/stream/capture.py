@@ -47,8 +47,14 @@ class Capture:
         give_up_after: seconds without any frame after which ``get`` raises (None: keep trying forever).
     """
 
-    def __init__(self, source: FrameSource, *, backoff: tuple[float, float] = (0.5, 8.0), frozen_after: float = 10.0,
-                 give_up_after: float | None = None) -> None:
+    def __init__(
+        self,
+        source: FrameSource,
+        *,
+        backoff: tuple[float, float] = (0.5, 8.0),
+        frozen_after: float = 10.0,
+        give_up_after: float | None = None,
+    ) -> None:
         self.source, self.backoff, self.frozen_after, self.give_up_after = source, backoff, frozen_after, give_up_after
         self.stats = CaptureStats()
         self._cond = threading.Condition()

@@ -18,7 +18,9 @@ class LoopStats:
     classified: int = 0
     started: float = field(default_factory=time.monotonic)
     ended: float = 0.0
-    stages: dict[str, list[float]] = field(default_factory=lambda: {"capture_age": [], "preprocess": [], "inference": [], "postprocess": []})
+    stages: dict[str, list[float]] = field(
+        default_factory=lambda: {"capture_age": [], "preprocess": [], "inference": [], "postprocess": []}
+    )
 
     def add(self, timings: dict[str, float]) -> None:
         for k, v in timings.items():
@@ -36,8 +38,16 @@ class LoopStats:
         return {k: {"p50": float(np.percentile(v, 50)), "p90": float(np.percentile(v, 90))} for k, v in self.stages.items() if v}
 
 
-def run_loop(classifier: Any, capture: Capture, sinks: list[Any], *, max_frames: int | None = None, duration: float | None = None,
-             stop: threading.Event | None = None, on_prediction: Any = None) -> dict[str, Any]:
+def run_loop(
+    classifier: Any,
+    capture: Capture,
+    sinks: list[Any],
+    *,
+    max_frames: int | None = None,
+    duration: float | None = None,
+    stop: threading.Event | None = None,
+    on_prediction: Any = None,
+) -> dict[str, Any]:
     """Classify frames until the source ends, ``max_frames``/``duration`` is reached, or ``stop`` is set."""
     stop = stop or threading.Event()
     stats = LoopStats()
@@ -79,6 +89,14 @@ def run_loop(classifier: Any, capture: Capture, sinks: list[Any], *, max_frames:
         for sig, old in handlers.items():
             signal.signal(sig, old)
     c = capture.stats
-    return {"frames_read": c.read, "classified": stats.classified, "dropped": c.dropped, "corrupt": c.corrupt,
-            "reconnects": c.reconnects, "frozen_events": c.frozen_events, "fps": stats.fps, "latency_ms": stats.percentiles(),
-            "recent_errors": list(c.errors)}
+    return {
+        "frames_read": c.read,
+        "classified": stats.classified,
+        "dropped": c.dropped,
+        "corrupt": c.corrupt,
+        "reconnects": c.reconnects,
+        "frozen_events": c.frozen_events,
+        "fps": stats.fps,
+        "latency_ms": stats.percentiles(),
+        "recent_errors": list(c.errors),
+    }

@@ -70,7 +70,9 @@ class VideoSink(Sink):
 class DisplaySink(Sink):
     def __init__(self, target: str) -> None:
         if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
-            raise StreamError("display: needs a screen (no DISPLAY set)", hint="use --sink out.mp4 or --sink http://:8080 instead")
+            raise StreamError(
+                "display: needs a screen (no DISPLAY set)", hint="use --sink out.mp4 or --sink http://:8080 instead"
+            )
         self.name = target or "edgecnn"
 
     def write(self, frame, record, top, fps) -> None:

@@ -52,7 +52,12 @@ class OpenCVSource(FrameSource):
 
     def open(self) -> None:
         o = self.options
-        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(o.open_timeout * 1000), cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(o.read_timeout * 1000)]
+        params = [
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+            int(o.open_timeout * 1000),
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+            int(o.read_timeout * 1000),
+        ]
         t0 = time.monotonic()
         self.cap = cv2.VideoCapture(self.target, self.api, params)
         if not self.cap.isOpened():
@@ -91,15 +96,36 @@ class CameraSource(OpenCVSource):
 
 @SOURCES.register("file")
 class VideoFileSource(OpenCVSource):
+    """A video file, read frame by frame in order. ``?live=1`` replays it like a camera (a capture thread
+    reads as fast as it decodes, or at ``&fps=N``; the newest frame wins); ``&loop=1`` starts again at the end."""
+
     live = False
     api = cv2.CAP_FFMPEG
 
     def __init__(self, uri: str, options: SourceOptions) -> None:
         super().__init__(uri, options)
-        path = Path(uri.removeprefix("file://").removeprefix("file:"))
+        text, _, query = uri.removeprefix("file://").removeprefix("file:").partition("?")
+        q = parse_qs(query)
+        path = Path(text)
         if not path.is_file():
             raise StreamError(f"video file not found: {path}")
         self.target = str(path)
+        self.live = q.get("live", ["0"])[0] in ("1", "true", "yes")
+        self.loop = q.get("loop", ["0"])[0] in ("1", "true", "yes")
+        self.fps = float(q.get("fps", ["0"])[0])
+        self._next = 0.0
+
+    def read(self) -> np.ndarray | None:
+        if self.fps:
+            delay = self._next - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            self._next = max(self._next, time.monotonic()) + 1 / self.fps
+        ok, frame = self.cap.read()
+        if (not ok or frame is None) and self.loop:
+            self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, frame = self.cap.read()
+        return frame if ok else None
 
 
 @SOURCES.register("http")
@@ -120,9 +146,14 @@ class GStreamerSource(OpenCVSource):
 
     def __init__(self, uri: str, options: SourceOptions) -> None:
         super().__init__(uri, options)
-        if "GStreamer:                   YES" not in cv2.getBuildInformation() and "GStreamer: YES" not in cv2.getBuildInformation().replace("  ", " "):
-            raise StreamError("this OpenCV was built without GStreamer (pip's opencv-python has none)",
-                              hint="on a Jetson use the system OpenCV from JetPack (python3-opencv)")
+        if (
+            "GStreamer:                   YES" not in cv2.getBuildInformation()
+            and "GStreamer: YES" not in cv2.getBuildInformation().replace("  ", " ")
+        ):
+            raise StreamError(
+                "this OpenCV was built without GStreamer (pip's opencv-python has none)",
+                hint="on a Jetson use the system OpenCV from JetPack (python3-opencv)",
+            )
         self.target = uri.removeprefix("gst:")
 
 
@@ -159,7 +190,9 @@ class PiCameraSource(FrameSource):
         try:
             from picamera2 import Picamera2
         except ImportError:
-            raise StreamError("picamera2 is not installed", hint="on Raspberry Pi OS: sudo apt install python3-picamera2") from None
+            raise StreamError(
+                "picamera2 is not installed", hint="on Raspberry Pi OS: sudo apt install python3-picamera2"
+            ) from None
         q = parse_qs(urlparse(self.uri).query)
         w, h = (int(v) for v in q.get("size", ["640x480"])[0].split("x"))
         self.cam = Picamera2()
@@ -228,9 +261,23 @@ def open_source(uri: str, options: SourceOptions | None = None) -> FrameSource:
     elif Path(text).is_file():
         scheme, text = "file", f"file:{text}"
     else:
-        raise StreamError(f"source {uri!r} is not a file, folder, camera index or URI",
-                          hint="examples: 0, v4l2:///dev/video0, file:clip.mp4, http://host:8080/video, rtsp://..., synthetic:")
+        raise StreamError(
+            f"source {uri!r} is not a file, folder, camera index or URI",
+            hint="examples: 0, v4l2:///dev/video0, file:clip.mp4, http://host:8080/video, rtsp://..., synthetic:",
+        )
     if scheme not in SOURCES:
-        known = ["0 (camera index)", "v4l2://", "file:", "folder (a path)", "http://", "rtsp://", "gst:", "picamera2:", "synthetic:"]
-        raise UnknownNameError(f"unknown source scheme '{scheme}:' (supported: {', '.join(known)}).{did_you_mean(scheme, SOURCES.names())}")
+        known = [
+            "0 (camera index)",
+            "v4l2://",
+            "file:",
+            "folder (a path)",
+            "http://",
+            "rtsp://",
+            "gst:",
+            "picamera2:",
+            "synthetic:",
+        ]
+        raise UnknownNameError(
+            f"unknown source scheme '{scheme}:' (supported: {', '.join(known)}).{did_you_mean(scheme, SOURCES.names())}"
+        )
     return SOURCES.get(scheme)(text, options)

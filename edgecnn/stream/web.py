@@ -74,12 +74,20 @@ class WebSink(Sink):
                         # a new frame as soon as there is one; the current one again every 0.5 s so that
                         # clients that buffer (ffmpeg's probe, some browsers) never wait on a paused stream
                         with sink._cond:
-                            sink._cond.wait_for(lambda: sink._closed or (sink._jpeg is not None and sink._jpeg is not last), timeout=0.5)
+                            sink._cond.wait_for(
+                                lambda: sink._closed or (sink._jpeg is not None and sink._jpeg is not last), timeout=0.5
+                            )
                             jpeg = sink._jpeg
                         if sink._closed or jpeg is None:
                             continue
                         last = jpeg
-                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: " + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
+                        self.wfile.write(
+                            b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                            + str(len(jpeg)).encode()
+                            + b"\r\n\r\n"
+                            + jpeg
+                            + b"\r\n"
+                        )
                 except (BrokenPipeError, ConnectionResetError):
                     return
 

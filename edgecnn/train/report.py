@@ -17,7 +17,10 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: 
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     return {
         "accuracy": float(accuracy_score(y_true, y_pred)) if len(y_true) else None,
-        "per_class": {c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])} for i, c in enumerate(class_names)},
+        "per_class": {
+            c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+            for i, c in enumerate(class_names)
+        },
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist() if len(y_true) else [],
     }
 
@@ -25,8 +28,13 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: 
 def write_run_reports(folder: Path, model: Any, data: Any, history: list[dict], seconds: float) -> dict[str, Any]:
     split = "test" if len(data.x_test) else "validation"
     x, y = (data.x_test, data.y_test) if split == "test" else (data.x_val, data.y_val)
-    metrics: dict[str, Any] = {"split": split, "n": int(len(y)), "train_seconds": round(seconds, 2),
-                               "train_images": int(len(data.x_train)), "classes": data.class_names}
+    metrics: dict[str, Any] = {
+        "split": split,
+        "n": int(len(y)),
+        "train_seconds": round(seconds, 2),
+        "train_images": int(len(data.x_train)),
+        "classes": data.class_names,
+    }
     if len(y):
         pred = model.predict(x, verbose=0, batch_size=256).argmax(axis=1)
         metrics |= classification_metrics(y, pred, data.class_names)

@@ -57,7 +57,9 @@ def prepare(recipe: Recipe, data: str | None = None, *, skip_bad: bool = False) 
     train, val, test = ds.split(validation=recipe.split.validation, test=recipe.split.test, seed=recipe.seed)
     if recipe.max_per_class:
         rng = np.random.default_rng(recipe.seed)
-        idx = np.concatenate([rng.permutation(np.flatnonzero(train.labels == c))[: recipe.max_per_class] for c in range(len(ds.class_names))])
+        idx = np.concatenate(
+            [rng.permutation(np.flatnonzero(train.labels == c))[: recipe.max_per_class] for c in range(len(ds.class_names))]
+        )
         train = train.subset(np.sort(idx), "train")
     if len(train) == 0:
         raise DataError("the training split is empty", hint="use a larger dataset or smaller validation/test fractions")
@@ -135,8 +137,10 @@ def build_model(recipe: Recipe, data: PreparedData) -> tuple[Any, Any | None]:
 
         src = load_keras_model(base_src)
         if tuple(src.input_shape[1:]) != shape:
-            raise ModelError(f"base {base_src} takes input {tuple(src.input_shape[1:])}, but the recipe asks for {shape}",
-                             hint="use the same input_size and channels as the base")
+            raise ModelError(
+                f"base {base_src} takes input {tuple(src.input_shape[1:])}, but the recipe asks for {shape}",
+                hint="use the same input_size and channels as the base",
+            )
         model = create_model(m.name, weights="none", **kw)
         if _transfer_weights(src, model) == 0:
             raise ModelError(f"base {base_src} shares no layers with {m.name}: its weights do not fit this architecture")
@@ -180,13 +184,19 @@ def _fit(model, data: PreparedData, recipe: Recipe, lr: float, epochs: int, *, q
     k = keras()
     t = recipe.training
     steps = int(np.ceil(len(data.x_train) / t.batch_size)) * epochs
-    model.compile(optimizer=_optimizer(recipe, lr, steps),
-                  loss=k.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing) if t.label_smoothing else "sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    model.compile(
+        optimizer=_optimizer(recipe, lr, steps),
+        loss=k.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing)
+        if t.label_smoothing
+        else "sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
     n_classes = len(data.class_names)
     y_train = k.utils.to_categorical(data.y_train, n_classes) if t.label_smoothing else data.y_train
     y_val = k.utils.to_categorical(data.y_val, n_classes) if t.label_smoothing else data.y_val
-    ds = tf.data.Dataset.from_tensor_slices((data.x_train, y_train)).shuffle(len(data.x_train), seed=recipe.seed, reshuffle_each_iteration=True)
+    ds = tf.data.Dataset.from_tensor_slices((data.x_train, y_train)).shuffle(
+        len(data.x_train), seed=recipe.seed, reshuffle_each_iteration=True
+    )
     ds = ds.batch(t.batch_size)
     if augmenter is not None:
         ds = ds.map(lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
@@ -196,7 +206,9 @@ def _fit(model, data: PreparedData, recipe: Recipe, lr: float, epochs: int, *, q
     callbacks = []
     es = t.early_stopping
     if es and has_val:
-        callbacks.append(k.callbacks.EarlyStopping(monitor=es.monitor, patience=es.patience, restore_best_weights=es.restore_best))
+        callbacks.append(
+            k.callbacks.EarlyStopping(monitor=es.monitor, patience=es.patience, restore_best_weights=es.restore_best)
+        )
     hist = model.fit(ds, validation_data=val, epochs=epochs, verbose=0 if quiet else 2, callbacks=callbacks)
     rows = []
     for i in range(len(hist.history["loss"])):
@@ -204,8 +216,9 @@ def _fit(model, data: PreparedData, recipe: Recipe, lr: float, epochs: int, *, q
     return rows
 
 
-def train(recipe: Recipe, out: str | Path, *, data: str | None = None, force: bool = False, quiet: bool = False,
-          skip_bad: bool = False) -> Path:
+def train(
+    recipe: Recipe, out: str | Path, *, data: str | None = None, force: bool = False, quiet: bool = False, skip_bad: bool = False
+) -> Path:
     """Run a recipe and write the run directory atomically. Returns its path."""
     import keras
     import tensorflow as tf
@@ -227,15 +240,25 @@ def train(recipe: Recipe, out: str | Path, *, data: str | None = None, force: bo
         t = recipe.training
         if recipe.transfer:
             _freeze(model, base, False)
-            history += _fit(model, prepared, recipe, recipe.transfer.head_learning_rate, recipe.transfer.head_epochs,
-                            quiet=quiet, augmenter=augmenter, stage="head")
+            history += _fit(
+                model,
+                prepared,
+                recipe,
+                recipe.transfer.head_learning_rate,
+                recipe.transfer.head_epochs,
+                quiet=quiet,
+                augmenter=augmenter,
+                stage="head",
+            )
             ft = recipe.transfer.fine_tune
             if ft:
                 if base is None:
                     _freeze(model, None, True)
                 else:
                     _unfreeze_top(base, ft)
-                history += _fit(model, prepared, recipe, ft.learning_rate, ft.epochs, quiet=quiet, augmenter=augmenter, stage="fine_tune")
+                history += _fit(
+                    model, prepared, recipe, ft.learning_rate, ft.epochs, quiet=quiet, augmenter=augmenter, stage="fine_tune"
+                )
         else:
             history += _fit(model, prepared, recipe, t.learning_rate, t.epochs, quiet=quiet, augmenter=augmenter, stage="train")
     seconds = time.time() - started

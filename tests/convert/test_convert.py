@@ -18,8 +18,15 @@ from edgecnn.manifest import Manifest
 def test_host_artifacts_pass_parity(lenet_artifacts):
     summary = json.loads((lenet_artifacts / "summary.json").read_text())
     rows = {(a["format"], a["precision"]): a for a in summary["artifacts"]}
-    assert set(rows) == {("tflite", "fp32"), ("tflite", "int8"), ("onnx", "fp32"), ("onnx", "int8"), ("openvino", "fp32"), ("openvino", "int8")}
-    for (fmt, prec), row in rows.items():
+    assert set(rows) == {
+        ("tflite", "fp32"),
+        ("tflite", "int8"),
+        ("onnx", "fp32"),
+        ("onnx", "int8"),
+        ("openvino", "fp32"),
+        ("openvino", "int8"),
+    }
+    for (_fmt, prec), row in rows.items():
         p = row["parity"]
         assert row["status"] == "ok" and p["passed"] and p["n"] == 270
         if prec == "fp32":
@@ -76,27 +83,69 @@ def test_rpi4_profile_all_formats_and_fp16_dynamic(lenet_run, tmp_path, capsys):
 
 
 def test_gate_failure_marks_failed_and_exits_1(lenet_run, tmp_path, capsys):
-    rc = main(["convert", str(lenet_run), "--device", "host", "--precision", "tflite/int8", "--max-drop", "-5",
-               "--out", str(tmp_path / "g"), "--quiet"])
+    rc = main(
+        [
+            "convert",
+            str(lenet_run),
+            "--device",
+            "host",
+            "--precision",
+            "tflite/int8",
+            "--max-drop",
+            "-5",
+            "--out",
+            str(tmp_path / "g"),
+            "--quiet",
+        ]
+    )
     assert rc == 1
     err = capsys.readouterr()
     assert "FAILED" in err.out and "1 of 1 artifacts failed" in err.err
     assert not (tmp_path / "g" / "tflite-int8").exists()
     assert "per-class accuracy change" in (tmp_path / "g" / "summary.md").read_text()
-    assert main(["convert", str(lenet_run), "--device", "host", "--precision", "tflite/int8", "--max-drop", "-5", "--no-gate",
-                 "--out", str(tmp_path / "k"), "--quiet"]) == 1
+    assert (
+        main(
+            [
+                "convert",
+                str(lenet_run),
+                "--device",
+                "host",
+                "--precision",
+                "tflite/int8",
+                "--max-drop",
+                "-5",
+                "--no-gate",
+                "--out",
+                str(tmp_path / "k"),
+                "--quiet",
+            ]
+        )
+        == 1
+    )
     assert Manifest.load(tmp_path / "k" / "tflite-int8").parity["passed"] is False
 
 
 def test_bad_requests(lenet_run, tmp_path, capsys):
-    with pytest.raises(ConfigError, match=r"precision 'int4' is not supported by 'tflite' \(supported: fp32, fp16, dynamic, int8\)"):
+    with pytest.raises(
+        ConfigError, match=r"precision 'int4' is not supported by 'tflite' \(supported: fp32, fp16, dynamic, int8\)"
+    ):
         parse_targets(["tflite/int4"], [])
     with pytest.raises(ConfigError, match="precision 'dynamic' is not supported by 'onnx'"):
         CONVERTERS.get("onnx").check("dynamic")
     assert main(["convert", str(lenet_run), "--device", "rpi-4"]) == 1
     assert "Did you mean 'rpi4'" in capsys.readouterr().err
-    assert main(["convert", str(lenet_run), "--device", "host", "--precision", "tflite/fp32", "--out", str(tmp_path / "a"), "--quiet"]) == 0
-    assert main(["convert", str(lenet_run), "--device", "host", "--precision", "tflite/fp32", "--out", str(tmp_path / "a"), "--quiet"]) == 1
+    assert (
+        main(
+            ["convert", str(lenet_run), "--device", "host", "--precision", "tflite/fp32", "--out", str(tmp_path / "a"), "--quiet"]
+        )
+        == 0
+    )
+    assert (
+        main(
+            ["convert", str(lenet_run), "--device", "host", "--precision", "tflite/fp32", "--out", str(tmp_path / "a"), "--quiet"]
+        )
+        == 1
+    )
     assert "output folder already exists" in capsys.readouterr().err
     bad = tmp_path / "bad.keras"
     bad.write_bytes(b"not a zip")
@@ -116,7 +165,13 @@ def test_user_keras_model_checks(tmp_path):
     with pytest.raises(DataError, match="needs calibration data"):
         from edgecnn.preprocess import PreprocessSpec
 
-        convert(tmp_path / "mine.keras", "host", precisions=["tflite/int8"], out=tmp_path / "o2", preprocess=PreprocessSpec.unit(32, 1))
+        convert(
+            tmp_path / "mine.keras",
+            "host",
+            precisions=["tflite/int8"],
+            out=tmp_path / "o2",
+            preprocess=PreprocessSpec.unit(32, 1),
+        )
     inp = keras.Input((8, 8, 1))
     reg = keras.Model(inp, keras.layers.Dense(3)(keras.layers.Flatten()(inp)))
     reg.save(tmp_path / "reg.keras")
@@ -141,7 +196,9 @@ def test_user_model_with_data_folder_and_calibration_range(lenet_run, tmp_path, 
     shutil.copy(lenet_run / "model.keras", tmp_path / "user.keras")
     shutil.copy(lenet_run / "preprocess.json", tmp_path / "preprocess.json")
     shutil.copy(lenet_run / "labels.txt", tmp_path / "labels.txt")
-    s = convert(tmp_path / "user.keras", "host", precisions=["tflite/fp32", "onnx/int8"], data=str(data), out=tmp_path / "o", max_drop=2.0)
+    s = convert(
+        tmp_path / "user.keras", "host", precisions=["tflite/fp32", "onnx/int8"], data=str(data), out=tmp_path / "o", max_drop=2.0
+    )
     assert s.ok, (tmp_path / "o" / "summary.md").read_text()
     assert [r.parity.n for r in s.rows] == [270, 270] and s.rows[1].parity.artifact_accuracy > 0.94
     assert s.rows[0].parity.keras_accuracy == s.rows[0].parity.artifact_accuracy
@@ -165,7 +222,9 @@ def test_converter_failure_is_one_error_line(lenet_run, tmp_path, monkeypatch, c
         raise ConversionError("onnx: tf2onnx failed: Unsupported op XYZ")
 
     monkeypatch.setattr(onnx_mod, "_tf2onnx", broken)
-    rc = main(["convert", str(lenet_run), "--device", "host", "--precision", "onnx/fp32", "--out", str(tmp_path / "x"), "--quiet"])
+    rc = main(
+        ["convert", str(lenet_run), "--device", "host", "--precision", "onnx/fp32", "--out", str(tmp_path / "x"), "--quiet"]
+    )
     captured = capsys.readouterr()
     assert rc == 1 and "ERROR: onnx: tf2onnx failed: Unsupported op XYZ" in captured.out
     assert not (tmp_path / "x" / "onnx-fp32").exists()

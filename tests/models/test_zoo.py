@@ -13,7 +13,16 @@ from edgecnn.models.zoo import conv_output_size
 def test_lenet5_exact_layers():
     r = analyse(create_model("lenet5"))
     assert [layer.params for layer in r.layers] == [156, 0, 2416, 0, 0, 48120, 10164, 850]
-    assert [layer.output_shape for layer in r.layers] == [(28, 28, 6), (14, 14, 6), (10, 10, 16), (5, 5, 16), (400,), (120,), (84,), (10,)]
+    assert [layer.output_shape for layer in r.layers] == [
+        (28, 28, 6),
+        (14, 14, 6),
+        (10, 10, 16),
+        (5, 5, 16),
+        (400,),
+        (120,),
+        (84,),
+        (10,),
+    ]
     assert r.total_params == 61706
     assert [layer.type for layer in r.layers][:2] == ["Conv2D", "AveragePooling2D"]
     assert r.total_macs == 28 * 28 * 25 * 6 + 10 * 10 * 25 * 6 * 16 + 400 * 120 + 120 * 84 + 84 * 10
@@ -44,11 +53,14 @@ def test_textbook_conv_params_and_bottleneck_macs():
     assert [layer.macs for layer in bottleneck.layers] == [2_408_448, 10_035_200]  # 2.4 M + 10.0 M = 12.4 M
 
 
-@pytest.mark.parametrize("name, params, macs", [
-    ("mobilenet_v2", 3.5e6, 300e6),
-    ("mobilenet_v1", 4.2e6, 569e6),
-    ("squeezenet1_1", 1.235e6, 349e6),
-])
+@pytest.mark.parametrize(
+    "name, params, macs",
+    [
+        ("mobilenet_v2", 3.5e6, 300e6),
+        ("mobilenet_v1", 4.2e6, 569e6),
+        ("squeezenet1_1", 1.235e6, 349e6),
+    ],
+)
 def test_published_figures_within_3_percent(name, params, macs):
     r = analyse(create_model(name))
     assert r.total_params == pytest.approx(params, rel=0.03)
@@ -154,7 +166,9 @@ def test_imagenet_from_local_cache(monkeypatch, tmp_path):
     import keras.src.applications.mobilenet_v2 as mv2
 
     real_get_file = mv2.file_utils.get_file
-    monkeypatch.setattr(mv2.file_utils, "get_file", lambda fname, origin, **kw: real_get_file(fname, origin, cache_dir=str(tmp_path), **kw))
+    monkeypatch.setattr(
+        mv2.file_utils, "get_file", lambda fname, origin, **kw: real_get_file(fname, origin, cache_dir=str(tmp_path), **kw)
+    )
     m = create_model("mobilenet_v2", input_size=96, alpha=0.35, weights="imagenet", num_classes=3)
     loaded = m.get_layer("base").get_weights()
     assert all((a == b).all() for a, b in zip(base.get_weights(), loaded))

@@ -37,7 +37,21 @@ def test_profile_artifact_both_modes(lenet_artifacts, art):
 
 def test_profile_bare_files_and_outputs(lenet_artifacts, tmp_path, capsys):
     bare = lenet_artifacts / "onnx-int8" / "model.onnx"
-    rc = main(["profile", str(bare), "--runs", "30", "--min-seconds", "0", "--warmup", "2", "--out", str(tmp_path / "p.json"), "--quiet"])
+    rc = main(
+        [
+            "profile",
+            str(bare),
+            "--runs",
+            "30",
+            "--min-seconds",
+            "0",
+            "--warmup",
+            "2",
+            "--out",
+            str(tmp_path / "p.json"),
+            "--quiet",
+        ]
+    )
     assert rc == 0
     data = json.loads((tmp_path / "p.json").read_text())
     assert data["model"]["artifact"] is None and "stages" not in data and len(data["raw_ms"]["invoke"]) == 30
@@ -104,6 +118,8 @@ def test_dynamic_shapes_need_input_shape(tmp_path):
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "dyn.onnx")
     with pytest.raises(ConfigError, match="dynamic dimensions"):
         profile(tmp_path / "dyn.onnx", profile=None, opts=ProfileOptions(runs=3, min_seconds=0, warmup=0))
-    r = profile(tmp_path / "dyn.onnx", profile=None, opts=ProfileOptions(runs=3, min_seconds=0, warmup=0, input_shape=(1, 8, 8, 3)))
+    r = profile(
+        tmp_path / "dyn.onnx", profile=None, opts=ProfileOptions(runs=3, min_seconds=0, warmup=0, input_shape=(1, 8, 8, 3))
+    )
     assert r["invoke"]["n"] == 3
     assert np.isfinite(r["fresh_input"]["p50"])

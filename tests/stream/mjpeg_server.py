@@ -45,7 +45,13 @@ class MJPEGServer:
                         img = np.full((48, 64, 3), (server.sent * 5) % 256, np.uint8)
                         cv2.putText(img, str(server.sent), (2, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2)
                         jpg = cv2.imencode(".jpg", img)[1].tobytes()
-                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: " + str(len(jpg)).encode() + b"\r\n\r\n" + jpg + b"\r\n")
+                        self.wfile.write(
+                            b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                            + str(len(jpg)).encode()
+                            + b"\r\n\r\n"
+                            + jpg
+                            + b"\r\n"
+                        )
                         server.sent += 1
                         n += 1
                         time.sleep(1 / server.fps)

@@ -35,8 +35,22 @@ def digits_video(tmp_path_factory, digits_test_split):
 def test_classify_video_file_jsonl(lenet_artifacts, digits_video, tmp_path, capsys):
     video, labels = digits_video
     out = tmp_path / "p.jsonl"
-    rc = main(["classify", str(lenet_artifacts), "--device", "rpi4", "--source", f"file:{video}", "--sink", f"jsonl:{out}",
-               "--sink", str(tmp_path / "annotated.avi"), "--max-frames", "100"])
+    rc = main(
+        [
+            "classify",
+            str(lenet_artifacts),
+            "--device",
+            "rpi4",
+            "--source",
+            f"file:{video}",
+            "--sink",
+            f"jsonl:{out}",
+            "--sink",
+            str(tmp_path / "annotated.avi"),
+            "--max-frames",
+            "100",
+        ]
+    )
     assert rc == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 100 and [r["frame"] for r in rows] == list(range(1, 101))
@@ -169,6 +183,7 @@ def test_stale_frame_bound_with_slow_model():
     src = open_source("synthetic:?fps=30&size=32x24")
     ages, newest_seen = [], []
     with Capture(src) as cap:
+
         def check(frame, pred):
             ages.append(time.monotonic() - frame.t_capture)
             newest_seen.append(src.index - 1 - pred.timings_ms["index"])
@@ -207,7 +222,9 @@ def test_web_sink_serves_page_state_and_mjpeg(lenet_artifacts):
     assert "edgecnn live" in page and "/stream.mjpg" in page
     state = json.loads(urllib.request.urlopen(base + "/state.json", timeout=5).read())
     assert state["frame"] == 30 and state["top"][0]["label"] in [str(i) for i in range(10)]
-    cap = cv2.VideoCapture(base + "/stream.mjpg", cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 3000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 3000])
+    cap = cv2.VideoCapture(
+        base + "/stream.mjpg", cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 3000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 3000]
+    )
     ok, frame = cap.read()
     cap.release()
     sink.close()

@@ -1,0 +1,50 @@
+"""edgecnn benchmark: every format x precision for a device, with a recommendation."""
+
+from __future__ import annotations
+
+HELP = "convert to every format x precision a profile allows; size, accuracy, agreement, latency, memory; recommend one"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("model", help="edgecnn run directory or a .keras classifier")
+    p.add_argument("--device", required=True)
+    p.add_argument("--data", help="labelled image folder (default: the run's test split)")
+    p.add_argument("--max-drop", type=float, default=1.0, help="accuracy budget in points (default 1)")
+    p.add_argument("--runs", type=int, default=100)
+    p.add_argument("--min-seconds", type=float, default=3.0)
+    p.add_argument("--out", help="output folder (default bench/<model>-<device>)")
+    p.add_argument("--force", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+
+
+def run(args) -> int:
+    import sys
+    from pathlib import Path
+
+    from rich.table import Table
+
+    from edgecnn.cli import console
+    from edgecnn.profiling.benchmark import HEADERS, run_benchmark, table_rows
+
+    out = Path(args.out or f"bench/{Path(args.model).stem}-{args.device}")
+    say = (lambda m: None) if args.quiet else (lambda m: print(f"[benchmark] {m}", file=sys.stderr, flush=True))
+    result = run_benchmark(
+        args.model,
+        args.device,
+        data=args.data,
+        out=out,
+        max_drop=args.max_drop,
+        runs=args.runs,
+        seconds=args.min_seconds,
+        force=args.force,
+        say=say,
+    )
+    table = Table(title=f"{result['model']} on {result['device']} ({out})")
+    for h in HEADERS:
+        table.add_column(h)
+    for row in table_rows(result):
+        table.add_row(*row)
+    console().print(table)
+    rec = result["recommendation"]
+    print(f"recommendation: {rec['artifact'] or 'none'}: {rec['why']}")
+    return 0

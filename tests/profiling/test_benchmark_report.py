@@ -1,0 +1,88 @@
+"""edgecnn benchmark (every format x precision + recommendation) and edgecnn report (across devices)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from edgecnn.cli import main
+from edgecnn.profiling.benchmark import recommend
+
+
+def test_recommendation_logic():
+    rows = [
+        {"artifact": "tflite/fp32", "precision": "fp32", "status": "ok", "p50_ms": 2.0, "drop_points": 0.0},
+        {"artifact": "tflite/int8", "precision": "int8", "status": "ok", "p50_ms": 1.0, "drop_points": 0.3},
+        {"artifact": "onnx/int8", "precision": "int8", "status": "failed", "p50_ms": 0.5, "drop_points": 4.0},
+        {"artifact": "openvino/int8", "precision": "int8", "status": "error", "note": "x"},
+    ]
+    rec = recommend(rows, 1.0)
+    assert rec["artifact"] == "tflite/int8"
+    assert rec["why"] == "tflite/int8 is 2.0x faster than tflite/fp32 here and loses 0.3 points"
+    assert recommend(rows, 5.0)["artifact"] == "onnx/int8"
+    assert recommend(rows[2:], 1.0)["artifact"] is None
+
+
+@pytest.mark.slow
+def test_benchmark_host(lenet_run, tmp_path, capsys):
+    rc = main(
+        [
+            "benchmark",
+            str(lenet_run),
+            "--device",
+            "host",
+            "--runs",
+            "30",
+            "--min-seconds",
+            "0",
+            "--out",
+            str(tmp_path / "b"),
+            "--quiet",
+        ]
+    )
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "recommendation: " in out
+    data = json.loads((tmp_path / "b" / "benchmark.json").read_text())
+    assert len(data["rows"]) == 6 and all(r["status"] == "ok" and r["p50_ms"] > 0 and r["peak_rss_mb"] > 0 for r in data["rows"])
+    # profiled in a child process without TensorFlow: far below the ~900 MB a TensorFlow process holds
+    assert max(r["peak_rss_mb"] for r in data["rows"]) < 400
+    assert data["recommendation"]["artifact"] in {r["artifact"] for r in data["rows"]}
+    assert (tmp_path / "b" / "pareto.png").stat().st_size > 1000 and "Recommendation" in (
+        tmp_path / "b" / "benchmark.md"
+    ).read_text()
+
+
+def test_report_compares_and_flags(lenet_artifacts, tmp_path, capsys):
+    for name, threads in (("pi", "1"), ("desk", "2")):
+        assert (
+            main(
+                [
+                    "profile",
+                    str(lenet_artifacts / "tflite-fp32"),
+                    "--threads",
+                    threads,
+                    "--runs",
+                    "20",
+                    "--min-seconds",
+                    "0",
+                    "--out",
+                    str(tmp_path / f"{name}.json"),
+                    "--quiet",
+                ]
+            )
+            == 0
+        )
+    hot = json.loads((tmp_path / "pi.json").read_text())
+    hot["system"]["temperatures_after_c"] = {"cpu-thermal": 83.0}
+    (tmp_path / "pi.json").write_text(json.dumps(hot))
+    assert main(["report", str(tmp_path / "pi.json"), str(tmp_path / "desk.json"), "--out", str(tmp_path / "cmp.png")]) == 0
+    out = capsys.readouterr().out
+    assert "threads differs between results (1, 2)" in out and "83 C after the run" in out
+    assert (tmp_path / "cmp.png").stat().st_size > 1000
+    (tmp_path / "x.json").write_text("{}")
+    assert main(["report", str(tmp_path / "x.json")]) == 1
+    assert "not an edgecnn profile result" in capsys.readouterr().err
+    shutil.rmtree(tmp_path)

@@ -1,0 +1,113 @@
+"""Conversion figures (issue #4): MobileNetV2 int8 size ratio, 6-artifact conversion time, int8 speed-up.
+
+    python tools/bench_convert.py [--out bench-out/convert] [--classes 1000 10] [--seconds 3]
+
+MobileNetV2 alpha 1.0 at 224 px is built with seeded random weights (sizes do not depend on the
+values); calibration and parity use 200 crops of scikit-image's real sample photos. Parity is
+reported as agreement with Keras (accuracy is meaningless for random weights, so the gate is off).
+Latency is edgecnn's own `invoke` p50 on this host.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def photo_crops(folder: Path, n: int = 200, size: int = 224) -> Path:
+    import cv2
+    import numpy as np
+    from skimage import data
+
+    photos = [
+        data.astronaut(),
+        data.coffee(),
+        data.chelsea(),
+        data.rocket(),
+        data.immunohistochemistry(),
+        data.hubble_deep_field(),
+    ]
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        img = photos[i % len(photos)]
+        h, w = img.shape[:2]
+        s = int(rng.integers(min(h, w) // 3, min(h, w)))
+        y, x = int(rng.integers(0, h - s + 1)), int(rng.integers(0, w - s + 1))
+        crop = cv2.resize(img[y : y + s, x : x + s], (size, size))
+        d = folder / f"c{i % 5}"
+        d.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(d / f"{i}.png"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+    return folder
+
+
+def make_model(out: Path, classes: int) -> Path:
+    import keras
+
+    from edgecnn.models import create_model, get_spec
+
+    keras.utils.set_random_seed(0)
+    m = create_model("mobilenet_v2", num_classes=classes, input_size=224)
+    out.mkdir(parents=True, exist_ok=True)
+    m.save(out / "model.keras")
+    get_spec("mobilenet_v2").preprocess_spec((224, 224), 3).save(out / "preprocess.json")
+    (out / "labels.txt").write_text("\n".join(f"c{i}" for i in range(classes)) + "\n")
+    return out / "model.keras"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="bench-out/convert")
+    ap.add_argument("--classes", type=int, nargs="+", default=[1000, 10])
+    ap.add_argument("--seconds", type=float, default=3.0)
+    args = ap.parse_args()
+    from edgecnn.convert.api import convert
+    from edgecnn.devices import load_profile
+    from edgecnn.profiling.measure import ProfileOptions, profile
+
+    out = Path(args.out)
+    shutil.rmtree(out, ignore_errors=True)
+    photos = photo_crops(out / "photos")
+    results = {}
+    for classes in args.classes:
+        model = make_model(out / f"mnv2-{classes}", classes)
+        t0 = time.time()
+        s = convert(model, "host", data=str(photos), out=out / f"art-{classes}", gate=False, force=True)
+        seconds = time.time() - t0
+        rows = {f"{r.format}/{r.precision}": r for r in s.rows}
+        res = {"convert_seconds_6_artifacts_with_parity_on_200": round(seconds, 1), "artifacts": {}}
+        for key, r in rows.items():
+            lat = None
+            if r.path:
+                p = profile(
+                    r.path, profile=load_profile("host"), opts=ProfileOptions(runs=50, min_seconds=args.seconds, warmup=10)
+                )
+                lat = p["invoke"]["p50"]
+            res["artifacts"][key] = {
+                "status": r.status,
+                "size_mb": r.size_mb,
+                "size_vs_fp32": r.size_ratio,
+                "agreement": r.parity.agreement if r.parity else None,
+                "invoke_p50_ms": lat,
+            }
+        for fmt in ("tflite", "onnx", "openvino"):
+            a, b = res["artifacts"].get(f"{fmt}/fp32"), res["artifacts"].get(f"{fmt}/int8")
+            if a and b and a["invoke_p50_ms"] and b["invoke_p50_ms"]:
+                res[f"{fmt}_int8_speedup_vs_fp32"] = round(a["invoke_p50_ms"] / b["invoke_p50_ms"], 2)
+        results[f"mobilenet_v2_1.0_224_{classes}_classes"] = res
+        print(json.dumps({f"{classes} classes": res}, indent=2), flush=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    ok = all(r["artifacts"]["tflite/int8"]["size_vs_fp32"] <= 0.27 for k, r in results.items() if k.endswith("_1000_classes"))
+    print(f"tflite int8 size <= 0.27x fp32 at 1000 classes: {'yes' if ok else 'NO'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
