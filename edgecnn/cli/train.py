@@ -11,6 +11,7 @@ def add_arguments(p) -> None:
     p.add_argument("--out", help="run directory (default runs/<recipe name>)")
     p.add_argument("--force", action="store_true", help="replace an existing run directory")
     p.add_argument("--skip-bad", action="store_true", help="train without bad image files (they are listed)")
+    p.add_argument("--cache-features", action="store_true", help="transfer stage 1: run the frozen base once, train the head on cached features")
     p.add_argument("--quiet", action="store_true", help="no per-epoch output")
 
 
@@ -21,6 +22,14 @@ def run(args) -> int:
     from edgecnn.train.recipe import load_recipe
 
     recipe = load_recipe(_resolve_recipe(args.recipe))
+    if args.cache_features:
+        import dataclasses
+
+        from edgecnn.errors import ConfigError
+
+        if not recipe.transfer:
+            raise ConfigError("--cache-features needs a recipe with a transfer stage (the base must stay frozen)")
+        recipe = dataclasses.replace(recipe, transfer=dataclasses.replace(recipe.transfer, cache_features=True))
     out = Path(args.out or f"runs/{recipe.name}")
     from edgecnn.train.trainer import train
 

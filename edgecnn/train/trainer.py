@@ -176,6 +176,26 @@ def _unfreeze_top(base: Any, ft: Any) -> None:
         layer.trainable = i >= start and not isinstance(layer, keras.layers.BatchNormalization)
 
 
+class EpochTimer:
+    """Keras callback recording wall-clock seconds per epoch (for the cached-features speed-up figure)."""
+
+    def __new__(cls):
+        from edgecnn.models._keras import keras
+
+        class _Timer(keras().callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.seconds: list[float] = []
+
+            def on_epoch_begin(self, epoch, logs=None):
+                self._t = time.perf_counter()
+
+            def on_epoch_end(self, epoch, logs=None):
+                self.seconds.append(time.perf_counter() - self._t)
+
+        return _Timer()
+
+
 def _fit(model, data: PreparedData, recipe: Recipe, lr: float, epochs: int, *, quiet: bool, augmenter, stage: str) -> list[dict]:
     import tensorflow as tf
 
@@ -203,7 +223,8 @@ def _fit(model, data: PreparedData, recipe: Recipe, lr: float, epochs: int, *, q
     ds = ds.prefetch(tf.data.AUTOTUNE)
     has_val = len(data.x_val) > 0
     val = tf.data.Dataset.from_tensor_slices((data.x_val, y_val)).batch(256) if has_val else None
-    callbacks = []
+    timer = EpochTimer()
+    callbacks = [timer]
     es = t.early_stopping
     if es and has_val:
         callbacks.append(
@@ -212,7 +233,8 @@ def _fit(model, data: PreparedData, recipe: Recipe, lr: float, epochs: int, *, q
     hist = model.fit(ds, validation_data=val, epochs=epochs, verbose=0 if quiet else 2, callbacks=callbacks)
     rows = []
     for i in range(len(hist.history["loss"])):
-        rows.append({"stage": stage, "epoch": i + 1, **{key: float(v[i]) for key, v in hist.history.items()}})
+        rows.append({"stage": stage, "epoch": i + 1, "epoch_seconds": timer.seconds[i],
+                     **{key: float(v[i]) for key, v in hist.history.items()}})
     return rows
 
 
@@ -240,16 +262,15 @@ def train(
         t = recipe.training
         if recipe.transfer:
             _freeze(model, base, False)
-            history += _fit(
-                model,
-                prepared,
-                recipe,
-                recipe.transfer.head_learning_rate,
-                recipe.transfer.head_epochs,
-                quiet=quiet,
-                augmenter=augmenter,
-                stage="head",
-            )
+            if recipe.transfer.cache_features:
+                from edgecnn.train.features import check_cacheable, fit_head_on_features
+
+                check_cacheable(recipe, base)
+                history += fit_head_on_features(model, base, prepared, recipe, lr=recipe.transfer.head_learning_rate,
+                                                epochs=recipe.transfer.head_epochs, quiet=quiet)
+            else:
+                history += _fit(model, prepared, recipe, recipe.transfer.head_learning_rate, recipe.transfer.head_epochs,
+                                quiet=quiet, augmenter=augmenter, stage="head")
             ft = recipe.transfer.fine_tune
             if ft:
                 if base is None:
