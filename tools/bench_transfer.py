@@ -59,7 +59,7 @@ def main() -> int:
 
     # cached features: the same head stage with the frozen base run every epoch vs once
     full = dataclasses.replace(tr, max_per_class=None, name="cache-off",
-                               transfer=dataclasses.replace(tr.transfer, head_epochs=6, fine_tune=None, cache_features=False))
+                               transfer=dataclasses.replace(tr.transfer, head_epochs=15, fine_tune=None, cache_features=False))
     full = dataclasses.replace(full, training=dataclasses.replace(full.training, batch_size=32, early_stopping=None))
     off = train(full, out / "cache-off", quiet=True, force=True)
     on = train(dataclasses.replace(full, name="cache-on", transfer=dataclasses.replace(full.transfer, cache_features=True)),

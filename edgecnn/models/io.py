@@ -15,8 +15,12 @@ def load_keras_model(path: str | Path, *, trust: bool = False) -> Any:
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
     if path.suffix == ".keras" and not zipfile.is_zipfile(path):
+        from edgecnn.hardening import looks_like
+
+        with open(path, "rb") as f:
+            kind = looks_like(f.read(256))
         raise ModelError(
-            f"{path} is not a Keras model (a .keras file is a zip archive; this one is not)",
+            f"{path} is not a Keras model (a .keras file is a zip archive; this one looks like {kind})",
             hint="pass a file saved with model.save('name.keras')",
         )
     if path.suffix not in (".keras", ".h5"):

@@ -11,6 +11,13 @@ from edgecnn.errors import MissingDependencyError, RuntimeBackendError
 from edgecnn.runtime.base import BackendBase, TensorSpec
 
 
+def _meaningful(text: str) -> str:
+    """OpenVINO's messages start with C++ source locations; keep the first line that says something."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    useful = [ln for ln in lines if not ln.startswith(("Exception from", "Check '", "[ GENERAL_ERROR ]"))]
+    return (useful or lines or ["unknown error"])[0][:200]
+
+
 class OpenVINOBackend(BackendBase):
     @classmethod
     def open(cls, path: Path, *, threads: int | None = None, accelerator: str = "CPU", allow_fallback: bool = False, **_: Any):
@@ -32,7 +39,7 @@ class OpenVINOBackend(BackendBase):
             model = core.read_model(str(path))
             compiled = core.compile_model(model, device, config)
         except Exception as exc:  # openvino raises RuntimeError subclasses with long C++ traces
-            raise RuntimeBackendError(f"OpenVINO cannot load {path}: {str(exc).strip().splitlines()[0][:200]}") from None
+            raise RuntimeBackendError(f"OpenVINO cannot load {path}: {_meaningful(str(exc))}") from None
         if len(compiled.inputs) != 1 or len(compiled.outputs) != 1:
             raise RuntimeBackendError(f"{path}: expected one input and one output")
         self = cls(
