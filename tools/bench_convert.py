@@ -69,8 +69,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=3.0)
     args = ap.parse_args()
     from edgecnn.convert.api import convert
-    from edgecnn.devices import load_profile
-    from edgecnn.profiling.measure import ProfileOptions, profile
+    from edgecnn.convert.base import CONVERTERS
+    from edgecnn.profiling.benchmark import _profile_in_child
 
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
@@ -85,11 +85,10 @@ def main() -> int:
         res = {"convert_seconds_6_artifacts_with_parity_on_200": round(seconds, 1), "artifacts": {}}
         for key, r in rows.items():
             lat = None
-            if r.path:
-                p = profile(
-                    r.path, profile=load_profile("host"), opts=ProfileOptions(runs=50, min_seconds=args.seconds, warmup=10)
-                )
-                lat = p["invoke"]["p50"]
+            if r.path:  # in a child process, as on a device: no TensorFlow threads beside the runtime
+                (out / "profiles").mkdir(exist_ok=True)
+                target = out / "profiles" / f"{classes}-{r.format}-{r.precision}.json"
+                lat = _profile_in_child(r.path, CONVERTERS.get(r.format).runtime, 50, args.seconds, target)["invoke"]["p50"]
             res["artifacts"][key] = {
                 "status": r.status,
                 "size_mb": r.size_mb,

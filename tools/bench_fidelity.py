@@ -53,28 +53,73 @@ def build(out: Path, photos: Path) -> dict[str, Path]:
         create_model(name, num_classes=10, input_size=224).save(d / "model.keras")
         get_spec(name).preprocess_spec((224, 224), 3).save(d / "preprocess.json")
         (d / "labels.txt").write_text("\n".join(f"c{i}" for i in range(10)) + "\n")
-        s = convert(d / "model.keras", "host", precisions=targets, calibration=str(photos), out=out / f"art-{name}", force=True, gate=False)
+        s = convert(
+            d / "model.keras",
+            "host",
+            precisions=targets,
+            calibration=str(photos),
+            out=out / f"art-{name}",
+            force=True,
+            gate=False,
+        )
         arts[name] = s.out
     return arts
 
 
 def edgecnn_p50(path: Path, runtime: str, threads: int, seconds: float) -> float:
-    cmd = [str(BIN / "edgecnn"), "profile", str(path), "--runtime", runtime, "--threads", str(threads), "--runs", "200",
-           "--min-seconds", str(seconds), "--warmup", "20", "--json", "--quiet"]
+    cmd = [
+        str(BIN / "edgecnn"),
+        "profile",
+        str(path),
+        "--runtime",
+        runtime,
+        "--threads",
+        str(threads),
+        "--runs",
+        "200",
+        "--min-seconds",
+        str(seconds),
+        "--warmup",
+        "20",
+        "--json",
+        "--quiet",
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=900)
     return json.loads(r.stdout)["invoke"]["p50"]
 
 
 def litert_p50(model: Path, threads: int, runs: int) -> float:
     res = model.parent / "litert-benchmark.json"
-    subprocess.run([str(BIN / "litert-benchmark"), "--model", str(model), "--num_runs", str(runs), "--warmup_runs", "20",
-                    "--num_threads", str(threads), "--result_json", str(res)], capture_output=True, text=True, check=True, timeout=900)
+    subprocess.run(
+        [
+            str(BIN / "litert-benchmark"),
+            "--model",
+            str(model),
+            "--num_runs",
+            str(runs),
+            "--warmup_runs",
+            "20",
+            "--num_threads",
+            str(threads),
+            "--result_json",
+            str(res),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=900,
+    )
     return json.loads(res.read_text())["latency"]["median_ms"]
 
 
 def benchmark_app_p50(model: Path, seconds: float) -> float:
-    r = subprocess.run([str(BIN / "benchmark_app"), "-m", str(model), "-hint", "latency", "-api", "sync", "-t", str(int(max(seconds, 1)))],
-                       capture_output=True, text=True, check=True, timeout=900)
+    r = subprocess.run(
+        [str(BIN / "benchmark_app"), "-m", str(model), "-hint", "latency", "-api", "sync", "-t", str(int(max(seconds, 1)))],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=900,
+    )
     m = re.search(r"Median:\s*([\d.]+)\s*ms", r.stdout)
     return float(m.group(1))
 
@@ -117,14 +162,29 @@ def main() -> int:
                 ours = edgecnn_p50(art, runtime, args.threads, args.seconds)
                 mfile = art / {"tflite": "model.tflite", "onnx": "model.onnx", "openvino": "model.xml"}[fmt]
                 if fmt == "tflite":
-                    ref, tool = litert_p50(mfile, args.threads, max(200, int(args.seconds * 1000 / max(ours, 0.01)))), "litert-benchmark (median)"
+                    ref, tool = (
+                        litert_p50(mfile, args.threads, max(200, int(args.seconds * 1000 / max(ours, 0.01)))),
+                        "litert-benchmark (median)",
+                    )
                 elif fmt == "openvino":
                     ref, tool = benchmark_app_p50(mfile, args.seconds), "benchmark_app -hint latency -api sync (median)"
                 else:
                     ref, tool = ort_p50(mfile, args.threads, args.seconds), "bare onnxruntime loop (median)"
-                rows.append({"model": model, "format": fmt, "precision": prec, "edgecnn_p50_ms": ours, "reference_p50_ms": ref,
-                             "ratio": ours / ref if ref else None, "reference": tool})
-                print(f"{model:14s} {fmt:8s} {prec}: edgecnn {ours:.3f} ms  reference {ref:.3f} ms  ratio {ours / ref:.2f}  ({tool})", flush=True)
+                rows.append(
+                    {
+                        "model": model,
+                        "format": fmt,
+                        "precision": prec,
+                        "edgecnn_p50_ms": ours,
+                        "reference_p50_ms": ref,
+                        "ratio": ours / ref if ref else None,
+                        "reference": tool,
+                    }
+                )
+                print(
+                    f"{model:14s} {fmt:8s} {prec}: edgecnn {ours:.3f} ms  reference {ref:.3f} ms  ratio {ours / ref:.2f}  ({tool})",
+                    flush=True,
+                )
     estimate_rows = estimate_error(arts, rows)
     (out / "results.json").write_text(json.dumps({"fidelity": rows, "estimate_error": estimate_rows}, indent=2) + "\n")
     return 0
@@ -140,15 +200,27 @@ def estimate_error(arts: dict[str, Path], rows: list[dict]) -> list[dict]:
     for model, folder in arts.items():
         for prec in ("fp32", "int8"):
             m = Manifest.load(folder / f"tflite-{prec}", verify=False)
-            measured = next(r["edgecnn_p50_ms"] for r in rows if r["model"] == model and r["format"] == "tflite" and r["precision"] == prec)
+            measured = next(
+                r["edgecnn_p50_ms"] for r in rows if r["model"] == model and r["format"] == "tflite" and r["precision"] == prec
+            )
             data[(model, prec)] = (roofline_ms(m.extra["cost"]["layers"], prec, host), measured)
     out = []
     for (model, prec), (roof, measured) in data.items():
         others = [meas / r for (mo, p), (r, meas) in data.items() if p == prec and mo != model]
         eff = statistics.median(others)
         predicted = roof * eff
-        out.append({"model": model, "precision": prec, "measured_ms": measured, "predicted_ms": predicted, "error": predicted / measured - 1})
-        print(f"estimate {model:14s} {prec}: predicted {predicted:.3f} ms vs measured {measured:.3f} ms ({(predicted / measured - 1) * 100:+.0f}%)")
+        out.append(
+            {
+                "model": model,
+                "precision": prec,
+                "measured_ms": measured,
+                "predicted_ms": predicted,
+                "error": predicted / measured - 1,
+            }
+        )
+        print(
+            f"estimate {model:14s} {prec}: predicted {predicted:.3f} ms vs measured {measured:.3f} ms ({(predicted / measured - 1) * 100:+.0f}%)"
+        )
     return out
 
 

@@ -42,6 +42,7 @@ def bare_loop(backend, xs, seconds: float) -> list[float]:
 
         def step(x):
             return req.infer({0: x}, share_inputs=True)[0]
+
     while i < 200 or time.perf_counter() < t_end:
         x = xs[i % len(xs)]
         t0 = time.perf_counter()
@@ -106,8 +107,14 @@ def pipelining(art: Path, video: Path, seconds: float, threads: int) -> dict:
         rep = run_loop(clf, c, [], duration=seconds)
     infer_p50 = rep["latency_ms"]["inference"]["p50"]
     clf.close()
-    return {"naive_fps": naive_fps, "classify_fps": rep["fps"], "speedup": rep["fps"] / naive_fps,
-            "inference_p50_ms": infer_p50, "classify_vs_inference_bound": rep["fps"] / (1000 / infer_p50), "dropped": rep["dropped"]}
+    return {
+        "naive_fps": naive_fps,
+        "classify_fps": rep["fps"],
+        "speedup": rep["fps"] / naive_fps,
+        "inference_p50_ms": infer_p50,
+        "classify_vs_inference_bound": rep["fps"] / (1000 / infer_p50),
+        "dropped": rep["dropped"],
+    }
 
 
 def main() -> int:
@@ -125,15 +132,23 @@ def main() -> int:
         if art.exists():
             r = overhead(art, args.seconds, args.threads)
             res["overhead"].append(r)
-            print(f"overhead {name:14s}: Classifier {r['classifier_inference_p50_ms']:.3f} ms vs bare {r['bare_loop_p50_ms']:.3f} ms -> {r['ratio']:.3f}x", flush=True)
+            print(
+                f"overhead {name:14s}: Classifier {r['classifier_inference_p50_ms']:.3f} ms vs bare {r['bare_loop_p50_ms']:.3f} ms -> {r['ratio']:.3f}x",
+                flush=True,
+            )
     art = Path(args.artifacts) / "tflite-fp32"
-    for label, size, threads in (("decode ~ inference (720p video, 1 inference thread)", (1280, 720), 1),
-                                 ("inference-bound (320x240 video, 1 inference thread)", (320, 240), 1)):
+    for label, size, threads in (
+        ("decode ~ inference (720p video, 1 inference thread)", (1280, 720), 1),
+        ("inference-bound (320x240 video, 1 inference thread)", (320, 240), 1),
+    ):
         video = make_video(out / f"video-{size[0]}x{size[1]}.avi", size)
         r = pipelining(art, video, args.seconds, threads)
         res["pipelining"][label] = r
-        print(f"pipelining, {label}: classify {r['classify_fps']:.1f} FPS vs naive {r['naive_fps']:.1f} FPS = {r['speedup']:.2f}x; "
-              f"{r['classify_vs_inference_bound']:.2f} of 1/inference p50 ({r['inference_p50_ms']:.2f} ms)", flush=True)
+        print(
+            f"pipelining, {label}: classify {r['classify_fps']:.1f} FPS vs naive {r['naive_fps']:.1f} FPS = {r['speedup']:.2f}x; "
+            f"{r['classify_vs_inference_bound']:.2f} of 1/inference p50 ({r['inference_p50_ms']:.2f} ms)",
+            flush=True,
+        )
     (out / "results.json").write_text(json.dumps(res, indent=2) + "\n")
     return 0
 

@@ -58,20 +58,38 @@ def main() -> int:
     print(f"mean gain over {len(gains)} seeds: {results['mean_gain_points']:+.1f} points (target >= +8)")
 
     # cached features: the same head stage with the frozen base run every epoch vs once
-    full = dataclasses.replace(tr, max_per_class=None, name="cache-off",
-                               transfer=dataclasses.replace(tr.transfer, head_epochs=15, fine_tune=None, cache_features=False))
+    from edgecnn.train.recipe import Augmentation
+
+    full = dataclasses.replace(
+        tr,
+        max_per_class=None,
+        name="cache-off",
+        augmentation=Augmentation(),
+        transfer=dataclasses.replace(tr.transfer, head_epochs=15, fine_tune=None, cache_features=False),
+    )
     full = dataclasses.replace(full, training=dataclasses.replace(full.training, batch_size=32, early_stopping=None))
     off = train(full, out / "cache-off", quiet=True, force=True)
-    on = train(dataclasses.replace(full, name="cache-on", transfer=dataclasses.replace(full.transfer, cache_features=True)),
-               out / "cache-on", quiet=True, force=True)
+    on = train(
+        dataclasses.replace(full, name="cache-on", transfer=dataclasses.replace(full.transfer, cache_features=True)),
+        out / "cache-on",
+        quiet=True,
+        force=True,
+    )
     t_off, _ = epoch_seconds(off, "head")
     t_on, rows = epoch_seconds(on, "head_cached")
-    results["cache_features"] = {"epoch_seconds_frozen_base": t_off, "epoch_seconds_cached": t_on, "speedup": t_off / t_on,
-                                 "feature_extraction_seconds": float(rows[0]["feature_extraction_seconds"]),
-                                 "accuracy_frozen_base": accuracy(off), "accuracy_cached": accuracy(on)}
+    results["cache_features"] = {
+        "epoch_seconds_frozen_base": t_off,
+        "epoch_seconds_cached": t_on,
+        "speedup": t_off / t_on,
+        "feature_extraction_seconds": float(rows[0]["feature_extraction_seconds"]),
+        "accuracy_frozen_base": accuracy(off),
+        "accuracy_cached": accuracy(on),
+    }
     c = results["cache_features"]
-    print(f"cached features: {c['speedup']:.1f}x faster per epoch ({t_off:.2f} s -> {t_on:.3f} s, one-off extraction "
-          f"{c['feature_extraction_seconds']:.2f} s); head accuracy {c['accuracy_frozen_base'] * 100:.1f}% vs {c['accuracy_cached'] * 100:.1f}%")
+    print(
+        f"cached features: {c['speedup']:.1f}x faster per epoch ({t_off:.2f} s -> {t_on:.3f} s, one-off extraction "
+        f"{c['feature_extraction_seconds']:.2f} s); head accuracy {c['accuracy_frozen_base'] * 100:.1f}% vs {c['accuracy_cached'] * 100:.1f}%"
+    )
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     return 0
 

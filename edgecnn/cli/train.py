@@ -11,7 +11,11 @@ def add_arguments(p) -> None:
     p.add_argument("--out", help="run directory (default runs/<recipe name>)")
     p.add_argument("--force", action="store_true", help="replace an existing run directory")
     p.add_argument("--skip-bad", action="store_true", help="train without bad image files (they are listed)")
-    p.add_argument("--cache-features", action="store_true", help="transfer stage 1: run the frozen base once, train the head on cached features")
+    p.add_argument(
+        "--cache-features",
+        action="store_true",
+        help="transfer stage 1: run the frozen base once, train the head on cached features",
+    )
     p.add_argument("--quiet", action="store_true", help="no per-epoch output")
 
 

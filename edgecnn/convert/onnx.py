@@ -78,17 +78,22 @@ class _Reader:
 
 
 def convert(source: Any, precision: Precision, out_dir: Path, *, calibration: Any, profile: Any, **_: Any) -> dict[str, Any]:
+    import shutil
+
     import onnx
     import tf2onnx
 
     target = out_dir / "model.onnx"
-    with tempfile.TemporaryDirectory(prefix="edgecnn-onnx-") as tmp:
-        fp32 = Path(tmp) / "fp32.onnx"
+    fp32 = source.cache.get("onnx_fp32")
+    if fp32 is None:  # tf2onnx once per source model, shared by every ONNX precision
+        fp32 = source.workdir() / "fp32.onnx"
         _tf2onnx(source.saved_model(), fp32)
         _finish(fp32, source)
+        source.cache["onnx_fp32"] = fp32
+    with tempfile.TemporaryDirectory(prefix="edgecnn-onnx-") as tmp:
         try:
             if precision == Precision.FP32:
-                fp32.replace(target)
+                shutil.copyfile(fp32, target)
             elif precision == Precision.FP16:
                 from onnxruntime.transformers.float16 import convert_float_to_float16
 

@@ -27,7 +27,9 @@ def convert(
     tools = {"openvino": ov.get_version()}
     extra: dict[str, Any] = {}
     try:
-        model = ov.convert_model(str(source.saved_model()))
+        if "openvino_fp32" not in source.cache:  # convert_model once per source model
+            source.cache["openvino_fp32"] = ov.convert_model(str(source.saved_model()))
+        model = source.cache["openvino_fp32"].clone()
         if precision == Precision.INT8:
             import nncf
 

@@ -24,6 +24,7 @@ class SourceModel:
     sha256: str = ""
     _saved_model: Path | None = field(default=None, repr=False)
     _tmp: Any = field(default=None, repr=False)
+    cache: dict[str, Any] = field(default_factory=dict, repr=False)  # per-format intermediates (fp32 ONNX, OpenVINO model)
 
     @property
     def name(self) -> str:
@@ -45,7 +46,11 @@ class SourceModel:
     def predict(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(self.model.predict(x, verbose=0, batch_size=64), dtype=np.float32)
 
+    def workdir(self) -> Path:
+        return self.saved_model().parent
+
     def cleanup(self) -> None:
+        self.cache.clear()
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None

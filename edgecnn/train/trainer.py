@@ -233,8 +233,14 @@ def _fit(model, data: PreparedData, recipe: Recipe, lr: float, epochs: int, *, q
     hist = model.fit(ds, validation_data=val, epochs=epochs, verbose=0 if quiet else 2, callbacks=callbacks)
     rows = []
     for i in range(len(hist.history["loss"])):
-        rows.append({"stage": stage, "epoch": i + 1, "epoch_seconds": timer.seconds[i],
-                     **{key: float(v[i]) for key, v in hist.history.items()}})
+        rows.append(
+            {
+                "stage": stage,
+                "epoch": i + 1,
+                "epoch_seconds": timer.seconds[i],
+                **{key: float(v[i]) for key, v in hist.history.items()},
+            }
+        )
     return rows
 
 
@@ -266,11 +272,26 @@ def train(
                 from edgecnn.train.features import check_cacheable, fit_head_on_features
 
                 check_cacheable(recipe, base)
-                history += fit_head_on_features(model, base, prepared, recipe, lr=recipe.transfer.head_learning_rate,
-                                                epochs=recipe.transfer.head_epochs, quiet=quiet)
+                history += fit_head_on_features(
+                    model,
+                    base,
+                    prepared,
+                    recipe,
+                    lr=recipe.transfer.head_learning_rate,
+                    epochs=recipe.transfer.head_epochs,
+                    quiet=quiet,
+                )
             else:
-                history += _fit(model, prepared, recipe, recipe.transfer.head_learning_rate, recipe.transfer.head_epochs,
-                                quiet=quiet, augmenter=augmenter, stage="head")
+                history += _fit(
+                    model,
+                    prepared,
+                    recipe,
+                    recipe.transfer.head_learning_rate,
+                    recipe.transfer.head_epochs,
+                    quiet=quiet,
+                    augmenter=augmenter,
+                    stage="head",
+                )
             ft = recipe.transfer.fine_tune
             if ft:
                 if base is None:

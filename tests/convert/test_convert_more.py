@@ -38,8 +38,12 @@ def test_openvino_int8_with_accuracy_control(lenet_run, tmp_path):
 @pytest.mark.parametrize("delay", [3.0, 6.0, 9.0, 12.0])
 def test_killed_conversion_leaves_complete_or_no_artifacts(lenet_run, tmp_path, delay):
     out = tmp_path / "k"
-    proc = subprocess.Popen([sys.executable, "-m", "edgecnn", "convert", str(lenet_run), "--device", "host", "--out", str(out), "--quiet"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgecnn", "convert", str(lenet_run), "--device", "host", "--out", str(out), "--quiet"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     time.sleep(delay)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()

@@ -15,15 +15,25 @@ HTML = b"<!DOCTYPE html><html><head><title>404 Not Found</title></head></html>"
 
 
 def _variants(good: bytes, other: bytes) -> dict[str, bytes]:
-    return {"empty": b"", "html": HTML, "lfs": LFS, "truncated": good[: len(good) // 3],
-            "random": np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes(), "other_format": other}
+    return {
+        "empty": b"",
+        "html": HTML,
+        "lfs": LFS,
+        "truncated": good[: len(good) // 3],
+        "random": np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes(),
+        "other_format": other,
+    }
 
 
 @pytest.fixture(scope="module")
 def zoo(lenet_artifacts, tmp_path_factory, lenet_run):
     d = tmp_path_factory.mktemp("badzoo")
-    files = {"tflite": lenet_artifacts / "tflite-fp32" / "model.tflite", "onnx": lenet_artifacts / "onnx-fp32" / "model.onnx",
-             "xml": lenet_artifacts / "openvino-fp32" / "model.xml", "keras": lenet_run / "model.keras"}
+    files = {
+        "tflite": lenet_artifacts / "tflite-fp32" / "model.tflite",
+        "onnx": lenet_artifacts / "onnx-fp32" / "model.onnx",
+        "xml": lenet_artifacts / "openvino-fp32" / "model.xml",
+        "keras": lenet_run / "model.keras",
+    }
     out = []
     for fmt, good in files.items():
         other = files["onnx" if fmt != "onnx" else "tflite"].read_bytes()

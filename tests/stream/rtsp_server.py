@@ -17,7 +17,9 @@ server = GstRtspServer.RTSPServer()
 server.set_address("127.0.0.1")
 server.set_service(sys.argv[1] if len(sys.argv) > 1 else "8554")
 factory = GstRtspServer.RTSPMediaFactory()
-factory.set_launch("( videotestsrc is-live=1 pattern=ball ! video/x-raw,width=160,height=120,framerate=15/1,format=I420 ! jpegenc quality=80 ! rtpjpegpay name=pay0 pt=26 )")
+factory.set_launch(
+    "( videotestsrc is-live=1 pattern=ball ! video/x-raw,width=160,height=120,framerate=15/1,format=I420 ! jpegenc quality=80 ! rtpjpegpay name=pay0 pt=26 )"
+)
 factory.set_shared(True)
 server.get_mount_points().add_factory("/test", factory)
 server.attach(None)

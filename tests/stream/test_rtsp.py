@@ -18,8 +18,15 @@ SERVER = Path(__file__).with_name("rtsp_server.py")
 
 def _system_python_with_rtsp() -> str | None:
     for py in ("/usr/bin/python3", shutil.which("python3")):
-        if py and subprocess.run([py, "-c", "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer"],
-                                 capture_output=True, timeout=30).returncode == 0:
+        if (
+            py
+            and subprocess.run(
+                [py, "-c", "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer"],
+                capture_output=True,
+                timeout=30,
+            ).returncode
+            == 0
+        ):
             return py
     return None
 
@@ -28,7 +35,9 @@ def _system_python_with_rtsp() -> str | None:
 def rtsp_url():
     py = _system_python_with_rtsp()
     if not py:
-        pytest.skip("needs GStreamer's RTSP server: apt-get install python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good")
+        pytest.skip(
+            "needs GStreamer's RTSP server: apt-get install python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good"
+        )
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

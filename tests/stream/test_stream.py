@@ -238,3 +238,32 @@ def test_classify_cli_bad_inputs(lenet_artifacts, tmp_path, capsys):
     assert "holds no edgecnn artifact" in capsys.readouterr().err
     assert main(["classify", str(lenet_artifacts), "--source", "synthetic:", "--sink", "bogus:x", "--max-frames", "1"]) == 1
     assert "unknown sink 'bogus:x'" in capsys.readouterr().err
+
+
+def test_sigterm_stops_classify_cleanly_with_final_line(lenet_artifacts):
+    import signal
+    import subprocess
+
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edgecnn",
+            "classify",
+            str(lenet_artifacts / "tflite-fp32"),
+            "--source",
+            "synthetic:?fps=30&size=32x32",
+            "--sink",
+            "jsonl:-",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(4)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert len(out.splitlines()) >= 10
+    final = err.strip().splitlines()[-1]
+    assert final.startswith("frames read ") and "classified" in final and "dropped" in final and "inference p50" in final

@@ -29,8 +29,18 @@ def browser(tmp_path):
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = chrome
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ):
         opts.add_argument(flag)
     b = webdriver.Chrome(service=Service(driver), options=opts)
     yield b
@@ -65,7 +75,9 @@ def test_live_page_shows_stream_and_updates_label(browser, lenet_artifacts):
         wait.until(lambda b: b.find_element(By.ID, "stats").text != first)  # the page keeps updating
         wait.until(lambda b: b.execute_script("return document.getElementById('video').naturalWidth") == 96)
         time.sleep(0.5)
-        assert browser.execute_script("return document.getElementById('chart').getContext('2d').getImageData(0,0,400,100).data.some(v => v > 0)")
+        assert browser.execute_script(
+            "return document.getElementById('chart').getContext('2d').getImageData(0,0,400,100).data.some(v => v > 0)"
+        )
     finally:
         stop.set()
         loop.join(timeout=5)

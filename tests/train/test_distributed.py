@@ -29,12 +29,22 @@ def test_two_worker_multiworker_mirrored_strategy(tmp_path):
     workers = [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]
     procs = []
     for i in range(2):
-        env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}}),
-                   CUDA_VISIBLE_DEVICES="-1")
-        procs.append(subprocess.Popen([sys.executable, "-m", "edgecnn", "train", str(recipe), "--out", str(tmp_path / f"w{i}"), "--quiet"],
-                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        env = dict(
+            os.environ,
+            TF_CONFIG=json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}}),
+            CUDA_VISIBLE_DEVICES="-1",
+        )
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "edgecnn", "train", str(recipe), "--out", str(tmp_path / f"w{i}"), "--quiet"],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     outs = [p.communicate(timeout=600) for p in procs]
-    for p, (out, err) in zip(procs, outs):
+    for p, (_out, err) in zip(procs, outs):
         assert p.returncode == 0, err[-2000:]
     import keras
 
