@@ -91,6 +91,7 @@ def main() -> int:
                 lat = _profile_in_child(r.path, CONVERTERS.get(r.format).runtime, 50, args.seconds, target)["invoke"]["p50"]
             res["artifacts"][key] = {
                 "status": r.status,
+                "seconds": r.seconds,
                 "size_mb": r.size_mb,
                 "size_vs_fp32": r.size_ratio,
                 "agreement": r.parity.agreement if r.parity else None,

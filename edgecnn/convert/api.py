@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import platform
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ class Row:
     parity: ParityResult | None = None
     error: str | None = None
     notes: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)  # convert / parity wall-clock time
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in self.__dict__.items() if k != "parity"}
@@ -86,6 +88,7 @@ def _one(
     row = Row(fmt, str(precision))
     try:
         with staged_directory(final, force=force) as tmp:
+            t0 = time.perf_counter()
             result = info.load()(
                 source, precision, tmp, calibration=calibration, profile=profile, max_drop=max_drop, eval_set=eval_set
             )
@@ -112,7 +115,9 @@ def _one(
                 ),
             )
             manifest.write(tmp)
+            t1 = time.perf_counter()
             row.parity = check_parity(tmp, keras_probs, eval_set, precision, source.labels, thresholds)
+            row.seconds = {"convert": round(t1 - t0, 2), "parity": round(time.perf_counter() - t1, 2)}
             manifest.parity = row.parity.to_dict()
             manifest.write(tmp)  # manifest last, now with the parity result
             if gate and not row.parity.passed:

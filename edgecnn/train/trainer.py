@@ -136,10 +136,10 @@ def build_model(recipe: Recipe, data: PreparedData) -> tuple[Any, Any | None]:
         from edgecnn.models.io import load_keras_model
 
         src = load_keras_model(base_src)
-        if tuple(src.input_shape[1:]) != shape:
+        if src.input_shape[-1] != shape[-1]:
             raise ModelError(
-                f"base {base_src} takes input {tuple(src.input_shape[1:])}, but the recipe asks for {shape}",
-                hint="use the same input_size and channels as the base",
+                f"base {base_src} takes {src.input_shape[-1]}-channel input, but the recipe asks for {shape[-1]} channels",
+                hint="use the same channels as the base (convolutional weights do not depend on the input size, channels do)",
             )
         model = create_model(m.name, weights="none", **kw)
         if _transfer_weights(src, model) == 0:
