@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 
-def bare_loop(backend, xs, seconds: float) -> list[float]:
+def bare_loop(backend, xs, seconds: float, between=None) -> list[float]:
     name = backend.name
     times: list[float] = []
     t_end = time.perf_counter() + seconds
@@ -45,6 +45,8 @@ def bare_loop(backend, xs, seconds: float) -> list[float]:
 
     while i < 200 or time.perf_counter() < t_end:
         x = xs[i % len(xs)]
+        if between is not None:
+            between(i)  # untimed: what a camera loop does between inferences (preprocessing the next frame)
         t0 = time.perf_counter()
         step(x)
         times.append((time.perf_counter() - t0) * 1e3)
@@ -66,10 +68,25 @@ def overhead(art: Path, seconds: float, threads: int) -> dict:
         i += 1
     lo, hi = clf.spec.value_range()
     xs = [clf.backend.quantize_input(rng.uniform(lo, hi, (1, *clf.spec.input_shape)).astype(np.float32)) for _ in range(8)]
-    bare = bare_loop(clf.backend, xs, seconds)
+    from edgecnn.preprocess import preprocess
+
+    buf = np.empty(clf.spec.input_shape, np.float32)
+
+    def prep(i):
+        buf[...] = preprocess(frames[i % 8], clf.spec)
+
+    bare = bare_loop(clf.backend, xs, seconds)  # back to back: the runtime's best case (warm caches)
+    bare_cam = bare_loop(clf.backend, xs, seconds, between=prep)  # like for like: a frame is preprocessed between runs
     clf.close()
-    a, b = statistics.median(ours), statistics.median(bare)
-    return {"artifact": art.name, "classifier_inference_p50_ms": a, "bare_loop_p50_ms": b, "ratio": a / b}
+    a, b, c = statistics.median(ours), statistics.median(bare), statistics.median(bare_cam)
+    return {
+        "artifact": art.name,
+        "classifier_inference_p50_ms": a,
+        "bare_loop_p50_ms": b,
+        "bare_loop_with_preprocess_p50_ms": c,
+        "ratio_like_for_like": a / c,
+        "ratio_vs_back_to_back": a / b,
+    }
 
 
 def make_video(path: Path, size: tuple[int, int], n: int = 150) -> Path:
@@ -133,22 +150,27 @@ def main() -> int:
             r = overhead(art, args.seconds, args.threads)
             res["overhead"].append(r)
             print(
-                f"overhead {name:14s}: Classifier {r['classifier_inference_p50_ms']:.3f} ms vs bare {r['bare_loop_p50_ms']:.3f} ms -> {r['ratio']:.3f}x",
+                f"overhead {name:14s}: Classifier {r['classifier_inference_p50_ms']:.3f} ms vs bare loop "
+                f"{r['bare_loop_with_preprocess_p50_ms']:.3f} ms with the same preprocessing between runs -> "
+                f"{r['ratio_like_for_like']:.3f}x (bare back-to-back {r['bare_loop_p50_ms']:.3f} ms -> {r['ratio_vs_back_to_back']:.3f}x)",
                 flush=True,
             )
-    art = Path(args.artifacts) / "tflite-fp32"
     for label, size, threads in (
         ("decode ~ inference (720p video, 1 inference thread)", (1280, 720), 1),
         ("inference-bound (320x240 video, 1 inference thread)", (320, 240), 1),
     ):
         video = make_video(out / f"video-{size[0]}x{size[1]}.avi", size)
-        r = pipelining(art, video, args.seconds, threads)
-        res["pipelining"][label] = r
-        print(
-            f"pipelining, {label}: classify {r['classify_fps']:.1f} FPS vs naive {r['naive_fps']:.1f} FPS = {r['speedup']:.2f}x; "
-            f"{r['classify_vs_inference_bound']:.2f} of 1/inference p50 ({r['inference_p50_ms']:.2f} ms)",
-            flush=True,
-        )
+        for name in ("tflite-fp32", "onnx-fp32", "openvino-fp32"):
+            art = Path(args.artifacts) / name
+            if not art.exists():
+                continue
+            r = pipelining(art, video, args.seconds, threads)
+            res["pipelining"][f"{label} / {name}"] = r
+            print(
+                f"pipelining, {label}, {name}: classify {r['classify_fps']:.1f} FPS vs naive {r['naive_fps']:.1f} FPS = "
+                f"{r['speedup']:.2f}x; {r['classify_vs_inference_bound']:.2f} of 1/inference p50 ({r['inference_p50_ms']:.2f} ms)",
+                flush=True,
+            )
     (out / "results.json").write_text(json.dumps(res, indent=2) + "\n")
     return 0
 

@@ -34,8 +34,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="bench-out/transfer")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--cache-size", type=int, nargs="+", default=[64, 96],
-                    help="input sizes for the cached-features comparison (the base is fully convolutional)")
+    ap.add_argument(
+        "--cache-size",
+        type=int,
+        nargs="+",
+        default=[64, 96],
+        help="input sizes for the cached-features comparison (the base is fully convolutional)",
+    )
     ap.add_argument("--cache-only", action="store_true", help="skip the 3-seed comparison")
     args = ap.parse_args()
     from edgecnn.train.recipe import load_recipe
@@ -66,22 +71,39 @@ def main() -> int:
 
     results["cache_features"] = {}
     for size in args.cache_size:
-        full = dataclasses.replace(tr, max_per_class=None, name=f"cache-off-{size}", augmentation=Augmentation(),
-                                   model=dataclasses.replace(tr.model, input_size=size),
-                                   transfer=dataclasses.replace(tr.transfer, head_epochs=15, fine_tune=None, cache_features=False))
+        full = dataclasses.replace(
+            tr,
+            max_per_class=None,
+            name=f"cache-off-{size}",
+            augmentation=Augmentation(),
+            model=dataclasses.replace(tr.model, input_size=size),
+            transfer=dataclasses.replace(tr.transfer, head_epochs=15, fine_tune=None, cache_features=False),
+        )
         full = dataclasses.replace(full, training=dataclasses.replace(full.training, batch_size=32, early_stopping=None))
         off = train(full, out / f"cache-off-{size}", quiet=True, force=True)
-        on = train(dataclasses.replace(full, name=f"cache-on-{size}", transfer=dataclasses.replace(full.transfer, cache_features=True)),
-                   out / f"cache-on-{size}", quiet=True, force=True)
+        on = train(
+            dataclasses.replace(full, name=f"cache-on-{size}", transfer=dataclasses.replace(full.transfer, cache_features=True)),
+            out / f"cache-on-{size}",
+            quiet=True,
+            force=True,
+        )
         t_off, _ = epoch_seconds(off, "head")
         t_on, rows = epoch_seconds(on, "head_cached")
-        c = {"input_size": size, "epoch_seconds_frozen_base": t_off, "epoch_seconds_cached": t_on, "speedup": t_off / t_on,
-             "feature_extraction_seconds": float(rows[0]["feature_extraction_seconds"]),
-             "accuracy_frozen_base": accuracy(off), "accuracy_cached": accuracy(on)}
+        c = {
+            "input_size": size,
+            "epoch_seconds_frozen_base": t_off,
+            "epoch_seconds_cached": t_on,
+            "speedup": t_off / t_on,
+            "feature_extraction_seconds": float(rows[0]["feature_extraction_seconds"]),
+            "accuracy_frozen_base": accuracy(off),
+            "accuracy_cached": accuracy(on),
+        }
         results["cache_features"][size] = c
-        print(f"cached features at {size} px: {c['speedup']:.1f}x faster per epoch ({t_off:.2f} s -> {t_on:.3f} s, one-off extraction "
-              f"{c['feature_extraction_seconds']:.2f} s); head accuracy {c['accuracy_frozen_base'] * 100:.1f}% vs {c['accuracy_cached'] * 100:.1f}%",
-              flush=True)
+        print(
+            f"cached features at {size} px: {c['speedup']:.1f}x faster per epoch ({t_off:.2f} s -> {t_on:.3f} s, one-off extraction "
+            f"{c['feature_extraction_seconds']:.2f} s); head accuracy {c['accuracy_frozen_base'] * 100:.1f}% vs {c['accuracy_cached'] * 100:.1f}%",
+            flush=True,
+        )
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     return 0
 
