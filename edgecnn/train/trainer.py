@@ -79,7 +79,13 @@ def _strategy(recipe: Recipe):
     if recipe.strategy == "mirrored":
         return tf.distribute.MirroredStrategy()
     if recipe.strategy == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        # Keras 3's Model.fit cannot consume a MultiWorkerMirroredStrategy dataset: every step fails with
+        # "Attempt to convert a value (PerReplica...) to a Tensor" (keras-team/keras#20585, open; reproduced here with
+        # TF 2.21 / Keras 3.15 on two local workers). Refuse up front rather than after the cluster has formed.
+        raise ConfigError(
+            "strategy: multi_worker is not supported with Keras 3's Model.fit (keras-team/keras#20585)",
+            hint="use strategy: mirrored (one machine, several GPUs) or default; multi-worker needs a custom training loop",
+        )
     return tf.distribute.get_strategy()
 
 
