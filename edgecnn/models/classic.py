@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgecnn.models._keras import classifier_head, keras
+from edgecnn.models._keras import application, keras
 
 
 def alexnet(*, input_shape, num_classes, imagenet=False, dropout=0.5):
@@ -27,12 +27,7 @@ def alexnet(*, input_shape, num_classes, imagenet=False, dropout=0.5):
 
 
 def _app(fn, name, *, input_shape, num_classes, imagenet, dropout=0.0):
-    k = keras()
-    base = fn(input_shape=input_shape, include_top=False, weights="imagenet" if imagenet else None)
-    base = k.Model(base.input, base.output, name="base")
-    inputs = k.Input(shape=input_shape, name="input")
-    outputs = classifier_head(base(inputs), num_classes, dropout=dropout)
-    return k.Model(inputs, outputs, name=name)
+    return application(fn, name, input_shape=input_shape, num_classes=num_classes, imagenet=imagenet, dropout=dropout)
 
 
 def vgg16(*, input_shape, num_classes, imagenet=False, dropout=0.0):

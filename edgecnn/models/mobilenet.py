@@ -7,28 +7,11 @@ head (pooling, dropout, dense softmax) is ours. Input scaling is never inside th
 
 from __future__ import annotations
 
-from edgecnn.models._keras import classifier_head, keras
+from edgecnn.models._keras import application, keras
 
 
-def _set_bn_momentum(model, momentum):
-    # Keras MobileNets use momentum 0.999: on small data the moving statistics never settle and
-    # the model evaluates at chance. A recipe may lower it explicitly (issue #3).
-    if momentum is None:
-        return
-    for layer in model.layers:
-        if isinstance(layer, keras().layers.BatchNormalization):
-            layer.momentum = float(momentum)
-
-
-def _wrap(base_fn, name, *, input_shape, num_classes, imagenet, alpha=1.0, dropout=0.2, bn_momentum=None, **kw):
-    k = keras()
-    base = base_fn(input_shape=input_shape, include_top=False, weights="imagenet" if imagenet else None, alpha=alpha, **kw)
-    base = k.Model(base.input, base.output, name="base")
-    _set_bn_momentum(base, bn_momentum)
-    inputs = k.Input(shape=input_shape, name="input")
-    x = base(inputs)
-    outputs = classifier_head(x, num_classes, dropout=dropout)
-    return k.Model(inputs, outputs, name=name)
+def _wrap(base_fn, name, *, alpha=1.0, **kw):
+    return application(base_fn, name, alpha=alpha, **kw)
 
 
 def mobilenet_v1(*, input_shape, num_classes, imagenet=False, alpha=1.0, dropout=1e-3, bn_momentum=None):

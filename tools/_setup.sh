@@ -1,0 +1,14 @@
+# Sourced by tools/test.sh and tools/demo.sh: create .venv on first use and install edgecnn with
+# every extra ("[all,dev]"); reinstall when pyproject.toml changes.
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+PY="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+    "$PY" -m venv .venv
+fi
+if ! .venv/bin/python -c "import edgecnn, tensorflow, tf2onnx, openvino, nncf, ai_edge_litert, onnxruntime, pytest" 2>/dev/null \
+   || [ pyproject.toml -nt .venv/.edgecnn-installed ]; then
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e ".[all,dev]"
+    touch .venv/.edgecnn-installed
+fi
+export KERAS_BACKEND=tensorflow TF_CPP_MIN_LOG_LEVEL=2 PYTHONUNBUFFERED=1
