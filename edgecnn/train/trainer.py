@@ -79,13 +79,7 @@ def _strategy(recipe: Recipe):
     if recipe.strategy == "mirrored":
         return tf.distribute.MirroredStrategy()
     if recipe.strategy == "multi_worker":
-        # Keras 3's Model.fit cannot consume a MultiWorkerMirroredStrategy dataset: every step fails with
-        # "Attempt to convert a value (PerReplica...) to a Tensor" (keras-team/keras#20585, open; reproduced here with
-        # TF 2.21 / Keras 3.15 on two local workers). Refuse up front rather than after the cluster has formed.
-        raise ConfigError(
-            "strategy: multi_worker is not supported with Keras 3's Model.fit (keras-team/keras#20585)",
-            hint="use strategy: mirrored (one machine, several GPUs) or default; multi-worker needs a custom training loop",
-        )
+        return tf.distribute.MultiWorkerMirroredStrategy()  # configured by TF_CONFIG
     return tf.distribute.get_strategy()
 
 
@@ -229,6 +223,22 @@ def _fit(model, data: PreparedData, recipe: Recipe, lr: float, epochs: int, *, q
     ds = ds.prefetch(tf.data.AUTOTUNE)
     has_val = len(data.x_val) > 0
     val = tf.data.Dataset.from_tensor_slices((data.x_val, y_val)).batch(256) if has_val else None
+    if recipe.strategy == "multi_worker":
+        import tensorflow as tf
+
+        from edgecnn.train.distributed import fit_multi_worker
+
+        return fit_multi_worker(
+            model,
+            data,
+            recipe,
+            _optimizer(recipe, lr, steps),
+            epochs,
+            strategy=tf.distribute.get_strategy(),
+            augmenter=augmenter,
+            stage=stage,
+            quiet=quiet,
+        )
     timer = EpochTimer()
     callbacks = [timer]
     es = t.early_stopping
