@@ -30,7 +30,7 @@ def fit_multi_worker(
         from edgecnn.errors import DataError
 
         raise DataError(f"{len(data.x_train)} training images are fewer than one global batch ({gb} x {workers} workers)")
-    loss_fn = k.losses.SparseCategoricalCrossentropy(reduction="none")
+    loss_fn = k.losses.SparseCategoricalCrossentropy(reduction="none")  # label smoothing is not applied on this path yet
 
     @tf.function
     def step(xb, yb):
