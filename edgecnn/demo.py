@@ -95,40 +95,23 @@ def _convert(out: Path, results: dict, *, device: str, **_: Any) -> None:
 
 def _profile(out: Path, results: dict, *, device: str, profile_seconds: float, **_: Any) -> None:
     """Profile each host artifact in its own process, as on a device: no TensorFlow in memory, honest RSS."""
-    import subprocess
-
+    from edgecnn.convert.base import CONVERTERS
     from edgecnn.manifest import Manifest
+    from edgecnn.profiling.benchmark import pareto, profile_in_child
     from edgecnn.runtime.select import artifact_dirs
 
     rows = []
     (out / "profiles").mkdir(exist_ok=True)
     for art in artifact_dirs(out / "artifacts" / "lenet5-host"):
-        target = out / "profiles" / f"{art.name}.json"
-        cmd = [
-            sys.executable,
-            "-m",
-            "edgecnn",
-            "profile",
-            str(art),
-            "--device",
-            device,
-            "--runtime",
-            _runtime_of(art),
-            "--runs",
-            "200",
-            "--min-seconds",
-            str(profile_seconds),
-            "--out",
-            str(target),
-            "--quiet",
-        ]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-        if proc.returncode != 0:
-            raise StepFailed(
-                f"profiling {art.name} failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}"
-            )
-        r = json.loads(target.read_text())
         m = Manifest.load(art, verify=False)
+        r = profile_in_child(
+            art,
+            CONVERTERS.get(m.format).runtime,
+            runs=200,
+            seconds=profile_seconds,
+            out=out / "profiles" / f"{art.name}.json",
+            device=device,
+        )
         rows.append(
             {
                 "artifact": art.name,
@@ -145,32 +128,7 @@ def _profile(out: Path, results: dict, *, device: str, profile_seconds: float, *
             }
         )
     results["profile"] = rows
-    _pareto_plot(rows, out / "accuracy_vs_latency.png")
-
-
-def _runtime_of(art: Path) -> str:
-    from edgecnn.convert.base import CONVERTERS
-    from edgecnn.manifest import Manifest
-
-    return CONVERTERS.get(Manifest.load(art, verify=False).format).runtime
-
-
-def _pareto_plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for r in rows:
-        ax.scatter(r["invoke_p50_ms"], r["accuracy"] * 100, s=40 + 400 * r["size_mb"], alpha=0.6)
-        ax.annotate(r["artifact"], (r["invoke_p50_ms"], r["accuracy"] * 100), fontsize=7)
-    ax.set_xlabel("invoke p50 latency on this host (ms)")
-    ax.set_ylabel("held-out accuracy (%)")
-    ax.set_title("accuracy vs latency (marker size = model size)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    pareto(rows, out / "accuracy_vs_latency.png", latency_key="invoke_p50_ms")
 
 
 def _classify(out: Path, results: dict, **_: Any) -> None:

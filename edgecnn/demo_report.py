@@ -5,9 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-
-def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers), *["| " + " | ".join(r) + " |" for r in rows]]
+from edgecnn import markdown as md
 
 
 def write_report(out: Path, r: dict[str, Any], *, device: str, argv: str) -> None:
@@ -49,7 +47,7 @@ def write_report(out: Path, r: dict[str, Any], *, device: str, argv: str) -> Non
                     a["status"],
                 ]
             )
-        lines += _table(
+        lines += md.table(
             ["format", "precision", "MB", "vs fp32", "Keras acc", "artifact acc", "agreement", "max abs dp", "status"], rows
         ) + [""]
     lines += [
@@ -73,7 +71,7 @@ def write_report(out: Path, r: dict[str, Any], *, device: str, argv: str) -> Non
         ]
         for p in r["profile"]
     ]
-    lines += _table(
+    lines += md.table(
         [
             "artifact",
             "runtime",

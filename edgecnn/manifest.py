@@ -160,8 +160,9 @@ class Manifest:
             p = directory / entry["path"]
             if not p.is_file():
                 raise ArtifactError(f"manifest lists {role} file {entry['path']!r} but it is missing in {directory}")
-            entry["sha256"] = sha256_file(p)
-            entry["bytes"] = p.stat().st_size
+            if "sha256" not in entry or entry.get("bytes") != p.stat().st_size:  # hash each file once per manifest
+                entry["sha256"] = sha256_file(p)
+                entry["bytes"] = p.stat().st_size
         path = directory / MANIFEST_NAME
         write_json_atomic(path, self.to_dict())
         self.directory = directory

@@ -70,7 +70,7 @@ def main() -> int:
     args = ap.parse_args()
     from edgecnn.convert.api import convert
     from edgecnn.convert.base import CONVERTERS
-    from edgecnn.profiling.benchmark import _profile_in_child
+    from edgecnn.profiling.benchmark import profile_in_child
 
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
@@ -88,7 +88,9 @@ def main() -> int:
             if r.path:  # in a child process, as on a device: no TensorFlow threads beside the runtime
                 (out / "profiles").mkdir(exist_ok=True)
                 target = out / "profiles" / f"{classes}-{r.format}-{r.precision}.json"
-                lat = _profile_in_child(r.path, CONVERTERS.get(r.format).runtime, 50, args.seconds, target)["invoke"]["p50"]
+                lat = profile_in_child(r.path, CONVERTERS.get(r.format).runtime, runs=50, seconds=args.seconds, out=target)[
+                    "invoke"
+                ]["p50"]
             res["artifacts"][key] = {
                 "status": r.status,
                 "seconds": r.seconds,

@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def console(args: argparse.Namespace | None = None):
+def console():
     """A rich Console for tables and progress on a terminal; quiet output stays plain."""
     import shutil
 

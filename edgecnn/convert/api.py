@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn import __version__
+from edgecnn import markdown as md
 from edgecnn.convert.base import CONVERTERS, Precision, parse_targets
 from edgecnn.convert.data import conversion_data, random_eval
 from edgecnn.convert.parity import GateThresholds, ParityResult, check_parity
@@ -280,10 +281,8 @@ def write_summary(summary: ConversionSummary) -> None:
         "",
         f"Parity data: {summary.eval_source}. Calibration: {summary.calibration_source or '-'}.",
         "",
-        "| " + " | ".join(HEADERS) + " |",
-        "|" + "---|" * len(HEADERS),
+        *md.table(HEADERS, summary_rows(summary)),
     ]
-    lines += ["| " + " | ".join(row) + " |" for row in summary_rows(summary)]
     for r in summary.rows:
         if r.parity and r.parity.per_class_delta and r.status != "ok":
             worst = sorted(r.parity.per_class_delta.items(), key=lambda kv: kv[1])[:5]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -80,7 +79,3 @@ def require_calibration(calib: CalibrationSet | None, what: str) -> CalibrationS
             hint="convert an edgecnn run directory, or pass --data DIR or --calibration DIR",
         )
     return calib
-
-
-def describe_path(p: str | Path | None) -> str:
-    return str(p) if p else "-"

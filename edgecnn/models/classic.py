@@ -26,33 +26,13 @@ def alexnet(*, input_shape, num_classes, imagenet=False, dropout=0.5):
     return k.Model(inputs, outputs, name="alexnet")
 
 
-def _app(fn, name, *, input_shape, num_classes, imagenet, dropout=0.0):
-    return application(fn, name, input_shape=input_shape, num_classes=num_classes, imagenet=imagenet, dropout=dropout)
+def vgg16(**options):
+    return application(keras().applications.VGG16, "vgg16", **options)
 
 
-def vgg16(*, input_shape, num_classes, imagenet=False, dropout=0.0):
-    return _app(
-        keras().applications.VGG16, "vgg16", input_shape=input_shape, num_classes=num_classes, imagenet=imagenet, dropout=dropout
-    )
+def resnet50(**options):
+    return application(keras().applications.ResNet50, "resnet50", **options)
 
 
-def resnet50(*, input_shape, num_classes, imagenet=False, dropout=0.0):
-    return _app(
-        keras().applications.ResNet50,
-        "resnet50",
-        input_shape=input_shape,
-        num_classes=num_classes,
-        imagenet=imagenet,
-        dropout=dropout,
-    )
-
-
-def inception_v3(*, input_shape, num_classes, imagenet=False, dropout=0.0):
-    return _app(
-        keras().applications.InceptionV3,
-        "inception_v3",
-        input_shape=input_shape,
-        num_classes=num_classes,
-        imagenet=imagenet,
-        dropout=dropout,
-    )
+def inception_v3(**options):
+    return application(keras().applications.InceptionV3, "inception_v3", **options)

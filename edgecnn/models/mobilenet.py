@@ -10,61 +10,22 @@ from __future__ import annotations
 from edgecnn.models._keras import application, keras
 
 
-def _wrap(base_fn, name, *, alpha=1.0, **kw):
-    return application(base_fn, name, alpha=alpha, **kw)
+def _mobilenet(app: str, name: str, *, dropout: float = 0.2, **options):
+    """keras.applications.<app> as ``base`` + our head; options: alpha, dropout, bn_momentum (+ minimalistic for V3)."""
+    return application(getattr(keras().applications, app), name, dropout=dropout, **options)
 
 
-def mobilenet_v1(*, input_shape, num_classes, imagenet=False, alpha=1.0, dropout=1e-3, bn_momentum=None):
-    return _wrap(
-        keras().applications.MobileNet,
-        "mobilenet_v1",
-        input_shape=input_shape,
-        num_classes=num_classes,
-        imagenet=imagenet,
-        alpha=alpha,
-        dropout=dropout,
-        bn_momentum=bn_momentum,
-    )
+def mobilenet_v1(*, dropout: float = 1e-3, **options):
+    return _mobilenet("MobileNet", "mobilenet_v1", dropout=dropout, **options)
 
 
-def mobilenet_v2(*, input_shape, num_classes, imagenet=False, alpha=1.0, dropout=0.2, bn_momentum=None):
-    return _wrap(
-        keras().applications.MobileNetV2,
-        "mobilenet_v2",
-        input_shape=input_shape,
-        num_classes=num_classes,
-        imagenet=imagenet,
-        alpha=alpha,
-        dropout=dropout,
-        bn_momentum=bn_momentum,
-    )
+def mobilenet_v2(**options):
+    return _mobilenet("MobileNetV2", "mobilenet_v2", **options)
 
 
-def mobilenet_v3_small(*, input_shape, num_classes, imagenet=False, alpha=1.0, dropout=0.2, bn_momentum=None, minimalistic=False):
-    return _wrap(
-        keras().applications.MobileNetV3Small,
-        "mobilenet_v3_small",
-        input_shape=input_shape,
-        num_classes=num_classes,
-        imagenet=imagenet,
-        alpha=alpha,
-        dropout=dropout,
-        bn_momentum=bn_momentum,
-        minimalistic=minimalistic,
-        include_preprocessing=False,
-    )
+def mobilenet_v3_small(**options):
+    return _mobilenet("MobileNetV3Small", "mobilenet_v3_small", include_preprocessing=False, **options)
 
 
-def mobilenet_v3_large(*, input_shape, num_classes, imagenet=False, alpha=1.0, dropout=0.2, bn_momentum=None, minimalistic=False):
-    return _wrap(
-        keras().applications.MobileNetV3Large,
-        "mobilenet_v3_large",
-        input_shape=input_shape,
-        num_classes=num_classes,
-        imagenet=imagenet,
-        alpha=alpha,
-        dropout=dropout,
-        bn_momentum=bn_momentum,
-        minimalistic=minimalistic,
-        include_preprocessing=False,
-    )
+def mobilenet_v3_large(**options):
+    return _mobilenet("MobileNetV3Large", "mobilenet_v3_large", include_preprocessing=False, **options)

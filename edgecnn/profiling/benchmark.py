@@ -9,18 +9,25 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from edgecnn import markdown as md
+from edgecnn.errors import EdgeCNNError
 from edgecnn.manifest import write_atomic, write_json_atomic
 
 HEADERS = ["artifact", "status", "size MB", "accuracy", "agreement", "p50 ms", "p90 ms", "peak RSS MB", "load ms", "note"]
 
 
-def _profile_in_child(path: str, runtime: str, runs: int, seconds: float, out: Path) -> dict[str, Any]:
+def profile_in_child(
+    path: str | Path, runtime: str, *, runs: int, seconds: float, out: Path, device: str | None = None
+) -> dict[str, Any]:
+    """``edgecnn profile`` in a fresh process (as on a device: no TensorFlow in memory, honest RSS); returns its JSON."""
+    from edgecnn.errors import RuntimeBackendError
+
     cmd = [
         sys.executable,
         "-m",
         "edgecnn",
         "profile",
-        path,
+        str(path),
         "--runtime",
         runtime,
         "--runs",
@@ -30,15 +37,13 @@ def _profile_in_child(path: str, runtime: str, runs: int, seconds: float, out: P
         "--out",
         str(out),
         "--quiet",
+        *(["--device", device] if device else []),
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     if proc.returncode != 0:
-        lines = (
-            [ln for ln in proc.stderr.strip().splitlines() if ln.startswith("error:")]
-            or proc.stderr.strip().splitlines()[-1:]
-            or ["crashed"]
-        )
-        raise RuntimeError(lines[0].removeprefix("error: "))
+        lines = proc.stderr.strip().splitlines()
+        reason = next((ln.removeprefix("error: ") for ln in lines if ln.startswith("error:")), lines[-1] if lines else "crashed")
+        raise RuntimeBackendError(f"profiling {path} failed: {reason}")
     return json.loads(out.read_text())
 
 
@@ -81,8 +86,12 @@ def run_benchmark(
         if r.path:
             say(f"profiling {r.format}/{r.precision}")
             try:
-                p = _profile_in_child(
-                    r.path, CONVERTERS.get(r.format).runtime, runs, seconds, out / "profiles" / f"{r.format}-{r.precision}.json"
+                p = profile_in_child(
+                    r.path,
+                    CONVERTERS.get(r.format).runtime,
+                    runs=runs,
+                    seconds=seconds,
+                    out=out / "profiles" / f"{r.format}-{r.precision}.json",
                 )
                 row |= {
                     "p50_ms": p["invoke"]["p50"],
@@ -92,8 +101,8 @@ def run_benchmark(
                     "load_ms": p["load_ms"],
                     "runtime": p["runtime"]["runtime"],
                 }
-            except Exception as exc:  # one failing runtime is a row with its reason, not a crash
-                row["status"], row["note"] = "error", f"profiling failed: {exc}"
+            except EdgeCNNError as exc:  # one failing runtime is a row with its reason, not a crash
+                row["status"], row["note"] = "error", exc.message
         rows.append(row)
     result = {
         "model": summary.model,
@@ -155,26 +164,25 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"Held-out data: {result['eval_data']}.",
         "",
-        "| " + " | ".join(HEADERS) + " |",
-        "|" + "---|" * len(HEADERS),
+        *md.table(HEADERS, table_rows(result)),
     ]
-    lines += ["| " + " | ".join(r) + " |" for r in table_rows(result)]
     rec = result["recommendation"]
     lines += ["", f"**Recommendation:** {rec['artifact'] or 'none'}: {rec['why']}.", "", "![pareto](pareto.png)", ""]
     return "\n".join(lines)
 
 
-def pareto(rows: list[dict[str, Any]], path: Path) -> None:
+def pareto(rows: list[dict[str, Any]], path: Path, *, latency_key: str = "p50_ms") -> None:
+    """Latency vs accuracy scatter, marker size = model size (benchmark and demo)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pts = [r for r in rows if r.get("p50_ms") and r.get("accuracy") is not None]
+    pts = [r for r in rows if r.get(latency_key) and r.get("accuracy") is not None]
     fig, ax = plt.subplots(figsize=(6, 4))
     for r in pts:
-        ax.scatter(r["p50_ms"], r["accuracy"] * 100, s=40 + 300 * (r.get("size_mb") or 0), alpha=0.6)
-        ax.annotate(r["artifact"], (r["p50_ms"], r["accuracy"] * 100), fontsize=7)
+        ax.scatter(r[latency_key], r["accuracy"] * 100, s=40 + 300 * (r.get("size_mb") or 0), alpha=0.6)
+        ax.annotate(r["artifact"], (r[latency_key], r["accuracy"] * 100), fontsize=7)
     ax.set_xlabel("invoke p50 latency (ms)")
     ax.set_ylabel("held-out accuracy (%)")
     ax.set_title("latency vs accuracy (marker size = model size)")

@@ -26,7 +26,10 @@ def _interpreter_class() -> tuple[Any, str, str]:
         return mod.Interpreter, "tflite-runtime", getattr(tflite_runtime, "__version__", "")
     except ImportError:
         pass
-    try:  # last resort on a host: TensorFlow's own copy (slow import, but it works)
+    # Third choice by design (issue #5: ai_edge_litert, then tflite_runtime, then tensorflow.lite). It is only
+    # reached where neither runtime package is installed, i.e. on a host with TensorFlow; a device install
+    # ("edgecnn[litert]") never gets here, which tests/test_runtime_only_install.py proves in a TensorFlow-free venv.
+    try:
         import tensorflow as tf
 
         return tf.lite.Interpreter, "tensorflow.lite", tf.__version__

@@ -89,8 +89,6 @@ def select_runtime(
                 raise
             continue
         return Selection(backend, manifest, skipped)
-    if len(manifests) == 1 and not runtime and allow_fallback:
-        pass
     reasons = "; ".join(f"{s['candidate']}: {s['reason']}" for s in skipped)
     raise RuntimeBackendError(
         f"no runtime could open {path} ({reasons})", hint='install a runtime, e.g. pip install "edgecnn[litert]"'

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,7 +56,7 @@ def run_loop(
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             handlers[sig] = signal.signal(sig, lambda *_: stop.set())
-    fps_window: list[float] = []
+    fps_window: deque[float] = deque()
     try:
         while not stop.is_set():
             if max_frames is not None and stats.classified >= max_frames:
@@ -76,7 +77,7 @@ def run_loop(
             now = time.monotonic()
             fps_window.append(now)
             while fps_window and now - fps_window[0] > 2.0:
-                fps_window.pop(0)
+                fps_window.popleft()
             fps = (len(fps_window) - 1) / (fps_window[-1] - fps_window[0]) if len(fps_window) > 1 else 0.0
             record = {"frame": frame.index, "time": round(time.time(), 4), **pred.to_dict()}
             record["latency_ms"] = {k: round(v, 3) for k, v in timings.items()}

@@ -7,7 +7,9 @@ read timeouts (OpenCV's default blocks for 30 s).
 
 from __future__ import annotations
 
+import re
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,7 @@ class SourceOptions:
     read_timeout: float = 5.0
 
 
-class FrameSource:
+class FrameSource(ABC):
     """A source of BGR frames. ``live`` sources are read by a capture thread (newest frame wins);
     recorded ones (files, folders) are read in order so that no frame is skipped."""
 
@@ -37,13 +39,15 @@ class FrameSource:
     def __init__(self, uri: str, options: SourceOptions) -> None:
         self.uri, self.options = uri, options
 
-    def open(self) -> None: ...
+    def open(self) -> None:  # noqa: B027 - optional hook: sources without a connection (folders, synthetic) need none
+        """Connect (called once by Capture, and again on reconnect)."""
 
+    @abstractmethod
     def read(self) -> np.ndarray | None:
         """The next frame, or None at the end of a recorded source. Raises StreamError on failure."""
-        raise NotImplementedError
 
-    def close(self) -> None: ...
+    def close(self) -> None:  # noqa: B027 - optional hook, as open()
+        """Release the device or connection."""
 
 
 class OpenCVSource(FrameSource):
@@ -146,10 +150,7 @@ class GStreamerSource(OpenCVSource):
 
     def __init__(self, uri: str, options: SourceOptions) -> None:
         super().__init__(uri, options)
-        if (
-            "GStreamer:                   YES" not in cv2.getBuildInformation()
-            and "GStreamer: YES" not in cv2.getBuildInformation().replace("  ", " ")
-        ):
+        if not re.search(r"GStreamer:\s+YES", cv2.getBuildInformation()):
             raise StreamError(
                 "this OpenCV was built without GStreamer (pip's opencv-python has none)",
                 hint="on a Jetson use the system OpenCV from JetPack (python3-opencv)",

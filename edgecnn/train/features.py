@@ -6,8 +6,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import numpy as np
-
 from edgecnn.errors import ConfigError
 
 
@@ -50,9 +48,9 @@ def fit_head_on_features(model: Any, base: Any, data: Any, recipe: Any, *, lr: f
     extract_s = time.perf_counter() - t0
     head = head_model(model, base)
     head.compile(optimizer=k.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    from edgecnn.train.trainer import EpochTimer
+    from edgecnn.train.trainer import epoch_timer
 
-    timer = EpochTimer()
+    timer = epoch_timer()
     callbacks: list[Any] = [timer]
     es = recipe.training.early_stopping
     if es and f_val is not None:
@@ -82,6 +80,3 @@ def fit_head_on_features(model: Any, base: Any, data: Any, recipe: Any, *, lr: f
     if rows:
         rows[0]["feature_extraction_seconds"] = extract_s
     return rows
-
-
-__all__ = ["check_cacheable", "fit_head_on_features", "head_model", "np"]

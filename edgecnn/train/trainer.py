@@ -176,24 +176,22 @@ def _unfreeze_top(base: Any, ft: Any) -> None:
         layer.trainable = i >= start and not isinstance(layer, keras.layers.BatchNormalization)
 
 
-class EpochTimer:
-    """Keras callback recording wall-clock seconds per epoch (for the cached-features speed-up figure)."""
+def epoch_timer():
+    """A Keras callback recording wall-clock seconds per epoch in ``.seconds`` (Keras is imported on first use)."""
+    from edgecnn.models._keras import keras
 
-    def __new__(cls):
-        from edgecnn.models._keras import keras
+    class EpochTimer(keras().callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.seconds: list[float] = []
 
-        class _Timer(keras().callbacks.Callback):
-            def __init__(self):
-                super().__init__()
-                self.seconds: list[float] = []
+        def on_epoch_begin(self, epoch, logs=None):
+            self._t = time.perf_counter()
 
-            def on_epoch_begin(self, epoch, logs=None):
-                self._t = time.perf_counter()
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self._t)
 
-            def on_epoch_end(self, epoch, logs=None):
-                self.seconds.append(time.perf_counter() - self._t)
-
-        return _Timer()
+    return EpochTimer()
 
 
 def _fit(model, data: PreparedData, recipe: Recipe, lr: float, epochs: int, *, quiet: bool, augmenter, stage: str) -> list[dict]:
@@ -204,6 +202,20 @@ def _fit(model, data: PreparedData, recipe: Recipe, lr: float, epochs: int, *, q
     k = keras()
     t = recipe.training
     steps = int(np.ceil(len(data.x_train) / t.batch_size)) * epochs
+    if recipe.strategy == "multi_worker":
+        from edgecnn.train.distributed import fit_multi_worker
+
+        return fit_multi_worker(
+            model,
+            data,
+            recipe,
+            _optimizer(recipe, lr, steps),
+            epochs,
+            strategy=tf.distribute.get_strategy(),
+            augmenter=augmenter,
+            stage=stage,
+            quiet=quiet,
+        )
     model.compile(
         optimizer=_optimizer(recipe, lr, steps),
         loss=k.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing)
@@ -223,23 +235,7 @@ def _fit(model, data: PreparedData, recipe: Recipe, lr: float, epochs: int, *, q
     ds = ds.prefetch(tf.data.AUTOTUNE)
     has_val = len(data.x_val) > 0
     val = tf.data.Dataset.from_tensor_slices((data.x_val, y_val)).batch(256) if has_val else None
-    if recipe.strategy == "multi_worker":
-        import tensorflow as tf
-
-        from edgecnn.train.distributed import fit_multi_worker
-
-        return fit_multi_worker(
-            model,
-            data,
-            recipe,
-            _optimizer(recipe, lr, steps),
-            epochs,
-            strategy=tf.distribute.get_strategy(),
-            augmenter=augmenter,
-            stage=stage,
-            quiet=quiet,
-        )
-    timer = EpochTimer()
+    timer = epoch_timer()
     callbacks = [timer]
     es = t.early_stopping
     if es and has_val:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -35,27 +34,32 @@ def test_openvino_int8_with_accuracy_control(lenet_run, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("delay", [3.0, 6.0, 9.0, 12.0])
-def test_killed_conversion_leaves_complete_or_no_artifacts(lenet_run, tmp_path, delay):
-    out = tmp_path / "k"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edgecnn", "convert", str(lenet_run), "--device", "host", "--out", str(out), "--quiet"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    time.sleep(delay)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    if not out.exists():
-        return
-    for d in out.iterdir():
-        if d.name.startswith("."):
-            assert d.name.endswith(".partial"), d  # only the staging folder of the step that was killed
+def test_killed_conversion_leaves_complete_or_no_artifacts(lenet_run, tmp_path):
+    """SIGKILL at several moments: every artifact folder left behind verifies; at least one kill lands mid-conversion."""
+    interrupted = 0
+    for delay in (6.0, 9.0, 12.0, 15.0):
+        out = tmp_path / f"k{delay:g}"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "edgecnn", "convert", str(lenet_run), "--device", "host", "--out", str(out), "--quiet"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        time.sleep(delay)
+        finished = proc.poll() is not None
+        if not finished:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        if not out.exists():
             continue
-        if d.is_dir():
-            assert (d / MANIFEST_NAME).is_file(), f"{d} has no manifest"
-            m = Manifest.load(d)  # hashes verified: never a manifest pointing at a partial file
-            assert m.parity and m.parity["passed"]
-        else:
-            json.loads(d.read_text()) if d.suffix == ".json" else d.read_text()
+        complete = [d for d in out.iterdir() if d.is_dir() and not d.name.startswith(".")]
+        for d in out.iterdir():
+            if d.name.startswith("."):
+                assert d.name.endswith(".partial"), d  # only the staging folder of the step that was killed
+            elif d.is_dir():
+                assert (d / MANIFEST_NAME).is_file(), f"{d} has no manifest"
+                m = Manifest.load(d)  # hashes verified: never a manifest pointing at a partial file
+                assert m.parity and m.parity["passed"]
+        if not finished and len(complete) < 6:
+            interrupted += 1
+    assert interrupted >= 1, "no kill landed during the conversion; the delays need adjusting"

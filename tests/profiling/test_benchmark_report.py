@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
@@ -85,4 +84,3 @@ def test_report_compares_and_flags(lenet_artifacts, tmp_path, capsys):
     (tmp_path / "x.json").write_text("{}")
     assert main(["report", str(tmp_path / "x.json")]) == 1
     assert "not an edgecnn profile result" in capsys.readouterr().err
-    shutil.rmtree(tmp_path)

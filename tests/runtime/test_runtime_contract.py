@@ -102,3 +102,23 @@ def test_cuda_provider_on_a_real_gpu(lenet_artifacts):
     assert gpu.backend.providers[0] == "CUDAExecutionProvider"
     x = np.random.default_rng(0).integers(0, 255, (32, 32), dtype=np.uint8)
     assert gpu.classify(x).label == cpu.classify(x).label
+
+
+def test_litert_normal_path_never_imports_tensorflow(lenet_artifacts):
+    """With ai-edge-litert installed, opening and running a .tflite artifact leaves TensorFlow unimported
+    (tensorflow.lite is only the last fallback when no LiteRT package exists)."""
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, json, numpy as np\n"
+        "from edgecnn.runtime import Classifier\n"
+        f"c = Classifier({str(lenet_artifacts / 'tflite-int8')!r})\n"
+        "p = c.classify(np.zeros((32, 32), np.uint8))\n"
+        "print(json.dumps({'version': c.describe()['version'], 'tf': 'tensorflow' in sys.modules}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["version"].startswith("ai-edge-litert") and result["tf"] is False
