@@ -13,6 +13,12 @@ from edgecnn.errors import MissingDependencyError, RuntimeBackendError
 from edgecnn.registry import Registry
 
 
+def first_line(exc: BaseException) -> str:
+    """``Type: first line`` of a runtime's exception, short enough for one error line."""
+    lines = [ln for ln in str(exc).splitlines() if ln.strip()]
+    return f"{type(exc).__name__}: {lines[0].strip()[:200] if lines else 'no message'}"
+
+
 @dataclass(frozen=True)
 class RuntimeInfo:
     """Capabilities as data: what a runtime reads and what it needs installed."""

@@ -9,6 +9,7 @@ import numpy as np
 
 from edgecnn.errors import MissingDependencyError, RuntimeBackendError
 from edgecnn.runtime.base import BackendBase, TensorSpec
+from edgecnn.runtime.base import first_line as _first_line
 
 
 def _interpreter_class() -> tuple[Any, str, str]:
@@ -55,8 +56,12 @@ class LiteRTBackend(BackendBase):
         try:
             interp = Interpreter(model_path=str(path), num_threads=threads)
             interp.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
-            raise RuntimeBackendError(f"{package} cannot load {path}: {str(exc).splitlines()[0][:200]}") from None
+            ins, outs = interp.get_input_details(), interp.get_output_details()
+            specs = [_spec(d) for d in ins + outs]
+        except Exception as exc:  # ValueError/RuntimeError from the C++ side; anything else from a malformed file
+            raise RuntimeBackendError(f"{package} cannot load {path}: {_first_line(exc)}") from None
+        if len(ins) != 1 or len(outs) != 1:
+            raise RuntimeBackendError(f"{path}: expected one input and one output; found {len(ins)} and {len(outs)}")
         self = cls(
             name="litert",
             model_path=path,
@@ -66,11 +71,8 @@ class LiteRTBackend(BackendBase):
             providers=["XNNPACK" if package != "tensorflow.lite" else "builtin+XNNPACK"],
         )
         self._interp = interp
-        ins, outs = interp.get_input_details(), interp.get_output_details()
-        if len(ins) != 1 or len(outs) != 1:
-            raise RuntimeBackendError(f"{path}: expected one input and one output; found {len(ins)} and {len(outs)}")
         self._in_idx, self._out_idx = ins[0]["index"], outs[0]["index"]
-        self.input, self.output = _spec(ins[0]), _spec(outs[0])
+        self.input, self.output = specs
         self._batch = int(ins[0]["shape"][0])
         self._in_dtype = np.dtype(ins[0]["dtype"])
         return self
@@ -91,9 +93,12 @@ class LiteRTBackend(BackendBase):
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """Run a float32 NHWC batch; returns float32 probabilities, one row per image."""
-        self.set_input(x)
-        self._interp.invoke()
-        return self.dequantize_output(self._interp.get_tensor(self._out_idx))
+        try:
+            self.set_input(x)
+            self._interp.invoke()
+            return self.dequantize_output(self._interp.get_tensor(self._out_idx))
+        except Exception as exc:
+            raise RuntimeBackendError(f"LiteRT failed running {self.model_path}: {_first_line(exc)}") from None
 
     def close(self) -> None:
         self._interp = None

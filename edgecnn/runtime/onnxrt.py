@@ -9,6 +9,7 @@ import numpy as np
 
 from edgecnn.errors import MissingDependencyError, RuntimeBackendError
 from edgecnn.runtime.base import BackendBase, TensorSpec
+from edgecnn.runtime.base import first_line as _first_line
 
 _PROVIDERS = {"CPU": "CPUExecutionProvider", "CUDA": "CUDAExecutionProvider", "TensorRT": "TensorrtExecutionProvider"}
 _DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8", "tensor(int8)": "int8"}
@@ -54,13 +55,16 @@ class ONNXRuntimeBackend(BackendBase):
         so.log_severity_level = 3
         try:
             sess = ort.InferenceSession(str(path), sess_options=so, providers=providers)
+            in_use = sess.get_providers()
+            i, o = sess.get_inputs(), sess.get_outputs()
+            shape = lambda s: tuple(d if isinstance(d, int) else -1 for d in s)  # noqa: E731
+            specs = [TensorSpec(t.name, shape(t.shape), _DTYPES.get(t.type, t.type)) for t in (*i, *o)]
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf/RuntimeException types
-            raise RuntimeBackendError(
-                f"onnxruntime cannot load {path}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-            ) from None
-        in_use = sess.get_providers()
+            raise RuntimeBackendError(f"onnxruntime cannot load {path}: {_first_line(exc)}") from None
         if wanted not in in_use and not allow_fallback:
             raise RuntimeBackendError(f"onnxruntime did not enable {wanted} for {path.name} (in use: {', '.join(in_use)})")
+        if len(i) != 1 or len(o) != 1:
+            raise RuntimeBackendError(f"{path}: expected one input and one output; found {len(i)} and {len(o)}")
         self = cls(
             name="onnxruntime",
             model_path=path,
@@ -70,13 +74,8 @@ class ONNXRuntimeBackend(BackendBase):
             providers=in_use,
         )
         self._sess = sess
-        i, o = sess.get_inputs(), sess.get_outputs()
-        if len(i) != 1 or len(o) != 1:
-            raise RuntimeBackendError(f"{path}: expected one input and one output; found {len(i)} and {len(o)}")
         self._in_name, self._out_name = i[0].name, o[0].name
-        shape = lambda s: tuple(d if isinstance(d, int) else -1 for d in s)  # noqa: E731
-        self.input = TensorSpec(i[0].name, shape(i[0].shape), _DTYPES.get(i[0].type, i[0].type))
-        self.output = TensorSpec(o[0].name, shape(o[0].shape), _DTYPES.get(o[0].type, o[0].type))
+        self.input, self.output = specs
         self._np_dtype = np.float16 if self.input.dtype == "float16" else np.float32
         return self
 
@@ -89,7 +88,10 @@ class ONNXRuntimeBackend(BackendBase):
     def run(self, x: np.ndarray) -> np.ndarray:
         if x.dtype != self._np_dtype:
             x = x.astype(self._np_dtype)
-        return self._sess.run([self._out_name], {self._in_name: x})[0].astype(np.float32, copy=False)
+        try:
+            return self._sess.run([self._out_name], {self._in_name: x})[0].astype(np.float32, copy=False)
+        except Exception as exc:
+            raise RuntimeBackendError(f"onnxruntime failed running {self.model_path}: {_first_line(exc)}") from None
 
     def close(self) -> None:
         self._sess = None

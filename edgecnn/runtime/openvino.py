@@ -38,24 +38,31 @@ class OpenVINOBackend(BackendBase):
         try:
             model = core.read_model(str(path))
             compiled = core.compile_model(model, device, config)
+            ports = [*compiled.inputs, *compiled.outputs]
+            pshape = lambda p: tuple(d.get_length() if d.is_static else -1 for d in p.get_partial_shape())  # noqa: E731
+            specs = [
+                TensorSpec(p.get_any_name() if p.get_names() else f"port{i}", pshape(p), p.get_element_type().to_dtype().name)
+                for i, p in enumerate(ports)
+            ]
+            executing = compiled.get_property("EXECUTION_DEVICES") if device != "CPU" else ["CPU"]
+            request = compiled.create_infer_request()
         except Exception as exc:  # openvino raises RuntimeError subclasses with long C++ traces
             raise RuntimeBackendError(f"OpenVINO cannot load {path}: {_meaningful(str(exc))}") from None
         if len(compiled.inputs) != 1 or len(compiled.outputs) != 1:
-            raise RuntimeBackendError(f"{path}: expected one input and one output")
+            raise RuntimeBackendError(
+                f"{path}: expected one input and one output; found {len(compiled.inputs)} and {len(compiled.outputs)}"
+            )
         self = cls(
             name="openvino",
             model_path=path,
             threads=threads,
             accelerator=device,
             version=ov.get_version(),
-            providers=[", ".join(compiled.get_property("EXECUTION_DEVICES"))] if device != "CPU" else ["CPU"],
+            providers=[", ".join(executing)],
         )
         self._compiled = compiled
-        self._request = compiled.create_infer_request()
-        inp, out = compiled.inputs[0], compiled.outputs[0]
-        pshape = lambda p: tuple(d.get_length() if d.is_static else -1 for d in p.get_partial_shape())  # noqa: E731
-        self.input = TensorSpec(inp.get_any_name(), pshape(inp), inp.get_element_type().to_dtype().name)
-        self.output = TensorSpec(out.get_any_name(), pshape(out), out.get_element_type().to_dtype().name)
+        self._request = request
+        self.input, self.output = specs
         return self
 
     def set_input(self, x: np.ndarray) -> None:
@@ -70,8 +77,11 @@ class OpenVINOBackend(BackendBase):
     def run(self, x: np.ndarray) -> np.ndarray:
         if x.dtype != np.float32:
             x = x.astype(np.float32)
-        result = self._request.infer({0: x}, share_inputs=True)
-        return np.asarray(result[0], dtype=np.float32)
+        try:
+            result = self._request.infer({0: x}, share_inputs=True)
+            return np.asarray(result[0], dtype=np.float32)
+        except Exception as exc:
+            raise RuntimeBackendError(f"OpenVINO failed running {self.model_path}: {_meaningful(str(exc))}") from None
 
     def close(self) -> None:
         self._request = None

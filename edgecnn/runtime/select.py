@@ -33,6 +33,16 @@ def artifact_dirs(path: str | Path) -> list[Path]:
     path = Path(path)
     if (path / MANIFEST_NAME).is_file():
         return [path]
+    if path.is_file() and path.name != MANIFEST_NAME:
+        from edgecnn.hardening import sniff_model_file
+
+        kind = sniff_model_file(path)  # a broken file is named for what it is
+        raise ArtifactError(
+            f"{path} is a bare model file ({kind}); classifying needs an artifact folder with its labels and preprocessing",
+            hint=f"give the folder 'edgecnn convert' wrote (with {MANIFEST_NAME}); 'edgecnn profile {path}' times a bare file",
+        )
+    if path.is_file():
+        return [path.parent]
     if not path.is_dir():
         raise ArtifactError(f"artifact folder not found: {path}")
     subs = sorted(p.parent for p in path.glob(f"*/{MANIFEST_NAME}"))

@@ -60,6 +60,22 @@ def test_profile_refuses_each_bad_model_with_one_clear_line(zoo, capsys):
             assert expected in err[0], err
 
 
+def test_classify_refuses_each_bad_model_file(zoo, capsys):
+    for p in zoo:
+        assert main(["classify", str(p), "--source", "synthetic:?frames=1", "--max-frames", "1"]) == 1, p
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[0].startswith("error: ") and str(p) in err[0] and "Traceback" not in "\n".join(err), err
+        if p.stem in ("html", "lfs", "empty"):
+            assert {"html": "an HTML page", "lfs": "a Git LFS pointer", "empty": "an empty file"}[p.stem] in err[0], err
+
+
+def test_classify_of_a_good_bare_model_file_says_what_to_give_instead(lenet_artifacts, capsys):
+    model = lenet_artifacts / "tflite-fp32" / "model.tflite"
+    assert main(["classify", str(model), "--source", "synthetic:?frames=1"]) == 1
+    err = capsys.readouterr().err
+    assert f"error: {model} is a bare model file (a TFLite flatbuffer)" in err and "edgecnn.json" in err, err
+
+
 def test_convert_refuses_each_bad_keras_file(zoo, capsys):
     for p in zoo:
         if p.suffix != ".keras":

@@ -1,0 +1,215 @@
+"""Open and run a model file in a child process with a memory limit and a time limit.
+
+The native runtimes do not promise that a malformed file is safe: one may abort, segfault, allocate without
+bound or spin. In a child process each of those becomes a `ProbeResult` for the parent (a clear error), never a
+dead parent. The child stays up between files (imports cost seconds); it is replaced after a crash or a hang.
+
+    with IsolatedRunner(timeout=10, memory_mb=4096) as runner:
+        result = runner.probe("model.tflite")   # outcome: ran | refused | uncaught | crashed | hung
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecnn.errors import EdgeCNNError, ModelError
+
+RUNTIME_FOR_SUFFIX = {".tflite": "litert", ".onnx": "onnxruntime", ".xml": "openvino", ".keras": "keras"}
+OUTCOMES = ("ran", "refused", "uncaught", "crashed", "hung")
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What happened to one file. ``refused`` is an EdgeCNNError (the wanted answer for a broken file);
+    ``uncaught`` is any other exception type (a bug to fix); ``crashed``/``hung`` are the child's death or a kill."""
+
+    path: str
+    outcome: str
+    detail: str
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        """True when edgecnn handled the file: it ran, or it was refused with an EdgeCNNError."""
+        return self.outcome in ("ran", "refused")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def probe_in_process(path: str | Path, runtime: str | None = None) -> str:
+    """Sniff ``path``, open it with the runtime the device would use, run one zero input; describe the output.
+
+    Raises EdgeCNNError for anything edgecnn recognises as wrong. This is what the child runs."""
+    from edgecnn.hardening import sniff_model_file
+
+    path = Path(path)
+    sniff_model_file(path)
+    runtime = runtime or RUNTIME_FOR_SUFFIX.get(path.suffix.lower())
+    if runtime == "keras":
+        from edgecnn.models.io import load_keras_model
+
+        model = load_keras_model(path)
+        try:
+            shape = tuple(int(d) if d else 1 for d in model.inputs[0].shape)
+            y = np.asarray(model(np.zeros(shape, np.float32), training=False))
+        except Exception as exc:
+            raise ModelError(f"{path}: the Keras model failed on a {shape} input: {type(exc).__name__}: {exc!s:.200}") from None
+    else:
+        from edgecnn.runtime.base import open_backend
+
+        backend = open_backend(runtime, path)
+        try:
+            shape = tuple(d if d > 0 else 1 for d in backend.input.shape)
+            y = backend.run(np.zeros(shape, np.float32))
+        finally:
+            backend.close()
+    return f"output {tuple(y.shape)} {y.dtype}, finite: {bool(np.isfinite(y).all())}"
+
+
+def _worker() -> None:
+    """Child side: one JSON request per line on stdin, one JSON answer per line on the protocol fd."""
+    proto = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # native libraries that print to stdout must not corrupt the protocol
+    preload = os.environ.get("EDGECNN_PROBE_PRELOAD", "")
+    for name in filter(None, preload.split(",")):
+        try:
+            __import__(name)
+        except ImportError:
+            pass
+    proto.write('{"ready": true}\n')
+    for line in sys.stdin:
+        req = json.loads(line)
+        t0 = time.perf_counter()
+        try:
+            outcome, detail = "ran", probe_in_process(req["path"], req.get("runtime"))
+        except EdgeCNNError as exc:
+            outcome, detail = "refused", exc.message
+        except BaseException as exc:  # noqa: BLE001 - reporting exactly these is the point
+            tb = traceback.extract_tb(exc.__traceback__)
+            where = f" at {Path(tb[-1].filename).name}:{tb[-1].lineno}" if tb else ""
+            outcome, detail = "uncaught", f"{type(exc).__module__}.{type(exc).__name__}{where}: {exc!s:.300}"
+        proto.write(json.dumps({"outcome": outcome, "detail": detail, "seconds": time.perf_counter() - t0}) + "\n")
+
+
+class IsolatedRunner:
+    """A child process that probes model files one at a time.
+
+    Args:
+        timeout: seconds a probe may take before the child is killed (reported as ``hung``).
+        memory_mb: address-space limit of the child (RLIMIT_AS); an allocation beyond it fails in the child.
+        preload: modules the child imports before it says it is ready (so imports do not count against ``timeout``).
+    """
+
+    def __init__(self, *, timeout: float = 10.0, memory_mb: int = 4096, preload: tuple[str, ...] = ()) -> None:
+        self.timeout, self.memory_mb, self.preload = timeout, memory_mb, preload
+        self._proc: subprocess.Popen | None = None
+        self._stderr = tempfile.TemporaryFile()
+        self.restarts = 0
+
+    def _limit(self) -> None:  # runs in the child between fork and exec
+        import resource
+
+        limit = self.memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a crash must not write gigabytes of core files
+
+    def _start(self) -> None:
+        env = dict(os.environ, EDGECNN_PROBE_PRELOAD=",".join(self.preload), TF_CPP_MIN_LOG_LEVEL="3")
+        env.setdefault("KERAS_BACKEND", "tensorflow")
+        self._stderr.seek(0)
+        self._stderr.truncate()
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", "from edgecnn.hardening.isolate import _worker; _worker()"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+            env=env,
+            preexec_fn=self._limit,
+        )
+        answer = self._answer(max(120.0, self.timeout))
+        if answer is None or not answer.get("ready"):
+            self._kill()
+            raise EdgeCNNError(f"the probe process did not start: {self._stderr_tail()}")
+
+    def _answer(self, timeout: float) -> dict | None:
+        assert self._proc is not None and self._proc.stdout is not None
+        with selectors.DefaultSelector() as sel:
+            sel.register(self._proc.stdout, selectors.EVENT_READ)
+            if not sel.select(timeout):
+                return None
+        line = self._proc.stdout.readline()
+        return json.loads(line) if line else None
+
+    def _stderr_tail(self) -> str:
+        self._stderr.seek(0)
+        lines = [ln for ln in self._stderr.read().decode(errors="replace").splitlines() if ln.strip()]
+        return lines[-1][:200] if lines else "no message"
+
+    def _kill(self) -> None:
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+            self._proc = None
+
+    def probe(self, path: str | Path, runtime: str | None = None) -> ProbeResult:
+        if self._proc is None:
+            self._start()
+        assert self._proc is not None and self._proc.stdin is not None
+        t0 = time.perf_counter()
+        try:
+            self._proc.stdin.write(json.dumps({"path": str(path), "runtime": runtime}) + "\n")
+            self._proc.stdin.flush()
+            answer = self._answer(self.timeout)
+        except (BrokenPipeError, ValueError):
+            answer = None
+        if answer is not None:
+            return ProbeResult(str(path), answer["outcome"], answer["detail"], answer["seconds"])
+        seconds = time.perf_counter() - t0
+        code = self._proc.poll()
+        if code is None:  # still alive after the timeout
+            self._kill()
+            self.restarts += 1
+            return ProbeResult(str(path), "hung", f"no answer within {self.timeout:g} s; the child was killed", seconds)
+        self._proc.wait()
+        tail = self._stderr_tail()
+        self._proc = None
+        self.restarts += 1
+        what = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+        return ProbeResult(str(path), "crashed", f"the runtime crashed the child ({what}): {tail}", seconds)
+
+    def close(self) -> None:
+        if self._proc is not None:
+            try:
+                self._proc.stdin.close()  # type: ignore[union-attr]
+                self._proc.wait(timeout=5)
+            except (subprocess.TimeoutExpired, OSError):
+                pass
+            self._kill()
+        self._stderr.close()
+
+    def __enter__(self) -> IsolatedRunner:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def probe_isolated(path: str | Path, runtime: str | None = None, *, timeout: float = 30.0, memory_mb: int = 4096) -> ProbeResult:
+    """One file, one child: the safe way to try a model of unknown origin."""
+    with IsolatedRunner(timeout=timeout, memory_mb=memory_mb) as runner:
+        return runner.probe(path, runtime)

@@ -1,0 +1,69 @@
+"""Mutation fuzz, the CI-sized version of tools/fuzz_models.py (issue #8, figures 2 and 3)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from edgecnn.hardening.fuzz import fuzz_artifact, mutate
+from edgecnn.hardening.isolate import IsolatedRunner, probe_isolated
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize(
+    "artifact,count", [("tflite-fp32", 150), ("tflite-int8", 100), ("onnx-fp32", 150), ("openvino-fp32", 150), ("keras", 30)]
+)
+def test_mutants_are_refused_or_run_never_uncaught_or_hung(artifact, count, lenet_artifacts, lenet_run):
+    target = lenet_run if artifact == "keras" else lenet_artifacts / artifact
+    rep = fuzz_artifact(target, count, seed=7, timeout=10.0)
+    o = rep.outcomes
+    assert rep.mutants == count and sum(o.values()) == count
+    assert o["uncaught"] == 0, rep.examples.get("uncaught")
+    assert o["hung"] == 0, rep.examples.get("hung")
+    assert o["refused"] >= count // 10, o  # the mutations do break files, and edgecnn says so
+    for ex in rep.examples.get("refused", []):
+        assert "probe/model." in ex["detail"], ex  # the error names the file
+    if artifact == "keras":
+        assert rep.gate_checked == 0  # a training run has no manifest
+    else:
+        assert rep.gate_checked == count and rep.gate_refused == count  # 100% refused before any runtime parses them
+    assert rep.passed
+
+
+def test_mutate_changes_the_bytes_deterministically():
+    import numpy as np
+
+    data = bytes(range(256)) * 8
+    a = [mutate(data, np.random.default_rng(3)) for _ in range(2)]
+    assert a[0] == a[1] and a[0][0] != data
+    kinds = {mutate(data, np.random.default_rng(s))[1].split()[0] for s in range(60)}
+    assert kinds == {"flip", "overwrite", "truncate", "insert", "delete", "zero", "splice"}
+
+
+def test_a_valid_model_runs_in_the_child(lenet_artifacts):
+    r = probe_isolated(lenet_artifacts / "onnx-fp32" / "model.onnx")
+    assert r.outcome == "ran" and r.detail.startswith("output (1, 10) float32, finite: True"), r
+
+
+def test_child_crash_is_reported_and_the_runner_recovers(lenet_artifacts):
+    model = lenet_artifacts / "tflite-fp32" / "model.tflite"
+    with IsolatedRunner(timeout=10.0) as runner:
+        assert runner.probe(model).outcome == "ran"
+        os.kill(runner._proc.pid, signal.SIGSEGV)  # what a native runtime's segfault does to the child
+        time.sleep(0.2)
+        r = runner.probe(model)
+        assert r.outcome == "crashed" and "signal SIGSEGV" in r.detail, r
+        assert runner.probe(model).outcome == "ran" and runner.restarts == 1
+
+
+def test_child_that_does_not_answer_in_time_is_killed_as_hung(lenet_artifacts):
+    model = lenet_artifacts / "openvino-fp32" / "model.xml"
+    with IsolatedRunner(timeout=0.001, preload=("openvino",)) as runner:
+        r = runner.probe(model)
+        assert r.outcome == "hung" and "no answer within 0.001 s" in r.detail, r
+        pid_gone = runner._proc is None
+    assert pid_gone and runner.restarts == 1
