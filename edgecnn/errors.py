@@ -44,6 +44,10 @@ class ArtifactError(EdgeCNNError):
     """An artifact directory or its manifest is missing, invalid or tampered with."""
 
 
+class DiskFullError(ArtifactError):
+    """The file system being written to has no space left; nothing partial was left behind."""
+
+
 class ConversionError(EdgeCNNError):
     """A converter failed (TensorFlow, tf2onnx, OpenVINO, NNCF) or the parity gate failed."""
 

@@ -17,10 +17,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from edgecnn.errors import ArtifactError
+from edgecnn.errors import ArtifactError, DiskFullError
 from edgecnn.preprocess import PreprocessSpec
 
 MANIFEST_NAME = "edgecnn.json"
+RUN_INDEX = "edgecnn-run.json"  # a training run's file list with hashes, written last
 SCHEMA = "edgecnn.artifact"
 SCHEMA_VERSION = 1
 _REQUIRED = {
@@ -59,19 +60,58 @@ def fsync_dir(path: str | Path) -> None:
         os.close(fd)
 
 
+_FULL_BELOW = 1 << 20  # a write that failed with less than this free on its file system failed for want of space
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def raise_if_disk_full(folder: str | Path, exc: BaseException, what: str) -> None:
+    """Turn a failed write into a DiskFullError when the file system is full (ENOSPC/EDQUOT, or almost no space
+    left: the runtimes' own writers report a full disk as e.g. "iostream error"). Call before cleaning up."""
+    import errno
+    import shutil
+
+    if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit | DiskFullError):
+        return
+    codes = {errno.ENOSPC, errno.EDQUOT}
+    chained, seen = exc, 0
+    by_errno = False
+    while chained is not None and seen < 5:
+        by_errno |= isinstance(chained, OSError) and chained.errno in codes
+        chained, seen = chained.__cause__ or chained.__context__, seen + 1
+    try:
+        usage = shutil.disk_usage(folder)
+    except OSError:
+        return
+    if by_errno or usage.free < _FULL_BELOW:
+        raise DiskFullError(
+            f"no space left on the device holding {folder}: writing {what} failed with {usage.free / 1e6:.2f} MB free "
+            f"of {usage.total / 1e6:.1f} MB ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})",
+            hint="free some space or write elsewhere (--out); nothing partial was left behind",
+        ) from exc
+
+
 def write_atomic(path: str | Path, data: bytes | str) -> None:
     """Write a file atomically: temp file in the same folder, fsync, rename, fsync the folder."""
     path = Path(path)
     payload = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a service user must be able to read artifacts
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        try:
+            raise_if_disk_full(path.parent, exc, str(path))
+        finally:
+            Path(tmp).unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
 
@@ -93,8 +133,10 @@ def staged_directory(final: str | Path, *, force: bool = False) -> Iterator[Path
     if final.exists() and not force:
         raise ArtifactError(f"output folder already exists: {final}", hint="use --force to replace it")
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    remove_stale_partials(final)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".partial", dir=final.parent))
     try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; the final folder should be readable like any other
         yield tmp
         for p in tmp.rglob("*"):
             if p.is_file():
@@ -109,9 +151,65 @@ def staged_directory(final: str | Path, *, force: bool = False) -> Iterator[Path
         else:
             tmp.rename(final)
         fsync_dir(final.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException as exc:
+        try:
+            raise_if_disk_full(final.parent, exc, str(final))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def remove_stale_partials(final: Path) -> list[Path]:
+    """Remove staging folders for ``final`` left by a process that was killed (its pid no longer runs)."""
+    import shutil
+
+    removed = []
+    for p in final.parent.glob(f".{final.name}.*.partial"):
+        parts = p.name[len(final.name) + 2 :].split(".")
+        if not parts[0].isdigit():
+            continue
+        pid = int(parts[0])
+        try:
+            os.kill(pid, 0)
+            continue  # still running: another writer's staging folder
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        shutil.rmtree(p, ignore_errors=True)
+        removed.append(p)
+    return removed
+
+
+def write_run_index(folder: str | Path) -> None:
+    """Record every file of a training run with its size and sha256 (``edgecnn verify RUN`` checks it)."""
+    folder = Path(folder)
+    files = {
+        p.relative_to(folder).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != RUN_INDEX
+    }
+    write_json_atomic(folder / RUN_INDEX, {"schema": "edgecnn.run", "schema_version": 1, "files": files})
+
+
+def verify_run(folder: str | Path) -> dict[str, Any]:
+    """Check a training run folder against its index; raise ArtifactError naming the first bad file."""
+    folder = Path(folder)
+    index = folder / RUN_INDEX
+    if not index.is_file():
+        raise ArtifactError(f"{folder} has no {RUN_INDEX}: not a complete edgecnn run (interrupted, or made by an older edgecnn)")
+    try:
+        data = json.loads(index.read_text(encoding="utf-8"))
+        files = data["files"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ArtifactError(f"{index}: not a valid run index ({exc})") from None
+    for name, entry in files.items():
+        p = folder / name
+        if not p.is_file():
+            raise ArtifactError(f"run {folder}: {name} is missing")
+        if p.stat().st_size != entry["bytes"] or sha256_file(p) != entry["sha256"]:
+            raise ArtifactError(f"run {folder}: {name} does not match {RUN_INDEX} (modified or corrupted after training)")
+    return data
 
 
 @dataclass

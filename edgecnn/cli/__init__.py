@@ -69,6 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # the environment, not edgecnn: a full or read-only disk, a permission, a vanished file
+        if args.debug or exc.errno is None:
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {exc.strerror}{where}", file=sys.stderr)
+        return 1
 
 
 def console():

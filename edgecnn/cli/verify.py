@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-HELP = "check an artifact's manifest and file hashes"
+HELP = "check an artifact's manifest and file hashes, or a training run's file index"
 
 
 def add_arguments(p) -> None:
-    p.add_argument("artifact", help="artifact folder (or a conversion output folder: every artifact in it)")
+    p.add_argument("artifact", help="artifact folder, conversion output folder (every artifact in it) or training run folder")
 
 
 def run(args) -> int:
-    from edgecnn.manifest import Manifest
+    from pathlib import Path
+
+    from edgecnn.manifest import RUN_INDEX, Manifest, verify_run
     from edgecnn.runtime.select import artifact_dirs
+
+    if (Path(args.artifact) / RUN_INDEX).is_file() or (Path(args.artifact) / "model.keras").is_file():
+        data = verify_run(args.artifact)
+        print(f"ok: {args.artifact} (training run, {len(data['files'])} file(s) match their sha256)")
+        return 0
 
     for d in artifact_dirs(args.artifact):
         m = Manifest.load(d, verify=True)

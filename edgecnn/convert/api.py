@@ -19,7 +19,7 @@ from edgecnn.convert.data import conversion_data, random_eval
 from edgecnn.convert.parity import GateThresholds, ParityResult, check_parity
 from edgecnn.convert.source import load_source
 from edgecnn.devices import DeviceProfile, load_profile
-from edgecnn.errors import ArtifactError, ConversionError, EdgeCNNError
+from edgecnn.errors import ArtifactError, ConversionError, DiskFullError, EdgeCNNError
 from edgecnn.manifest import Manifest, staged_directory, write_atomic, write_json_atomic
 from edgecnn.runtime.base import open_backend
 
@@ -127,6 +127,8 @@ def _one(
         row.status = "FAILED"
         row.notes.append("removed by the parity gate (use --no-gate to keep it): " + "; ".join(row.parity.reasons))
         return row
+    except DiskFullError:
+        raise  # every later artifact would fail the same way: convert() stops
     except EdgeCNNError as exc:
         row.status, row.error = "ERROR", exc.message
         return row
@@ -190,12 +192,12 @@ def convert(
     cost = {"macs": report.total_macs, "params": report.total_params, "layers": layer_costs(report)}
     thresholds = GateThresholds(max_drop_points=max_drop)
     out_root.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows: list[Row] = []
     try:
         for fmt, prec in targets:
             say(f"{fmt}/{prec}: converting, then checking parity on {len(eval_set.x)} inputs")
-            rows.append(
-                _one(
+            try:
+                row = _one(
                     source,
                     fmt,
                     prec,
@@ -210,7 +212,11 @@ def convert(
                     max_drop=max_drop if accuracy_control else None,
                     cost=cost,
                 )
-            )
+            except DiskFullError as exc:
+                done = ", ".join(f"{r.format}/{r.precision}" for r in rows if r.path) or "none"
+                exc.message += f"; stopped at {fmt}/{prec} (finished and verified: {done})"
+                raise
+            rows.append(row)
     finally:
         source.cleanup()
     _size_ratios(rows, source)

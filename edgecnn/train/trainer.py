@@ -13,7 +13,7 @@ import numpy as np
 from edgecnn import config
 from edgecnn.data import ImageDataset, load_dataset
 from edgecnn.errors import ConfigError, DataError, ModelError
-from edgecnn.manifest import staged_directory
+from edgecnn.manifest import staged_directory, write_run_index
 from edgecnn.preprocess import PreprocessSpec, preprocess_batch
 from edgecnn.train.recipe import Recipe
 
@@ -325,4 +325,5 @@ def train(
         resolved = dataclasses.replace(recipe, data=data or recipe.data)
         (tmp / "recipe.resolved.yaml").write_text(yaml.safe_dump(config.to_dict(resolved), sort_keys=False), encoding="utf-8")
         write_run_reports(tmp, model, prepared, history, seconds)
+        write_run_index(tmp)  # last: a run folder with an index is complete
     return out

@@ -1,0 +1,130 @@
+"""Crash-safe writes (issue #8, figure 6): SIGKILL `edgecnn convert` and `edgecnn train` at random moments.
+
+    python tools/kill_trials.py [--trials 50] [--what convert,train] [--out bench-out/kill]
+
+Each trial starts the command writing into the same output folder (--force), kills its whole process group
+at a moment drawn uniformly from [0, 1.1 x the duration of an uninterrupted run], then checks with
+`edgecnn verify` that every output folder is complete and verified or absent: never a manifest or run
+index pointing at a partial file. Hidden staging folders of a killed writer may remain until the next run,
+which removes them; after a last uninterrupted run none may be left. Exits 1 on any violation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+REPO = Path(__file__).resolve().parents[1]
+EDGECNN = [sys.executable, "-m", "edgecnn"]
+
+
+def command(what: str, out: Path, work: Path) -> list[str]:
+    if what == "convert":
+        return [*EDGECNN, "convert", str(work / "run"), "--device", "host", "--out", str(out), "--force", "--quiet"]
+    return [*EDGECNN, "train", str(work / "recipe.yaml"), "--out", str(out), "--force", "--quiet"]
+
+
+def start(cmd: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def check(what: str, out: Path) -> tuple[str, list[str]]:
+    """'absent' | 'complete' | 'partial-set' (convert: some artifacts done); problems found (should be none)."""
+    problems: list[str] = []
+    if not out.exists():
+        return "absent", problems
+    folders = [out] if what == "train" else [d for d in sorted(out.iterdir()) if d.is_dir() and not d.name.startswith(".")]
+    for d in folders:
+        r = subprocess.run([*EDGECNN, "verify", str(d)], capture_output=True, text=True)
+        if r.returncode != 0:
+            problems.append(f"{d}: {r.stderr.strip().splitlines()[0] if r.stderr.strip() else r.returncode}")
+    if what == "convert":
+        for p in out.iterdir():
+            if p.name.startswith(".") and not p.name.endswith((".partial", ".tmp")):
+                problems.append(f"unexpected hidden file {p}")
+        summary = out / "summary.json"
+        if summary.exists():
+            try:
+                json.loads(summary.read_text())
+            except ValueError:
+                problems.append(f"{summary} is not valid JSON (partial write)")
+        return ("complete" if summary.exists() and len(folders) == 6 else "partial-set"), problems
+    return "complete", problems
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--trials", type=int, default=50)
+    ap.add_argument("--what", default="convert,train")
+    ap.add_argument("--out", type=Path, default=REPO / "bench-out" / "kill")
+    ap.add_argument("--epochs", type=int, default=6, help="epochs of the LeNet-5 recipe used for the train trials")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    rng = random.Random(args.seed)
+    work = args.out
+    work.mkdir(parents=True, exist_ok=True)
+    recipe = (REPO / "recipes/lenet5-digits.yaml").read_text().replace("epochs: 60", f"epochs: {args.epochs}")
+    (work / "recipe.yaml").write_text(recipe)
+    if not (work / "run" / "model.keras").exists():
+        subprocess.run(command("train", work / "run", work), check=True)
+    results: dict[str, dict] = {}
+    failed = False
+    for what in args.what.split(","):
+        out = work / f"{what}-out"
+        t0 = time.monotonic()
+        first = start(command(what, out, work))
+        first.wait()
+        full = time.monotonic() - t0
+        assert first.returncode == 0, first.stderr.read() if first.stderr else ""
+        counts = {"absent": 0, "complete": 0, "partial-set": 0, "finished": 0}
+        problems: list[str] = []
+        late = 0
+        for i in range(args.trials):
+            delay = rng.uniform(0, 1.1 * full)
+            proc = start(command(what, out, work))
+            try:
+                proc.wait(timeout=delay)
+                counts["finished"] += 1
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                late += delay > 0.85 * full
+            state, found = check(what, out)
+            counts[state] += 1
+            problems += [f"trial {i} (kill at {delay:.1f} s): {p}" for p in found]
+            print(
+                f"{what} trial {i + 1}/{args.trials}: kill at {delay:5.1f} s of {full:.1f} -> {state}{' PROBLEM' if found else ''}",
+                flush=True,
+            )
+        final = start(command(what, out, work))
+        final.wait()
+        state, found = check(what, out)
+        leftovers = [p.name for p in out.parent.glob(f".{out.name}.*.partial")] + (
+            [p.name for p in out.glob(".*.partial")] if out.is_dir() else []
+        )
+        problems += found + [f"staging folder left after a clean run: {n}" for n in leftovers]
+        results[what] = {
+            "trials": args.trials,
+            "uninterrupted_seconds": round(full, 1),
+            "after_kill": counts,
+            "kills_in_last_15_percent": late,
+            "final_run": state,
+            "problems": problems,
+        }
+        failed |= bool(problems) or state != "complete"
+    (work / "kill_trials.json").write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
