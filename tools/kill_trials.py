@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,7 +30,7 @@ EDGECNN = [sys.executable, "-m", "edgecnn"]
 
 def command(what: str, out: Path, work: Path) -> list[str]:
     if what == "convert":
-        return [*EDGECNN, "convert", str(work / "run"), "--device", "host", "--out", str(out), "--force", "--quiet"]
+        return [*EDGECNN, "convert", str(work / "run"), "--device", "host", "--out", str(out), "--force", "--no-gate", "--quiet"]
     return [*EDGECNN, "train", str(work / "recipe.yaml"), "--out", str(out), "--force", "--quiet"]
 
 
@@ -84,12 +85,16 @@ def main() -> int:
         first = start(command(what, out, work))
         first.wait()
         full = time.monotonic() - t0
-        assert first.returncode == 0, first.stderr.read() if first.stderr else ""
+        # a short-trained model may fail the int8 parity gate (--no-gate keeps it, exit 1): what counts is the output
+        assert check(what, out)[0] == "complete", first.stderr.read() if first.stderr else ""
         counts = {"absent": 0, "complete": 0, "partial-set": 0, "finished": 0}
         problems: list[str] = []
         late = 0
+        by_mode: dict[str, dict[str, int]] = {"fresh": {}, "replace": {}}
         for i in range(args.trials):
             delay = rng.uniform(0, 1.1 * full)
+            if i % 2 == 0:  # even trials write a fresh folder; odd ones replace the last one's output (--force)
+                shutil.rmtree(out, ignore_errors=True)
             proc = start(command(what, out, work))
             try:
                 proc.wait(timeout=delay)
@@ -116,6 +121,7 @@ def main() -> int:
             "trials": args.trials,
             "uninterrupted_seconds": round(full, 1),
             "after_kill": counts,
+            "after_kill_by_mode": by_mode,
             "kills_in_last_15_percent": late,
             "final_run": state,
             "problems": problems,

@@ -26,6 +26,8 @@ def add_arguments(p) -> None:
     p.add_argument("--open-timeout", type=float, default=5.0)
     p.add_argument("--read-timeout", type=float, default=5.0)
     p.add_argument("--json", action="store_true", help="print the final report as JSON")
+    p.add_argument("--health", help="write a health line (RSS, threads, fds, buffers, p50/p99 latency) as JSONL to this file")
+    p.add_argument("--health-every", type=float, default=10.0, help="seconds between health lines (default 10)")
 
 
 def run(args) -> int:
@@ -57,14 +59,21 @@ def run(args) -> int:
         for line in clf.selection.explain():
             print(f"[classify] {line}", file=log)
     sinks = []
+    health = None
     try:
         source = open_source(args.source, SourceOptions(args.open_timeout, args.read_timeout))
         sinks = [open_sink(s) for s in args.sink]
+        if args.health:
+            from edgecnn.stream.health import HealthLog
+
+            health = HealthLog(args.health, args.health_every)
         with Capture(source) as cap:
-            report = run_loop(clf, cap, sinks, max_frames=args.max_frames, duration=args.duration)
+            report = run_loop(clf, cap, sinks, max_frames=args.max_frames, duration=args.duration, health=health)
     finally:
         for s in sinks:
             s.close()
+        if health is not None:
+            health.close()
         clf.close()
     report["runtime"] = clf.describe()
     if args.json:

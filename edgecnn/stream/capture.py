@@ -110,6 +110,11 @@ class Capture:
             raise StreamError(f"no frame from {self.source.uri} for {self.give_up_after:g} s; giving up")
         return None
 
+    def pending(self) -> int:
+        """Frames held and not yet taken: 0 or 1 (only the newest is ever kept)."""
+        with self._cond:
+            return int(self._latest is not None and self._latest.index > self._taken)
+
     def _read_recorded(self) -> Frame:
         while True:
             try:

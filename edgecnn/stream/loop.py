@@ -48,6 +48,7 @@ def run_loop(
     duration: float | None = None,
     stop: threading.Event | None = None,
     on_prediction: Any = None,
+    health: Any = None,
 ) -> dict[str, Any]:
     """Classify frames until the source ends, ``max_frames``/``duration`` is reached, or ``stop`` is set."""
     stop = stop or threading.Event()
@@ -67,6 +68,8 @@ def run_loop(
                 frame = capture.get(timeout=0.5)
             except StopIteration:
                 break
+            if health is not None and health.due(time.monotonic()):
+                health.write(time.monotonic(), stats, capture)
             if frame is None:
                 continue
             age = (time.monotonic() - frame.t_capture) * 1e3
@@ -74,6 +77,8 @@ def run_loop(
             timings = {"capture_age": age, **pred.timings_ms}
             stats.classified += 1
             stats.add(timings)
+            if health is not None:
+                health.observe(timings)
             now = time.monotonic()
             fps_window.append(now)
             while fps_window and now - fps_window[0] > 2.0:

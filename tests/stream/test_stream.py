@@ -267,3 +267,25 @@ def test_sigterm_stops_classify_cleanly_with_final_line(lenet_artifacts):
     assert len(out.splitlines()) >= 10
     final = err.strip().splitlines()[-1]
     assert final.startswith("frames read ") and "classified" in final and "dropped" in final and "inference p50" in final
+
+
+def test_classify_health_log_lines(lenet_artifacts, tmp_path, capsys):
+    health = tmp_path / "health.jsonl"
+    src = "synthetic:?fps=50&size=32x32"
+    args = ["classify", str(lenet_artifacts / "tflite-fp32"), "--source", src, "--duration", "2.6", "--device", "host"]
+    assert main([*args, "--health", str(health), "--health-every", "0.5"]) == 0
+    lines = [json.loads(ln) for ln in health.read_text().splitlines()]
+    assert 4 <= len(lines) <= 6, lines
+    first, last = lines[0], lines[-1]
+    assert 0.4 <= first["t_s"] <= 0.9 and last["classified"] > first["classified"] > 0
+    assert last["rss_mb"] > 10 and last["threads"] >= 2 and last["fds"] >= 3
+    assert 30 <= last["fps"] <= 55  # a 50 fps source
+    assert set(last["latency_ms"]) == {"total", "inference", "capture_age"}
+    lat = last["latency_ms"]["total"]
+    assert 0 < lat["p50"] <= lat["p99"] and lat["n"] >= 15
+    assert last["buffers"]["capture_pending"] in (0, 1) and last["buffers"]["stage_window"] == last["classified"]
+    capsys.readouterr()
+    assert main([*args, "--health", str(health), "--health-every", "0"]) == 1
+    assert "error: the health interval must be positive; received 0 s" in capsys.readouterr().err
+    assert main([*args, "--health", str(tmp_path / "no" / "h.jsonl")]) == 1
+    assert f"cannot write the health log {tmp_path / 'no' / 'h.jsonl'}: No such file or directory" in capsys.readouterr().err
