@@ -106,8 +106,10 @@ def main() -> int:
             state, found = check(what, out)
             counts[state] += 1
             problems += [f"trial {i} (kill at {delay:.1f} s): {p}" for p in found]
+            mode = "fresh" if i % 2 == 0 else "replace"
+            by_mode[mode][state] = by_mode[mode].get(state, 0) + 1
             print(
-                f"{what} trial {i + 1}/{args.trials}: kill at {delay:5.1f} s of {full:.1f} -> {state}{' PROBLEM' if found else ''}",
+                f"{what} trial {i + 1}/{args.trials} ({mode}): kill at {delay:5.1f} s of {full:.1f} -> {state}{' PROBLEM' if found else ''}",
                 flush=True,
             )
         final = start(command(what, out, work))
