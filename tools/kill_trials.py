@@ -44,10 +44,11 @@ def check(what: str, out: Path) -> tuple[str, list[str]]:
     if not out.exists():
         return "absent", problems
     folders = [out] if what == "train" else [d for d in sorted(out.iterdir()) if d.is_dir() and not d.name.startswith(".")]
-    for d in folders:
-        r = subprocess.run([*EDGECNN, "verify", str(d)], capture_output=True, text=True)
-        if r.returncode != 0:
-            problems.append(f"{d}: {r.stderr.strip().splitlines()[0] if r.stderr.strip() else r.returncode}")
+    if folders:  # one `edgecnn verify` call checks the run, or every artifact of the conversion folder
+        r = subprocess.run([*EDGECNN, "verify", str(out)], capture_output=True, text=True)
+        verified = r.stdout.count("ok: ")
+        if r.returncode != 0 or verified != len(folders):
+            problems.append(f"{out}: verified {verified} of {len(folders)}: {r.stderr.strip()[:300]}")
     if what == "convert":
         for p in out.iterdir():
             if p.name.startswith(".") and not p.name.endswith((".partial", ".tmp")):

@@ -175,25 +175,30 @@ def convert(
         raise ArtifactError(
             f"output folder already exists: {out_root}", hint="use --force to replace it, or choose another --out"
         )
-    say("preparing held-out and calibration data")
-    eval_set, calib = conversion_data(source, data=data, calibration=calibration, n_eval=n_eval)
-    if eval_set is None:
-        eval_set = random_eval(source)
-    needs_calib = [f"{f}/{p}" for f, p in targets if p == Precision.INT8]
-    if needs_calib and calib is None:
-        from edgecnn.convert.data import require_calibration
+    try:  # from here on the source holds a temp folder and maybe a tf2onnx child: always released
+        if any(f == "onnx" for f, _ in targets):  # tf2onnx runs in a child on the other core meanwhile
+            from edgecnn.convert.onnx import start_fp32_export
 
-        require_calibration(None, ", ".join(needs_calib))
-    keras_probs = source.predict(eval_set.x)
-    from edgecnn.models.inspect import analyse
-    from edgecnn.profiling.estimate import layer_costs
+            say("exporting a SavedModel; tf2onnx starts in the background")
+            start_fp32_export(source)
+        say("preparing held-out and calibration data")
+        eval_set, calib = conversion_data(source, data=data, calibration=calibration, n_eval=n_eval)
+        if eval_set is None:
+            eval_set = random_eval(source)
+        needs_calib = [f"{f}/{p}" for f, p in targets if p == Precision.INT8]
+        if needs_calib and calib is None:
+            from edgecnn.convert.data import require_calibration
 
-    report = analyse(source.model)
-    cost = {"macs": report.total_macs, "params": report.total_params, "layers": layer_costs(report)}
-    thresholds = GateThresholds(max_drop_points=max_drop)
-    out_root.mkdir(parents=True, exist_ok=True)
-    rows: list[Row] = []
-    try:
+            require_calibration(None, ", ".join(needs_calib))
+        keras_probs = source.predict(eval_set.x)
+        from edgecnn.models.inspect import analyse
+        from edgecnn.profiling.estimate import layer_costs
+
+        report = analyse(source.model)
+        cost = {"macs": report.total_macs, "params": report.total_params, "layers": layer_costs(report)}
+        thresholds = GateThresholds(max_drop_points=max_drop)
+        out_root.mkdir(parents=True, exist_ok=True)
+        rows: list[Row] = []
         for fmt, prec in targets:
             say(f"{fmt}/{prec}: converting, then checking parity on {len(eval_set.x)} inputs")
             try:

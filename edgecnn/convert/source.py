@@ -25,6 +25,7 @@ class SourceModel:
     _saved_model: Path | None = field(default=None, repr=False)
     _tmp: Any = field(default=None, repr=False)
     cache: dict[str, Any] = field(default_factory=dict, repr=False)  # per-format intermediates (fp32 ONNX, OpenVINO model)
+    _cleanups: list[Any] = field(default_factory=list, repr=False)
 
     @property
     def name(self) -> str:
@@ -49,7 +50,17 @@ class SourceModel:
     def workdir(self) -> Path:
         return self.saved_model().parent
 
+    def on_cleanup(self, fn: Any) -> None:
+        """Call ``fn`` at cleanup (e.g. stop a background job that is no longer needed)."""
+        self._cleanups.append(fn)
+
     def cleanup(self) -> None:
+        for fn in self._cleanups:
+            try:
+                fn()
+            except OSError:
+                pass
+        self._cleanups.clear()
         self.cache.clear()
         if self._tmp is not None:
             self._tmp.cleanup()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import json
 import shutil
 
@@ -216,12 +218,10 @@ def test_user_model_with_data_folder_and_calibration_range(lenet_run, tmp_path, 
 def test_converter_failure_is_one_error_line(lenet_run, tmp_path, monkeypatch, capsys):
     import edgecnn.convert.onnx as onnx_mod
 
-    def broken(saved_model, out):
-        from edgecnn.errors import ConversionError
+    def broken(saved_model, out):  # a real child process that fails the way tf2onnx does
+        return [sys.executable, "-c", "import sys; sys.stderr.write('Unsupported op XYZ\\n'); sys.exit(1)"]
 
-        raise ConversionError("onnx: tf2onnx failed: Unsupported op XYZ")
-
-    monkeypatch.setattr(onnx_mod, "_tf2onnx", broken)
+    monkeypatch.setattr(onnx_mod, "_tf2onnx_cmd", broken)
     rc = main(
         ["convert", str(lenet_run), "--device", "host", "--precision", "onnx/fp32", "--out", str(tmp_path / "x"), "--quiet"]
     )
