@@ -143,11 +143,14 @@ def staged_directory(final: str | Path, *, force: bool = False) -> Iterator[Path
                 with open(p, "rb") as f:
                     os.fsync(f.fileno())
         if final.exists():
-            old = final.with_name(f".{final.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            final.rename(old)
-            tmp.rename(final)
-            shutil.rmtree(old, ignore_errors=True)
+            if _exchange(tmp, final):  # one atomic step: the old artifact or the new one, never neither
+                shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the old one
+            else:
+                old = final.with_name(f".{final.name}.old")
+                shutil.rmtree(old, ignore_errors=True)
+                final.rename(old)
+                tmp.rename(final)
+                shutil.rmtree(old, ignore_errors=True)
         else:
             tmp.rename(final)
         fsync_dir(final.parent)
@@ -157,6 +160,23 @@ def staged_directory(final: str | Path, *, force: bool = False) -> Iterator[Path
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux renameat2 RENAME_EXCHANGE); False where the system cannot."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
 
 
 def remove_stale_partials(final: Path) -> list[Path]:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-
 import json
 import shutil
+import sys
 
 import numpy as np
 import pytest

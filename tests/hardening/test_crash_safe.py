@@ -148,3 +148,20 @@ def test_verify_checks_a_training_run(lenet_run, tmp_path, capsys):
     (run / RUN_INDEX).unlink()
     assert main(["verify", str(run)]) == 1
     assert f"{run} has no {RUN_INDEX}: not a complete edgecnn run" in capsys.readouterr().err
+
+
+def test_replacing_an_artifact_is_one_atomic_swap(tmp_path, monkeypatch):
+    """With --force the old folder is exchanged for the new one in one step; never neither (Linux renameat2)."""
+    import edgecnn.manifest as manifest
+
+    final = tmp_path / "art"
+    with staged_directory(final) as tmp:
+        (tmp / "v").write_text("old")
+    swaps = []
+    real = manifest._exchange
+    monkeypatch.setattr(manifest, "_exchange", lambda a, b: swaps.append(real(a, b)) or swaps[-1])
+    with staged_directory(final, force=True) as tmp:
+        (tmp / "v").write_text("new")
+    assert (final / "v").read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["art"]
+    if sys.platform.startswith("linux"):
+        assert swaps == [True]
