@@ -190,6 +190,10 @@ def convert(
             from edgecnn.convert.data import require_calibration
 
             require_calibration(None, ", ".join(needs_calib))
+        if ("tflite", Precision.INT8) in targets:  # the longest step: calibration, one core; start it now beside the rest
+            from edgecnn.convert.tflite import start_int8_job
+
+            start_int8_job(source, calib, profile)
         keras_probs = source.predict(eval_set.x)
         from edgecnn.models.inspect import analyse
         from edgecnn.profiling.estimate import layer_costs

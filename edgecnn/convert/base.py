@@ -113,3 +113,18 @@ def parse_targets(items: list[str], default: list[tuple[str, str]]) -> list[tupl
         info = CONVERTERS.get(fmt)
         out.append((fmt, info.check(prec)))
     return list(dict.fromkeys(out))
+
+
+def die_with_parent() -> None:
+    """preexec_fn for conversion children: on Linux they get SIGKILL when edgecnn dies, instead of running on.
+
+    (PR_SET_PDEATHSIG follows the thread that started the child: start them from a thread that outlives them.)"""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass

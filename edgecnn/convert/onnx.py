@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.convert.base import Precision
+from edgecnn.convert.base import Precision, die_with_parent
 from edgecnn.convert.data import require_calibration
 from edgecnn.errors import ConversionError
 
@@ -43,7 +43,13 @@ def start_fp32_export(source: Any) -> None:
     if "onnx_fp32" in source.cache or "onnx_fp32_job" in source.cache:
         return
     out = source.workdir() / "fp32.onnx"
-    proc = subprocess.Popen(_tf2onnx_cmd(source.saved_model(), out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        _tf2onnx_cmd(source.saved_model(), out),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=die_with_parent,
+    )
     source.cache["onnx_fp32_job"] = (proc, out)
     source.on_cleanup(proc.kill)
 

@@ -6,21 +6,24 @@ Keras 3's ``TFLiteConverter.from_keras_model`` is unreliable, so we always go th
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
-from edgecnn.convert.base import Precision
+from edgecnn.convert.base import Precision, die_with_parent
 from edgecnn.convert.data import require_calibration
 from edgecnn.errors import ConversionError
 
 
-def convert(source: Any, precision: Precision, out_dir: Path, *, calibration: Any, profile: Any, **_: Any) -> dict[str, Any]:
+def _convert_blob(saved_model: Path, precision: Precision, calibration: Any, io: str) -> tuple[bytes, str]:
+    """The TFLite flatbuffer for one precision, and the TensorFlow version that made it."""
     import tensorflow as tf
 
-    conv = tf.lite.TFLiteConverter.from_saved_model(str(source.saved_model()))
+    conv = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
     if precision == Precision.FP16:
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.target_spec.supported_types = [tf.float16]
@@ -31,15 +34,60 @@ def convert(source: Any, precision: Precision, out_dir: Path, *, calibration: An
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = lambda: ([x] for x in calib)
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        io = tf.uint8 if getattr(profile, "int8_io", "int8") == "uint8" else tf.int8
-        conv.inference_input_type = io
-        conv.inference_output_type = io
+        conv.inference_input_type = conv.inference_output_type = tf.uint8 if io == "uint8" else tf.int8
     try:
-        blob = conv.convert()
+        return conv.convert(), tf.__version__
     except Exception as exc:  # TF raises ConverterError / RuntimeError with long MLIR dumps
         raise ConversionError(f"tflite/{precision}: TFLiteConverter failed: {str(exc).strip().splitlines()[0][:300]}") from exc
+
+
+def _io_type(profile: Any) -> str:
+    return "uint8" if getattr(profile, "int8_io", "int8") == "uint8" else "int8"
+
+
+def start_int8_job(source: Any, calibration: Any, profile: Any) -> None:
+    """Start the int8 conversion (calibration dominates it and runs on one core) in a child process now, so that
+    it runs beside the other formats on the second core."""
+    if "tflite_int8_job" in source.cache or calibration is None:
+        return
+    import numpy as np
+
+    work = source.workdir()
+    np.save(work / "calibration.npy", calibration.samples)
+    out = work / "int8.tflite"
+    cmd = [
+        sys.executable,
+        "-m",
+        "edgecnn.convert.tflite",
+        str(source.saved_model()),
+        str(work / "calibration.npy"),
+        str(out),
+        _io_type(profile),
+    ]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=die_with_parent)
+    source.cache["tflite_int8_job"] = (proc, out)
+    source.on_cleanup(proc.kill)
+
+
+def _int8_from_job(source: Any) -> tuple[bytes, str] | None:
+    job = source.cache.pop("tflite_int8_job", None)
+    if job is None:
+        return None
+    proc, out = job
+    stdout, stderr = proc.communicate(timeout=3600)
+    if proc.returncode != 0 or not out.is_file():
+        lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
+        reason = next((ln.removeprefix("error: ") for ln in reversed(lines) if ln.startswith("error: ")), None)
+        raise ConversionError(reason or f"tflite/int8: the conversion process failed: {(lines or ['no output'])[-1][:300]}")
+    return out.read_bytes(), stdout.strip()
+
+
+def convert(source: Any, precision: Precision, out_dir: Path, *, calibration: Any, profile: Any, **_: Any) -> dict[str, Any]:
+    made = _int8_from_job(source) if precision == Precision.INT8 else None
+    blob, tf_version = made or _convert_blob(source.saved_model(), precision, calibration, _io_type(profile))
     (out_dir / "model.tflite").write_bytes(blob)
-    result: dict[str, Any] = {"files": {"model": {"path": "model.tflite"}}, "tools": {"tensorflow": tf.__version__}, "extra": {}}
+    result: dict[str, Any] = {"files": {"model": {"path": "model.tflite"}}, "tools": {"tensorflow": tf_version}, "extra": {}}
     if precision == Precision.INT8 and profile is not None and any(a.kind == "tpu" for a in profile.accelerators):
         result["extra"]["edgetpu"] = _edgetpu_compile(out_dir)
         if result["extra"]["edgetpu"].get("compiled"):
@@ -67,3 +115,25 @@ def _edgetpu_compile(out_dir: Path) -> dict[str, Any]:
         "ops_on_tpu": int(mapped.group(1)) if mapped else None,
         "ops_on_cpu": int(cpu.group(1)) if cpu else None,
     }
+
+
+def _main(argv: list[str]) -> int:
+    """Child side of start_int8_job: SAVED_MODEL CALIBRATION.npy OUT.tflite int8|uint8; prints the TF version."""
+    import numpy as np
+
+    from edgecnn.data.calibration import CalibrationSet
+    from edgecnn.errors import EdgeCNNError
+
+    saved_model, calib_path, out, io = argv
+    try:
+        blob, version = _convert_blob(Path(saved_model), Precision.INT8, CalibrationSet(np.load(calib_path), "calibration"), io)
+    except EdgeCNNError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    Path(out).write_bytes(blob)
+    print(version)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))
