@@ -150,27 +150,28 @@ def to_uint8_image(image: np.ndarray) -> np.ndarray:
     )
 
 
-def _convert_color(image: np.ndarray, source: ColorOrder, spec: PreprocessSpec) -> np.ndarray:
+def _convert_color(image: np.ndarray, source: ColorOrder, spec: PreprocessSpec) -> tuple[np.ndarray, str]:
+    """Channel count conversion that must happen before resizing (to gray, drop alpha), and what is left to do after
+    it: "reverse" (BGR<->RGB) or "repeat" (gray to 3 channels). Both are exact per-channel operations, so doing them
+    on the small resized image gives the same tensor, without copying a strided full-size frame (5-10 ms at 720p)."""
     c = image.shape[2]
     if spec.channels == 1:
         if c == 1:
-            return image
+            return image, ""
         code = {
             (3, ColorOrder.BGR): cv2.COLOR_BGR2GRAY,
             (3, ColorOrder.RGB): cv2.COLOR_RGB2GRAY,
             (4, ColorOrder.BGR): cv2.COLOR_BGRA2GRAY,
             (4, ColorOrder.RGB): cv2.COLOR_RGBA2GRAY,
         }[(c, source if source != ColorOrder.GRAY else ColorOrder.BGR)]
-        return cv2.cvtColor(image, code)[:, :, None]
+        return cv2.cvtColor(image, code)[:, :, None], ""
     if c == 1:
-        return np.repeat(image, 3, axis=2)
+        return image, "repeat"
     if c == 4:
         image = np.ascontiguousarray(image[:, :, :3])
     if source == ColorOrder.GRAY:
         raise DataError(f"an image declared GRAY has {c} channels")
-    if source != spec.color_order:
-        image = image[:, :, ::-1]
-    return image
+    return image, ("reverse" if source != spec.color_order else "")
 
 
 def _resize(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
@@ -212,8 +213,12 @@ def preprocess(image: np.ndarray, spec: PreprocessSpec, *, source_order: str = "
     """
     source = ColorOrder(source_order)
     image = to_uint8_image(image)
-    image = _convert_color(image, source, spec)
+    image, after = _convert_color(image, source, spec)
     image = _resize(image, spec)
+    if after == "reverse":
+        image = image[:, :, ::-1]
+    elif after == "repeat":
+        image = np.repeat(image, 3, axis=2)
     x = image.astype(np.float32) * np.float32(spec.scale)
     mean = np.asarray(spec.mean, dtype=np.float32)
     std = np.asarray(spec.std, dtype=np.float32)

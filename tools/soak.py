@@ -202,13 +202,12 @@ def run_soak(artifact: Path, out: Path, *, minutes: float, warmup: float, reconn
         time.sleep(3)
         viewer = threading.Thread(target=web_client, args=(f"http://127.0.0.1:{web_port}/stream.mjpg", stop, counts), daemon=True)
         viewer.start()
-        t0 = time.monotonic()
         while proc.poll() is None:
             try:
                 with ps.oneshot():
                     samples.append(
                         {
-                            "t_s": time.monotonic() - t0,
+                            "time": time.time(),
                             "rss_mb": ps.memory_info().rss / 1e6,
                             "threads": ps.num_threads(),
                             "fds": ps.num_fds(),
@@ -225,16 +224,20 @@ def run_soak(artifact: Path, out: Path, *, minutes: float, warmup: float, reconn
     report = json.loads(stdout[stdout.index("{") : stdout.rindex("}") + 1])
     health = [json.loads(ln) for ln in health_path.read_text().splitlines()]
     preds = [json.loads(ln) for ln in preds_path.read_text().splitlines()]
-    # the child's clock offset: its samples start when it started, ours 3 s later
+    # on the child's clock (its health lines say when it started); only while it classified, not while it shut down
+    start, end = health[0]["time"] - health[0]["t_s"], health[-1]["time"]
+    samples = [s | {"t_s": s["time"] - start} for s in samples if s["time"] <= end]
+    drops_t = [d for d in drops_t if d < end - 2.0]  # a drop in the last seconds cannot be reconnected before the end
     res = analyse(
         health,
-        [s | {"t_s": s["t_s"] + 3} for s in samples],
+        samples,
         preds,
         warmup * 60,
         5 * 60 if minutes >= 15 else minutes * 60 / 4,
         len(drops_t),
         report["reconnects"],
     )
+    res["samples"] = [{k: round(v, 3) for k, v in s.items()} for s in samples]
     res |= {
         "minutes": minutes,
         "warmup_minutes": warmup,
@@ -247,7 +250,7 @@ def run_soak(artifact: Path, out: Path, *, minutes: float, warmup: float, reconn
     }
     plot(
         health,
-        [s | {"t_s": s["t_s"] + 3} for s in samples],
+        samples,
         drops_t,
         warmup * 60,
         out / "soak.png",
