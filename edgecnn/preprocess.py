@@ -203,14 +203,8 @@ def _resize(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     return out[:, :, None] if out.ndim == 2 else out
 
 
-def preprocess(image: np.ndarray, spec: PreprocessSpec, *, source_order: str = "BGR") -> np.ndarray:
-    """Turn one raw image into the model's float32 HxWxC input.
-
-    Args:
-        image: uint8/uint16 array, HxW or HxWxC with C in 1, 3, 4.
-        spec: the model's preprocessing.
-        source_order: channel order of ``image`` ("BGR" for OpenCV frames, "RGB" for PIL/skimage).
-    """
+def resize_uint8(image: np.ndarray, spec: PreprocessSpec, *, source_order: str = "BGR") -> np.ndarray:
+    """The integer half of preprocessing: channels, colour order and size, still uint8 HxWxC."""
     source = ColorOrder(source_order)
     image = to_uint8_image(image)
     image, after = _convert_color(image, source, spec)
@@ -219,6 +213,10 @@ def preprocess(image: np.ndarray, spec: PreprocessSpec, *, source_order: str = "
         image = image[:, :, ::-1]
     elif after == "repeat":
         image = np.repeat(image, 3, axis=2)
+    return image
+
+
+def _to_float(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     x = image.astype(np.float32) * np.float32(spec.scale)
     mean = np.asarray(spec.mean, dtype=np.float32)
     std = np.asarray(spec.std, dtype=np.float32)
@@ -227,6 +225,30 @@ def preprocess(image: np.ndarray, spec: PreprocessSpec, *, source_order: str = "
     if np.any(std != 1):
         x /= std
     return x
+
+
+def preprocess(image: np.ndarray, spec: PreprocessSpec, *, source_order: str = "BGR") -> np.ndarray:
+    """Turn one raw image into the model's float32 HxWxC input.
+
+    Args:
+        image: uint8/uint16 array, HxW or HxWxC with C in 1, 3, 4.
+        spec: the model's preprocessing.
+        source_order: channel order of ``image`` ("BGR" for OpenCV frames, "RGB" for PIL/skimage).
+    """
+    return _to_float(resize_uint8(image, spec, source_order=source_order), spec)
+
+
+def quantize_table(spec: PreprocessSpec, scale: float, zero_point: int, dtype: str) -> np.ndarray:
+    """For a model with an int8/uint8 input: pixel value -> quantised input value, one row of 256 per channel.
+
+    Every pixel 0..255 goes through exactly the float32 arithmetic of ``preprocess`` and then the runtime's
+    quantisation (round(x / scale + zero_point), clipped), so a lookup gives the same tensor as the float path
+    without any float work per frame."""
+    pixels = np.repeat(np.arange(256, dtype=np.uint8)[:, None], spec.channels, axis=1).reshape(256, 1, spec.channels)
+    x = _to_float(pixels, spec)
+    info = np.iinfo(dtype)
+    q = np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(dtype)
+    return np.ascontiguousarray(q.reshape(256, spec.channels).T)  # (channels, 256)
 
 
 def preprocess_batch(images: list[np.ndarray] | np.ndarray, spec: PreprocessSpec, *, source_order: str = "BGR") -> np.ndarray:

@@ -93,3 +93,22 @@ def test_property_training_and_runtime_tensors_agree(img):
     train_side = preprocess(img, spec, source_order="RGB")
     runtime_side = preprocess(np.ascontiguousarray(img[..., ::-1]), spec, source_order="BGR")
     assert np.abs(train_side - runtime_side).max() <= spec.scale + 1e-6  # within 1 LSB
+
+
+@pytest.mark.parametrize("dtype,scale,zp", [("int8", 0.0078125, -1), ("uint8", 0.02, 128), ("int8", 0.004, 5)])
+def test_quantize_table_gives_the_float_path_exactly(dtype, scale, zp):
+    """Lookup from resized pixels == preprocess() then the runtime's quantisation, per-channel mean/std included."""
+    from edgecnn.preprocess import quantize_table, resize_uint8
+    from edgecnn.runtime.base import BackendBase, TensorSpec
+
+    spec = PreprocessSpec(height=24, width=20, channels=3, scale=1 / 255, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    backend = BackendBase(input=TensorSpec("x", (1, 24, 20, 3), dtype, scale, zp))
+    table = quantize_table(spec, scale, zp, dtype)
+    assert table.shape == (3, 256) and table.dtype == np.dtype(dtype)
+    rng = np.random.default_rng(1)
+    for shape, order in (((48, 64, 3), "BGR"), ((31, 17, 4), "RGB"), ((40, 40), "BGR")):
+        img = rng.integers(0, 256, shape, dtype=np.uint8)
+        pixels = resize_uint8(img, spec, source_order=order)
+        looked_up = np.stack([table[c][pixels[:, :, c]] for c in range(3)], axis=-1)
+        expected = backend.quantize_input(preprocess(img, spec, source_order=order))
+        np.testing.assert_array_equal(looked_up, expected)

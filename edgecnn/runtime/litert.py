@@ -79,7 +79,9 @@ class LiteRTBackend(BackendBase):
 
     def set_input(self, x: np.ndarray) -> None:
         """Write an input (quantised if the model wants int8/uint8) without running."""
-        x = self.quantize_input(x)
+        self._set_raw(self.quantize_input(x))
+
+    def _set_raw(self, x: np.ndarray) -> None:
         if x.shape[0] != self._batch:
             self._interp.resize_tensor_input(self._in_idx, list(x.shape), strict=False)
             self._interp.allocate_tensors()
@@ -95,6 +97,15 @@ class LiteRTBackend(BackendBase):
         """Run a float32 NHWC batch; returns float32 probabilities, one row per image."""
         try:
             self.set_input(x)
+            self._interp.invoke()
+            return self.dequantize_output(self._interp.get_tensor(self._out_idx))
+        except Exception as exc:
+            raise RuntimeBackendError(f"LiteRT failed running {self.model_path}: {_first_line(exc)}") from None
+
+    def run_quantized(self, q: np.ndarray) -> np.ndarray:
+        """Run an input that is already in the model's int8/uint8 input type (see preprocess.quantize_table)."""
+        try:
+            self._set_raw(q)
             self._interp.invoke()
             return self.dequantize_output(self._interp.get_tensor(self._out_idx))
         except Exception as exc:

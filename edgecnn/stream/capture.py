@@ -140,6 +140,7 @@ class Capture:
         delay = self.backoff[0]
         opened = True
         last_sig, same_since = None, time.monotonic()
+        sig_checked = 0.0
         while not self._stop.is_set():
             if not opened:
                 try:
@@ -171,10 +172,14 @@ class Capture:
                 self.stats.note(str(exc))
                 continue
             now = time.monotonic()
-            sig = image[:: max(1, image.shape[0] // 8), :: max(1, image.shape[1] // 8)].tobytes()
-            if sig != last_sig:
-                last_sig, same_since = sig, now
-            elif now - same_since > self.frozen_after:
+            # frozen-stream check on a sparse sample of pixels, at most 10 times a second (a fast source
+            # must not spend the GIL on it for every frame)
+            if now - sig_checked >= 0.1:
+                sig_checked = now
+                sig = image[:: max(1, image.shape[0] // 8), :: max(1, image.shape[1] // 8)].tobytes()
+                if sig != last_sig:
+                    last_sig, same_since = sig, now
+            if now - same_since > self.frozen_after:
                 self.stats.frozen_events += 1
                 self.stats.note(f"stream frozen for {self.frozen_after:g} s; reconnecting")
                 self.source.close()

@@ -122,3 +122,17 @@ def test_litert_normal_path_never_imports_tensorflow(lenet_artifacts):
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["version"].startswith("ai-edge-litert") and result["tf"] is False
+
+
+def test_int8_input_by_table_lookup_equals_the_float_path(lenet_artifacts):
+    """A TFLite int8 model gets its input by lookup from the resized pixels; the outputs equal preprocess + quantise."""
+    from edgecnn.preprocess import preprocess
+    from edgecnn.runtime import Classifier
+
+    with Classifier(lenet_artifacts / "tflite-int8") as clf:
+        assert clf._table is not None and clf._table.shape == (1, 256)
+        rng = np.random.default_rng(0)
+        for _ in range(5):
+            img = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+            pred = clf.classify(img)
+            np.testing.assert_array_equal(pred.probabilities, clf.backend.run(preprocess(img, clf.spec)[None])[0])
