@@ -67,7 +67,9 @@ class CalibrationSet:
             raise DataError(f"calibration data not found: {path}")
         from edgecnn.data.folders import EXTENSIONS, check_image
 
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in EXTENSIONS)
+        files = sorted(
+            p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in EXTENSIONS and not p.name.startswith(".")
+        )
         rng = np.random.default_rng(seed)
         files = [files[i] for i in sorted(rng.permutation(len(files))[:limit])]
         images = [img for img, reason in map(check_image, files) if reason is None]

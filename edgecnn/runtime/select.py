@@ -45,7 +45,8 @@ def artifact_dirs(path: str | Path) -> list[Path]:
         return [path.parent]
     if not path.is_dir():
         raise ArtifactError(f"artifact folder not found: {path}")
-    subs = sorted(p.parent for p in path.glob(f"*/{MANIFEST_NAME}"))
+    # hidden folders are staging folders of a conversion in progress (or killed): never an artifact to use
+    subs = sorted(p.parent for p in path.glob(f"*/{MANIFEST_NAME}") if not p.parent.name.startswith("."))
     if not subs:
         raise ArtifactError(
             f"{path} holds no edgecnn artifact ({MANIFEST_NAME} not found)",

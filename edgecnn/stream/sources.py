@@ -167,7 +167,7 @@ class ImageFolderSource(FrameSource):
         from edgecnn.data.folders import EXTENSIONS
 
         root = Path(uri.removeprefix("folder:"))
-        self.files = sorted(p for p in root.rglob("*") if p.suffix.lower() in EXTENSIONS)
+        self.files = sorted(p for p in root.rglob("*") if p.suffix.lower() in EXTENSIONS and not p.name.startswith("."))
         if not self.files:
             raise StreamError(f"no images in folder {root}")
         self._i = 0

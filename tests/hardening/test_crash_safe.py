@@ -165,3 +165,16 @@ def test_replacing_an_artifact_is_one_atomic_swap(tmp_path, monkeypatch):
     assert (final / "v").read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["art"]
     if sys.platform.startswith("linux"):
         assert swaps == [True]
+
+
+def test_a_staging_folder_is_never_taken_for_an_artifact(lenet_artifacts, tmp_path, capsys):
+    """Found by tools/kill_trials.py: a killed conversion's hidden staging folder can hold a complete-looking manifest;
+    verify, classify and select must only see the visible artifact folders."""
+    from edgecnn.runtime.select import artifact_dirs
+
+    out = tmp_path / "out"
+    shutil.copytree(lenet_artifacts / "tflite-fp32", out / "tflite-fp32")
+    shutil.copytree(lenet_artifacts / "onnx-fp32", out / ".onnx-fp32.4242.ab12.partial")
+    assert artifact_dirs(out) == [out / "tflite-fp32"]
+    assert main(["verify", str(out)]) == 0
+    assert capsys.readouterr().out.count("ok: ") == 1
