@@ -21,8 +21,9 @@ def test_short_soak_reconnects_and_stays_bounded(lenet_artifacts, tmp_path):
     assert res["server_drops"] >= 3 and res["reconnects"] >= res["server_drops"], res
     assert res["classify_report"]["classified"] >= 0.75 * 60 * 30 * 0.7, res["classify_report"]  # ~30 fps source
     assert res["classify_report"]["corrupt"] == 0
-    assert res["threads"]["max"] - res["threads"]["min"] <= 1, res["threads"]  # no thread left behind per reconnect
-    assert res["fds"]["max"] - res["fds"]["min"] <= 2, res["fds"]  # no socket left open per reconnect
+    for k in ("threads", "fds"):  # no thread or socket left behind per reconnect (one value of slack: short run)
+        for side in ("inside", "outside"):
+            assert res[k][side] and res[k][side][-1] - res[k][side][0] <= 1, res[k]
     assert all(res["buffers_max"][k] <= bound for k, bound in BOUNDS.items()), res["buffers_max"]
     assert res["rss_mb"]["max"] - res["rss_mb"]["min"] < 10.0, res["rss_mb"]
     assert res["web_viewer_bytes"] > 0  # the web sink served a viewer the whole time
