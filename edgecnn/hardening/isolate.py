@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,14 +40,6 @@ class ProbeResult:
     outcome: str
     detail: str
     seconds: float
-
-    @property
-    def ok(self) -> bool:
-        """True when edgecnn handled the file: it ran, or it was refused with an EdgeCNNError."""
-        return self.outcome in ("ran", "refused")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def probe_in_process(path: str | Path, runtime: str | None = None) -> str:
@@ -146,13 +138,18 @@ class IsolatedRunner:
             self._kill()
             raise EdgeCNNError(f"the probe process did not start: {self._stderr_tail()}")
 
+    def _child(self) -> subprocess.Popen:
+        if self._proc is None or self._proc.stdin is None or self._proc.stdout is None:
+            raise EdgeCNNError("the probe process is not running (closed, or it failed to start)")
+        return self._proc
+
     def _answer(self, timeout: float) -> dict | None:
-        assert self._proc is not None and self._proc.stdout is not None
+        stdout = self._child().stdout
         with selectors.DefaultSelector() as sel:
-            sel.register(self._proc.stdout, selectors.EVENT_READ)
+            sel.register(stdout, selectors.EVENT_READ)
             if not sel.select(timeout):
                 return None
-        line = self._proc.stdout.readline()
+        line = stdout.readline()
         return json.loads(line) if line else None
 
     def _stderr_tail(self) -> str:
@@ -169,11 +166,11 @@ class IsolatedRunner:
     def probe(self, path: str | Path, runtime: str | None = None) -> ProbeResult:
         if self._proc is None:
             self._start()
-        assert self._proc is not None and self._proc.stdin is not None
+        stdin = self._child().stdin
         t0 = time.perf_counter()
         try:
-            self._proc.stdin.write(json.dumps({"path": str(path), "runtime": runtime}) + "\n")
-            self._proc.stdin.flush()
+            stdin.write(json.dumps({"path": str(path), "runtime": runtime}) + "\n")
+            stdin.flush()
             answer = self._answer(self.timeout)
         except (BrokenPipeError, ValueError):
             answer = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +28,13 @@ def _interpreter_class() -> tuple[Any, str, str]:
         return mod.Interpreter, "tflite-runtime", getattr(tflite_runtime, "__version__", "")
     except ImportError:
         pass
-    # Third choice by design (issue #5: ai_edge_litert, then tflite_runtime, then tensorflow.lite). It is only
-    # reached where neither runtime package is installed, i.e. on a host with TensorFlow; a device install
-    # ("edgecnn[litert]") never gets here, which tests/test_runtime_only_install.py proves in a TensorFlow-free venv.
-    try:
-        import tensorflow as tf
-
+    # Third choice (issue #5): TensorFlow's own copy, but only where TensorFlow is already loaded (the host, e.g. the
+    # parity check inside `edgecnn convert`). The runtime never imports TensorFlow itself: on a device without a
+    # runtime package this is a clear "install ai-edge-litert", not a multi-second import of the host toolchain.
+    tf = sys.modules.get("tensorflow")
+    if tf is not None and hasattr(tf, "lite"):
         return tf.lite.Interpreter, "tensorflow.lite", tf.__version__
-    except ImportError:
-        raise MissingDependencyError("ai-edge-litert", "litert", purpose="running .tflite models") from None
+    raise MissingDependencyError("ai-edge-litert", "litert", purpose="running .tflite models")
 
 
 def _spec(detail: dict) -> TensorSpec:

@@ -47,7 +47,6 @@ class HealthLog:
         self._window: dict[str, list[float]] = {"total": [], "inference": [], "capture_age": []}
         self._last_classified = 0
         self._last_t = self.t0
-        self.records = 0
 
     def observe(self, timings: dict[str, float]) -> None:
         w = self._window
@@ -91,7 +90,6 @@ class HealthLog:
         self._last_classified, self._last_t = loop.classified, now
         while self._next <= now:
             self._next += self.every
-        self.records += 1
         return record
 
     def close(self) -> None:

@@ -124,6 +124,37 @@ def test_litert_normal_path_never_imports_tensorflow(lenet_artifacts):
     assert result["version"].startswith("ai-edge-litert") and result["tf"] is False
 
 
+def test_without_a_litert_package_the_runtime_never_imports_tensorflow(lenet_artifacts):
+    """No ai-edge-litert and no tflite-runtime: a clear 'install edgecnn[litert]' and TensorFlow stays unimported;
+    only where TensorFlow is already loaded (the host during conversion) is its interpreter the fallback."""
+    import json
+    import subprocess
+    import sys
+
+    art = str(lenet_artifacts / "tflite-fp32")
+    code = (
+        "import sys, json\n"
+        "sys.modules['ai_edge_litert'] = None; sys.modules['tflite_runtime'] = None  # not installed\n"
+        "from edgecnn.errors import MissingDependencyError\n"
+        "from edgecnn.runtime import Classifier\n"
+        "if sys.argv[1] == 'host':\n"
+        "    import tensorflow\n"
+        "try:\n"
+        f"    out = Classifier({art!r}, runtime='litert', allow_fallback=False).describe()['version']\n"
+        "except MissingDependencyError as exc:\n"
+        "    out = f'{exc.message} | {exc.hint}'\n"
+        "print(json.dumps({'out': out, 'tf': 'tensorflow' in sys.modules}))\n"
+    )
+    results = {}
+    for mode in ("device", "host"):
+        proc = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        results[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert results["device"]["tf"] is False, results
+    assert "ai-edge-litert" in results["device"]["out"] and 'pip install "edgecnn[litert]"' in results["device"]["out"]
+    assert results["host"]["out"].startswith("tensorflow.lite"), results
+
+
 def test_int8_input_by_table_lookup_equals_the_float_path(lenet_artifacts):
     """A TFLite int8 model gets its input by lookup from the resized pixels; the outputs equal preprocess + quantise."""
     from edgecnn.preprocess import preprocess
