@@ -109,13 +109,11 @@ class _Reader:
 
 
 def _predict(path: Path, x: np.ndarray) -> np.ndarray:
-    """Probabilities of an ONNX model on ``x`` (batches of 32: the batch dimension is symbolic)."""
-    import onnxruntime as ort
+    """Probabilities of an ONNX model on ``x`` through the device's backend (batches of 32: the batch is symbolic)."""
+    from edgecnn.runtime.base import open_backend
 
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    return np.concatenate([sess.run(None, {INPUT_NAME: x[i : i + 32]})[0] for i in range(0, len(x), 32)])
+    with open_backend("onnxruntime", path) as backend:
+        return np.concatenate([backend.run(x[i : i + 32]) for i in range(0, len(x), 32)])
 
 
 def convert(source: Any, precision: Precision, out_dir: Path, *, calibration: Any, profile: Any, **_: Any) -> dict[str, Any]:
@@ -168,7 +166,7 @@ def convert(source: Any, precision: Precision, out_dir: Path, *, calibration: An
                         "path": candidate,
                     }
                 # weights per channel or per tensor: whichever agrees better with fp32 on the calibration images
-                # (never the held-out data the parity gate judges); per channel wins a tie
+                # (never the held-out data the parity gate judges); equal agreement: the smaller mean |dp|
                 chosen = max(tried, key=lambda k: (tried[k]["agreement"], -tried[k]["mean_abs_dp"]))
                 shutil.copyfile(tried[chosen]["path"], target)
                 extra["quantization"] = {

@@ -104,15 +104,15 @@ class FormatReport:
         }
 
 
-def _gate_refuses(artifact: Path, name: str, mutant: bytes, workdir: Path) -> bool:
-    """``mutant`` put in place of file ``name`` in a copy of the artifact: refused before any runtime parses it?"""
+def _gate_refuses(artifact: Path, name: str, mutant: bytes, original: bytes, workdir: Path) -> bool:
+    """``mutant`` put in place of file ``name`` (``original``) in a copy of the artifact: refused before any runtime
+    parses it?"""
     from edgecnn.manifest import Manifest
 
     copy = workdir / "artifact"
     if not copy.exists():
         shutil.copytree(artifact, copy)
     target = copy / name
-    original = target.read_bytes()
     target.write_bytes(mutant)
     try:
         Manifest.load(copy, verify=True)
@@ -167,9 +167,10 @@ def fuzz_artifact(
             if len(examples) < 5:
                 examples.append({"mutation": what, "detail": result.detail})
             if has_manifest:
-                name = path.with_suffix(".bin").name if fmt == "openvino" and not mutate_xml else path.name
+                weights_mutated = fmt == "openvino" and not mutate_xml
+                name = path.with_suffix(".bin").name if weights_mutated else path.name
                 report.gate_checked += 1
-                report.gate_refused += int(_gate_refuses(artifact, name, mutant, work))
+                report.gate_refused += int(_gate_refuses(artifact, name, mutant, weights if weights_mutated else data, work))
             if progress:
                 progress(i, result)
         report.restarts = runner.restarts
