@@ -108,6 +108,10 @@ class BackendBase:
             "output": {"name": self.output.name, "shape": list(self.output.shape), "dtype": self.output.dtype},
         }
 
+    def runtime_latency_ms(self) -> float | None:
+        """The last inference's time as the runtime itself measured it, where it reports one (OpenVINO)."""
+        return None
+
     def close(self) -> None:
         pass
 

