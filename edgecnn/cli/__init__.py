@@ -24,6 +24,7 @@ VERBS = [
     "verify",
     "classify",
     "profile",
+    "calibrate",
     "benchmark",
     "report",
     "demo",

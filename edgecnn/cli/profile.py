@@ -17,6 +17,10 @@ def add_arguments(p) -> None:
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--input-shape", help="for dynamic shapes: e.g. 1,224,224,3")
+    p.add_argument(
+        "--calibration",
+        help="calibration file for the --device estimate (default: the one 'edgecnn calibrate' wrote for this runtime)",
+    )
     p.add_argument("--out", help="write OUT.json, .csv, .md and .png")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -95,7 +99,7 @@ def _host_chain(target, host):
 
 
 def _estimate(result, host, target, args):
-    from edgecnn.profiling.estimate import estimate
+    from edgecnn.profiling.estimate import estimate, find_calibration
 
     artifact = result["model"].get("artifact")
     if not artifact:
@@ -109,6 +113,16 @@ def _estimate(result, host, target, args):
     layers = (m.extra.get("cost") or {}).get("layers")
     if not layers:
         return {"device": target.name, "note": "the artifact's manifest has no per-layer costs (converted by an older edgecnn?)"}
+    threads = result["threads"] or host.threads
+    calibration = find_calibration(
+        result["runtime"]["runtime"], m.precision, threads, cpu_model=host.cpu.model, path=args.calibration
+    )
     return estimate(
-        layers, m.precision, host=host, target=target, measured_host_ms=result["invoke"]["p50"], host_threads=result["threads"]
+        layers,
+        m.precision,
+        host=host,
+        target=target,
+        measured_host_ms=result["invoke"]["p50"],
+        host_threads=threads,
+        calibration=calibration,
     )

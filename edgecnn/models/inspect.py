@@ -27,6 +27,9 @@ class LayerInfo:
     macs: int
     activation_bytes: int
     detail: str = ""
+    input_bytes: int = 0  # all inputs together (an Add reads two), float32
+    activation: str = ""  # the activation function applied by this layer, if any (relu, tanh, hard_swish...)
+    input_channels: int = 0  # last dimension of the (first) input
 
 
 @dataclass
@@ -107,17 +110,28 @@ def _layer_macs(layer: Any, in_shape: tuple[int, ...], out_shape: tuple[int, ...
     return 0, ""
 
 
+def _activation_name(layer: Any) -> str:
+    if type(layer).__name__ == "ReLU":
+        return "relu"
+    fn = getattr(layer, "activation", None)
+    name = getattr(fn, "__name__", "") if fn is not None else ""
+    return "" if name == "linear" else name
+
+
 def _walk(model: Any, report: ModelReport, prefix: str = "") -> None:
     import keras
 
-    for layer in model.layers:
+    # ``operations``, not ``layers``: in a functional model arithmetic on tensors (MobileNet V3's hard-sigmoid is
+    # ``ReLU6(x + 3) * (1/6)``) is an operation without a layer, and it costs time like one.
+    for layer in getattr(model, "operations", model.layers):
         if isinstance(layer, keras.layers.InputLayer):
             continue
         if isinstance(layer, keras.Model):
             _walk(layer, report, prefix=f"{prefix}{layer.name}/")
             continue
         in_t = layer.input
-        in_shape = _shape(in_t[0] if isinstance(in_t, (list, tuple)) else in_t)
+        ins = list(in_t) if isinstance(in_t, (list, tuple)) else [in_t]
+        in_shape = _shape(ins[0])
         out_t = layer.output
         out_shape = _shape(out_t[0] if isinstance(out_t, (list, tuple)) else out_t)
         macs, detail = _layer_macs(layer, in_shape, out_shape)
@@ -126,10 +140,13 @@ def _walk(model: Any, report: ModelReport, prefix: str = "") -> None:
                 name=prefix + layer.name,
                 type=type(layer).__name__,
                 output_shape=out_shape,
-                params=int(layer.count_params()) if layer.built else 0,
+                params=int(layer.count_params()) if getattr(layer, "built", False) else 0,
                 macs=int(macs),
                 activation_bytes=int(math.prod(d for d in out_shape if d > 0) * BYTES_PER_VALUE),
                 detail=detail,
+                activation=_activation_name(layer),
+                input_channels=in_shape[-1] if in_shape else 0,
+                input_bytes=sum(int(math.prod(d for d in _shape(t) if d > 0)) for t in ins) * BYTES_PER_VALUE,
             )
         )
 

@@ -1,39 +1,247 @@
-"""Roofline latency estimate for a device we are not running on.
+"""Latency estimate for a device we are not running on: a per-layer roofline with costs calibrated on this host.
 
-Each layer costs max(2 * MACs / peak compute, bytes moved / memory bandwidth); the sum is scaled
-by an efficiency factor (measured / roofline) calibrated on this host, so the estimate inherits the
-runtime's real overheads rather than assuming peak throughput.
+Every layer of the model (from ``inspect``) gets a *kind* and a roofline time on a device,
+``max(2 * MACs / peak compute, bytes moved / memory bandwidth)``. A runtime reaches a different fraction of the
+roofline for each kind (a 3x3 convolution runs near peak, a depthwise one far from it), and pays a fixed cost
+per inference and per operator. ``edgecnn calibrate`` measures those seven coefficients on this host by timing a
+set of small networks with the real runtime and fitting them (non-negative least squares on relative error):
+
+    t = call + op * n_ops + sum over kinds k of coefficient_k * roofline_k
+
+The estimate for another device evaluates the same formula with that device's peak compute and bandwidth (from
+its profile); the fixed costs scale with the clock. Without a calibration the estimate falls back to one
+efficiency factor: this model's measured time here over its roofline here.
 """
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
 from typing import Any
 
 from edgecnn.devices import DeviceProfile
+from edgecnn.errors import ConfigError
 
-_BYTES = {"fp32": (4, 4), "fp16": (2, 4), "dynamic": (1, 4), "int8": (1, 1)}  # (weights, activations)
+_BYTES = {"fp32": (4, 4), "fp16": (2, 4), "dynamic": (1, 4), "int8": (1, 1)}  # (weights, activations) per value
+KINDS = ("conv", "pointwise", "depthwise", "dense", "memory", "average", "activation")
+COEFFICIENTS = ("call_ms", "op_ms", *KINDS)
+
+# Keras layers the converters fold into their neighbour (batch norm into the convolution, ReLU fused, reshapes
+# free) cost nothing of their own; layers that move data without arithmetic are "memory"; an activation that no
+# runtime fuses (tanh, sigmoid, swish, hard-swish, softmax...) is an operator of its own, "activation". Averaging
+# is apart from other data movement because int8 kernels rescale every sum (measured here: an int8 2x2 average
+# pool after a 3x3 convolution on 32x32x16 took 18 us, a max pool 0.5 us).
+_FUSED_ACTIVATIONS = {"", "linear", "relu", "relu6"}
+_FREE = {
+    "BatchNormalization",
+    "ReLU",
+    "Dropout",
+    "SpatialDropout2D",
+    "Flatten",
+    "Reshape",
+    "InputLayer",
+}
+_AVERAGE = {"AveragePooling2D", "GlobalAveragePooling2D"}
+_MEMORY = {
+    "MaxPooling2D",
+    "GlobalMaxPooling2D",
+    "ZeroPadding2D",
+    "Add",
+    "Multiply",
+    "Concatenate",
+    "Subtract",
+    "Maximum",
+    "Minimum",
+    "Average",
+    "Rescaling",
+    "Normalization",
+}
 
 
-def layer_costs(report: Any) -> list[list[int]]:
-    """Compact per-layer [MACs, params, activation bytes at fp32] from an ``inspect`` report."""
-    return [[layer.macs, layer.params, layer.activation_bytes] for layer in report.layers]
+def layer_kind(layer_type: str, detail: str = "", macs: int = 0, activation: str = "") -> str:
+    """The cost class of one Keras layer: conv, pointwise, depthwise, dense, memory, average,
+    activation or free."""
+    if layer_type in _FREE:
+        return "free"
+    if layer_type in ("Activation", "LeakyReLU", "ELU", "PReLU", "Softmax"):
+        return "free" if layer_type == "Activation" and activation in _FUSED_ACTIVATIONS else "activation"
+    if layer_type == "DepthwiseConv2D" or "depthwise" in detail:
+        return "depthwise"
+    if layer_type in ("Conv2D", "SeparableConv2D"):
+        return "pointwise" if detail.startswith("k=1x1") else "conv"
+    if layer_type == "Dense":
+        return "dense"
+    if layer_type in _AVERAGE:
+        return "average"
+    if layer_type in _MEMORY or macs == 0:
+        return "memory"
+    return "conv"
 
 
-def roofline_ms(layers: list[list[int]], precision: str, profile: DeviceProfile, threads: int | None = None) -> float:
-    w_bytes, a_bytes = _BYTES.get(precision, (4, 4))
+def layer_costs(report: Any) -> list[list[Any]]:
+    """Compact per-operator [MACs, params, input bytes, output bytes (fp32), kind, output channels, input
+    channels] from an ``inspect`` report.
+
+    A convolution or dense layer with an activation that is not fused (tanh in LeNet-5, softmax at the end)
+    becomes two rows: the layer, then the activation operator on its output.
+    """
+    rows: list[list[Any]] = []
+    for layer in report.layers:
+        act = getattr(layer, "activation", "")
+        kind = layer_kind(layer.type, layer.detail, layer.macs, act)
+        channels = int(layer.output_shape[-1]) if layer.output_shape else 0
+        cin = int(getattr(layer, "input_channels", 0))
+        rows.append([layer.macs, layer.params, layer.input_bytes, layer.activation_bytes, kind, channels, cin])
+        if kind in ("conv", "pointwise", "depthwise", "dense") and act not in _FUSED_ACTIVATIONS:
+            rows.append([0, 0, layer.activation_bytes, layer.activation_bytes, "activation", channels, channels])
+    return rows
+
+
+def _rows(layers: list[list[Any]]) -> list[tuple[int, int, int, int, str, int, int]]:
+    """Accept the older [MACs, params, output bytes] rows of artifacts converted before kinds were recorded."""
+    out = []
+    for row in layers:
+        if len(row) >= 5:
+            cout, cin = (int(row[i]) if len(row) > i else 0 for i in (5, 6))
+            out.append((int(row[0]), int(row[1]), int(row[2]), int(row[3]), str(row[4]), cout, cin))
+        else:
+            macs, params, act = (int(v) for v in row[:3])
+            out.append((macs, params, act, act, "conv" if macs else "memory", 0, 0))
+    return out
+
+
+def channel_tile(profile: DeviceProfile, precision: str, channels: int) -> int:
+    """Output channels are computed in tiles of the SIMD kernel's width, so 6 channels cost as much as 8.
+
+    Measured here (x86-64 AVX2, XNNPACK through LiteRT, a 3x3 convolution on 48x48x16 with 4..32 output
+    channels): fp32 time steps at 8, 16 and 32 channels (tiles of 8 up to 8 channels, then of 16), int8 time
+    grows in steps of 8. Arm NEON kernels use 8-wide fp32 tiles and 8 (16 with dot-product) for int8.
+    """
+    arch = (profile.arch or "").lower()
+    flags = set(profile.cpu.flags or ())
+    if precision == "int8":
+        return 16 if arch.startswith(("aarch64", "arm")) and {"asimddp", "dotprod"} & flags else 8
+    if arch.startswith(("aarch64", "arm")):
+        return 8
+    return 8 if channels <= 8 else 16
+
+
+def reduction_tile(profile: DeviceProfile, precision: str) -> int:
+    """int8 kernels also read input channels in groups (x86 AVX2: 8 per kernel tap, Arm: 4 with dot-product, else
+    1), so the 1-channel first convolution of LeNet-5 costs as much as an 8-channel one; fp32 kernels read one."""
+    if precision != "int8":
+        return 1
+    arch = (profile.arch or "").lower()
+    if arch.startswith(("aarch64", "arm")):
+        return 4 if {"asimddp", "dotprod"} & set(profile.cpu.flags or ()) else 1
+    return 8
+
+
+def _up(n: int, tile: int) -> int:
+    return -(-n // tile) * tile
+
+
+def _padded(macs: int, kind: str, cout: int, cin: int, out_tile: int, k_tile: int) -> float:
+    if macs == 0 or cout <= 0:
+        return macs
+    work = macs * _up(cout, out_tile) / cout
+    if kind in ("conv", "pointwise") and cin > 0:
+        work *= _up(cin, k_tile) / cin
+    return work
+
+
+def _peaks(profile: DeviceProfile, precision: str, threads: int | None) -> tuple[float, float]:
     cores = profile.cpu.cores
     used = min(threads or profile.threads or cores, cores)
     peak = (profile.cpu.peak_int8_gops if precision == "int8" else profile.cpu.peak_fp32_gflops) * 1e9 * used / cores
-    bw = profile.memory.bandwidth_gbps * 1e9
-    total = 0.0
-    for macs, params, act in layers:
-        moved = params * w_bytes + 2 * act * a_bytes / 4  # weights once, activation written and read again
-        total += max(2 * macs / peak, moved / bw)
-    return total * 1e3
+    return peak, profile.memory.bandwidth_gbps * 1e9
+
+
+def roofline_by_kind(
+    layers: list[list[Any]], precision: str, profile: DeviceProfile, threads: int | None = None
+) -> dict[str, float]:
+    """Roofline milliseconds summed per kind, and ``n_ops``: the layers that are an operator of their own."""
+    w_bytes, a_bytes = _BYTES.get(precision, (4, 4))
+    peak, bw = _peaks(profile, precision, threads)
+    sums = dict.fromkeys(KINDS, 0.0) | {"n_ops": 0.0}
+    k_tile = reduction_tile(profile, precision)
+    for macs, params, bytes_in, bytes_out, kind, cout, cin in _rows(layers):
+        if kind == "free":
+            continue
+        moved = params * w_bytes + (bytes_in + bytes_out) * a_bytes / 4
+        work = _padded(macs, kind, cout, cin, channel_tile(profile, precision, cout), k_tile)
+        sums[kind if kind in KINDS else "memory"] += max(2 * work / peak, moved / bw) * 1e3
+        sums["n_ops"] += 1
+    return sums
+
+
+def roofline_ms(layers: list[list[Any]], precision: str, profile: DeviceProfile, threads: int | None = None) -> float:
+    """The plain roofline: every layer at peak compute or full bandwidth, no overheads."""
+    sums = roofline_by_kind(layers, precision, profile, threads)
+    return sum(sums[k] for k in KINDS)
+
+
+def features(
+    layers: list[list[Any]], precision: str, profile: DeviceProfile, threads: int | None = None, *, ref_clock_ghz: float
+) -> list[float]:
+    """The regressors of the cost formula, in COEFFICIENTS order; fixed costs scale by ref_clock / device clock."""
+    sums = roofline_by_kind(layers, precision, profile, threads)
+    clock = profile.cpu.clock_ghz or ref_clock_ghz
+    scale = ref_clock_ghz / clock if clock else 1.0
+    return [scale, sums["n_ops"] * scale, *(sums[k] for k in KINDS)]
+
+
+def predict_ms(
+    calibration: dict[str, Any], layers: list[list[Any]], precision: str, profile: DeviceProfile, threads=None
+) -> float:
+    coef = calibration["coefficients"]
+    x = features(layers, precision, profile, threads, ref_clock_ghz=calibration["host"]["clock_ghz"])
+    return sum(coef[name] * v for name, v in zip(COEFFICIENTS, x))
+
+
+# --- where calibrations live -------------------------------------------------------------------------------
+
+
+def calibration_dir() -> Path:
+    base = os.environ.get("EDGECNN_CALIBRATION_DIR")
+    if base:
+        return Path(base)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgecnn" / "calibration"
+
+
+def calibration_name(runtime: str, precision: str, threads: int) -> str:
+    return f"{runtime}-{'int8' if precision == 'int8' else 'fp32'}-t{threads}.json"
+
+
+def find_calibration(runtime: str, precision: str, threads: int, *, cpu_model: str, path: str | Path | None = None):
+    """The calibration for this runtime/precision/threads on this CPU, or None. A given ``path`` must fit."""
+    file = Path(path) if path else calibration_dir() / calibration_name(runtime, precision, threads)
+    if not file.is_file():
+        if path:
+            raise ConfigError(f"calibration file not found: {file}")
+        return None
+    try:
+        cal = json.loads(file.read_text())
+        ok = cal.get("schema") == "edgecnn.calibration" and set(COEFFICIENTS) <= set(cal.get("coefficients", {}))
+    except (ValueError, AttributeError):
+        ok = False
+    if not ok:
+        raise ConfigError(f"{file} is not an edgecnn calibration", hint="make one with 'edgecnn calibrate'")
+    want = (runtime, "int8" if precision == "int8" else "fp32", cpu_model)
+    have = (cal.get("runtime"), cal.get("precision"), cal.get("host", {}).get("cpu_model"))
+    if have != want:
+        if path:
+            raise ConfigError(
+                f"{file} calibrates {have[0]}/{have[1]} on {have[2]!r}; this profile is {want[0]}/{want[1]} on {want[2]!r}"
+            )
+        return None
+    cal["path"] = str(file)
+    return cal
 
 
 def estimate(
-    layers: list[list[int]],
+    layers: list[list[Any]],
     precision: str,
     *,
     host: DeviceProfile,
@@ -41,16 +249,35 @@ def estimate(
     measured_host_ms: float,
     host_threads: int | None = None,
     efficiency: float | None = None,
+    calibration: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Estimate ``target`` latency from a measurement here. ``efficiency`` overrides the host calibration."""
+    """Estimate ``target`` latency from a measurement here.
+
+    With a calibration: the calibrated cost formula evaluated for the target, and the same formula's prediction
+    for this host next to the measurement (``host_check_error``), the figure that says how far to trust it.
+    Without: the target's roofline times this model's measured efficiency here (``efficiency`` overrides it).
+    """
     host_roof = roofline_ms(layers, precision, host, host_threads)
-    eff = efficiency if efficiency is not None else (measured_host_ms / host_roof if host_roof > 0 else 1.0)
     target_roof = roofline_ms(layers, precision, target)
+    if calibration is not None and efficiency is None:
+        predicted_here = predict_ms(calibration, layers, precision, host, host_threads)
+        return {
+            "device": target.name,
+            "estimated_p50_ms": predict_ms(calibration, layers, precision, target),
+            "roofline_ms": target_roof,
+            "host_predicted_ms": predicted_here,
+            "host_measured_ms": measured_host_ms,
+            "host_check_error": predicted_here / measured_host_ms - 1 if measured_host_ms > 0 else None,
+            "calibration": calibration.get("path", "given"),
+            "method": "per-layer roofline with per-kind costs calibrated on this host (an ESTIMATE, not a measurement)",
+        }
+    eff = efficiency if efficiency is not None else (measured_host_ms / host_roof if host_roof > 0 else 1.0)
     return {
         "device": target.name,
         "estimated_p50_ms": target_roof * eff,
         "roofline_ms": target_roof,
         "host_roofline_ms": host_roof,
         "efficiency_factor": eff,
-        "method": "roofline x host efficiency (an ESTIMATE, not a measurement)",
+        "method": "roofline x this model's efficiency on this host (an ESTIMATE, not a measurement; "
+        "run 'edgecnn calibrate' for the per-layer estimate)",
     }

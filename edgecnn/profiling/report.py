@@ -38,10 +38,19 @@ def markdown(result: dict[str, Any]) -> str:
     for sk in result.get("skipped_runtimes") or []:
         lines.append(f"- skipped {sk['candidate']}: {sk['reason']}")
     est = result.get("estimate")
-    if est:
+    if est and "estimated_p50_ms" not in est:
+        lines.append(f"- no estimate for {est['device']}: {est.get('note', '')}")
+    elif est and "host_check_error" in est:
         lines.append(
             f"- **ESTIMATE for {est['device']}** (not measured): p50 ≈ {est['estimated_p50_ms']:.3f} ms "
-            f"(roofline {est['roofline_ms']:.3f} ms x host efficiency {est['efficiency_factor']:.2f})"
+            f"(per-layer costs calibrated on this host; the same formula predicts {est['host_predicted_ms']:.3f} ms here, "
+            f"measured {est['host_measured_ms']:.3f} ms: {est['host_check_error'] * 100:+.0f}%)"
+        )
+    elif est:
+        lines.append(
+            f"- **ESTIMATE for {est['device']}** (not measured): p50 ≈ {est['estimated_p50_ms']:.3f} ms "
+            f"(roofline {est['roofline_ms']:.3f} ms x this model's efficiency here {est['efficiency_factor']:.2f}; "
+            "'edgecnn calibrate' makes it per-layer)"
         )
     return "\n".join(lines) + "\n"
 
