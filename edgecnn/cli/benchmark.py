@@ -24,7 +24,7 @@ def run(args) -> int:
     from rich.table import Table
 
     from edgecnn.cli import console
-    from edgecnn.profiling.benchmark import HEADERS, run_benchmark, table_rows
+    from edgecnn.profiling.benchmark import headers, run_benchmark, table_rows
 
     out = Path(args.out or f"bench/{Path(args.model).stem}-{args.device}")
     say = (lambda m: None) if args.quiet else (lambda m: print(f"[benchmark] {m}", file=sys.stderr, flush=True))
@@ -40,7 +40,7 @@ def run(args) -> int:
         say=say,
     )
     table = Table(title=f"{result['model']} on {result['device']} ({out})")
-    for h in HEADERS:
+    for h in headers(result):
         table.add_column(h)
     for row in table_rows(result):
         table.add_row(*row)

@@ -16,7 +16,7 @@ def add_arguments(p) -> None:
     p.add_argument("--threads", type=int, help="threads per inference (default: the host profile's)")
     p.add_argument("--out", help="folder for the calibration files (default ~/.cache/edgecnn/calibration)")
     p.add_argument("--seconds", type=float, default=1.0, help="timing per network and runtime, in all passes (default 1)")
-    p.add_argument("--quick", action="store_true", help="nine networks instead of nineteen (a rougher fit, for a try)")
+    p.add_argument("--quick", action="store_true", help="nine networks instead of twenty (a rougher fit, for a try)")
     p.add_argument(
         "--check",
         nargs="+",

@@ -61,7 +61,9 @@ def run_benchmark(
 ) -> dict[str, Any]:
     from edgecnn.convert.api import convert
     from edgecnn.convert.base import CONVERTERS
+    from edgecnn.devices import detect
 
+    elsewhere = device not in ("host", detect()[0])  # measured here, estimated there
     say(f"converting {model} for {device} (every format and precision the profile allows)")
     summary = convert(model, device, data=data, out=out / "artifacts", gate=False, force=force, max_drop=max_drop, progress=say)
     rows = []
@@ -92,6 +94,7 @@ def run_benchmark(
                     runs=runs,
                     seconds=seconds,
                     out=out / "profiles" / f"{r.format}-{r.precision}.json",
+                    device=device if elsewhere else None,
                 )
                 row |= {
                     "p50_ms": p["invoke"]["p50"],
@@ -101,6 +104,10 @@ def run_benchmark(
                     "load_ms": p["load_ms"],
                     "runtime": p["runtime"]["runtime"],
                 }
+                est = p.get("estimate") or {}
+                if est.get("estimated_p50_ms"):
+                    row["estimate_p50_ms"] = est["estimated_p50_ms"]
+                    row["estimate_method"] = est["method"]
             except EdgeCNNError as exc:  # one failing runtime is a row with its reason, not a crash
                 row["status"], row["note"] = "error", exc.message
         rows.append(row)
@@ -110,7 +117,8 @@ def run_benchmark(
         "max_drop": max_drop,
         "eval_data": summary.eval_source,
         "rows": rows,
-        "recommendation": recommend(rows, max_drop),
+        "estimated_for": device if any(r.get("estimate_p50_ms") for r in rows) else None,
+        "recommendation": recommend(rows, max_drop, device=device if elsewhere else None),
     }
     write_json_atomic(out / "benchmark.json", result)
     write_atomic(out / "benchmark.md", markdown(result))
@@ -118,29 +126,43 @@ def run_benchmark(
     return result
 
 
-def recommend(rows: list[dict[str, Any]], max_drop: float) -> dict[str, Any]:
+def recommend(rows: list[dict[str, Any]], max_drop: float, *, device: str | None = None) -> dict[str, Any]:
+    """The fastest artifact within the accuracy budget: by the estimate for ``device`` when every candidate has
+    one (the device is not this host), else by the latency measured here."""
     usable = [r for r in rows if r.get("p50_ms") and r["status"] in ("ok", "failed")]
     within = [r for r in usable if (r.get("drop_points") is None or r["drop_points"] <= max_drop)]
     if not within:
         return {"artifact": None, "why": f"no artifact stays within {max_drop} accuracy points of the Keras model"}
-    best = min(within, key=lambda r: r["p50_ms"])
+    by_estimate = device is not None and all(r.get("estimate_p50_ms") for r in usable)
+    key = "estimate_p50_ms" if by_estimate else "p50_ms"
+    where = f"on {device} (estimated)" if by_estimate else "here"
+    best = min(within, key=lambda r: r[key])
     fp32 = [r for r in usable if r["precision"] == "fp32"]
-    ref = min(fp32, key=lambda r: r["p50_ms"]) if fp32 else None
+    ref = min(fp32, key=lambda r: r[key]) if fp32 else None
     if ref is None or ref is best:
-        why = f"{best['artifact']} is the fastest here ({best['p50_ms']:.3f} ms p50) within the accuracy budget of {max_drop} points"
+        why = (
+            f"{best['artifact']} is the fastest {where} ({best[key]:.3f} ms p50) within the accuracy budget of {max_drop} points"
+        )
     else:
         drop = best.get("drop_points") or 0.0
         why = (
-            f"{best['artifact']} is {ref['p50_ms'] / best['p50_ms']:.1f}x faster than {ref['artifact']} here "
+            f"{best['artifact']} is {ref[key] / best[key]:.1f}x faster than {ref['artifact']} {where} "
             f"and {'loses' if drop > 0 else 'gains'} {abs(drop):.1f} points"
         )
-    return {"artifact": best["artifact"], "why": why}
+    return {"artifact": best["artifact"], "why": why, "ranked_by": key}
+
+
+def headers(result: dict[str, Any]) -> list[str]:
+    if not result.get("estimated_for"):
+        return HEADERS
+    return [*HEADERS[:7], f"{result['estimated_for']} p50 ms (estimate)", *HEADERS[7:]]
 
 
 def table_rows(result: dict[str, Any]) -> list[list[str]]:
     def f(v, fmt):
         return "-" if v is None else format(v, fmt)
 
+    estimated = bool(result.get("estimated_for"))
     return [
         [
             r["artifact"],
@@ -150,6 +172,7 @@ def table_rows(result: dict[str, Any]) -> list[list[str]]:
             "-" if r.get("agreement") is None else f"{r['agreement'] * 100:.2f}%",
             f(r.get("p50_ms"), ".3f"),
             f(r.get("p90_ms"), ".3f"),
+            *([f(r.get("estimate_p50_ms"), ".3f")] if estimated else []),
             f(r.get("peak_rss_mb"), ".0f"),
             f(r.get("load_ms"), ".1f"),
             r.get("note", ""),
@@ -164,7 +187,7 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"Held-out data: {result['eval_data']}.",
         "",
-        *md.table(HEADERS, table_rows(result)),
+        *md.table(headers(result), table_rows(result)),
     ]
     rec = result["recommendation"]
     lines += ["", f"**Recommendation:** {rec['artifact'] or 'none'}: {rec['why']}.", "", "![pareto](pareto.png)", ""]

@@ -1,8 +1,8 @@
 """Calibrate the latency estimate on this host: time small networks with the real runtime, fit the cost formula.
 
-Nineteen networks, each dominated by a different kind of layer (3x3 and 5x5 convolutions, pointwise, depthwise,
+Twenty networks, each dominated by a different kind of layer (3x3 and 5x5 convolutions, pointwise, depthwise,
 separable and inverted-residual blocks, dense layers, pooling/add/concat/padding, average pooling, unfused activations, many tiny
-operators, small networks of a few operators, one almost empty), are built with seeded random weights, converted with edgecnn's own converters and timed with
+operators, small networks of a few operators (one with tanh), one almost empty), are built with seeded random weights, converted with edgecnn's own converters and timed with
 the runtime's backend (``invoke`` p50, the input unchanged). ``estimate.COEFFICIENTS`` are then fitted by
 non-negative least squares on the relative error. None of the zoo models is among them, so the error of the
 fitted formula on a zoo model measured here is an honest check of how far an estimate can be trusted.
@@ -146,6 +146,12 @@ def networks() -> dict[str, Callable[[], Any]]:
         i = keras.Input((24, 24, 3))
         return model(i, conv(L.MaxPooling2D(2)(conv(conv(i, 16), 16)), 32))
 
+    def small_tanh():
+        i = keras.Input((28, 28, 3))
+        x = L.MaxPooling2D(2)(L.Conv2D(8, 5, activation="tanh")(i))
+        x = L.MaxPooling2D(2)(L.Conv2D(16, 3, activation="tanh")(x))
+        return model(i, L.Dense(32, activation="tanh")(L.Flatten()(x)))
+
     def small_dense():
         i = keras.Input((16, 16, 3))
         x = L.Dense(128, activation="sigmoid")(L.Flatten()(i))
@@ -155,6 +161,7 @@ def networks() -> dict[str, Callable[[], Any]]:
         "tiny": tiny,
         "small-conv5x5": small_conv5,
         "small-conv3x3": small_conv3,
+        "small-tanh": small_tanh,
         "small-dense": small_dense,
         "conv-64": conv64,
         "conv-128-thin": conv128_thin,

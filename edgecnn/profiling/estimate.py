@@ -33,6 +33,8 @@ COEFFICIENTS = ("call_ms", "op_ms", *KINDS)
 # is apart from other data movement because int8 kernels rescale every sum (measured here: an int8 2x2 average
 # pool after a 3x3 convolution on 32x32x16 took 18 us, a max pool 0.5 us).
 _FUSED_ACTIVATIONS = {"", "linear", "relu", "relu6"}
+# piecewise-linear activations cost a compare and a multiply per value: data movement, not transcendental maths
+_CHEAP_ACTIVATIONS = {"hard_sigmoid", "hard_silu", "hard_swish", "leaky_relu", "relu_n"}
 _FREE = {
     "BatchNormalization",
     "ReLU",
@@ -64,7 +66,9 @@ def layer_kind(layer_type: str, detail: str = "", macs: int = 0, activation: str
     activation or free."""
     if layer_type in _FREE:
         return "free"
-    if layer_type in ("Activation", "LeakyReLU", "ELU", "PReLU", "Softmax"):
+    if layer_type in ("LeakyReLU", "PReLU") or (layer_type == "Activation" and activation in _CHEAP_ACTIVATIONS):
+        return "memory"
+    if layer_type in ("Activation", "ELU", "Softmax"):
         return "free" if layer_type == "Activation" and activation in _FUSED_ACTIVATIONS else "activation"
     if layer_type == "DepthwiseConv2D" or "depthwise" in detail:
         return "depthwise"
@@ -94,7 +98,8 @@ def layer_costs(report: Any) -> list[list[Any]]:
         cin = int(getattr(layer, "input_channels", 0))
         rows.append([layer.macs, layer.params, layer.input_bytes, layer.activation_bytes, kind, channels, cin])
         if kind in ("conv", "pointwise", "depthwise", "dense") and act not in _FUSED_ACTIVATIONS:
-            rows.append([0, 0, layer.activation_bytes, layer.activation_bytes, "activation", channels, channels])
+            extra = "memory" if act in _CHEAP_ACTIVATIONS else "activation"
+            rows.append([0, 0, layer.activation_bytes, layer.activation_bytes, extra, channels, channels])
     return rows
 
 
@@ -269,6 +274,7 @@ def estimate(
             "host_measured_ms": measured_host_ms,
             "host_check_error": predicted_here / measured_host_ms - 1 if measured_host_ms > 0 else None,
             "calibration": calibration.get("path", "given"),
+            "calibration_fit_error_median": calibration.get("fit_error_median_abs"),
             "method": "per-layer roofline with per-kind costs calibrated on this host (an ESTIMATE, not a measurement)",
         }
     eff = efficiency if efficiency is not None else (measured_host_ms / host_roof if host_roof > 0 else 1.0)

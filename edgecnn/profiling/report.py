@@ -28,6 +28,11 @@ def markdown(result: dict[str, Any]) -> str:
         f"- load {result['load_ms']:.1f} ms, first inference {result['first_inference_ms']:.2f} ms, warm-up {result['warmup_runs']} runs discarded",
         f"- **invoke** (input unchanged, as benchmark_model / benchmark_app): {_fmt(result['invoke'])}",
         f"- **fresh-input** (a new input written every run, as a camera): {_fmt(result['fresh_input'])}",
+        *(
+            [f"- invoke as the runtime itself timed it (benchmark_app's figure, no Python binding): {_fmt(rr)}"]
+            if (rr := result.get("invoke_runtime_reported"))
+            else []
+        ),
         f"- memory: peak RSS {result['memory']['peak_rss_mb']:.1f} MB, growth over the run {result['memory']['growth_mb']:+.2f} MB",
     ]
     if "stages" in result:
@@ -46,6 +51,12 @@ def markdown(result: dict[str, Any]) -> str:
             f"(per-layer costs calibrated on this host; the same formula predicts {est['host_predicted_ms']:.3f} ms here, "
             f"measured {est['host_measured_ms']:.3f} ms: {est['host_check_error'] * 100:+.0f}%)"
         )
+        fit = est.get("calibration_fit_error_median")
+        if fit is not None and fit > 0.1:
+            lines.append(
+                f"- the calibration of this runtime/precision fits its own networks loosely here (median error "
+                f"{fit * 100:.0f}%): trust the estimate less"
+            )
     elif est:
         lines.append(
             f"- **ESTIMATE for {est['device']}** (not measured): p50 ≈ {est['estimated_p50_ms']:.3f} ms "

@@ -22,6 +22,30 @@ def test_recommendation_logic():
     assert rec["why"] == "tflite/int8 is 2.0x faster than tflite/fp32 here and loses 0.3 points"
     assert recommend(rows, 5.0)["artifact"] == "onnx/int8"
     assert recommend(rows[2:], 1.0)["artifact"] is None
+    # for another device, ranked by the estimate there when every candidate has one
+    rows[0]["estimate_p50_ms"], rows[1]["estimate_p50_ms"], rows[2]["estimate_p50_ms"] = 3.0, 4.0, 1.0
+    rec = recommend(rows, 1.0, device="rpi4")
+    assert rec["artifact"] == "tflite/fp32" and rec["ranked_by"] == "estimate_p50_ms"
+    assert rec["why"] == "tflite/fp32 is the fastest on rpi4 (estimated) (3.000 ms p50) within the accuracy budget of 1.0 points"
+    del rows[2]["estimate_p50_ms"]  # one candidate without an estimate: measured here decides
+    assert recommend(rows, 1.0, device="rpi4")["ranked_by"] == "p50_ms"
+
+
+@pytest.mark.slow
+def test_benchmark_for_rpi4_measures_here_and_estimates_there(lenet_run, tmp_path, capsys):
+    args = ["benchmark", str(lenet_run), "--device", "rpi4", "--runs", "30", "--min-seconds", "0"]
+    assert main([*args, "--out", str(tmp_path / "b"), "--quiet"]) == 0
+    data = json.loads((tmp_path / "b" / "benchmark.json").read_text())
+    assert data["device"] == "rpi4" and data["estimated_for"] == "rpi4"
+    assert [r["artifact"] for r in data["rows"]] == [
+        "tflite/int8", "tflite/dynamic", "tflite/fp32", "onnx/int8", "onnx/fp32", "openvino/fp32"
+    ]  # fmt: skip
+    for r in data["rows"]:
+        assert r["p50_ms"] > 0 and r["estimate_p50_ms"] > r["p50_ms"] / 10 and "ESTIMATE" in r["estimate_method"], r
+    assert data["recommendation"]["ranked_by"] == "estimate_p50_ms"
+    md = (tmp_path / "b" / "benchmark.md").read_text()
+    assert "rpi4 p50 ms (estimate)" in md and "on rpi4 (estimated)" in md
+    assert "on rpi4 (estimated)" in capsys.readouterr().out.split("recommendation: ")[1]
 
 
 @pytest.mark.slow

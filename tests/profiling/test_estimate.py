@@ -49,6 +49,19 @@ def test_mobilenet_batchnorm_and_relu_are_folded():
     assert kinds.count("free") >= 80 and "conv" in kinds and "memory" in kinds  # BN + ReLU6 free; Add/ZeroPadding
 
 
+def test_layer_kinds():
+    from edgecnn.profiling.estimate import layer_kind
+
+    assert layer_kind("Activation", activation="relu") == "free"  # fused into the convolution before it
+    assert layer_kind("Activation", activation="tanh") == "activation"
+    assert layer_kind("Activation", activation="hard_silu") == "memory"  # piecewise linear: data movement
+    assert layer_kind("Conv2D", "k=1x1 s=1 same -> 7x7", 100) == "pointwise"
+    assert layer_kind("Conv2D", "k=3x3 s=2 same -> 7x7", 100) == "conv"
+    assert layer_kind("AveragePooling2D") == layer_kind("GlobalAveragePooling2D") == "average"
+    assert layer_kind("Add") == layer_kind("ZeroPadding2D") == "memory"
+    assert layer_kind("BatchNormalization") == "free"
+
+
 def test_channels_are_padded_to_the_simd_tile():
     host = _x86_host()
     # the same convolution with 6 and with 8 output channels: 6 costs as much as 8 (computed in one tile of 8)

@@ -33,6 +33,12 @@ def test_profile_artifact_both_modes(lenet_artifacts, art):
     assert r["runtime"]["runtime"] == {"tflite": "litert", "onnx": "onnxruntime", "openvino": "openvino"}[art.split("-")[0]]
     assert r["system"]["cores"] >= 1 and "temperatures_before_c" in r["system"]
     assert r["memory"]["peak_rss_mb"] > 10
+    rr = r["invoke_runtime_reported"]  # OpenVINO times each inference itself; the others do not
+    if art.startswith("openvino"):
+        assert rr["n"] == 50 and 0 < rr["p50"] <= r["invoke"]["p50"]  # no Python binding in the runtime's own figure
+        assert r["runtime"]["input"]["shape"] == [1, 32, 32, 1]  # compiled with a static batch of 1
+    else:
+        assert rr is None
 
 
 def test_profile_bare_files_and_outputs(lenet_artifacts, tmp_path, capsys):
