@@ -22,6 +22,13 @@ def add_arguments(p) -> None:
     p.add_argument("--no-gate", action="store_true", help="keep artifacts that fail the parity gate")
     p.add_argument("--max-drop", type=float, default=1.0, help="allowed int8/dynamic accuracy drop in points (default 1.0)")
     p.add_argument(
+        "--int8-weights",
+        choices=["per-channel", "per-tensor"],
+        help="int8 weight scales: one per output channel (TFLite/OpenVINO default; keeps post-training accuracy on "
+        "depthwise layers) or one per tensor (smaller: no per-channel scale arrays). Default for ONNX: whichever "
+        "agrees better with fp32 on the calibration images",
+    )
+    p.add_argument(
         "--accuracy-control", action="store_true", help="OpenVINO int8: nncf.quantize_with_accuracy_control with --max-drop"
     )
     p.add_argument("--labels", help="for a bare .keras: a text file with one label per line (default: labels.txt beside it)")
@@ -52,6 +59,7 @@ def run(args) -> int:
         gate=not args.no_gate,
         max_drop=args.max_drop,
         accuracy_control=args.accuracy_control,
+        int8_weights=args.int8_weights,
         trust=args.trust_model,
         preprocess=preprocess,
         labels=_labels(args.labels),

@@ -53,6 +53,7 @@ class ConversionSummary:
     rows: list[Row]
     eval_source: str
     calibration_source: str | None
+    timeline: list[tuple[float, str]] = field(default_factory=list)  # (seconds since start, step begun)
 
     @property
     def ok(self) -> bool:
@@ -84,6 +85,7 @@ def _one(
     force: bool,
     max_drop: float | None,
     cost: dict[str, Any],
+    int8_weights: str | None = None,
 ) -> Row:
     info = CONVERTERS.get(fmt)
     row = Row(fmt, str(precision))
@@ -91,7 +93,14 @@ def _one(
         with staged_directory(final, force=force) as tmp:
             t0 = time.perf_counter()
             result = info.load()(
-                source, precision, tmp, calibration=calibration, profile=profile, max_drop=max_drop, eval_set=eval_set
+                source,
+                precision,
+                tmp,
+                calibration=calibration,
+                profile=profile,
+                max_drop=max_drop,
+                eval_set=eval_set,
+                int8_weights=int8_weights,
             )
             model_file = tmp / result["files"]["model"]["path"]
             with open_backend(info.runtime, model_file) as backend:
@@ -158,6 +167,7 @@ def convert(
     gate: bool = True,
     max_drop: float = 1.0,
     accuracy_control: bool = False,
+    int8_weights: str | None = None,
     trust: bool = False,
     n_eval: int | None = None,
     preprocess: Any = None,
@@ -165,7 +175,14 @@ def convert(
     progress: Callable[[str], None] | None = None,
 ) -> ConversionSummary:
     """Convert ``model`` for ``device``: every (format, precision) the profile lists, or ``precisions``."""
-    say = progress or (lambda msg: None)
+    started = time.perf_counter()
+    timeline: list[tuple[float, str]] = []
+
+    def say(msg: str) -> None:
+        timeline.append((round(time.perf_counter() - started, 2), msg))
+        if progress:
+            progress(msg)
+
     profile = load_profile(device)
     targets = parse_targets(precisions or [], profile.artifact_pairs())
     say(f"loading {model}")
@@ -193,7 +210,8 @@ def convert(
         if ("tflite", Precision.INT8) in targets:  # the longest step: calibration, one core; start it now beside the rest
             from edgecnn.convert.tflite import start_int8_job
 
-            start_int8_job(source, calib, profile)
+            start_int8_job(source, calib, profile, int8_weights)
+        say(f"Keras reference outputs on {len(eval_set.x)} held-out inputs")
         keras_probs = source.predict(eval_set.x)
         from edgecnn.models.inspect import analyse
         from edgecnn.profiling.estimate import layer_costs
@@ -220,6 +238,7 @@ def convert(
                     force=force,
                     max_drop=max_drop if accuracy_control else None,
                     cost=cost,
+                    int8_weights=int8_weights,
                 )
             except DiskFullError as exc:
                 done = ", ".join(f"{r.format}/{r.precision}" for r in rows if r.path) or "none"
@@ -229,7 +248,10 @@ def convert(
     finally:
         source.cleanup()
     _size_ratios(rows, source)
-    summary = ConversionSummary(source.name, profile.name, out_root, rows, eval_set.source, calib.source if calib else None)
+    say("done")
+    summary = ConversionSummary(
+        source.name, profile.name, out_root, rows, eval_set.source, calib.source if calib else None, timeline
+    )
     write_summary(summary)
     return summary
 
@@ -289,6 +311,7 @@ def write_summary(summary: ConversionSummary) -> None:
         "calibration": summary.calibration_source,
         "ok": summary.ok,
         "artifacts": [r.to_dict() for r in summary.rows],
+        "timeline_s": [list(t) for t in summary.timeline],
     }
     write_json_atomic(summary.out / "summary.json", data)
     lines = [

@@ -20,6 +20,7 @@ def convert(
     profile: Any,
     max_drop: float | None = None,
     eval_set: Any = None,
+    int8_weights: str | None = None,
     **_: Any,
 ) -> dict[str, Any]:
     import openvino as ov
@@ -36,11 +37,24 @@ def convert(
             tools["nncf"] = nncf.__version__
             calib = require_calibration(calibration, "int8 OpenVINO")
             dataset = nncf.Dataset(list(calib))
+            weights = int8_weights or "per-channel"
+            from nncf.quantization.advanced_parameters import QuantizationParameters
+
+            advanced = nncf.AdvancedQuantizationParameters(
+                weights_quantization_params=QuantizationParameters(per_channel=weights == "per-channel")
+            )
+            extra["quantization"] = {"weights": weights}
             if max_drop is not None and eval_set is not None and eval_set.y is not None:
-                model = _with_accuracy_control(model, dataset, eval_set, max_drop)
+                model = _with_accuracy_control(model, dataset, eval_set, max_drop, advanced)
                 extra["accuracy_control"] = {"max_drop": max_drop}
             else:
-                model = nncf.quantize(model, dataset, subset_size=len(calib), preset=nncf.QuantizationPreset.PERFORMANCE)
+                model = nncf.quantize(
+                    model,
+                    dataset,
+                    subset_size=len(calib),
+                    preset=nncf.QuantizationPreset.PERFORMANCE,
+                    advanced_parameters=advanced,
+                )
         model.set_rt_info(json.dumps(source.labels), ["model_info", "labels"])
         model.set_rt_info(json.dumps(source.spec.to_dict()), ["model_info", "edgecnn_preprocess"])
         ov.save_model(model, str(out_dir / "model.xml"), compress_to_fp16=(precision == Precision.FP16))
@@ -51,7 +65,7 @@ def convert(
     return {"files": {"model": {"path": "model.xml"}, "weights": {"path": "model.bin"}}, "tools": tools, "extra": extra}
 
 
-def _with_accuracy_control(model: Any, dataset: Any, eval_set: Any, max_drop: float) -> Any:
+def _with_accuracy_control(model: Any, dataset: Any, eval_set: Any, max_drop: float, advanced: Any) -> Any:
     import nncf
     import numpy as np
 
@@ -69,4 +83,5 @@ def _with_accuracy_control(model: Any, dataset: Any, eval_set: Any, max_drop: fl
         max_drop=max_drop / 100.0,
         drop_type=nncf.DropType.ABSOLUTE,
         subset_size=300,
+        advanced_quantization_parameters=advanced,
     )

@@ -34,6 +34,43 @@ def test_openvino_int8_with_accuracy_control(lenet_run, tmp_path):
 
 
 @pytest.mark.slow
+def test_per_tensor_int8_weights_in_every_format(lenet_run, lenet_artifacts, tmp_path, capsys):
+    """--int8-weights per-tensor: one scale per weight tensor in TFLite, ONNX and OpenVINO; smaller files."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from edgecnn.cli import main
+
+    out = tmp_path / "pt"
+    args = ["convert", str(lenet_run), "--device", "host", "--out", str(out), "--int8-weights", "per-tensor", "--quiet"]
+    assert main([*args, "--precision", "tflite/int8", "--precision", "onnx/int8", "--precision", "openvino/int8"]) == 0
+    for fmt in ("tflite", "onnx", "openvino"):
+        m = Manifest.load(out / f"{fmt}-int8")
+        assert m.extra["quantization"]["weights"] == "per-tensor", fmt
+        assert m.parity["passed"] and m.parity["accuracy_drop_points"] <= 1.0, (fmt, m.parity)
+        # the default is per channel for TFLite and OpenVINO (ONNX picks by calibration agreement)
+        if fmt != "onnx":
+            assert Manifest.load(lenet_artifacts / f"{fmt}-int8").extra["quantization"]["weights"] == "per-channel"
+
+    from ai_edge_litert.interpreter import Interpreter
+
+    def scales(path):
+        return [len(d["quantization_parameters"]["scales"]) for d in Interpreter(model_path=str(path)).get_tensor_details()]
+
+    assert max(scales(out / "tflite-int8" / "model.tflite")) == 1
+    assert max(scales(lenet_artifacts / "tflite-int8" / "model.tflite")) == 120  # f5 and its bias: 120 units
+    size = lambda d: (d / "model.tflite").stat().st_size  # noqa: E731
+    assert size(out / "tflite-int8") < size(lenet_artifacts / "tflite-int8")
+
+    g = onnx.load(str(out / "onnx-int8" / "model.onnx")).graph
+    inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    weight_scales = [inits[n.input[1]] for n in g.node if n.op_type == "DequantizeLinear" and n.input[0] in inits]
+    assert weight_scales and all(np.asarray(s).size == 1 for s in weight_scales)
+    assert main(["verify", str(out)]) == 0 and capsys.readouterr().out.count("ok:") == 3
+
+
+@pytest.mark.slow
 def test_killed_conversion_leaves_complete_or_no_artifacts(lenet_run, tmp_path):
     """SIGKILL at several moments: every artifact folder left behind verifies; at least one kill lands mid-conversion."""
     interrupted = 0
