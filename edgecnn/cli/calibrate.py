@@ -47,7 +47,7 @@ def run(args) -> int:
         host,
         runtimes=args.runtime,
         precisions=args.precision,
-        threads=args.threads or host.threads,
+        threads=host.threads if args.threads is None else args.threads,
         out_dir=args.out,
         seconds=args.seconds,
         quick=args.quick,

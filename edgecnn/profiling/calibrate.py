@@ -252,10 +252,6 @@ def calibrate(
     timed in the same passes as the networks, so the error of the fitted formula on them is not blurred by the
     machine drifting between a calibration and a later measurement.
     """
-    import keras
-
-    from edgecnn.models.inspect import analyse
-
     for r in runtimes:
         if r not in FORMAT_OF:
             raise ConfigError(f"unknown runtime '{r}' (known: {', '.join(FORMAT_OF)})")
@@ -264,6 +260,10 @@ def calibrate(
             raise ConfigError(f"calibration precisions are fp32 and int8; received '{p}'")
     if threads < 1:
         raise ConfigError(f"--threads must be at least 1; received {threads}")
+    import keras  # after the checks above: a typo is answered before TensorFlow loads
+
+    from edgecnn.models.inspect import analyse
+
     out_dir = Path(out_dir) if out_dir else calibration_dir()
     wanted = [(FORMAT_OF[r], p) for r in runtimes for p in precisions]
     nets = {k: v for k, v in networks().items() if not quick or k in QUICK}

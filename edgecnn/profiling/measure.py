@@ -34,6 +34,8 @@ class ProfileOptions:
     def __post_init__(self) -> None:
         if self.runs < 1:
             raise ConfigError(f"--runs must be at least 1; received {self.runs}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads must be at least 1; received {self.threads}")
         if self.warmup < 0 or self.min_seconds < 0 or self.batch < 1:
             raise ConfigError("--warmup and --min-seconds must be >= 0 and --batch >= 1")
 

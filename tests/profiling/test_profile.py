@@ -100,6 +100,8 @@ def test_system_readers(tmp_path):
 def test_profile_bad_inputs(lenet_artifacts, tmp_path, capsys):
     assert main(["profile", str(lenet_artifacts), "--runs", "0"]) == 1
     assert "--runs must be at least 1; received 0" in capsys.readouterr().err
+    assert main(["profile", str(lenet_artifacts), "--threads", "0"]) == 1
+    assert "--threads must be at least 1; received 0" in capsys.readouterr().err
     (tmp_path / "x.tflite").write_text("<!DOCTYPE html><html>404</html>")
     assert main(["profile", str(tmp_path / "x.tflite")]) == 1
     assert "should be a TFLite flatbuffer but looks like an HTML page" in capsys.readouterr().err
