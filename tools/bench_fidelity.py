@@ -223,8 +223,8 @@ def fidelity(arts: dict[str, Path], threads: int, seconds: float, rounds: int) -
 
 
 def estimate_error(arts: dict[str, Path], out: Path, threads: int) -> list[dict]:
+    from edgecnn.convert.latency_calibration import calibrate, checks_from_artifacts
     from edgecnn.devices import load_profile
-    from edgecnn.profiling.calibrate import calibrate, checks_from_artifacts
 
     cals = calibrate(
         load_profile("host"),

@@ -37,8 +37,8 @@ def run(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from edgecnn.convert.latency_calibration import calibrate, checks_from_artifacts
     from edgecnn.devices import load_profile
-    from edgecnn.profiling.calibrate import calibrate, checks_from_artifacts
 
     host = load_profile("host")
     checks = checks_from_artifacts(args.check) if args.check else None

@@ -87,7 +87,7 @@ def _inputs(backend: Any, manifest: Manifest | None, opts: ProfileOptions, k: in
     return [rng.uniform(lo, hi, size=shape).astype(np.float32) for _ in range(k)]
 
 
-def _timed_loop(
+def timed_loop(
     step: Callable[[int], Any],
     opts: ProfileOptions,
     tick: Callable[[], None] | None,
@@ -126,13 +126,13 @@ def measure(target: Target, opts: ProfileOptions, *, tick: Callable[[], None] | 
     internal: list[float] = []
 
     record = (lambda: internal.append(b.runtime_latency_ms())) if b.runtime_latency_ms() is not None else None
-    invoke = _timed_loop(lambda i: b.invoke(), opts, tick, after=record)
+    invoke = timed_loop(lambda i: b.invoke(), opts, tick, after=record)
 
     def fresh(i: int) -> None:
         b.set_input(xs[i % len(xs)])
         b.invoke()
 
-    fresh_ms = _timed_loop(fresh, opts, tick)
+    fresh_ms = timed_loop(fresh, opts, tick)
     result = {
         "load_ms": target.load_ms,
         "first_inference_ms": first_ms,

@@ -1,14 +1,16 @@
 """Calibrate the latency estimate on this host: time small networks with the real runtime, fit the cost formula.
 
 Twenty networks, each dominated by a different kind of layer (3x3 and 5x5 convolutions, pointwise, depthwise,
-separable and inverted-residual blocks, dense layers, pooling/add/concat/padding, average pooling, unfused activations, many tiny
-operators, small networks of a few operators (one with tanh), one almost empty), are built with seeded random weights, converted with edgecnn's own converters and timed with
-the runtime's backend (``invoke`` p50, the input unchanged). ``estimate.COEFFICIENTS`` are then fitted by
+separable and inverted-residual blocks, dense layers, pooling/add/concat/padding, average pooling, unfused
+activations, many tiny operators, small networks of a few operators (one with tanh), one almost empty), are built
+with seeded random weights, converted with edgecnn's own converters and timed with the runtime's backend and
+``edgecnn profile``'s timing loop (``invoke`` p50, the input unchanged). ``estimate.COEFFICIENTS`` are then fitted by
 non-negative least squares on the relative error. None of the zoo models is among them, so the error of the
 fitted formula on a zoo model measured here is an honest check of how far an estimate can be trusted.
 
-This runs on the host (it converts, so it needs TensorFlow); the result is a small JSON file that the
-TensorFlow-free ``edgecnn profile --device NAME`` reads.
+Host side (it builds Keras models and converts them, so it needs TensorFlow and SciPy): it lives in ``convert/``,
+not in the device-side ``profiling/``. The result is a small JSON file that the TensorFlow-free
+``edgecnn profile --device NAME`` reads through ``profiling/estimate.py``.
 """
 
 from __future__ import annotations
@@ -206,22 +208,16 @@ def _convert_all(name: str, model: Any, work: Path, wanted: list[tuple[str, str]
 
 
 def _time_p50(runtime: str, path: Path, threads: int, seconds: float) -> float:
+    """``invoke`` p50 with the device's backend and edgecnn profile's own timing loop (10 warm-up runs)."""
+    from edgecnn.profiling.measure import ProfileOptions, timed_loop
     from edgecnn.runtime.base import open_backend
 
-    backend = open_backend(runtime, path, threads=threads)
-    try:
+    with open_backend(runtime, path, threads=threads) as backend:
         shape = [1, *backend.input.shape[1:]]
         backend.set_input(np.random.default_rng(0).uniform(0, 1, shape).astype(np.float32))
         for _ in range(10):
             backend.invoke()
-        times, start = [], time.perf_counter()
-        while len(times) < 50 or time.perf_counter() - start < seconds:
-            t0 = time.perf_counter()
-            backend.invoke()
-            times.append((time.perf_counter() - t0) * 1e3)
-        return statistics.median(times)
-    finally:
-        backend.close()
+        return statistics.median(timed_loop(lambda i: backend.invoke(), ProfileOptions(runs=50, min_seconds=seconds), None))
 
 
 def fit(rows: list[tuple[list[float], float]]) -> list[float]:
