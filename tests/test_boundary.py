@@ -14,7 +14,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "edgecnn"
 DEVICE_SIDE = ["runtime", "stream", "profiling", "preprocess.py", "manifest.py", "devices.py"]
-HOST_ONLY = ("tensorflow", "keras", "tf2onnx", "nncf", "scipy", "sklearn", "edgecnn.train", "edgecnn.models")
+HOST_ONLY = ("tensorflow", "keras", "tf2onnx", "nncf", "scipy", "sklearn", "edgecnn.train", "edgecnn.models", "edgecnn.convert")
 
 
 def _device_modules() -> list[Path]:

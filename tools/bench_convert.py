@@ -71,7 +71,7 @@ def main() -> int:
     args = ap.parse_args()
     from edgecnn.convert.api import convert
     from edgecnn.convert.base import CONVERTERS
-    from edgecnn.profiling.benchmark import profile_in_child
+    from edgecnn.convert.benchmark import profile_in_child
 
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)

@@ -24,7 +24,7 @@ def run(args) -> int:
     from rich.table import Table
 
     from edgecnn.cli import console
-    from edgecnn.profiling.benchmark import headers, run_benchmark, table_rows
+    from edgecnn.convert.benchmark import headers, run_benchmark, table_rows
 
     out = Path(args.out or f"bench/{Path(args.model).stem}-{args.device}")
     say = (lambda m: None) if args.quiet else (lambda m: print(f"[benchmark] {m}", file=sys.stderr, flush=True))

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from edgecnn.cli import main
-from edgecnn.profiling.benchmark import recommend
+from edgecnn.convert.benchmark import recommend
 
 
 def test_recommendation_logic():

@@ -1,5 +1,6 @@
 """``edgecnn benchmark``: every (format, precision) a profile allows -> size, accuracy, agreement, latency, memory,
-and a recommendation. Each artifact is profiled in its own process, as on the device (no TensorFlow in memory)."""
+and a recommendation. Host side (it converts); each artifact is profiled in its own process, as on the device
+(no TensorFlow in memory)."""
 
 from __future__ import annotations
 
