@@ -177,27 +177,24 @@ def convert(
                         calibrate_method=CalibrationMethod.MinMax,
                         **cache,
                     )
-                    if len(candidates) == 1:
-                        tried[name] = {"agreement": float("nan"), "mean_abs_dp": float("nan"), "path": candidate}
-                        continue
-                    probs = _predict(candidate, judge)
-                    tried[name] = {
-                        "agreement": float(np.mean(probs.argmax(1) == reference.argmax(1))),
-                        "mean_abs_dp": float(np.mean(np.abs(probs - reference))),
-                        "path": candidate,
-                    }
-                # weights per channel or per tensor: whichever agrees better with fp32 on the calibration images
-                # (never the held-out data the parity gate judges); equal agreement: the smaller mean |dp|
-                chosen = max(tried, key=lambda k: (tried[k]["agreement"], -tried[k]["mean_abs_dp"]))
-                shutil.copyfile(tried[chosen]["path"], target)
-                extra["quantization"] = {"weights": chosen}
-                if not int8_weights:
-                    extra["quantization"] |= {
+                    tried[name] = {"path": candidate}
+                    if reference is not None:
+                        probs = _predict(candidate, judge)
+                        tried[name]["agreement"] = float(np.mean(probs.argmax(1) == reference.argmax(1)))
+                        tried[name]["mean_abs_dp"] = float(np.mean(np.abs(probs - reference)))
+                if int8_weights:
+                    chosen = int8_weights
+                    extra["quantization"] = {"weights": chosen, "chosen_by": "--int8-weights"}
+                else:
+                    # per channel or per tensor: whichever agrees better with fp32 on the calibration images (never
+                    # the held-out data the parity gate judges); equal agreement: the smaller mean |dp|
+                    chosen = max(tried, key=lambda k: (tried[k]["agreement"], -tried[k]["mean_abs_dp"]))
+                    extra["quantization"] = {
+                        "weights": chosen,
                         "calibration_agreement": {k: round(v["agreement"], 4) for k, v in tried.items()},
                         "calibration_mean_abs_dp": {k: round(v["mean_abs_dp"], 6) for k, v in tried.items()},
                     }
-                else:
-                    extra["quantization"]["chosen_by"] = "--int8-weights"
+                shutil.copyfile(tried[chosen]["path"], target)
         except ConversionError:
             raise
         except Exception as exc:

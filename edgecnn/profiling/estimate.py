@@ -92,11 +92,10 @@ def layer_costs(report: Any) -> list[list[Any]]:
     """
     rows: list[list[Any]] = []
     for layer in report.layers:
-        act = getattr(layer, "activation", "")
+        act = layer.activation
         kind = layer_kind(layer.type, layer.detail, layer.macs, act)
         channels = int(layer.output_shape[-1]) if layer.output_shape else 0
-        cin = int(getattr(layer, "input_channels", 0))
-        rows.append([layer.macs, layer.params, layer.input_bytes, layer.activation_bytes, kind, channels, cin])
+        rows.append([layer.macs, layer.params, layer.input_bytes, layer.activation_bytes, kind, channels, layer.input_channels])
         if kind in ("conv", "pointwise", "depthwise", "dense") and act not in _FUSED_ACTIVATIONS:
             extra = "memory" if act in _CHEAP_ACTIVATIONS else "activation"
             rows.append([0, 0, layer.activation_bytes, layer.activation_bytes, extra, channels, channels])
@@ -121,7 +120,8 @@ def channel_tile(profile: DeviceProfile, precision: str, channels: int) -> int:
 
     Measured here (x86-64 AVX2, XNNPACK through LiteRT, a 3x3 convolution on 48x48x16 with 4..32 output
     channels): fp32 time steps at 8, 16 and 32 channels (tiles of 8 up to 8 channels, then of 16), int8 time
-    grows in steps of 8. Arm NEON kernels use 8-wide fp32 tiles and 8 (16 with dot-product) for int8.
+    grows in steps of 8. The Arm tiles (8 for fp32; 8, or 16 with dot-product, for int8) are XNNPACK's NEON kernel
+    widths as its kernel names give them, not measured: no Arm machine here.
     """
     arch = (profile.arch or "").lower()
     flags = set(profile.cpu.flags or ())
@@ -133,8 +133,10 @@ def channel_tile(profile: DeviceProfile, precision: str, channels: int) -> int:
 
 
 def reduction_tile(profile: DeviceProfile, precision: str) -> int:
-    """int8 kernels also read input channels in groups (x86 AVX2: 8 per kernel tap, Arm: 4 with dot-product, else
-    1), so the 1-channel first convolution of LeNet-5 costs as much as an 8-channel one; fp32 kernels read one."""
+    """int8 kernels also read input channels in groups, so LeNet-5's 1-channel first convolution costs as much as an
+    8-channel one (x86 AVX2: groups of 8; inferred, not timed directly: with it the LeNet-5 int8 estimate here went
+    from -50% to -25%); fp32 kernels read one at a time.
+    Arm (4 with dot-product, else 1) is taken from XNNPACK's kernel names, not measured."""
     if precision != "int8":
         return 1
     arch = (profile.arch or "").lower()
