@@ -100,3 +100,53 @@ def test_killed_conversion_leaves_complete_or_no_artifacts(lenet_run, tmp_path):
         if not finished and len(complete) < 6:
             interrupted += 1
     assert interrupted >= 1, "no kill landed during the conversion; the delays need adjusting"
+
+
+def test_int8_tflite_stores_each_zero_point_vector_once(lenet_artifacts):
+    """Per-channel zero points (all 0) are shared between tensors; the model reads back with every tensor's own
+    scales and zero points, and re-encoding it without sharing makes it bigger and gives the same outputs."""
+    import flatbuffers
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    from edgecnn.convert.tflite import _same_outputs, share_zero_point_vectors
+
+    path = lenet_artifacts / "tflite-int8" / "model.tflite"
+    extra = Manifest.load(lenet_artifacts / "tflite-int8").extra["flatbuffer"]
+    assert extra["shared_zero_points"] is True and extra["bytes_saved"] > 0
+    shared = path.read_bytes()
+    builder = flatbuffers.Builder(len(shared))  # the converter's encoding: one vector per tensor
+    builder.Finish(flatbuffer_utils.convert_bytearray_to_object(shared).Pack(builder), file_identifier=b"TFL3")
+    unshared = bytes(builder.Output())
+    assert len(unshared) == len(shared) + extra["bytes_saved"]
+    assert _same_outputs(unshared, shared)
+
+    def quantization(blob):
+        return [
+            (d["name"], d["quantization_parameters"]["scales"].tolist(), d["quantization_parameters"]["zero_points"].tolist())
+            for d in Interpreter(model_content=blob).get_tensor_details()
+        ]
+
+    assert quantization(shared) == quantization(unshared)
+    assert max(len(s) for _, s, _ in quantization(shared)) == 120  # still per channel
+    again, info = share_zero_point_vectors(unshared)
+    assert again == shared and info == {"shared_zero_points": True, "bytes_saved": extra["bytes_saved"]}
+    assert share_zero_point_vectors(shared)[1] == {"shared_zero_points": False, "why": "nothing to share"}
+    assert np.frombuffer(shared[4:8], dtype=np.uint8).tobytes() == b"TFL3"
+
+
+def test_zero_point_sharing_keeps_the_converters_model_when_outputs_differ(lenet_artifacts, monkeypatch):
+    import flatbuffers
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    from edgecnn.convert import tflite
+
+    shared = (lenet_artifacts / "tflite-int8" / "model.tflite").read_bytes()
+    builder = flatbuffers.Builder(len(shared))
+    builder.Finish(flatbuffer_utils.convert_bytearray_to_object(shared).Pack(builder), file_identifier=b"TFL3")
+    unshared = bytes(builder.Output())
+    monkeypatch.setattr(tflite, "_same_outputs", lambda a, b: False)  # stands for a re-encoding that changed a result
+    blob, info = tflite.share_zero_point_vectors(unshared)
+    assert blob == unshared
+    assert info == {"shared_zero_points": False, "why": "the re-encoded model did not give bit-identical outputs"}
