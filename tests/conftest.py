@@ -10,6 +10,7 @@ import pytest
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # as edgecnn._tfenv sets it for the product
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")  # CPU-only tests: no 'cuInit failed' noise on GPU-less CI
 
 REPO = Path(__file__).resolve().parents[1]

@@ -5,6 +5,9 @@ Importing this package is cheap (no TensorFlow); builders import Keras when call
 
 from __future__ import annotations
 
+from edgecnn._tfenv import prepare
 from edgecnn.models.zoo import MODELS, ModelSpec, create_model, get_spec, min_input_size
+
+prepare()  # before anything below this package imports TensorFlow
 
 __all__ = ["MODELS", "ModelSpec", "create_model", "get_spec", "min_input_size"]

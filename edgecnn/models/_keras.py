@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
 
 def keras():
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from edgecnn._tfenv import prepare
+
+    prepare()
     import keras as _keras
 
     return _keras
