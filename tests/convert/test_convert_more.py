@@ -150,3 +150,34 @@ def test_zero_point_sharing_keeps_the_converters_model_when_outputs_differ(lenet
     blob, info = tflite.share_zero_point_vectors(unshared)
     assert blob == unshared
     assert info == {"shared_zero_points": False, "why": "the re-encoded model did not give bit-identical outputs"}
+
+
+def test_onnx_calibration_ranges_match_onnxruntimes_own(lenet_artifacts, tmp_path):
+    """The batched, optimised calibration gives the ranges quantize_static's own (one sample at a time, no graph
+    optimisation) gives: same tensors, each end within 1e-5 of the range; 50 samples make a short last batch."""
+    import numpy as np
+    from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator, load_tensors_data
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from edgecnn.convert.onnx import _calibrate_ranges, _Reader
+    from edgecnn.data.calibration import CalibrationSet
+
+    pre = tmp_path / "pre.onnx"
+    quant_pre_process(str(lenet_artifacts / "onnx-fp32" / "model.onnx"), str(pre), skip_symbolic_shape=True)
+    calib = CalibrationSet(np.random.default_rng(0).random((50, 32, 32, 1), dtype=np.float32), "test")
+    ours = load_tensors_data(_calibrate_ranges(pre, calib, tmp_path)).data
+
+    theirs_cal = create_calibrator(
+        pre,
+        sorted(set(QLinearOpsRegistry) | set(QDQRegistry)),
+        augmented_model_path=str(tmp_path / "aug2.onnx"),
+        calibrate_method=CalibrationMethod.MinMax,
+    )
+    theirs_cal.collect_data(_Reader(calib))
+    theirs = theirs_cal.compute_data().data
+    assert set(ours) == set(theirs) and len(ours) >= 10
+    for name, r in theirs.items():
+        lo, hi = (float(np.asarray(v).ravel()[0]) for v in r.range_value)
+        olo, ohi = (float(np.asarray(v).ravel()[0]) for v in ours[name].range_value)
+        assert abs(olo - lo) <= 1e-5 * (hi - lo) + 1e-12 and abs(ohi - hi) <= 1e-5 * (hi - lo) + 1e-12, name
