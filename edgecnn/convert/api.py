@@ -221,7 +221,14 @@ def convert(
         thresholds = GateThresholds(max_drop_points=max_drop)
         out_root.mkdir(parents=True, exist_ok=True)
         rows: list[Row] = []
-        for fmt, prec in targets:
+        queue, deferred = list(targets), False
+        while queue:
+            fmt, prec = queue.pop(0)
+            if (fmt, prec) == ("tflite", Precision.INT8) and queue and not deferred and _int8_job_running(source):
+                # its child is still calibrating: convert the rest meanwhile instead of waiting on it with a core idle
+                queue.append((fmt, prec))
+                deferred = True
+                continue
             say(f"{fmt}/{prec}: converting, then checking parity on {len(eval_set.x)} inputs")
             try:
                 row = _one(
@@ -245,6 +252,8 @@ def convert(
                 exc.message += f"; stopped at {fmt}/{prec} (finished and verified: {done})"
                 raise
             rows.append(row)
+        order = {t: i for i, t in enumerate(targets)}
+        rows.sort(key=lambda r: order.get((r.format, r.precision), len(order)))  # the table in the profile's order
     finally:
         source.cleanup()
     _size_ratios(rows, source)
@@ -254,6 +263,11 @@ def convert(
     )
     write_summary(summary)
     return summary
+
+
+def _int8_job_running(source: Any) -> bool:
+    job = source.cache.get("tflite_int8_job")
+    return job is not None and job[0].poll() is None
 
 
 def _size_ratios(rows: list[Row], source: Any) -> None:

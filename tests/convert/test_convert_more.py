@@ -181,3 +181,16 @@ def test_onnx_calibration_ranges_match_onnxruntimes_own(lenet_artifacts, tmp_pat
         lo, hi = (float(np.asarray(v).ravel()[0]) for v in r.range_value)
         olo, ohi = (float(np.asarray(v).ravel()[0]) for v in ours[name].range_value)
         assert abs(olo - lo) <= 1e-5 * (hi - lo) + 1e-12 and abs(ohi - hi) <= 1e-5 * (hi - lo) + 1e-12, name
+
+
+def test_tflite_int8_waits_at_the_end_while_its_child_calibrates(lenet_run, tmp_path):
+    """Asked first, TFLite int8 is converted last when its child process is still calibrating (the other formats use
+    the time), and the table still lists the artifacts in the order asked."""
+    import json
+
+    s = convert(lenet_run, "host", precisions=["tflite/int8", "onnx/fp32"], out=tmp_path / "o")
+    assert s.ok and [(r.format, r.precision) for r in s.rows] == [("tflite", "int8"), ("onnx", "fp32")]
+    steps = [msg.split(":")[0] for _, msg in s.timeline if msg.endswith("inputs") and "/" in msg.split(":")[0]]
+    assert steps == ["onnx/fp32", "tflite/int8"]  # a child needs seconds to import TensorFlow alone
+    listed = json.loads((tmp_path / "o" / "summary.json").read_text())["artifacts"]
+    assert [a["format"] for a in listed] == ["tflite", "onnx"]
