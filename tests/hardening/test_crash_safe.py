@@ -5,6 +5,7 @@ The 50-trial kill runs of convert and train are tools/kill_trials.py; these are 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -76,9 +77,12 @@ def test_full_disk_during_conversion_is_one_clear_error_and_no_partial_artifact(
     assert main(["convert", str(lenet_run), "--device", "host", "--out", str(fs / "art"), "--quiet"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[0].startswith(f"error: no space left on the device holding {fs / 'art'}"), err
-    assert "stopped at onnx/fp32 (finished and verified: tflite/fp32, tflite/int8)" in err[0], err
+    # TFLite int8 is done before ONNX, or after it when its child was still calibrating (then it never ran)
+    done = re.search(r"stopped at onnx/fp32 \(finished and verified: ([^)]*)\)", err[0])
+    assert done and done.group(1) in ("tflite/fp32, tflite/int8", "tflite/fp32"), err
     assert "nothing partial was left behind" in err[1]
-    assert [d.name for d in _assert_only_complete_outputs(fs / "art")] == ["tflite-fp32", "tflite-int8"]
+    complete = [d.name for d in _assert_only_complete_outputs(fs / "art")]
+    assert complete == [d.replace("/", "-") for d in done.group(1).split(", ")]
     assert not [p for p in (fs / "art").iterdir() if p.name.startswith(".")]  # staging folders removed
     from edgecnn.manifest import _umask
 
