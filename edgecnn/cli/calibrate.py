@@ -30,10 +30,8 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     import json
-    import os
     import sys
 
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     from rich.console import Console
     from rich.table import Table
 

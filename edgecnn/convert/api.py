@@ -18,6 +18,7 @@ from edgecnn.convert.base import CONVERTERS, Precision, parse_targets
 from edgecnn.convert.data import conversion_data, random_eval
 from edgecnn.convert.parity import GateThresholds, ParityResult, check_parity
 from edgecnn.convert.source import load_source
+from edgecnn.convert.tflite import int8_job_running, start_int8_job
 from edgecnn.devices import DeviceProfile, load_profile
 from edgecnn.errors import ArtifactError, ConversionError, DiskFullError, EdgeCNNError
 from edgecnn.manifest import Manifest, staged_directory, write_atomic, write_json_atomic
@@ -208,8 +209,6 @@ def convert(
 
             require_calibration(None, ", ".join(needs_calib))
         if ("tflite", Precision.INT8) in targets:  # the longest step: calibration, one core; start it now beside the rest
-            from edgecnn.convert.tflite import start_int8_job
-
             start_int8_job(source, calib, profile, int8_weights)
         say(f"Keras reference outputs on {len(eval_set.x)} held-out inputs")
         keras_probs = source.predict(eval_set.x)
@@ -224,7 +223,7 @@ def convert(
         queue, deferred = list(targets), False
         while queue:
             fmt, prec = queue.pop(0)
-            if (fmt, prec) == ("tflite", Precision.INT8) and queue and not deferred and _int8_job_running(source):
+            if (fmt, prec) == ("tflite", Precision.INT8) and queue and not deferred and int8_job_running(source):
                 # its child is still calibrating: convert the rest meanwhile instead of waiting on it with a core idle
                 queue.append((fmt, prec))
                 deferred = True
@@ -263,11 +262,6 @@ def convert(
     )
     write_summary(summary)
     return summary
-
-
-def _int8_job_running(source: Any) -> bool:
-    job = source.cache.get("tflite_int8_job")
-    return job is not None and job[0].poll() is None
 
 
 def _size_ratios(rows: list[Row], source: Any) -> None:

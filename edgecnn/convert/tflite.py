@@ -52,8 +52,9 @@ def share_zero_point_vectors(blob: bytes) -> tuple[bytes, dict[str, Any]]:
     Per-channel quantisation gives every weight and bias tensor a vector of int64 zero points, one per channel,
     and for int8 weights they are all 0: 0.28 MB of MobileNetV2's 3.9 MB. The interpreter insists on as many zero
     points as scales, so they cannot be dropped, but a FlatBuffer may point any number of tables at one vector.
-    This re-encodes the model so that equal zero-point vectors are one vector. Weights, scales and the graph are
-    untouched; ``_same_outputs`` checks that the result is bit-identical before it is used.
+    This re-encodes the model (TF's own object API, as the converter's schema has it) with a builder that hands out
+    one vector for equal zero points; everything else is encoded as TF's ``flatbuffer_utils`` writes it, the same
+    size as the converter's file. ``_same_outputs`` checks that the result is bit-identical before it is used.
     """
     import flatbuffers
     import numpy as np
@@ -65,18 +66,12 @@ def share_zero_point_vectors(blob: bytes) -> tuple[bytes, dict[str, Any]]:
             self.seen: dict[bytes, int] = {}
 
         def CreateNumpyVector(self, x: Any) -> int:  # noqa: N802 (flatbuffers' name)
-            if x.dtype == np.int64:  # only QuantizationParameters.zero_point is an int64 vector in the schema
-                key = x.tobytes()
-                if key not in self.seen:
-                    self.seen[key] = super().CreateNumpyVector(x)
-                return self.seen[key]
-            if x.dtype == np.uint8:  # buffer data: keep the 16-byte alignment the converter gives it
-                self.StartVector(1, x.size, 16)
-                self.head -= x.size
-                self.Bytes[self.head : self.head + x.size] = x.tobytes()
-                self.vectorNumElems = x.size
-                return self.EndVector()
-            return super().CreateNumpyVector(x)
+            if x.dtype != np.int64:  # only QuantizationParameters.zero_point is an int64 vector in the schema
+                return super().CreateNumpyVector(x)
+            key = x.tobytes()
+            if key not in self.seen:
+                self.seen[key] = super().CreateNumpyVector(x)
+            return self.seen[key]
 
     model = flatbuffer_utils.convert_bytearray_to_object(blob)
     if any(b.offset for b in model.buffers):  # weights stored after the FlatBuffer (models over 2 GB): leave as is
@@ -146,6 +141,12 @@ def start_int8_job(source: Any, calibration: Any, profile: Any, weights: str | N
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=die_with_parent)
     source.cache["tflite_int8_job"] = (proc, out, weights or "per-channel")
     source.on_cleanup(proc.kill)
+
+
+def int8_job_running(source: Any) -> bool:
+    """Whether start_int8_job's child is still converting."""
+    job = source.cache.get("tflite_int8_job")
+    return job is not None and job[0].poll() is None
 
 
 def _int8_from_job(source: Any, weights: str) -> tuple[bytes, str] | None:

@@ -102,13 +102,20 @@ def test_killed_conversion_leaves_complete_or_no_artifacts(lenet_run, tmp_path):
     assert interrupted >= 1, "no kill landed during the conversion; the delays need adjusting"
 
 
+def _unshared(blob: bytes) -> bytes:
+    """The model re-encoded as TF's flatbuffer_utils writes it: one zero-point vector per tensor, as the converter."""
+    import flatbuffers
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    builder = flatbuffers.Builder(len(blob))
+    builder.Finish(flatbuffer_utils.convert_bytearray_to_object(blob).Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
 def test_int8_tflite_stores_each_zero_point_vector_once(lenet_artifacts):
     """Per-channel zero points (all 0) are shared between tensors; the model reads back with every tensor's own
     scales and zero points, and re-encoding it without sharing makes it bigger and gives the same outputs."""
-    import flatbuffers
-    import numpy as np
     from ai_edge_litert.interpreter import Interpreter
-    from tensorflow.lite.tools import flatbuffer_utils
 
     from edgecnn.convert.tflite import _same_outputs, share_zero_point_vectors
 
@@ -116,9 +123,7 @@ def test_int8_tflite_stores_each_zero_point_vector_once(lenet_artifacts):
     extra = Manifest.load(lenet_artifacts / "tflite-int8").extra["flatbuffer"]
     assert extra["shared_zero_points"] is True and extra["bytes_saved"] > 0
     shared = path.read_bytes()
-    builder = flatbuffers.Builder(len(shared))  # the converter's encoding: one vector per tensor
-    builder.Finish(flatbuffer_utils.convert_bytearray_to_object(shared).Pack(builder), file_identifier=b"TFL3")
-    unshared = bytes(builder.Output())
+    unshared = _unshared(shared)
     assert len(unshared) == len(shared) + extra["bytes_saved"]
     assert _same_outputs(unshared, shared)
 
@@ -133,19 +138,13 @@ def test_int8_tflite_stores_each_zero_point_vector_once(lenet_artifacts):
     again, info = share_zero_point_vectors(unshared)
     assert again == shared and info == {"shared_zero_points": True, "bytes_saved": extra["bytes_saved"]}
     assert share_zero_point_vectors(shared)[1] == {"shared_zero_points": False, "why": "nothing to share"}
-    assert np.frombuffer(shared[4:8], dtype=np.uint8).tobytes() == b"TFL3"
+    assert shared[4:8] == b"TFL3"
 
 
 def test_zero_point_sharing_keeps_the_converters_model_when_outputs_differ(lenet_artifacts, monkeypatch):
-    import flatbuffers
-    from tensorflow.lite.tools import flatbuffer_utils
-
     from edgecnn.convert import tflite
 
-    shared = (lenet_artifacts / "tflite-int8" / "model.tflite").read_bytes()
-    builder = flatbuffers.Builder(len(shared))
-    builder.Finish(flatbuffer_utils.convert_bytearray_to_object(shared).Pack(builder), file_identifier=b"TFL3")
-    unshared = bytes(builder.Output())
+    unshared = _unshared((lenet_artifacts / "tflite-int8" / "model.tflite").read_bytes())
     monkeypatch.setattr(tflite, "_same_outputs", lambda a, b: False)  # stands for a re-encoding that changed a result
     blob, info = tflite.share_zero_point_vectors(unshared)
     assert blob == unshared
@@ -166,7 +165,8 @@ def test_onnx_calibration_ranges_match_onnxruntimes_own(lenet_artifacts, tmp_pat
     pre = tmp_path / "pre.onnx"
     quant_pre_process(str(lenet_artifacts / "onnx-fp32" / "model.onnx"), str(pre), skip_symbolic_shape=True)
     calib = CalibrationSet(np.random.default_rng(0).random((50, 32, 32, 1), dtype=np.float32), "test")
-    ours = load_tensors_data(_calibrate_ranges(pre, calib, tmp_path)).data
+    assert _calibrate_ranges(pre, calib, tmp_path / "ranges.json")
+    ours = load_tensors_data(tmp_path / "ranges.json").data
 
     theirs_cal = create_calibrator(
         pre,
