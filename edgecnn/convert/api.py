@@ -18,7 +18,6 @@ from edgecnn.convert.base import CONVERTERS, Precision, parse_targets
 from edgecnn.convert.data import conversion_data, random_eval
 from edgecnn.convert.parity import GateThresholds, ParityResult, check_parity
 from edgecnn.convert.source import load_source
-from edgecnn.convert.tflite import int8_job_running, start_int8_job
 from edgecnn.devices import DeviceProfile, load_profile
 from edgecnn.errors import ArtifactError, ConversionError, DiskFullError, EdgeCNNError
 from edgecnn.manifest import Manifest, staged_directory, write_atomic, write_json_atomic
@@ -118,7 +117,7 @@ def _one(
                 source_model={"path": str(source.path), "sha256": source.sha256, "name": source.name},
                 tools={"edgecnn": __version__, "python": platform.python_version(), **result.get("tools", {})},
                 extra=result.get("extra", {})
-                | {"cost": cost}
+                | {"cost": cost, "export": source.export_method}
                 | (
                     {"calibration": {"n": len(calibration), "source": calibration.source}}
                     if calibration is not None and precision in (Precision.INT8,)
@@ -141,6 +140,8 @@ def _one(
         raise  # every later artifact would fail the same way: convert() stops
     except EdgeCNNError as exc:
         row.status, row.error = "ERROR", exc.message
+        if exc.hint:
+            row.notes.append(exc.hint)
         return row
     row.path = str(final)
     size = sum(p.stat().st_size for p in final.iterdir() if p.is_file() and p.name != "edgecnn.json")
@@ -193,12 +194,16 @@ def convert(
         raise ArtifactError(
             f"output folder already exists: {out_root}", hint="use --force to replace it, or choose another --out"
         )
-    try:  # from here on the source holds a temp folder and maybe a tf2onnx child: always released
-        if any(f == "onnx" for f, _ in targets):  # tf2onnx runs in a child on the other core meanwhile
-            from edgecnn.convert.onnx import start_fp32_export
+    try:  # from here on the source holds a temp folder and maybe the conversion worker: always released
+        from edgecnn.convert import onnx as onnx_conv
+        from edgecnn.convert import tflite as tflite_conv
+        from edgecnn.convert.worker import worker_for
 
+        if any(f == "onnx" or (f, p) == ("tflite", Precision.INT8) for f, p in targets):
+            worker_for(source)  # it imports TensorFlow meanwhile
+        if any(f == "onnx" for f, _ in targets):  # tf2onnx runs in the worker on the other core meanwhile
             say("exporting a SavedModel; tf2onnx starts in the background")
-            start_fp32_export(source)
+            onnx_conv.start_fp32_export(source)
         say("preparing held-out and calibration data")
         eval_set, calib = conversion_data(source, data=data, calibration=calibration, n_eval=n_eval)
         if eval_set is None:
@@ -209,7 +214,13 @@ def convert(
 
             require_calibration(None, ", ".join(needs_calib))
         if ("tflite", Precision.INT8) in targets:  # the longest step: calibration, one core; start it now beside the rest
-            start_int8_job(source, calib, profile, int8_weights)
+            tflite_conv.start_int8_job(source, calib, profile, int8_weights)
+
+        def pending(fmt: str, prec: Precision) -> bool:  # its worker job is still running
+            if fmt == "onnx":
+                return onnx_conv.pending(source)
+            return fmt == "tflite" and tflite_conv.pending(source, prec, int8_weights)
+
         say(f"Keras reference outputs on {len(eval_set.x)} held-out inputs")
         keras_probs = source.predict(eval_set.x)
         from edgecnn.models.inspect import analyse
@@ -220,14 +231,15 @@ def convert(
         thresholds = GateThresholds(max_drop_points=max_drop)
         out_root.mkdir(parents=True, exist_ok=True)
         rows: list[Row] = []
-        queue, deferred = list(targets), False
+        queue = list(targets)
         while queue:
-            fmt, prec = queue.pop(0)
-            if (fmt, prec) == ("tflite", Precision.INT8) and queue and not deferred and int8_job_running(source):
-                # its child is still calibrating: convert the rest meanwhile instead of waiting on it with a core idle
-                queue.append((fmt, prec))
-                deferred = True
+            # the first artifact asked for whose worker job (if any) is done: the rest meanwhile instead of waiting on
+            # one with a core idle, and when all wait, whichever the worker answers first. The table keeps the order.
+            ready = [i for i, t in enumerate(queue) if not pending(*t)]
+            if not ready:
+                worker_for(source).wait_for_answer()
                 continue
+            fmt, prec = queue.pop(ready[0])
             say(f"{fmt}/{prec}: converting, then checking parity on {len(eval_set.x)} inputs")
             try:
                 row = _one(

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import inspect
 import json
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgecnn.convert.base import Precision, die_with_parent
+from edgecnn.convert.base import Precision
 from edgecnn.convert.data import require_calibration
 from edgecnn.errors import ConversionError
 
@@ -20,53 +18,43 @@ OPSET = 17
 INPUT_NAME, OUTPUT_NAME = "input", "probabilities"
 
 
-def _tf2onnx_cmd(saved_model: Path, out: Path) -> list[str]:
-    # tf2onnx.convert.from_keras is broken on Keras 3: convert the exported SavedModel. A child
-    # process keeps tf2onnx's graph rewriting and logging out of our interpreter, and runs beside it.
-    return [
-        sys.executable,
-        "-m",
-        "tf2onnx.convert",
-        "--saved-model",
-        str(saved_model),
-        "--output",
-        str(out),
-        "--opset",
-        str(OPSET),
-        "--signature_def",
-        "serving_default",
-    ]
+def _tf2onnx_args(saved_model: Path, out: Path) -> list[str]:
+    # tf2onnx.convert.from_keras is broken on Keras 3: convert the exported SavedModel, with tf2onnx's own command
+    # line (run in the conversion worker, beside the other formats).
+    return ["--saved-model", str(saved_model), "--output", str(out), "--opset", str(OPSET), "--signature_def", "serving_default"]
+
+
+JOB = "tf2onnx"
 
 
 def start_fp32_export(source: Any) -> None:
-    """Start tf2onnx in a child process now, so that it runs on another core while the other formats convert."""
-    if "onnx_fp32" in source.cache or "onnx_fp32_job" in source.cache:
-        return
-    out = source.workdir() / "fp32.onnx"
-    proc = subprocess.Popen(
-        _tf2onnx_cmd(source.saved_model(), out),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=die_with_parent,
-    )
-    source.cache["onnx_fp32_job"] = (proc, out)
-    source.on_cleanup(proc.kill)
+    """Queue tf2onnx in the conversion worker now, so that it runs on another core while the other formats convert."""
+    from edgecnn.convert.worker import worker_for
+
+    if "onnx_fp32" not in source.cache:
+        worker_for(source).submit(JOB, "tf2onnx", argv=_tf2onnx_args(source.saved_model(), source.workdir() / "fp32.onnx"))
+
+
+def pending(source: Any) -> bool:
+    """Whether tf2onnx is still running for this source (every ONNX precision waits on it)."""
+    worker = source.cache.get("worker")
+    return "onnx_fp32" not in source.cache and worker is not None and worker.running(JOB)
 
 
 def _fp32_onnx(source: Any) -> Path:
     """The fp32 ONNX model, converted once per source model and shared by every ONNX precision."""
     if "onnx_fp32" not in source.cache:
+        from edgecnn.convert.worker import worker_for
+
         start_fp32_export(source)
-        proc, out = source.cache.pop("onnx_fp32_job")
+        worker = worker_for(source)
         try:
-            _, stderr = proc.communicate(timeout=1800)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise ConversionError("onnx: tf2onnx did not finish within 30 minutes") from None
-        if proc.returncode != 0 or not out.is_file():
-            tail = [ln for ln in stderr.strip().splitlines() if ln.strip()][-1:] or ["no output"]
-            raise ConversionError(f"onnx: tf2onnx failed: {tail[0][:300]}", hint="rerun with --debug for tf2onnx's full log")
+            worker.result(JOB)
+        except ConversionError as exc:
+            raise ConversionError(f"onnx: tf2onnx failed: {exc.message}", hint=exc.hint) from None
+        out = source.workdir() / "fp32.onnx"
+        if not out.is_file():
+            raise ConversionError(f"onnx: tf2onnx wrote no model: {worker.last_log_line()}")
         _finish(out, source)
         source.cache["onnx_fp32"] = out
     return source.cache["onnx_fp32"]

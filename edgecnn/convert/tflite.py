@@ -6,15 +6,13 @@ Keras 3's ``TFLiteConverter.from_keras_model`` is unreliable, so we always go th
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-from edgecnn.convert.base import Precision, die_with_parent
+from edgecnn.convert.base import Precision
 from edgecnn.convert.data import require_calibration
 from edgecnn.errors import ConversionError
 
@@ -25,7 +23,10 @@ def _convert_blob(
     """The TFLite flatbuffer for one precision, and the TensorFlow version that made it."""
     import tensorflow as tf
 
-    conv = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+    try:
+        conv = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+    except Exception as exc:  # a SavedModel TensorFlow cannot read
+        raise ConversionError(f"tflite/{precision}: TFLiteConverter failed: {str(exc).strip().splitlines()[0][:300]}") from exc
     if precision == Precision.FP16:
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.target_spec.supported_types = [tf.float16]
@@ -117,52 +118,45 @@ def _io_type(profile: Any) -> str:
     return "uint8" if getattr(profile, "int8_io", "int8") == "uint8" else "int8"
 
 
+def _job(weights: str) -> str:
+    return f"tflite-int8-{weights}"
+
+
 def start_int8_job(source: Any, calibration: Any, profile: Any, weights: str | None = None) -> None:
-    """Start the int8 conversion (calibration dominates it and runs on one core) in a child process now, so that
-    it runs beside the other formats on the second core."""
-    if "tflite_int8_job" in source.cache or calibration is None:
+    """Queue the int8 conversion (calibration dominates it and runs on one core) in the conversion worker now, so
+    that it runs beside the other formats on the second core."""
+    from edgecnn.convert.worker import worker_for
+
+    weights = weights or "per-channel"
+    if calibration is None or worker_for(source).submitted(_job(weights)):
         return
     import numpy as np
 
     work = source.workdir()
     np.save(work / "calibration.npy", calibration.samples)
-    out = work / "int8.tflite"
-    cmd = [
-        sys.executable,
-        "-m",
-        "edgecnn.convert.tflite",
-        str(source.saved_model()),
-        str(work / "calibration.npy"),
-        str(out),
-        _io_type(profile),
-        weights or "per-channel",
-    ]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=die_with_parent)
-    source.cache["tflite_int8_job"] = (proc, out, weights or "per-channel")
-    source.on_cleanup(proc.kill)
+    worker_for(source).submit(
+        _job(weights),
+        "tflite-int8",
+        saved_model=str(source.saved_model()),
+        calibration=str(work / "calibration.npy"),
+        out=str(work / f"int8-{weights}.tflite"),
+        io=_io_type(profile),
+        weights=weights,
+    )
 
 
-def int8_job_running(source: Any) -> bool:
-    """Whether start_int8_job's child is still converting."""
-    job = source.cache.get("tflite_int8_job")
-    return job is not None and job[0].poll() is None
+def pending(source: Any, precision: Precision, weights: str | None = None) -> bool:
+    """Whether the worker is still converting this artifact."""
+    worker = source.cache.get("worker")
+    return precision == Precision.INT8 and worker is not None and worker.running(_job(weights or "per-channel"))
 
 
 def _int8_from_job(source: Any, weights: str) -> tuple[bytes, str] | None:
-    job = source.cache.pop("tflite_int8_job", None)
-    if job is None:
+    worker = source.cache.get("worker")
+    if worker is None or not worker.submitted(_job(weights)):
         return None
-    proc, out, job_weights = job
-    if job_weights != weights:  # started for other settings: not this artifact's
-        proc.kill()
-        return None
-    stdout, stderr = proc.communicate(timeout=3600)
-    if proc.returncode != 0 or not out.is_file():
-        lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
-        reason = next((ln.removeprefix("error: ") for ln in reversed(lines) if ln.startswith("error: ")), None)
-        raise ConversionError(reason or f"tflite/int8: the conversion process failed: {(lines or ['no output'])[-1][:300]}")
-    return out.read_bytes(), stdout.strip()
+    answer = worker.result(_job(weights))
+    return (source.workdir() / f"int8-{weights}.tflite").read_bytes(), answer["tools"]["tensorflow"]
 
 
 def convert(
@@ -213,27 +207,3 @@ def _edgetpu_compile(out_dir: Path) -> dict[str, Any]:
         "ops_on_tpu": int(mapped.group(1)) if mapped else None,
         "ops_on_cpu": int(cpu.group(1)) if cpu else None,
     }
-
-
-def _main(argv: list[str]) -> int:
-    """Child side of start_int8_job: SAVED_MODEL CALIBRATION.npy OUT.tflite int8|uint8 per-channel|per-tensor;
-    prints the TF version."""
-    import numpy as np
-
-    from edgecnn.data.calibration import CalibrationSet
-    from edgecnn.errors import EdgeCNNError
-
-    saved_model, calib_path, out, io, weights = argv
-    try:
-        calib = CalibrationSet(np.load(calib_path), "calibration")
-        blob, version = _convert_blob(Path(saved_model), Precision.INT8, calib, io, weights)
-    except EdgeCNNError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return 1
-    Path(out).write_bytes(blob)
-    print(version)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1:]))

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
-import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -217,13 +218,20 @@ def test_user_model_with_data_folder_and_calibration_range(lenet_run, tmp_path, 
 def test_converter_failure_is_one_error_line(lenet_run, tmp_path, monkeypatch, capsys):
     import edgecnn.convert.onnx as onnx_mod
 
-    def broken(saved_model, out):  # a real child process that fails the way tf2onnx does
-        return [sys.executable, "-c", "import sys; sys.stderr.write('Unsupported op XYZ\\n'); sys.exit(1)"]
+    real = onnx_mod._tf2onnx_args
 
-    monkeypatch.setattr(onnx_mod, "_tf2onnx_cmd", broken)
+    def broken(saved_model, out):  # the real tf2onnx, asked for a signature the SavedModel does not have
+        return [a if a != "serving_default" else "no_such_signature" for a in real(saved_model, out)]
+
+    monkeypatch.setattr(onnx_mod, "_tf2onnx_args", broken)
     rc = main(
         ["convert", str(lenet_run), "--device", "host", "--precision", "onnx/fp32", "--out", str(tmp_path / "x"), "--quiet"]
     )
     captured = capsys.readouterr()
-    assert rc == 1 and "ERROR: onnx: tf2onnx failed: Unsupported op XYZ" in captured.out
+    assert rc == 1 and "ERROR: onnx: tf2onnx failed: ValueError" in captured.out
+    summary = (tmp_path / "x" / "summary.md").read_text()
+    assert "tf2onnx failed: ValueError: make_sure failure: Specified signature not in model no_such_signature" in summary
+    log = Path(re.search(r"the conversion process's full log: (\S+)", summary).group(1))
+    assert "no_such_signature" in log.read_text()  # kept for the user, with tf2onnx's traceback
+    log.unlink()
     assert not (tmp_path / "x" / "onnx-fp32").exists()
