@@ -196,11 +196,16 @@ def convert(
         )
     try:  # from here on the source holds a temp folder and maybe the conversion worker: always released
         from edgecnn.convert import onnx as onnx_conv
+        from edgecnn.convert import openvino as openvino_conv
         from edgecnn.convert import tflite as tflite_conv
-        from edgecnn.convert.worker import worker_for
+        from edgecnn.convert.worker import wait_for_any, worker_for
 
+        # the workers import their libraries meanwhile (see edgecnn.convert.worker)
         if any(f == "onnx" or (f, p) == ("tflite", Precision.INT8) for f, p in targets):
-            worker_for(source)  # it imports TensorFlow meanwhile
+            worker_for(source, "tensorflow")
+        openvino_precisions = [p for f, p in targets if f == "openvino" and not (accuracy_control and p == Precision.INT8)]
+        if openvino_precisions:
+            worker_for(source, "openvino")
         if any(f == "onnx" for f, _ in targets):  # tf2onnx runs in the worker on the other core meanwhile
             say("exporting a SavedModel; tf2onnx starts in the background")
             onnx_conv.start_fp32_export(source)
@@ -215,11 +220,13 @@ def convert(
             require_calibration(None, ", ".join(needs_calib))
         if ("tflite", Precision.INT8) in targets:  # the longest step: calibration, one core; start it now beside the rest
             tflite_conv.start_int8_job(source, calib, profile, int8_weights)
+        openvino_conv.start_jobs(source, openvino_precisions, calib, int8_weights)
+        onnx_int8_queued = ("onnx", Precision.INT8) not in targets
 
         def pending(fmt: str, prec: Precision) -> bool:  # its worker job is still running
             if fmt == "onnx":
-                return onnx_conv.pending(source)
-            return fmt == "tflite" and tflite_conv.pending(source, prec, int8_weights)
+                return onnx_conv.pending_int8(source, int8_weights) if prec == Precision.INT8 else onnx_conv.pending(source)
+            return {"tflite": tflite_conv.pending, "openvino": openvino_conv.pending}[fmt](source, prec, int8_weights)
 
         say(f"Keras reference outputs on {len(eval_set.x)} held-out inputs")
         keras_probs = source.predict(eval_set.x)
@@ -233,11 +240,13 @@ def convert(
         rows: list[Row] = []
         queue = list(targets)
         while queue:
+            if not onnx_int8_queued:  # as soon as tf2onnx is done, ONNX int8 goes to its own worker
+                onnx_int8_queued = onnx_conv.start_int8_job(source, calib, int8_weights)
             # the first artifact asked for whose worker job (if any) is done: the rest meanwhile instead of waiting on
-            # one with a core idle, and when all wait, whichever the worker answers first. The table keeps the order.
+            # one with a core idle, and when all wait, whichever a worker answers first. The table keeps the order.
             ready = [i for i, t in enumerate(queue) if not pending(*t)]
             if not ready:
-                worker_for(source).wait_for_answer()
+                wait_for_any(source)
                 continue
             fmt, prec = queue.pop(ready[0])
             say(f"{fmt}/{prec}: converting, then checking parity on {len(eval_set.x)} inputs")

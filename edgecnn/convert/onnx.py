@@ -35,10 +35,11 @@ def start_fp32_export(source: Any) -> None:
         worker_for(source).submit(JOB, "tf2onnx", argv=_tf2onnx_args(source.saved_model(), source.workdir() / "fp32.onnx"))
 
 
-def pending(source: Any) -> bool:
+def pending(source: Any, precision: Precision | None = None, weights: str | None = None) -> bool:
     """Whether tf2onnx is still running for this source (every ONNX precision waits on it)."""
-    worker = source.cache.get("worker")
-    return "onnx_fp32" not in source.cache and worker is not None and worker.running(JOB)
+    from edgecnn.convert.worker import running
+
+    return "onnx_fp32" not in source.cache and running(source, "tensorflow", JOB)
 
 
 def _fp32_onnx(source: Any) -> Path:
@@ -140,6 +141,41 @@ def _predict(path: Path, x: np.ndarray) -> np.ndarray:
         return np.concatenate([backend.run(x[i : i + 32]) for i in range(0, len(x), 32)])
 
 
+def start_int8_job(source: Any, calibration: Any, int8_weights: str | None = None) -> bool:
+    """Once tf2onnx is done, queue int8 quantisation in the onnxruntime worker (a child without TensorFlow), so that
+    it runs beside the parent's other work. Called between artifacts; True once queued."""
+    from edgecnn.convert.worker import calibration_file, worker_for
+
+    name = _int8_job(int8_weights)
+    if calibration is None or pending(source):
+        return False
+    try:
+        fp32 = _fp32_onnx(source)
+    except ConversionError:
+        return True  # tf2onnx failed: nothing to quantise, and each ONNX artifact reports why
+    worker = worker_for(source, "onnxruntime")
+    if not worker.submitted(name):
+        worker.submit(
+            name,
+            "onnx-int8",
+            fp32=str(fp32),
+            calibration=str(calibration_file(source, calibration)),
+            out=str(source.workdir() / f"{name}.onnx"),
+            int8_weights=int8_weights,
+        )
+    return True
+
+
+def _int8_job(int8_weights: str | None) -> str:
+    return f"onnx-int8-{int8_weights or 'choose'}"
+
+
+def pending_int8(source: Any, weights: str | None = None) -> bool:
+    from edgecnn.convert.worker import running
+
+    return pending(source) or running(source, "onnxruntime", _int8_job(weights))
+
+
 def convert(
     source: Any,
     precision: Precision,
@@ -151,80 +187,105 @@ def convert(
     **_: Any,
 ) -> dict[str, Any]:
     import shutil
+    from importlib.metadata import version
 
     import onnx
-    import tf2onnx
+    import onnxruntime
 
     target = out_dir / "model.onnx"
     extra: dict[str, Any] = {"opset": OPSET}
     fp32 = _fp32_onnx(source)
+    worker = source.cache.get("worker-onnxruntime")
+    try:
+        if precision == Precision.FP32:
+            shutil.copyfile(fp32, target)
+        elif precision == Precision.FP16:
+            from onnxruntime.transformers.float16 import convert_float_to_float16
+
+            m16 = convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True)
+            onnx.save(m16, str(target))
+        elif worker is not None and worker.submitted(_int8_job(int8_weights)):
+            extra |= worker.result(_int8_job(int8_weights))["extra"]
+            shutil.copyfile(source.workdir() / f"{_int8_job(int8_weights)}.onnx", target)
+        else:
+            extra |= quantize(fp32, require_calibration(calibration, "int8 ONNX"), target, int8_weights)
+    except ConversionError:
+        raise
+    except Exception as exc:
+        raise ConversionError(f"onnx/{precision}: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}") from exc
+    return {
+        "files": {"model": {"path": "model.onnx"}},
+        "extra": extra,
+        "tools": {"tf2onnx": version("tf2onnx"), "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__},
+    }
+
+
+def quantize(fp32: Path, calib: Any, target: Path, int8_weights: str | None = None) -> dict[str, Any]:
+    """Static QDQ int8 of ``fp32`` into ``target``; the manifest's extra (which weight scheme, and why)."""
+    import shutil
+
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
     with tempfile.TemporaryDirectory(prefix="edgecnn-onnx-") as tmp:
         try:
-            if precision == Precision.FP32:
-                shutil.copyfile(fp32, target)
-            elif precision == Precision.FP16:
-                from onnxruntime.transformers.float16 import convert_float_to_float16
-
-                m16 = convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True)
-                onnx.save(m16, str(target))
+            pre = Path(tmp) / "pre.onnx"
+            quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+            # the choice between the candidates is judged on (at most) 128 calibration images: three models times
+            # 300 images was a third of this step's time on MobileNetV2, for a choice that rarely hinges on them
+            judge = calib.samples[:CHOICE_IMAGES]
+            reference = _predict(fp32, judge) if not int8_weights else None
+            tried = {}
+            cache: dict[str, Any] = {}  # calibrate once for both candidates where this onnxruntime has the cache
+            if "calibration_cache_path" in inspect.signature(quantize_static).parameters:
+                cache["calibration_cache_path"] = str(Path(tmp) / "ranges.json")
+                _calibrate_ranges(pre, calib, Path(tmp) / "ranges.json")
+            candidates = [("per-channel", True), ("per-tensor", False)]
+            if int8_weights:  # asked for one: no choice to make
+                candidates = [c for c in candidates if c[0] == int8_weights]
+            for name, per_channel in candidates:
+                candidate = Path(tmp) / f"{name}.onnx"
+                quantize_static(
+                    str(pre),
+                    str(candidate),
+                    _Reader(calib),
+                    quant_format=QuantFormat.QDQ,
+                    per_channel=per_channel,
+                    activation_type=QuantType.QInt8,
+                    weight_type=QuantType.QInt8,
+                    calibrate_method=CalibrationMethod.MinMax,
+                    **cache,
+                )
+                tried[name] = {"path": candidate}
+                if reference is not None:
+                    probs = _predict(candidate, judge)
+                    tried[name]["agreement"] = float(np.mean(probs.argmax(1) == reference.argmax(1)))
+                    tried[name]["mean_abs_dp"] = float(np.mean(np.abs(probs - reference)))
+            if int8_weights:
+                chosen = int8_weights
+                extra = {"quantization": {"weights": chosen, "chosen_by": "--int8-weights"}}
             else:
-                from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-                from onnxruntime.quantization.shape_inference import quant_pre_process
-
-                calib = require_calibration(calibration, "int8 ONNX")
-                pre = Path(tmp) / "pre.onnx"
-                quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
-                # the choice between the candidates is judged on (at most) 128 calibration images: three models times
-                # 300 images was a third of this step's time on MobileNetV2, for a choice that rarely hinges on them
-                judge = calib.samples[:CHOICE_IMAGES]
-                reference = _predict(fp32, judge) if not int8_weights else None
-                tried = {}
-                cache: dict[str, Any] = {}  # calibrate once for both candidates where this onnxruntime has the cache
-                if "calibration_cache_path" in inspect.signature(quantize_static).parameters:
-                    cache["calibration_cache_path"] = str(Path(tmp) / "ranges.json")
-                    _calibrate_ranges(pre, calib, Path(tmp) / "ranges.json")
-                candidates = [("per-channel", True), ("per-tensor", False)]
-                if int8_weights:  # asked for one: no choice to make
-                    candidates = [c for c in candidates if c[0] == int8_weights]
-                for name, per_channel in candidates:
-                    candidate = Path(tmp) / f"{name}.onnx"
-                    quantize_static(
-                        str(pre),
-                        str(candidate),
-                        _Reader(calib),
-                        quant_format=QuantFormat.QDQ,
-                        per_channel=per_channel,
-                        activation_type=QuantType.QInt8,
-                        weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.MinMax,
-                        **cache,
-                    )
-                    tried[name] = {"path": candidate}
-                    if reference is not None:
-                        probs = _predict(candidate, judge)
-                        tried[name]["agreement"] = float(np.mean(probs.argmax(1) == reference.argmax(1)))
-                        tried[name]["mean_abs_dp"] = float(np.mean(np.abs(probs - reference)))
-                if int8_weights:
-                    chosen = int8_weights
-                    extra["quantization"] = {"weights": chosen, "chosen_by": "--int8-weights"}
-                else:
-                    # per channel or per tensor: whichever agrees better with fp32 on the calibration images (never
-                    # the held-out data the parity gate judges); equal agreement: the smaller mean |dp|
-                    chosen = max(tried, key=lambda k: (tried[k]["agreement"], -tried[k]["mean_abs_dp"]))
-                    extra["quantization"] = {
+                # per channel or per tensor: whichever agrees better with fp32 on the calibration images (never
+                # the held-out data the parity gate judges); equal agreement: the smaller mean |dp|
+                chosen = max(tried, key=lambda k: (tried[k]["agreement"], -tried[k]["mean_abs_dp"]))
+                extra = {
+                    "quantization": {
                         "weights": chosen,
                         "calibration_agreement": {k: round(v["agreement"], 4) for k, v in tried.items()},
                         "calibration_mean_abs_dp": {k: round(v["mean_abs_dp"], 6) for k, v in tried.items()},
                     }
-                shutil.copyfile(tried[chosen]["path"], target)
+                }
+            shutil.copyfile(tried[chosen]["path"], target)
         except ConversionError:
             raise
         except Exception as exc:
-            raise ConversionError(f"onnx/{precision}: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}") from exc
-    import onnxruntime
+            raise ConversionError(f"onnx/int8: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}") from exc
+    return extra
 
-    return {
-        "files": {"model": {"path": "model.onnx"}},
-        "extra": extra,
-        "tools": {"tf2onnx": tf2onnx.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__},
-    }
+
+def job_main(fp32: str, calibration: str, out: str, int8_weights: str | None) -> dict[str, Any]:
+    """The onnxruntime worker's job: int8 of ``fp32`` into ``out``."""
+    from edgecnn.data.calibration import CalibrationSet
+
+    calib = CalibrationSet(np.load(calibration), "calibration")
+    return {"extra": quantize(Path(fp32), calib, Path(out), int8_weights)}

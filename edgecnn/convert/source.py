@@ -101,7 +101,8 @@ class SourceModel:
             return np.asarray(out, dtype=np.float32)
 
         n_out = int(self.model.outputs[0].shape[-1])
-        return np.concatenate([np.empty((0, n_out), np.float32)] + [run(x[i : i + 64]) for i in range(0, len(x), 64)])
+        # batches of 16: 4.8 CPU-s for MobileNetV2 on 200 images here, 5.3 in batches of 64 (interleaved runs)
+        return np.concatenate([np.empty((0, n_out), np.float32)] + [run(x[i : i + 16]) for i in range(0, len(x), 16)])
 
     def workdir(self) -> Path:
         return self.saved_model().parent

@@ -130,16 +130,14 @@ def start_int8_job(source: Any, calibration: Any, profile: Any, weights: str | N
     weights = weights or "per-channel"
     if calibration is None or worker_for(source).submitted(_job(weights)):
         return
-    import numpy as np
+    from edgecnn.convert.worker import calibration_file
 
-    work = source.workdir()
-    np.save(work / "calibration.npy", calibration.samples)
     worker_for(source).submit(
         _job(weights),
         "tflite-int8",
         saved_model=str(source.saved_model()),
-        calibration=str(work / "calibration.npy"),
-        out=str(work / f"int8-{weights}.tflite"),
+        calibration=str(calibration_file(source, calibration)),
+        out=str(source.workdir() / f"int8-{weights}.tflite"),
         io=_io_type(profile),
         weights=weights,
     )
@@ -147,12 +145,13 @@ def start_int8_job(source: Any, calibration: Any, profile: Any, weights: str | N
 
 def pending(source: Any, precision: Precision, weights: str | None = None) -> bool:
     """Whether the worker is still converting this artifact."""
-    worker = source.cache.get("worker")
-    return precision == Precision.INT8 and worker is not None and worker.running(_job(weights or "per-channel"))
+    from edgecnn.convert.worker import running
+
+    return precision == Precision.INT8 and running(source, "tensorflow", _job(weights or "per-channel"))
 
 
 def _int8_from_job(source: Any, weights: str) -> tuple[bytes, str] | None:
-    worker = source.cache.get("worker")
+    worker = source.cache.get("worker-tensorflow")
     if worker is None or not worker.submitted(_job(weights)):
         return None
     answer = worker.result(_job(weights))

@@ -1,12 +1,18 @@
-"""One child process for the TensorFlow-side conversions that can run beside the rest: tf2onnx and TFLite int8.
+"""Child processes for the conversions that can run beside the rest, one per kind of library they need.
 
-Both need TensorFlow, both mostly run on one core, and the parent is busy meanwhile (Keras reference outputs,
-TFLite fp32, OpenVINO, ONNX quantisation, parity). One child imports TensorFlow once for both (5-6 CPU-seconds each
-time on 2 cores), starts importing it while the parent is still exporting the SavedModel, and runs the jobs in the
-order they are submitted. Jobs are JSON lines on its stdin; each answer is a JSON line on its stdout; the child's
-stderr (tf2onnx logs there) goes to a file whose last line is quoted if the child dies.
+- ``tensorflow``: tf2onnx and TFLite int8. Both need TensorFlow and mostly run on one core; one child imports
+  TensorFlow once for both (5-6 CPU-seconds each time on 2 cores).
+- ``onnxruntime``: ONNX int8 (calibration, two quantised candidates, the choice between them), once tf2onnx is done.
+- ``openvino``: OpenVINO IR, fp32/fp16 and NNCF int8. Its child imports no TensorFlow: OpenVINO's and NNCF's
+  telemetry fork the process for every event they send, and forking a process that holds TensorFlow cost 3.5
+  CPU-seconds of children per ``convert_model`` here (1.1 without TensorFlow).
 
-    python -m edgecnn.convert.worker      # reads jobs until stdin closes
+The parent meanwhile computes the Keras reference outputs, converts TFLite fp32 and checks parity.
+Each worker starts importing its libraries while the parent is still exporting the SavedModel and runs its jobs in
+the order they are submitted. Jobs are JSON lines on its stdin; each answer is a JSON line on its stdout; the child's
+stderr (and whatever the libraries print) goes to a log file, kept and named in the error when a job fails.
+
+    python -m edgecnn.convert.worker tensorflow|onnxruntime|openvino      # reads jobs until stdin closes
 """
 
 from __future__ import annotations
@@ -27,11 +33,13 @@ from edgecnn.errors import ConversionError
 class Worker:
     """Parent side: submit jobs by name, ask whether one is still running, wait for its answer."""
 
-    def __init__(self) -> None:
-        self._log = tempfile.NamedTemporaryFile(prefix="edgecnn-worker-", suffix=".log", delete=False)  # noqa: SIM115
+    def __init__(self, kind: str = "tensorflow", cond: threading.Condition | None = None) -> None:
+        if kind not in PRELOAD:
+            raise ValueError(f"unknown worker kind {kind!r}")
+        self._log = tempfile.NamedTemporaryFile(prefix=f"edgecnn-{kind}-worker-", suffix=".log", delete=False)  # noqa: SIM115
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow")
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "edgecnn.convert.worker"],
+            [sys.executable, "-m", "edgecnn.convert.worker", kind],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,
@@ -41,7 +49,7 @@ class Worker:
         )
         self._answers: dict[str, dict[str, Any]] = {}
         self._submitted: set[str] = set()
-        self._cond = threading.Condition()
+        self._cond = cond or threading.Condition()  # shared by a source's workers: wait_for_any() waits on all
         self._eof = False
         self._keep_log = False
         threading.Thread(target=self._read, name="edgecnn-worker-reader", daemon=True).start()
@@ -79,12 +87,6 @@ class Worker:
         with self._cond:
             return name in self._submitted and name not in self._answers and not self._eof
 
-    def wait_for_answer(self, timeout: float = 3600) -> None:
-        """Until one more job is answered (or the child has died)."""
-        with self._cond:
-            seen = len(self._answers)
-            self._cond.wait_for(lambda: len(self._answers) > seen or self._eof, timeout=timeout)
-
     def result(self, name: str, timeout: float = 3600) -> dict[str, Any]:
         """The job's answer; ConversionError if it failed or the child died before answering."""
         with self._cond:
@@ -115,22 +117,56 @@ class Worker:
         if self._proc.poll() is None:
             self._proc.kill()
         self._proc.wait()
-        for stream in (self._proc.stdin, self._proc.stdout):
-            try:
-                stream.close()
-            except OSError:
-                pass
+        try:
+            self._proc.stdin.close()
+        except OSError:
+            pass
+        # stdout is left to the reader thread, which ends at EOF (closing it here would wait on that thread's read)
         self._log.close()
         if not self._keep_log:
             Path(self._log.name).unlink(missing_ok=True)
 
 
-def worker_for(source: Any) -> Worker:
-    """The source model's worker, started on first use and stopped with the source."""
-    if "worker" not in source.cache:
-        source.cache["worker"] = Worker()
-        source.on_cleanup(source.cache["worker"].close)
-    return source.cache["worker"]
+def worker_for(source: Any, kind: str = "tensorflow") -> Worker:
+    """The source model's worker of this kind, started on first use and stopped with the source."""
+    key = f"worker-{kind}"
+    if key not in source.cache:
+        cond = source.cache.setdefault("workers-answered", threading.Condition())
+        source.cache[key] = Worker(kind, cond)
+        source.on_cleanup(source.cache[key].close)
+    return source.cache[key]
+
+
+def wait_for_any(source: Any, timeout: float = 3600) -> None:
+    """Until one more job of any of the source's workers is answered (or every worker has died)."""
+    workers = [w for k, w in source.cache.items() if k.startswith("worker-")]
+    cond = source.cache.get("workers-answered")
+    if not workers or cond is None:
+        return
+
+    def answered() -> int:
+        return sum(len(w._answers) for w in workers)
+
+    with cond:
+        seen = answered()
+        cond.wait_for(lambda: answered() > seen or all(w._eof for w in workers), timeout=timeout)
+
+
+def running(source: Any, kind: str, job: str) -> bool:
+    """Whether the source's worker of this kind is still on ``job`` (False when there is no such worker)."""
+    worker = source.cache.get(f"worker-{kind}")
+    return worker is not None and worker.running(job)
+
+
+def calibration_file(source: Any, calibration: Any) -> Path:
+    """The calibration samples saved once beside the SavedModel, for the workers to read."""
+    path = source.workdir() / "calibration.npy"
+    if source.cache.get("calibration_file") is not calibration:
+        import numpy as np
+
+        np.save(path, calibration.samples)
+        source.cache["calibration_file"] = calibration
+    return path
 
 
 def _tf2onnx(argv: list[str]) -> dict[str, Any]:
@@ -159,21 +195,48 @@ def _tflite_int8(saved_model: str, calibration: str, out: str, io: str, weights:
     return {"tools": {"tensorflow": version}}
 
 
-JOBS = {"tf2onnx": _tf2onnx, "tflite-int8": _tflite_int8}
+def _openvino(**job: Any) -> dict[str, Any]:
+    from edgecnn.convert.openvino import job_main
+
+    return job_main(**job)
 
 
-def _main() -> int:
+def _onnx_int8(**job: Any) -> dict[str, Any]:
+    from edgecnn.convert.onnx import job_main
+
+    return job_main(**job)
+
+
+JOBS = {"tf2onnx": _tf2onnx, "tflite-int8": _tflite_int8, "openvino": _openvino, "onnx-int8": _onnx_int8}
+PRELOAD = {
+    "tensorflow": ("tensorflow",),
+    "openvino": ("openvino", "nncf"),
+    "onnxruntime": ("onnx", "onnxruntime", "onnxruntime.quantization"),
+}
+
+
+def _main(kind: str) -> int:
+    import importlib
     import logging
     import traceback
 
     from edgecnn.errors import EdgeCNNError
 
-    out = sys.stdout
-    sys.stdout = sys.stderr  # whatever the libraries print goes to the log, not into the answers
-    import tensorflow  # noqa: F401 - imported now, while the parent is still exporting the SavedModel
-
+    # Jobs and answers travel on private copies of fds 0 and 1; the standard streams become /dev/null and the log.
+    # OpenVINO's telemetry forks this process (multiprocessing) from a thread while the main thread waits on the
+    # jobs: a child that inherited sys.stdin locked by that wait hung in multiprocessing's stdin close, and a child
+    # that inherited the answers' pipe kept the parent from ever seeing this worker end. Forked children close both.
+    jobs, out = os.fdopen(os.dup(0), "r"), os.fdopen(os.dup(1), "w")
+    null = os.open(os.devnull, os.O_RDWR)
+    # (pointed at /dev/null rather than closed, so that the numbers are never reused for another file)
+    os.register_at_fork(after_in_child=lambda: [os.dup2(null, f) for f in (jobs.fileno(), out.fileno())])
+    os.dup2(null, 0)
+    os.dup2(2, 1)  # whatever the libraries print goes to the log, not into the answers
+    sys.stdin, sys.stdout = open(os.devnull), sys.stderr  # noqa: SIM115
+    for module in PRELOAD[kind]:  # imported now, while the parent is still exporting the SavedModel
+        importlib.import_module(module)
     logging.getLogger("tf2onnx").setLevel(logging.WARNING)
-    for line in sys.stdin:
+    for line in jobs:
         job = json.loads(line)
         name, kind = job.pop("name"), job.pop("kind")
         try:
@@ -191,4 +254,4 @@ def _main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(_main())
+    sys.exit(_main(*sys.argv[1:2]))

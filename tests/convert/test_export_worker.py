@@ -90,3 +90,43 @@ def test_worker_failures_are_clear_errors(tmp_path):
         worker.close()
     assert log.is_file()  # kept for the user after a failure
     log.unlink()
+
+
+@pytest.mark.slow
+def test_onnxruntime_and_openvino_worker_failures_name_the_format(tmp_path):
+    np.save(tmp_path / "c.npy", np.zeros((2, 8, 8, 1), np.float32))
+    ort_worker, ov_worker = Worker("onnxruntime"), Worker("openvino")
+    try:
+        ort_worker.submit(
+            "q",
+            "onnx-int8",
+            fp32=str(tmp_path / "none.onnx"),
+            calibration=str(tmp_path / "c.npy"),
+            out="o.onnx",
+            int8_weights=None,
+        )
+        with pytest.raises(ConversionError, match=r"^onnx/int8: .*none\.onnx"):
+            ort_worker.result("q")
+        ov_worker.submit(
+            "v",
+            "openvino",
+            saved_model=str(tmp_path / "missing"),
+            precision="fp32",
+            out=str(tmp_path / "ov"),
+            calibration=None,
+            labels=["a"],
+            preprocess={},
+            weights="per-channel",
+        )
+        with pytest.raises(ConversionError, match=r"^openvino/fp32: "):
+            ov_worker.result("v")
+        assert not ov_worker.running("v") and not ort_worker.running("q")
+    finally:
+        logs = [Path(w._log.name) for w in (ort_worker, ov_worker)]
+        ort_worker.close()
+        ov_worker.close()
+    for log in logs:  # kept after a failure, with the traceback
+        assert "Traceback" in log.read_text()
+        log.unlink()
+    with pytest.raises(ValueError, match="unknown worker kind 'torch'"):
+        Worker("torch")
