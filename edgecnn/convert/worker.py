@@ -229,7 +229,8 @@ def _main(kind: str) -> int:
     jobs, out = os.fdopen(os.dup(0), "r"), os.fdopen(os.dup(1), "w")
     null = os.open(os.devnull, os.O_RDWR)
     # (pointed at /dev/null rather than closed, so that the numbers are never reused for another file)
-    os.register_at_fork(after_in_child=lambda: [os.dup2(null, f) for f in (jobs.fileno(), out.fileno())])
+    if hasattr(os, "register_at_fork"):  # POSIX (Windows has no fork)
+        os.register_at_fork(after_in_child=lambda: [os.dup2(null, f) for f in (jobs.fileno(), out.fileno())])
     os.dup2(null, 0)
     os.dup2(2, 1)  # whatever the libraries print goes to the log, not into the answers
     sys.stdin, sys.stdout = open(os.devnull), sys.stderr  # noqa: SIM115
