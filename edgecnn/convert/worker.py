@@ -47,6 +47,10 @@ class Worker:
             env=env,
             preexec_fn=die_with_parent,
         )
+        if self._proc.stdin is None or self._proc.stdout is None:  # Popen gives both for PIPE; never seen otherwise
+            self._proc.kill()
+            raise ConversionError(f"the {kind} conversion worker started without its job and answer pipes")
+        self._jobs, self._replies = self._proc.stdin, self._proc.stdout
         self._answers: dict[str, dict[str, Any]] = {}
         self._submitted: set[str] = set()
         self._cond = cond or threading.Condition()  # shared by a source's workers: wait_for_any() waits on all
@@ -55,8 +59,7 @@ class Worker:
         threading.Thread(target=self._read, name="edgecnn-worker-reader", daemon=True).start()
 
     def _read(self) -> None:
-        assert self._proc.stdout is not None
-        for line in self._proc.stdout:
+        for line in self._replies:
             try:
                 answer = json.loads(line)
             except ValueError:
@@ -72,12 +75,19 @@ class Worker:
         if name in self._submitted:
             return
         self._submitted.add(name)
-        assert self._proc.stdin is not None
         try:
-            self._proc.stdin.write(json.dumps({"name": name, "kind": kind, **params}) + "\n")
-            self._proc.stdin.flush()
+            self._jobs.write(json.dumps({"name": name, "kind": kind, **params}) + "\n")
+            self._jobs.flush()
         except (BrokenPipeError, OSError):
             pass  # it died: result() reports why
+
+    def answered(self) -> int:
+        """How many jobs have been answered (read under the shared condition)."""
+        return len(self._answers)
+
+    def ended(self) -> bool:
+        """Whether the child's answers have ended (it exited or died)."""
+        return self._eof
 
     def submitted(self, name: str) -> bool:
         return name in self._submitted
@@ -118,7 +128,7 @@ class Worker:
             self._proc.kill()
         self._proc.wait()
         try:
-            self._proc.stdin.close()
+            self._jobs.close()
         except OSError:
             pass
         # stdout is left to the reader thread, which ends at EOF (closing it here would wait on that thread's read)
@@ -145,11 +155,11 @@ def wait_for_any(source: Any, timeout: float = 3600) -> None:
         return
 
     def answered() -> int:
-        return sum(len(w._answers) for w in workers)
+        return sum(w.answered() for w in workers)
 
     with cond:
         seen = answered()
-        cond.wait_for(lambda: answered() > seen or all(w._eof for w in workers), timeout=timeout)
+        cond.wait_for(lambda: answered() > seen or all(w.ended() for w in workers), timeout=timeout)
 
 
 def running(source: Any, kind: str, job: str) -> bool:
