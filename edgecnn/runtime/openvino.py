@@ -33,6 +33,11 @@ class OpenVINOBackend(BackendBase):
                 raise RuntimeBackendError(f"OpenVINO device {device} is not available here (available: {', '.join(devices)})")
             device = "CPU"
         config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+        if device == "CPU":
+            # On a CPU with AVX-512 BF16 or AMX, OpenVINO runs every float operation in bfloat16 unless told otherwise:
+            # an fp32 artifact then differs from Keras by up to 7e-3 in probability (LeNet-5, Zen 4 here) and fails
+            # its gate. The artifact's own precision is what was checked: never lower it silently.
+            config["INFERENCE_PRECISION_HINT"] = "f32"
         if threads and device == "CPU":
             config["INFERENCE_NUM_THREADS"] = int(threads)
         try:
@@ -46,6 +51,7 @@ class OpenVINOBackend(BackendBase):
                 for i, p in enumerate(ports)
             ]
             executing = compiled.get_property("EXECUTION_DEVICES") if device != "CPU" else ["CPU"]
+            inference_precision = compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
             request = compiled.create_infer_request()
         except Exception as exc:  # openvino raises RuntimeError subclasses with long C++ traces
             raise RuntimeBackendError(f"OpenVINO cannot load {path}: {_meaningful(str(exc))}") from None
@@ -61,6 +67,7 @@ class OpenVINOBackend(BackendBase):
             version=ov.get_version(),
             providers=[", ".join(executing)],
         )
+        self.inference_precision = inference_precision
         self._core, self._model, self._device, self._config = core, model, device, config
         self._requests = {1: request} if static is not None else {}
         self._compiled = compiled
@@ -88,6 +95,9 @@ class OpenVINOBackend(BackendBase):
     def invoke(self) -> np.ndarray:
         self._request.infer()
         return self._request.get_output_tensor().data
+
+    def describe(self) -> dict[str, Any]:
+        return super().describe() | {"inference_precision": self.inference_precision}
 
     def runtime_latency_ms(self) -> float | None:
         return float(self._request.latency)  # InferRequest.latency: what benchmark_app reports, in ms
