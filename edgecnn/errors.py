@@ -7,6 +7,19 @@ any other exception is a bug and gets a traceback.
 from __future__ import annotations
 
 
+def first_line(exc: BaseException | str, limit: int = 300, *, with_type: bool = False) -> str:
+    """The first non-empty line of a (library's) message, stripped and cut to ``limit`` characters.
+
+    Native runtimes and converters raise messages of hundreds of lines (C++ traces, MLIR dumps); one error line
+    needs the first one that says something. ``with_type`` prefixes the exception's type (``ValueError: ...``).
+    """
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    text = lines[0][:limit] if lines else ""
+    if with_type and isinstance(exc, BaseException):
+        return f"{type(exc).__name__}: {text or 'no message'}"
+    return text
+
+
 class EdgeCNNError(Exception):
     """Root of all expected edgecnn failures.
 

@@ -8,22 +8,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from edgecnn.errors import ArtifactError, DiskFullError
+from edgecnn.atomic import write_json_atomic
+from edgecnn.errors import ArtifactError
 from edgecnn.preprocess import PreprocessSpec
 
 MANIFEST_NAME = "edgecnn.json"
 RUN_INDEX = "edgecnn-run.json"  # a training run's file list with hashes, written last
 SCHEMA = "edgecnn.artifact"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: integrity digest, conversion id, self-check samples
 _REQUIRED = {
     "schema": str,
     "schema_version": int,
@@ -37,6 +34,82 @@ _REQUIRED = {
 }
 
 
+def _digest(value: Any) -> str:
+    """sha256 of a JSON value in canonical form (sorted keys, no spaces): the same for a value and its round trip."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def _field_digests(data: dict[str, Any]) -> dict[str, str]:
+    """A short digest per field and per sub-field (``preprocess.scale``): what lets an edit be named."""
+    out = {}
+    for key, value in data.items():
+        if key == "integrity":
+            continue
+        out[key] = _digest(value)[:16]
+        if isinstance(value, dict):
+            for sub, inner in value.items():
+                out[f"{key}.{sub}"] = _digest(inner)[:16]
+    return out
+
+
+def seal(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with its integrity record: a sha256 over every other field, and one short digest per field."""
+    body = {k: v for k, v in data.items() if k != "integrity"}
+    return body | {"integrity": {"algorithm": "sha256", "digest": _digest(body), "fields": _field_digests(body)}}
+
+
+def check_integrity(data: dict[str, Any], source: str) -> None:
+    """Refuse a manifest whose content is not what was sealed, naming the fields that changed.
+
+    This catches edits and corruption: anyone can compute a digest, so it is no defence against someone who
+    means harm. That is what a signature is for (``edgecnn sign``, ``--trust-key``).
+    """
+    integrity = data.get("integrity")
+    if not isinstance(integrity, dict) or not isinstance(integrity.get("digest"), str):
+        raise ArtifactError(
+            f"{source}: no integrity digest (the 'integrity' field was removed or edited)",
+            hint="convert the model again; never edit edgecnn.json by hand",
+        )
+    body = {k: v for k, v in data.items() if k != "integrity"}
+    if _digest(body) == integrity["digest"]:
+        return
+    sealed = integrity.get("fields") if isinstance(integrity.get("fields"), dict) else {}
+    actual = _field_digests(body)
+    changed = [k for k in sorted(set(sealed) | set(actual)) if sealed.get(k) != actual.get(k)]
+    named = [k for k in changed if not any(c.startswith(k + ".") for c in changed)] or ["integrity"]
+    raise ArtifactError(
+        f"{source}: {', '.join(repr(n) for n in named)} changed after conversion (the manifest's integrity digest no longer "
+        "matches its content)",
+        hint="the artifact was edited or corrupted: copy it again or convert again; never edit edgecnn.json by hand",
+    )
+
+
+def check_schema(data: Any, source: str) -> None:
+    """Schema name and version, with what to do for an older or a newer edgecnn's artifact."""
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{source}: expected a JSON object, got {type(data).__name__}")
+    if data.get("schema") != SCHEMA:
+        raise ArtifactError(f"{source}: schema is {data.get('schema')!r}, expected {SCHEMA!r}: not an edgecnn artifact manifest")
+    version = data.get("schema_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ArtifactError(f"{source}: field 'schema_version' must be int; received {version!r:.80}")
+    if version > SCHEMA_VERSION:
+        from edgecnn import __version__
+
+        raise ArtifactError(
+            f"{source}: made by a newer edgecnn (artifact schema_version {version}; edgecnn {__version__} reads "
+            f"{SCHEMA_VERSION})",
+            hint="upgrade edgecnn where the artifact is used (pip install -U edgecnn)",
+        )
+    if version < SCHEMA_VERSION:
+        raise ArtifactError(
+            f"{source}: made by an older edgecnn (artifact schema_version {version}, without the integrity digest and "
+            f"self-check that schema_version {SCHEMA_VERSION} carries)",
+            hint="convert the model again with this edgecnn",
+        )
+
+
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file, read in chunks."""
     h = hashlib.sha256()
@@ -44,169 +117,6 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
-
-
-def fsync_dir(path: str | Path) -> None:
-    """fsync a directory so a rename inside it survives a power cut (no-op where unsupported)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-_FULL_BELOW = 1 << 20  # a write that failed with less than this free on its file system failed for want of space
-
-
-def _umask() -> int:
-    """The process umask, read without changing it where Linux allows (os.umask(0) would briefly affect
-    files created by other threads)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def raise_if_disk_full(folder: str | Path, exc: BaseException, what: str) -> None:
-    """Turn a failed write into a DiskFullError when the file system is full (ENOSPC/EDQUOT, or almost no space
-    left: the runtimes' own writers report a full disk as e.g. "iostream error"). Call before cleaning up."""
-    import errno
-    import shutil
-
-    if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit | DiskFullError):
-        return
-    codes = {errno.ENOSPC, errno.EDQUOT}
-    chained, seen = exc, 0
-    by_errno = False
-    while chained is not None and seen < 5:
-        by_errno |= isinstance(chained, OSError) and chained.errno in codes
-        chained, seen = chained.__cause__ or chained.__context__, seen + 1
-    try:
-        usage = shutil.disk_usage(folder)
-    except OSError:
-        return
-    if by_errno or usage.free < _FULL_BELOW:
-        raise DiskFullError(
-            f"no space left on the device holding {folder}: writing {what} failed with {usage.free / 1e6:.2f} MB free "
-            f"of {usage.total / 1e6:.1f} MB ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})",
-            hint="free some space or write elsewhere (--out); nothing partial was left behind",
-        ) from exc
-
-
-def write_atomic(path: str | Path, data: bytes | str) -> None:
-    """Write a file atomically: temp file in the same folder, fsync, rename, fsync the folder."""
-    path = Path(path)
-    payload = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a service user must be able to read artifacts
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        try:
-            raise_if_disk_full(path.parent, exc, str(path))
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-
-
-def write_json_atomic(path: str | Path, data: Any) -> None:
-    write_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
-
-
-@contextmanager
-def staged_directory(final: str | Path, *, force: bool = False) -> Iterator[Path]:
-    """Yield a temporary sibling folder; on success it is renamed to ``final`` atomically.
-
-    An interrupted or failed write leaves no ``final`` folder behind (only the temp folder is
-    removed), so a manifest can never point at a partial file.
-    """
-    import shutil
-
-    final = Path(final)
-    if final.exists() and not force:
-        raise ArtifactError(f"output folder already exists: {final}", hint="use --force to replace it")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_partials(final)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".partial", dir=final.parent))
-    try:
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; the final folder should be readable like any other
-        yield tmp
-        for p in tmp.rglob("*"):
-            if p.is_file():
-                with open(p, "rb") as f:
-                    os.fsync(f.fileno())
-        if final.exists():
-            if _exchange(tmp, final):  # one atomic step: the old artifact or the new one, never neither
-                shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the old one
-            else:
-                old = final.with_name(f".{final.name}.old")
-                shutil.rmtree(old, ignore_errors=True)
-                final.rename(old)
-                tmp.rename(final)
-                shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(final)
-        fsync_dir(final.parent)
-    except BaseException as exc:
-        try:
-            raise_if_disk_full(final.parent, exc, str(final))
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two paths atomically (Linux renameat2 RENAME_EXCHANGE); False where the system cannot."""
-    import ctypes
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        renameat2 = libc.renameat2
-    except (OSError, AttributeError):
-        return False
-    at_fdcwd, rename_exchange = -100, 2
-    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
-
-
-def remove_stale_partials(final: Path) -> list[Path]:
-    """Remove staging folders for ``final`` left by a process that was killed (its pid no longer runs)."""
-    import shutil
-
-    removed = []
-    for p in final.parent.glob(f".{final.name}.*.partial"):
-        parts = p.name[len(final.name) + 2 :].split(".")
-        if not parts[0].isdigit():
-            continue
-        pid = int(parts[0])
-        try:
-            os.kill(pid, 0)
-            continue  # still running: another writer's staging folder
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            continue
-        shutil.rmtree(p, ignore_errors=True)
-        removed.append(p)
-    return removed
 
 
 def write_run_index(folder: str | Path) -> None:
@@ -242,7 +152,12 @@ def verify_run(folder: str | Path) -> dict[str, Any]:
 
 @dataclass
 class Manifest:
-    """A parsed, validated ``edgecnn.json``."""
+    """A parsed, validated ``edgecnn.json``.
+
+    ``conversion`` names the conversion the artifact belongs to (``id``, shared by every artifact of one output
+    folder); ``self_check`` describes the held-out inputs and host outputs stored beside the model (the
+    ``self_check`` file), which the device replays before trusting its runtime.
+    """
 
     format: str
     precision: str
@@ -252,32 +167,38 @@ class Manifest:
     labels: list[str]
     preprocess: PreprocessSpec
     source_model: dict[str, Any] = field(default_factory=dict)
+    conversion: dict[str, Any] = field(default_factory=dict)
     device: str | None = None
     tools: dict[str, str] = field(default_factory=dict)
     created: str = ""
     parity: dict[str, Any] | None = None
+    self_check: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     directory: Path | None = None
 
     # ---- writing -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema": SCHEMA,
-            "schema_version": SCHEMA_VERSION,
-            "format": self.format,
-            "precision": self.precision,
-            "files": self.files,
-            "input": self.input,
-            "output": self.output,
-            "labels": list(self.labels),
-            "preprocess": self.preprocess.to_dict(),
-            "source_model": self.source_model,
-            "device": self.device,
-            "tools": self.tools,
-            "created": self.created or datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "parity": self.parity,
-            "extra": self.extra,
-        }
+        return seal(
+            {
+                "schema": SCHEMA,
+                "schema_version": SCHEMA_VERSION,
+                "format": self.format,
+                "precision": self.precision,
+                "files": self.files,
+                "input": self.input,
+                "output": self.output,
+                "labels": list(self.labels),
+                "preprocess": self.preprocess.to_dict(),
+                "source_model": self.source_model,
+                "conversion": self.conversion,
+                "device": self.device,
+                "tools": self.tools,
+                "created": self.created or datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "parity": self.parity,
+                "self_check": self.self_check,
+                "extra": self.extra,
+            }
+        )
 
     def write(self, directory: str | Path) -> Path:
         """Hash the listed files and write the manifest last, atomically."""
@@ -289,6 +210,7 @@ class Manifest:
             if "sha256" not in entry or entry.get("bytes") != p.stat().st_size:  # hash each file once per manifest
                 entry["sha256"] = sha256_file(p)
                 entry["bytes"] = p.stat().st_size
+        self.created = self.created or datetime.now(timezone.utc).isoformat(timespec="seconds")
         path = directory / MANIFEST_NAME
         write_json_atomic(path, self.to_dict())
         self.directory = directory
@@ -306,9 +228,14 @@ class Manifest:
     def num_classes(self) -> int:
         return len(self.labels)
 
+    @property
+    def conversion_id(self) -> str:
+        return str(self.conversion.get("id", ""))
+
     @classmethod
     def load(cls, directory: str | Path, *, verify: bool = True) -> Manifest:
-        """Read and validate the manifest in ``directory``; verify file hashes unless told not to."""
+        """Read and validate the manifest in ``directory``: schema, integrity digest, structure, paths, and the
+        files' sha256 unless ``verify`` is False (the digest is always checked: it costs nothing)."""
         directory = Path(directory)
         if directory.is_file() and directory.name == MANIFEST_NAME:
             directory = directory.parent
@@ -324,6 +251,8 @@ class Manifest:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ArtifactError(f"{path}: not valid JSON ({exc})") from None
+        check_schema(data, str(path))
+        check_integrity(data, str(path))
         manifest = cls.from_dict(data, source=str(path))
         manifest.directory = directory
         manifest._check_paths()
@@ -333,20 +262,12 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str = MANIFEST_NAME) -> Manifest:
-        if not isinstance(data, dict):
-            raise ArtifactError(f"{source}: expected a JSON object, got {type(data).__name__}")
+        check_schema(data, source)
         for key, typ in _REQUIRED.items():
             if key not in data:
                 raise ArtifactError(f"{source}: missing field '{key}'")
             if not isinstance(data[key], typ) or (typ is int and isinstance(data[key], bool)):
                 raise ArtifactError(f"{source}: field '{key}' must be {typ.__name__}; received {data[key]!r:.80}")
-        if data["schema"] != SCHEMA:
-            raise ArtifactError(f"{source}: schema is {data['schema']!r}, expected {SCHEMA!r}")
-        if data["schema_version"] != SCHEMA_VERSION:
-            raise ArtifactError(
-                f"{source}: unsupported schema_version {data['schema_version']} (this edgecnn reads {SCHEMA_VERSION})",
-                hint="convert the model again with this edgecnn version, or upgrade edgecnn",
-            )
         labels = data["labels"]
         if not labels or not all(isinstance(x, str) and x.strip() for x in labels):
             raise ArtifactError(f"{source}: labels must be a non-empty list of non-empty strings")
@@ -368,6 +289,9 @@ class Manifest:
             spec = PreprocessSpec.from_dict(data["preprocess"])
         except Exception as exc:  # ConfigError from the strict loader
             raise ArtifactError(f"{source}: invalid preprocess: {exc}") from None
+        for key in ("source_model", "conversion", "tools", "extra"):
+            if not isinstance(data.get(key) or {}, dict):
+                raise ArtifactError(f"{source}: field '{key}' must be an object; received {data[key]!r:.80}")
         return cls(
             format=data["format"],
             precision=data["precision"],
@@ -377,10 +301,12 @@ class Manifest:
             labels=labels,
             preprocess=spec,
             source_model=data.get("source_model") or {},
+            conversion=data.get("conversion") or {},
             device=data.get("device"),
             tools=data.get("tools") or {},
             created=data.get("created", ""),
             parity=data.get("parity"),
+            self_check=data.get("self_check"),
             extra=data.get("extra") or {},
         )
 
@@ -414,3 +340,25 @@ class Manifest:
                     f"artifact {self.directory}: sha256 of {entry['path']} does not match the manifest (tampered or corrupted)",
                     hint="the file was modified after conversion; convert again or restore it",
                 )
+
+
+def check_one_conversion(manifests: list[Manifest], where: str | Path) -> None:
+    """Every artifact of one output folder comes from one conversion of one source model; refuse a mix."""
+    groups: dict[tuple[str, str], Manifest] = {}
+    for m in manifests:
+        groups.setdefault((m.conversion_id, str(m.source_model.get("sha256", ""))), m)
+    if len(groups) < 2:
+        return
+
+    def describe(m: Manifest) -> str:
+        name = m.source_model.get("name", "?")
+        sha = str(m.source_model.get("sha256", ""))[:12] or "?"
+        return f"{m.directory.name} (conversion {m.conversion_id[:8] or '?'}, source {name} {sha})"
+
+    first, second = list(groups.values())[:2]
+    raise ArtifactError(
+        f"artifacts from two conversions in {where}: {describe(first)} and {describe(second)}"
+        + (f", and {len(groups) - 2} more" if len(groups) > 2 else ""),
+        hint="one folder holds one conversion of one model: convert again (--force replaces the whole set), "
+        "or keep each conversion in a folder of its own",
+    )

@@ -13,7 +13,17 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "edgecnn"
-DEVICE_SIDE = ["runtime", "stream", "profiling", "preprocess.py", "manifest.py", "devices.py"]
+DEVICE_SIDE = [
+    "runtime",
+    "stream",
+    "profiling",
+    "preprocess.py",
+    "manifest.py",
+    "devices.py",
+    "atomic.py",
+    "signing.py",
+    "errors.py",
+]
 HOST_ONLY = ("tensorflow", "keras", "tf2onnx", "nncf", "scipy", "sklearn", "edgecnn.train", "edgecnn.models", "edgecnn.convert")
 
 

@@ -5,7 +5,7 @@
 Each trial starts the command writing into the same output folder (--force), kills its whole process group
 at a moment drawn uniformly from [0, 1.1 x the duration of an uninterrupted run], then checks with
 `edgecnn verify` that every output folder is complete and verified or absent: never a manifest or run
-index pointing at a partial file. Hidden staging folders of a killed writer may remain until the next run,
+index pointing at a partial file, and (convert) never part of a set: the set is published whole. Hidden staging folders of a killed writer may remain until the next run,
 which removes them; after a last uninterrupted run none may be left. Exits 1 on any violation.
 """
 
@@ -49,17 +49,17 @@ def check(what: str, out: Path) -> tuple[str, list[str]]:
         verified = r.stdout.count("ok: ")
         if r.returncode != 0 or verified != len(folders):
             problems.append(f"{out}: verified {verified} of {len(folders)}: {r.stderr.strip()[:300]}")
-    if what == "convert":
-        for p in out.iterdir():
-            if p.name.startswith(".") and not p.name.endswith((".partial", ".tmp")):
-                problems.append(f"unexpected hidden file {p}")
+    if what == "convert":  # the set appears whole (issue 15): any hidden entry inside it, or fewer than 6, is wrong
+        problems += [f"unexpected hidden entry {p}" for p in out.iterdir() if p.name.startswith(".")]
         summary = out / "summary.json"
-        if summary.exists():
-            try:
-                json.loads(summary.read_text())
-            except ValueError:
-                problems.append(f"{summary} is not valid JSON (partial write)")
-        return ("complete" if summary.exists() and len(folders) == 6 else "partial-set"), problems
+        try:
+            json.loads(summary.read_text())
+        except (OSError, ValueError):
+            problems.append(f"{summary} is missing or not valid JSON")
+        if len(folders) != 6:
+            problems.append(f"{out} holds {len(folders)} artifacts: a partial set")
+            return "partial-set", problems
+        return "complete", problems
     return "complete", problems
 
 

@@ -22,6 +22,7 @@ VERBS = [
     "train",
     "convert",
     "verify",
+    "sign",
     "classify",
     "profile",
     "calibrate",

@@ -28,6 +28,21 @@ def add_arguments(p) -> None:
     p.add_argument("--json", action="store_true", help="print the final report as JSON")
     p.add_argument("--health", help="write a health line (RSS, threads, fds, buffers, p50/p99 latency) as JSONL to this file")
     p.add_argument("--health-every", type=float, default=10.0, help="seconds between health lines (default 10)")
+    add_trust_arguments(p)
+
+
+def add_trust_arguments(p) -> None:
+    """--trust-key and --skip-self-check, shared by classify and profile."""
+    p.add_argument(
+        "--trust-key",
+        metavar="PUBLIC.pem",
+        help="refuse an artifact not signed by this public key (default: $EDGECNN_TRUST_KEY if set)",
+    )
+    p.add_argument(
+        "--skip-self-check",
+        action="store_true",
+        help="do not replay the artifact's stored images through this runtime before trusting it (noted in the output)",
+    )
 
 
 def run(args) -> int:
@@ -44,6 +59,9 @@ def run(args) -> int:
 
     if args.max_frames is not None and args.max_frames < 1:
         raise ConfigError(f"--max-frames must be at least 1; received {args.max_frames}")
+    from edgecnn.runtime import selfcheck
+    from edgecnn.signing import trust_key_from
+
     profile = load_profile(args.device or detect()[0])
     clf = Classifier(
         args.artifact,
@@ -53,11 +71,18 @@ def run(args) -> int:
         threads=args.threads,
         top_k=args.top_k,
         allow_fallback=not args.no_fallback,
+        trust_key=trust_key_from(args.trust_key),
     )
     log = sys.stderr
+    try:
+        checked = selfcheck.require(clf, skip=args.skip_self_check)
+    except BaseException:
+        clf.close()
+        raise
     if args.verbose:
         for line in clf.selection.explain():
             print(f"[classify] {line}", file=log)
+    note_self_check(checked, "classify", verbose=args.verbose)
     sinks = []
     health = None
     try:
@@ -76,6 +101,7 @@ def run(args) -> int:
             health.close()
         clf.close()
     report["runtime"] = clf.describe()
+    report["self_check"] = checked
     if args.json:
         print(json.dumps(report, indent=2, default=str))
     lat = report["latency_ms"]
@@ -91,3 +117,17 @@ def run(args) -> int:
         file=log,
     )
     return 0
+
+
+def note_self_check(checked: dict, verb: str, *, verbose: bool) -> None:
+    """The self-check's outcome on stderr: always when it was skipped, with -v when it passed."""
+    import sys
+
+    if checked.get("skipped"):
+        print(f"[{verb}] warning: the artifact's self-check was skipped ({checked['why']})", file=sys.stderr)
+    elif verbose:
+        print(
+            f"[{verb}] self-check passed: top-1 {checked['agreement']}/{checked['n']}, max |dp| {checked['max_abs_dp']:.1e} "
+            f"(tolerance {checked['tolerance']:.0e}) in {checked['seconds'] * 1e3:.1f} ms",
+            file=sys.stderr,
+        )

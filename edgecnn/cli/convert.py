@@ -37,6 +37,11 @@ def add_arguments(p) -> None:
     p.add_argument("--input-mean", type=float, default=0.0)
     p.add_argument("--input-std", type=float, default=1.0)
     p.add_argument("--color-order", default="RGB", choices=["RGB", "BGR"])
+    p.add_argument(
+        "--sign-key",
+        metavar="PRIVATE.pem",
+        help="sign every artifact with this elliptic-curve private key (edgecnn sign) before the set appears",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
@@ -63,6 +68,7 @@ def run(args) -> int:
         trust=args.trust_model,
         preprocess=preprocess,
         labels=_labels(args.labels),
+        sign_key=args.sign_key,
         progress=say,
     )
     if args.json:

@@ -24,6 +24,9 @@ def add_arguments(p) -> None:
     p.add_argument("--out", help="write OUT.json, .csv, .md and .png")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    from edgecnn.cli.classify import add_trust_arguments
+
+    add_trust_arguments(p)
 
 
 def run(args) -> int:
@@ -34,6 +37,7 @@ def run(args) -> int:
     from edgecnn.errors import ConfigError
     from edgecnn.profiling.measure import ProfileOptions, profile
     from edgecnn.profiling.report import markdown, write_outputs
+    from edgecnn.signing import trust_key_from
 
     shape = None
     if args.input_shape:
@@ -76,10 +80,16 @@ def run(args) -> int:
             runtime=args.runtime,
             opts=opts,
             tick=tick,
+            trust_key=trust_key_from(args.trust_key),
+            self_check=not args.skip_self_check,
         )
     finally:
         if progress:
             progress.stop()
+    if result.get("self_check"):
+        from edgecnn.cli.classify import note_self_check
+
+        note_self_check(result["self_check"], "profile", verbose=args.verbose)
     if target.name != host_name:
         result["estimate"] = _estimate(result, measured_on, target, args)
     if args.out:

@@ -1,30 +1,93 @@
-"""edgecnn verify: re-check an artifact's hashes and manifest."""
+"""edgecnn verify: re-check an artifact (manifest digest, hashes, one conversion, signature) or a training run;
+``--run`` replays the artifact's self-check through this machine's runtime."""
 
 from __future__ import annotations
 
-HELP = "check an artifact's manifest and file hashes, or a training run's file index"
+HELP = "check an artifact's manifest, file hashes and signature, or a training run's file index; --run: its self-check here"
 
 
 def add_arguments(p) -> None:
     p.add_argument("artifact", help="artifact folder, conversion output folder (every artifact in it) or training run folder")
+    p.add_argument(
+        "--run",
+        action="store_true",
+        help="also run each artifact's stored held-out images through this machine's runtime and compare with the host's outputs",
+    )
+    p.add_argument(
+        "--trust-key",
+        metavar="PUBLIC.pem",
+        help="refuse any artifact not signed by this public key (default: $EDGECNN_TRUST_KEY if set)",
+    )
 
 
 def run(args) -> int:
     from pathlib import Path
 
-    from edgecnn.manifest import RUN_INDEX, Manifest, verify_run
-    from edgecnn.runtime.select import artifact_dirs
+    from edgecnn.errors import ConfigError
+    from edgecnn.manifest import RUN_INDEX, verify_run
+    from edgecnn.runtime.select import load_artifact_set
+    from edgecnn.signing import trust_key_from, verify_signature
 
-    if (Path(args.artifact) / RUN_INDEX).is_file() or (Path(args.artifact) / "model.keras").is_file():
-        data = verify_run(args.artifact)
-        print(f"ok: {args.artifact} (training run, {len(data['files'])} file(s) match their sha256)")
+    path = Path(args.artifact)
+    if path.suffix == ".keras" and path.is_file():
+        raise ConfigError(
+            f"{path} is a Keras model file: verify checks artifacts (edgecnn convert's output) and training runs",
+            hint="verify the run folder it came from, or convert it first",
+        )
+    if (path / RUN_INDEX).is_file() or (path / "model.keras").is_file():
+        if args.run or args.trust_key:
+            raise ConfigError(f"{path} is a training run: --run and --trust-key apply to artifacts")
+        data = verify_run(path)
+        print(f"ok: {path} (training run, {len(data['files'])} file(s) match their sha256)")
         return 0
-
-    for d in artifact_dirs(args.artifact):
-        m = Manifest.load(d, verify=True)
+    key = trust_key_from(args.trust_key)
+    manifests = load_artifact_set(path)
+    for m in manifests:
+        if key is not None:
+            verify_signature(m.directory, key)
+    ran = 0
+    for m in manifests:
         parity = m.parity or {}
         status = (
             "parity passed" if parity.get("passed") else ("parity FAILED (kept with --no-gate)" if parity else "no parity record")
         )
-        print(f"ok: {d} ({m.format}/{m.precision}, {len(m.files)} file(s) match their sha256, {len(m.labels)} labels, {status})")
+        signed = ", signature verified" if key is not None else ""
+        print(
+            f"ok: {m.directory} ({m.format}/{m.precision}, {len(m.files)} file(s) match their sha256, {len(m.labels)} labels, "
+            f"{status}{signed})"
+        )
+        if args.run:
+            ran += _self_check(m)
+    if args.run and not ran:
+        from edgecnn.errors import RuntimeBackendError
+
+        raise RuntimeBackendError(
+            f"no artifact in {path} could run here (no runtime for its formats is installed)",
+            hint='install one, e.g. pip install "edgecnn[litert]"',
+        )
     return 0
+
+
+def _self_check(m) -> int:
+    """One artifact's self-check with its format's runtime here; 0 when that runtime is not installed."""
+    from edgecnn.errors import MissingDependencyError
+    from edgecnn.runtime import Classifier, selfcheck
+    from edgecnn.runtime.base import RUNTIMES
+
+    runtime = next(name for name in RUNTIMES if m.format in RUNTIMES.get(name).formats)
+    try:
+        clf = Classifier(m.directory, runtime=runtime, allow_fallback=False)
+    except MissingDependencyError as exc:
+        print(f"  skipped the self-check of {m.directory.name}: {exc.message} ({exc.hint})")
+        return 0
+    with clf:
+        result = selfcheck.run(clf)
+    print(f"  {result.line()}")
+    if not result.passed:
+        from edgecnn.errors import RuntimeBackendError
+
+        raise RuntimeBackendError(
+            f"{m.directory}: {result.line()}: this runtime or CPU computes other answers than the host did",
+            hint="try another runtime or artifact, and report the runtime version and CPU",
+        )
+    return 1

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn import markdown as md
+from edgecnn.atomic import write_atomic, write_json_atomic
 from edgecnn.errors import EdgeCNNError
-from edgecnn.manifest import write_atomic, write_json_atomic
 
 HEADERS = ["artifact", "status", "size MB", "accuracy", "agreement", "p50 ms", "p90 ms", "peak RSS MB", "load ms", "note"]
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -54,28 +53,25 @@ def _per_class(y: np.ndarray, ref: np.ndarray, got: np.ndarray, labels: list[str
 
 
 def check_parity(
-    artifact_dir: Path,
+    clf: Any,
     keras_probs: np.ndarray,
     eval_set: Any,
     precision: Precision,
     labels: list[str],
     thresholds: GateThresholds,
     *,
-    threads: int | None = None,
     timing_runs: int = 30,
 ) -> ParityResult:
-    """Open the artifact with the same Classifier the device uses and measure agreement and accuracy."""
-    from edgecnn.runtime import Classifier
-
-    with Classifier(artifact_dir, threads=threads, allow_fallback=False) as clf:
-        probs = clf.probabilities(eval_set.x)
-        x1 = eval_set.x[:1]
-        times = []
-        for _ in range(timing_runs):
-            t0 = time.perf_counter()
-            clf.backend.run(x1)
-            times.append((time.perf_counter() - t0) * 1e3)
-        described = clf.describe()
+    """Run the held-out inputs through ``clf``, the same Classifier the device uses, opened on the artifact, and
+    measure agreement and accuracy against the Keras probabilities."""
+    probs = clf.probabilities(eval_set.x)
+    x1 = eval_set.x[:1]
+    times = []
+    for _ in range(timing_runs):
+        t0 = time.perf_counter()
+        clf.backend.run(x1)
+        times.append((time.perf_counter() - t0) * 1e3)
+    described = clf.describe()
     ref_top, got_top = keras_probs.argmax(1), probs.argmax(1)
     res = ParityResult(
         n=len(probs),

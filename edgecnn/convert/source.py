@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 
 from edgecnn.errors import ConfigError, ModelError
-from edgecnn.manifest import sha256_file
 from edgecnn.preprocess import PreprocessSpec
 
 
@@ -126,19 +125,21 @@ class SourceModel:
 
 
 def load_source(
-    model: str | Path, *, preprocess: PreprocessSpec | None = None, labels: list[str] | None = None, trust: bool = False
+    model: str | Path,
+    *,
+    preprocess: PreprocessSpec | None = None,
+    labels: list[str] | None = None,
+    trust: bool = False,
+    located: Any = None,
 ) -> SourceModel:
-    """Load an edgecnn run directory (model.keras + labels.txt + preprocess.json) or a .keras file
-    (labels.txt and preprocess.json beside it, or given explicitly)."""
+    """Load an edgecnn run directory (model.keras + labels.txt + preprocess.json, verified against its index) or
+    a .keras file (labels.txt and preprocess.json beside it, or given explicitly). ``located``: the
+    ``output.locate_source`` answer for ``model`` when the caller has it already."""
+    from edgecnn.convert.output import locate_source
     from edgecnn.models.io import load_keras_model
 
-    path = Path(model)
-    run_dir = None
-    if path.is_dir():
-        run_dir = path
-        path = path / "model.keras"
-        if not path.is_file():
-            raise ModelError(f"{run_dir} is not an edgecnn run directory (no model.keras)")
+    located = located or locate_source(model)
+    path, run_dir = located.path, located.run_dir
     keras_model = load_keras_model(path, trust=trust)
     if len(keras_model.inputs) != 1 or len(keras_model.outputs) != 1:
         raise ModelError(
@@ -181,4 +182,4 @@ def load_source(
             )
     if preprocess.input_shape != in_shape:
         raise ConfigError(f"preprocessing makes {preprocess.input_shape} inputs but the model takes {in_shape}")
-    return SourceModel(path, keras_model, labels, preprocess, run_dir, sha256_file(path))
+    return SourceModel(path, keras_model, labels, preprocess, run_dir, located.sha256)

@@ -9,9 +9,11 @@ from typing import Any
 from edgecnn.errors import ModelError
 
 
-def load_keras_model(path: str | Path, *, trust: bool = False) -> Any:
-    """Load a ``.keras`` (or legacy ``.h5``) model in Keras safe mode unless ``trust`` is set."""
+def check_keras_file(path: str | Path) -> Path:
+    """Refuse, without importing Keras, a path that is not a Keras model file (missing, a folder, not a zip)."""
     path = Path(path)
+    if path.is_dir():
+        raise ModelError(f"{path} is a folder, not a Keras model file", hint="give a .keras file or an edgecnn run folder")
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
     if path.suffix == ".keras" and not zipfile.is_zipfile(path):
@@ -25,7 +27,12 @@ def load_keras_model(path: str | Path, *, trust: bool = False) -> Any:
         )
     if path.suffix not in (".keras", ".h5"):
         raise ModelError(f"{path} is not a Keras model file (expected .keras or .h5); received suffix {path.suffix!r}")
+    return path
 
+
+def load_keras_model(path: str | Path, *, trust: bool = False) -> Any:
+    """Load a ``.keras`` (or legacy ``.h5``) model in Keras safe mode unless ``trust`` is set."""
+    path = check_keras_file(path)
     import keras
 
     try:

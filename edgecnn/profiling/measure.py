@@ -47,6 +47,7 @@ class Target:
     model_file: Path
     load_ms: float
     skipped: list[dict[str, str]]
+    self_check: dict[str, Any] | None = None
 
 
 def runtime_for_file(path: Path) -> str:
@@ -56,7 +57,16 @@ def runtime_for_file(path: Path) -> str:
     raise ConfigError(f"{path} is not a model file edgecnn can profile (expected .tflite, .onnx or .xml, or an artifact folder)")
 
 
-def open_target(path: str | Path, profile: DeviceProfile | None, *, runtime: str | None, threads: int | None) -> Target:
+def open_target(
+    path: str | Path,
+    profile: DeviceProfile | None,
+    *,
+    runtime: str | None,
+    threads: int | None,
+    trust_key: Path | None = None,
+    self_check: bool = True,
+) -> Target:
+    """Open a bare model file, or the artifact the profile's chain picks (signature and self-check first)."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"model or artifact not found: {path}")
@@ -68,10 +78,17 @@ def open_target(path: str | Path, profile: DeviceProfile | None, *, runtime: str
         name = runtime or runtime_for_file(path)
         backend = open_backend(name, path, threads=threads)
         return Target(backend, None, path, (time.perf_counter() - t0) * 1e3, [])
+    from edgecnn.runtime import Classifier, selfcheck
     from edgecnn.runtime.select import select_runtime
 
-    sel = select_runtime(path, profile, runtime=runtime, threads=threads)
-    return Target(sel.backend, sel.manifest, sel.manifest.file_path("model"), (time.perf_counter() - t0) * 1e3, sel.skipped)
+    sel = select_runtime(path, profile, runtime=runtime, threads=threads, trust_key=trust_key)
+    load_ms = (time.perf_counter() - t0) * 1e3
+    try:
+        checked = selfcheck.require(Classifier.from_selection(sel), skip=not self_check)
+    except BaseException:
+        sel.backend.close()
+        raise
+    return Target(sel.backend, sel.manifest, sel.manifest.file_path("model"), load_ms, sel.skipped, checked)
 
 
 def _inputs(backend: Any, manifest: Manifest | None, opts: ProfileOptions, k: int = 8) -> list[np.ndarray]:
@@ -187,11 +204,16 @@ def profile(
     runtime: str | None = None,
     opts: ProfileOptions = ProfileOptions(),
     tick: Callable[[], None] | None = None,
+    trust_key: Path | None = None,
+    self_check: bool = True,
 ) -> dict[str, Any]:
-    """Open, measure and describe; returns the schema-versioned result (without raw samples removed)."""
+    """Open, measure and describe; returns the schema-versioned result (without raw samples removed).
+
+    An artifact is opened only when its signature verifies (with ``trust_key``) and, unless ``self_check`` is
+    False, when this runtime reproduces the host's outputs on its stored images."""
     threads = opts.threads or (profile.threads if profile else None)
     before = system.temperatures()
-    target = open_target(path, profile, runtime=runtime, threads=threads)
+    target = open_target(path, profile, runtime=runtime, threads=threads, trust_key=trust_key, self_check=self_check)
     try:
         measured = measure(target, opts, tick=tick)
         described = target.backend.describe()
@@ -218,6 +240,7 @@ def profile(
         "device_profile": profile.name if profile else None,
         "runtime": described,
         "skipped_runtimes": target.skipped,
+        "self_check": target.self_check,
         "threads": threads,
         "batch": opts.batch,
         "runs_requested": opts.runs,

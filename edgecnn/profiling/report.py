@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from edgecnn.atomic import write_atomic
 from edgecnn.errors import ConfigError
-from edgecnn.manifest import write_atomic
 
 
 def _fmt(s: dict[str, float]) -> str:
@@ -39,6 +39,14 @@ def markdown(result: dict[str, Any]) -> str:
         st = result["stages"]
         lines.append(
             f"- stages (640x480 frame): preprocess p50 {st['preprocess']['p50']:.3f} ms, inference {st['inference']['p50']:.3f} ms, postprocess {st['postprocess']['p50']:.3f} ms"
+        )
+    sc = result.get("self_check")
+    if sc and sc.get("skipped"):
+        lines.append(f"- self-check: skipped ({sc['why']}): this runtime's answers were not compared with the host's")
+    elif sc:
+        lines.append(
+            f"- self-check: passed, top-1 {sc['agreement']}/{sc['n']}, max |dp| {sc['max_abs_dp']:.1e} (tolerance "
+            f"{sc['tolerance']:.0e}) against the host's outputs"
         )
     for sk in result.get("skipped_runtimes") or []:
         lines.append(f"- skipped {sk['candidate']}: {sk['reason']}")

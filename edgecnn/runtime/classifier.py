@@ -58,11 +58,30 @@ class Classifier:
         allow_fallback: bool = True,
         **options: Any,
     ) -> None:
-        self.selection: Selection = select_runtime(
-            artifact, profile, runtime=runtime, accelerator=accelerator, threads=threads, allow_fallback=allow_fallback, **options
+        self._setup(
+            select_runtime(
+                artifact,
+                profile,
+                runtime=runtime,
+                accelerator=accelerator,
+                threads=threads,
+                allow_fallback=allow_fallback,
+                **options,
+            ),
+            top_k,
         )
-        self.backend = self.selection.backend
-        self.manifest = self.selection.manifest
+
+    @classmethod
+    def from_selection(cls, selection: Selection, *, top_k: int = 3) -> Classifier:
+        """A classifier over a runtime already chosen and opened (``select_runtime``)."""
+        self = cls.__new__(cls)
+        self._setup(selection, top_k)
+        return self
+
+    def _setup(self, selection: Selection, top_k: int) -> None:
+        self.selection = selection
+        self.backend = selection.backend
+        self.manifest = selection.manifest
         self.labels = self.manifest.labels
         self.spec = self.manifest.preprocess
         self.top_k = max(1, min(top_k, len(self.labels)))

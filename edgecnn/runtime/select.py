@@ -6,9 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgecnn.atomic import is_staging
 from edgecnn.devices import DeviceProfile
 from edgecnn.errors import ArtifactError, EdgeCNNError, RuntimeBackendError
-from edgecnn.manifest import MANIFEST_NAME, Manifest
+from edgecnn.manifest import MANIFEST_NAME, Manifest, check_one_conversion
 from edgecnn.runtime.base import RUNTIMES, open_backend
 
 
@@ -48,11 +49,21 @@ def artifact_dirs(path: str | Path) -> list[Path]:
     # hidden folders are staging folders of a conversion in progress (or killed): never an artifact to use
     subs = sorted(p.parent for p in path.glob(f"*/{MANIFEST_NAME}") if not p.parent.name.startswith("."))
     if not subs:
+        staging = any(p.is_dir() and is_staging(p) for p in path.iterdir())
         raise ArtifactError(
-            f"{path} holds no edgecnn artifact ({MANIFEST_NAME} not found)",
+            f"{path} holds no edgecnn artifact ({MANIFEST_NAME} not found)"
+            + (" (only the staging folder of a conversion in progress, or killed)" if staging else ""),
             hint="give an artifact folder made by 'edgecnn convert'",
         )
     return subs
+
+
+def load_artifact_set(path: str | Path, *, verify: bool = True) -> list[Manifest]:
+    """Every artifact at ``path`` (one artifact folder or a conversion output folder), each checked (digest, and
+    hashes unless ``verify`` is False), and all from one conversion of one source model."""
+    manifests = [Manifest.load(d, verify=verify) for d in artifact_dirs(path)]
+    check_one_conversion(manifests, path)
+    return manifests
 
 
 def _preference(profile: DeviceProfile | None, manifest: Manifest) -> int:
@@ -70,10 +81,13 @@ def select_runtime(
     threads: int | None = None,
     allow_fallback: bool = True,
     verify: bool = True,
+    trust_key: str | Path | None = None,
     **options: Any,
 ) -> Selection:
-    """Open the best (runtime, artifact) pair for ``profile``; every skipped candidate is recorded."""
-    manifests = [Manifest.load(d, verify=verify) for d in artifact_dirs(path)]
+    """Open the best (runtime, artifact) pair for ``profile``; every skipped candidate is recorded.
+
+    With ``trust_key`` (a public key), an artifact is opened only when its signature by that key verifies."""
+    manifests = load_artifact_set(path, verify=verify)
     if runtime:
         chain = [(runtime, accelerator)]
     elif profile:
@@ -90,6 +104,10 @@ def select_runtime(
             skipped.append({"candidate": label, "reason": f"no {'/'.join(info.formats)} artifact in {path}"})
             continue
         manifest = matching[0]
+        if trust_key is not None:
+            from edgecnn.signing import verify_signature
+
+            verify_signature(manifest.directory, trust_key)  # a refused signature is never a reason to fall back
         try:
             backend = open_backend(
                 name, manifest.file_path("model"), threads=threads, accelerator=acc, allow_fallback=False, **options

@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 
 from edgecnn import config
+from edgecnn.atomic import staged_directory
 from edgecnn.data import ImageDataset, load_dataset
 from edgecnn.errors import ConfigError, DataError, ModelError
-from edgecnn.manifest import staged_directory, write_run_index
+from edgecnn.manifest import write_run_index
 from edgecnn.preprocess import PreprocessSpec, preprocess_batch
 from edgecnn.train.recipe import Recipe
 

@@ -47,7 +47,9 @@ def test_manifest_contents(lenet_artifacts):
     assert m.parity["keras_accuracy"] >= 0.97 and m.extra["calibration"]["n"] == 300
     assert m.extra["cost"]["params"] == 61706
     ov = Manifest.load(lenet_artifacts / "openvino-fp32")
-    assert set(ov.files) == {"model", "weights"}
+    assert set(ov.files) == {"model", "weights", "self_check"}
+    assert m.conversion["id"] == ov.conversion["id"] and len(m.conversion["id"]) == 32
+    assert m.self_check["n"] == 8 and m.self_check["tolerance"] == 0.05 and ov.self_check["tolerance"] == 1e-4
 
 
 def test_labels_embedded_in_onnx_and_openvino(lenet_artifacts):

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from edgecnn.atomic import remove_stale_partials, staged_directory
 from edgecnn.cli import main
-from edgecnn.manifest import MANIFEST_NAME, RUN_INDEX, Manifest, remove_stale_partials, staged_directory, verify_run
+from edgecnn.manifest import MANIFEST_NAME, RUN_INDEX, Manifest, verify_run
 
 TINY_RECIPE = """name: tiny-digits
 data: bundled:digits
@@ -85,7 +86,7 @@ def test_full_disk_during_conversion_is_one_clear_error_and_no_partial_artifact(
     complete = [d.name for d in _assert_only_complete_outputs(fs / "art")]
     assert complete == [d.replace("/", "-") for d in done.group(2).split(", ")]
     assert not [p for p in (fs / "art").iterdir() if p.name.startswith(".")]  # staging folders removed
-    from edgecnn.manifest import _umask
+    from edgecnn.atomic import umask as _umask
 
     for p in (fs / "art" / "tflite-fp32", fs / "art" / "tflite-fp32" / MANIFEST_NAME):  # not mkdtemp's 0700/0600
         assert p.stat().st_mode & 0o777 == (0o777 if p.is_dir() else 0o666) & ~_umask(), oct(p.stat().st_mode)
@@ -160,14 +161,14 @@ def test_verify_checks_a_training_run(lenet_run, tmp_path, capsys):
 
 def test_replacing_an_artifact_is_one_atomic_swap(tmp_path, monkeypatch):
     """With --force the old folder is exchanged for the new one in one step; never neither (Linux renameat2)."""
-    import edgecnn.manifest as manifest
+    import edgecnn.atomic as atomic
 
     final = tmp_path / "art"
     with staged_directory(final) as tmp:
         (tmp / "v").write_text("old")
     swaps = []
-    real = manifest._exchange
-    monkeypatch.setattr(manifest, "_exchange", lambda a, b: swaps.append(real(a, b)) or swaps[-1])
+    real = atomic.exchange
+    monkeypatch.setattr(atomic, "exchange", lambda a, b: swaps.append(real(a, b)) or swaps[-1])
     with staged_directory(final, force=True) as tmp:
         (tmp / "v").write_text("new")
     assert (final / "v").read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["art"]

@@ -79,10 +79,15 @@ def test_tampered_truncated_and_mislabelled_artifacts_are_refused(artifact_copy)
         Classifier(artifact_copy / "tflite-fp32")
     import json
 
+    from edgecnn.manifest import seal
+
     mf = artifact_copy / "onnx-fp32" / "edgecnn.json"
     data = json.loads(mf.read_text())
     data["labels"] = data["labels"][:9]
     mf.write_text(json.dumps(data))
+    with pytest.raises(ArtifactError, match="'labels' changed after conversion"):
+        Classifier(artifact_copy / "onnx-fp32")
+    mf.write_text(json.dumps(seal(data)))  # as a faulty writer would have sealed it: the structure is checked too
     with pytest.raises(ArtifactError, match="outputs 10 classes but the manifest lists 9 labels"):
         Classifier(artifact_copy / "onnx-fp32")
     with pytest.raises(ArtifactError, match="artifact folder not found"):
