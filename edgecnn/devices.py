@@ -73,6 +73,10 @@ class DeviceProfile:
     runtimes: tuple[str, ...]
     threads: int = 4
     int8_io: str = "int8"  # dtype of a full-integer model's input/output: int8 or uint8
+    # the oldest LiteRT (tflite-runtime) the TFLite artifacts must load in: "2.14" is the last tflite-runtime with
+    # wheels for 32-bit Raspberry Pi OS, and it cannot load dynamic-range models whose dense layers have one scale
+    # per channel (FULLY_CONNECTED version 12, what TensorFlow 2.21's converter writes): those get one per tensor
+    litert_floor: str | None = None
     accelerators: tuple[Accelerator, ...] = ()
     detect: DetectRule = field(default_factory=DetectRule)
     notes: tuple[str, ...] = ()
@@ -173,10 +177,49 @@ class HostFacts:
     gpus: tuple[str, ...]
 
 
+# Arm's CPU part numbers (/proc/cpuinfo "CPU part" with implementer 0x41): an Arm Linux kernel names no model
+_ARM_PARTS = {
+    "0xd03": "Cortex-A53",
+    "0xd04": "Cortex-A35",
+    "0xd05": "Cortex-A55",
+    "0xd07": "Cortex-A57",
+    "0xd08": "Cortex-A72",
+    "0xd09": "Cortex-A73",
+    "0xd0a": "Cortex-A75",
+    "0xd0b": "Cortex-A76",
+    "0xd0c": "Neoverse-N1",
+    "0xd0d": "Cortex-A77",
+    "0xd40": "Neoverse-V1",
+    "0xd41": "Cortex-A78",
+    "0xd42": "Cortex-A78AE",
+    "0xd44": "Cortex-X1",
+    "0xd46": "Cortex-A510",
+    "0xd47": "Cortex-A710",
+    "0xd48": "Cortex-X2",
+    "0xd49": "Neoverse-N2",
+    "0xd4b": "Cortex-A78C",
+    "0xd4f": "Neoverse-V2",
+}
+
+
+def _cpu_model(cpuinfo: str) -> str | None:
+    """The CPU's name: x86's "model name", else the Arm core from its part number (a Pi kernel's "Model" line
+    names the board, not the CPU)."""
+    named = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.M)
+    if named:
+        return named.group(1).strip()
+    impl = re.search(r"^CPU implementer\s*:\s*(0x[0-9a-f]+)", cpuinfo, re.M | re.I)
+    part = re.search(r"^CPU part\s*:\s*(0x[0-9a-f]+)", cpuinfo, re.M | re.I)
+    if impl and part and impl.group(1).lower() == "0x41" and part.group(1).lower() in _ARM_PARTS:
+        return _ARM_PARTS[part.group(1).lower()]
+    other = re.search(r"^(?:Model|Hardware)\s*:\s*(.+)$", cpuinfo, re.M)
+    return other.group(1).strip() if other else None
+
+
 def host_facts(root: str | Path = "/", *, query_gpu: bool = True) -> HostFacts:
     root = Path(root)
     cpuinfo = _read(root / "proc/cpuinfo")
-    model = re.search(r"^(?:model name|Model|Hardware)\s*:\s*(.+)$", cpuinfo, re.M)
+    model = _cpu_model(cpuinfo)
     flags_m = re.search(r"^(?:flags|Features)\s*:\s*(.+)$", cpuinfo, re.M)
     flags = set(flags_m.group(1).split()) if flags_m else set()
     interesting = {"avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "neon", "asimd", "asimddp", "sve"}
@@ -191,7 +234,7 @@ def host_facts(root: str | Path = "/", *, query_gpu: bool = True) -> HostFacts:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
     meminfo = re.search(r"MemTotal:\s*(\d+)", _read(root / "proc/meminfo"))
     return HostFacts(
-        cpu_model=model.group(1).strip() if model else platform.processor() or "unknown",
+        cpu_model=model or platform.processor() or "unknown",
         cores=cores,
         clock_ghz=round(clock, 2),
         flags=tuple(sorted(flags & interesting)),

@@ -81,3 +81,21 @@ def test_cli_devices(capsys):
     assert '"name": "rpi4"' in capsys.readouterr().out
     assert main(["devices", "--detect"]) == 0
     assert main(["devices", "jetson"]) == 1
+
+
+PI4_CPUINFO = (
+    "".join(
+        f"processor\t: {i}\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\nCPU implementer\t: 0x41\n"
+        f"CPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n\n"
+        for i in range(4)
+    )
+    + "Hardware\t: BCM2835\nRevision\t: c03114\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n"
+)
+
+
+def test_an_arm_cpu_is_named_by_its_part_number(tmp_path):
+    facts = devices.host_facts(_fake_root(tmp_path, cpuinfo=PI4_CPUINFO), query_gpu=False)
+    assert facts.cpu_model == "Cortex-A72" and facts.cores == 4 and facts.arch == "aarch64"
+    assert set(facts.flags) == {"asimd"}
+    unknown = PI4_CPUINFO.replace("0xd08", "0xfff")
+    assert devices.host_facts(_fake_root(tmp_path / "u", cpuinfo=unknown), query_gpu=False).cpu_model == "BCM2835"

@@ -18,9 +18,16 @@ from edgecnn.errors import ConversionError
 
 
 def _convert_blob(
-    saved_model: Path, precision: Precision, calibration: Any, io: str, weights: str = "per-channel"
+    saved_model: Path,
+    precision: Precision,
+    calibration: Any,
+    io: str,
+    weights: str = "per-channel",
+    *,
+    dense_per_tensor: bool = False,
 ) -> tuple[bytes, str]:
-    """The TFLite flatbuffer for one precision, and the TensorFlow version that made it."""
+    """The TFLite flatbuffer for one precision, and the TensorFlow version that made it. ``dense_per_tensor``: a
+    dynamic-range model's dense layers get one weight scale per tensor (loads in tflite-runtime 2.14)."""
     import tensorflow as tf
 
     try:
@@ -32,6 +39,8 @@ def _convert_blob(
         conv.target_spec.supported_types = [tf.float16]
     elif precision == Precision.DYNAMIC:
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        # per-channel dense weights make FULLY_CONNECTED version 12, which tflite-runtime 2.14 cannot load
+        conv._experimental_disable_per_channel_quantization_for_dense_layers = dense_per_tensor
     elif precision == Precision.INT8:
         calib = require_calibration(calibration, "full-integer int8 TFLite")
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -170,7 +179,10 @@ def convert(
 ) -> dict[str, Any]:
     weights = int8_weights or "per-channel"
     made = _int8_from_job(source, weights) if precision == Precision.INT8 else None
-    blob, tf_version = made or _convert_blob(source.saved_model(), precision, calibration, _io_type(profile), weights)
+    dense_per_tensor = precision == Precision.DYNAMIC and getattr(profile, "litert_floor", None) is not None
+    blob, tf_version = made or _convert_blob(
+        source.saved_model(), precision, calibration, _io_type(profile), weights, dense_per_tensor=dense_per_tensor
+    )
     tpu = profile is not None and any(a.kind == "tpu" for a in profile.accelerators)
     result: dict[str, Any] = {"files": {"model": {"path": "model.tflite"}}, "tools": {"tensorflow": tf_version}, "extra": {}}
     if precision in (Precision.INT8, Precision.DYNAMIC) and not tpu:
@@ -179,6 +191,10 @@ def convert(
     (out_dir / "model.tflite").write_bytes(blob)
     if precision == Precision.INT8:
         result["extra"]["quantization"] = {"weights": weights}
+    if dense_per_tensor:
+        result["extra"]["quantization"] = {
+            "dense_layers": f"per-tensor (loads in tflite-runtime {profile.litert_floor}, the profile's litert_floor)"
+        }
     if precision == Precision.INT8 and tpu:
         result["extra"]["edgetpu"] = _edgetpu_compile(out_dir)
         if result["extra"]["edgetpu"].get("compiled"):

@@ -58,7 +58,13 @@ class LiteRTBackend(BackendBase):
             ins, outs = interp.get_input_details(), interp.get_output_details()
             specs = [_spec(d) for d in ins + outs]
         except Exception as exc:  # ValueError/RuntimeError from the C++ side; anything else from a malformed file
-            raise RuntimeBackendError(f"{package} cannot load {path}: {_first_line(exc)}") from None
+            hint = None
+            if "Didn't find op for builtin opcode" in str(exc):  # an operator version newer than this runtime
+                hint = (
+                    f"the model uses an operator version {package} {version} predates: install a newer LiteRT "
+                    '(pip install "edgecnn[litert]"), or convert for a device profile whose litert_floor names this runtime'
+                )
+            raise RuntimeBackendError(f"{package} cannot load {path}: {_first_line(exc)}", hint=hint) from None
         if len(ins) != 1 or len(outs) != 1:
             raise RuntimeBackendError(f"{path}: expected one input and one output; found {len(ins)} and {len(outs)}")
         self = cls(

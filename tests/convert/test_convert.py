@@ -81,6 +81,15 @@ def test_rpi4_profile_all_formats_and_fp16_dynamic(lenet_run, tmp_path, capsys):
     assert main(["convert", str(lenet_run), "--device", "rpi4", "--out", str(tmp_path / "rpi4"), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert out.count(" ok ") == 6 and "tflite" in out and "openvino" in out
+    # rpi4's litert_floor is tflite-runtime 2.14 (32-bit Pi OS): dynamic-range dense layers get one scale per tensor,
+    # FULLY_CONNECTED version 3 instead of the per-channel version 12 that 2.14 cannot load (tools/arm64_check.sh)
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    dyn = tmp_path / "rpi4" / "tflite-dynamic"
+    model = flatbuffer_utils.read_model(str(dyn / "model.tflite"))
+    versions = {c.builtinCode: c.version for c in model.operatorCodes}
+    assert versions[9] < 12, versions  # 9: FULLY_CONNECTED in the TFLite schema
+    assert "per-tensor" in Manifest.load(dyn).extra["quantization"]["dense_layers"]
     s = convert(lenet_run, "host", precisions=["tflite/fp16", "onnx/fp16", "openvino/fp16"], out=tmp_path / "fp16")
     assert s.ok and {r.precision for r in s.rows} == {"fp16"}
     assert all(r.parity.agreement >= 0.995 for r in s.rows)

@@ -1,0 +1,87 @@
+"""Helpers of tools/arm64_check.sh that run on the x86 side (or, for ``decode``, on either side).
+
+python tools/arm64_helpers.py keys DIR                 # an elliptic-curve key pair for signing (once)
+python tools/arm64_helpers.py videos RUN DIR           # the run's held-out digits: FFV1 (lossless) and MJPEG
+python tools/arm64_helpers.py compare ARM X86 PASS ART VIDEO   # one TSV row: frames agreeing, near-tie flips
+python tools/arm64_helpers.py decode VIDEO OUT.npy     # every decoded frame (run under emulation too)
+python tools/arm64_helpers.py pixels ARM.npy X86.npy   # how many decoded pixel values differ
+python tools/arm64_helpers.py profile PROFILE.json     # one line from an emulated profile
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+NEAR_TIE = 0.05  # a flip between the two best classes of a frame x86 found this close is input noise
+
+
+def keys(folder: str) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    d = Path(folder)
+    d.joinpath("signing.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    d.joinpath("signing.pub").write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+
+
+def videos(run: str, folder: str) -> None:
+    """Lossless, so that both machines classify the same pixels; and MJPEG, as a camera or encoder delivers them."""
+    from edgecnn.data import load_dataset
+    from edgecnn.data.video import write_video
+    from edgecnn.train.recipe import load_recipe
+
+    r = load_recipe(f"{run}/recipe.resolved.yaml")
+    test = load_dataset(r.data).split(validation=r.split.validation, test=r.split.test, seed=r.seed)[2]
+    write_video(test.images, f"{folder}/heldout-ffv1.mkv", fps=10, size=(64, 64), codec="FFV1")
+    write_video(test.images, f"{folder}/heldout-mjpg.avi", fps=10, size=(64, 64), codec="MJPG")
+
+
+def compare(arm: str, x86: str, *labels: str) -> None:
+    def rows(path: str) -> list:
+        return [json.loads(line)["top"] for line in open(path) if line.startswith("{")]
+
+    a, b = rows(arm), rows(x86)
+    agree = sum(p[0]["label"] == q[0]["label"] for p, q in zip(a, b))
+    near = sum(p[0]["label"] != q[0]["label"] and len(q) > 1 and q[0]["p"] - q[1]["p"] < NEAR_TIE for p, q in zip(a, b))
+    print("\t".join(map(str, (*labels, agree, max(len(a), len(b)), near))))
+
+
+def decode(video: str, out: str) -> None:
+    import cv2
+    import numpy as np
+
+    cap = cv2.VideoCapture(video, cv2.CAP_FFMPEG)
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    np.save(out, np.stack(frames))
+
+
+def pixels(arm: str, x86: str) -> None:
+    import numpy as np
+
+    d = np.abs(np.load(arm).astype(int) - np.load(x86).astype(int))
+    print(f"{(d > 0).mean():.1%} of pixel values differ (max {d.max()})")
+
+
+def profile(path: str) -> None:
+    p = json.loads(Path(path).read_text())
+    print(
+        f"profile {p['model']['format']}/{p['model']['precision']} on {p['system']['cpu_model']} ({p['system']['arch']}): "
+        f"invoke p50 {p['invoke']['p50']:.2f} ms under emulation (says nothing about a real board); "
+        f"self-check passed: {p['self_check']['passed']}"
+    )
+
+
+if __name__ == "__main__":
+    globals()[sys.argv[1]](*sys.argv[2:])
