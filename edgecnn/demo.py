@@ -123,7 +123,7 @@ def _profile(out: Path, results: dict, *, device: str, profile_seconds: float, *
                 "fresh_p50_ms": r["fresh_input"]["p50"],
                 "peak_rss_mb": r["memory"]["peak_rss_mb"],
                 "accuracy": m.parity["artifact_accuracy"],
-                "size_mb": sum(p.stat().st_size for p in art.iterdir() if p.name != "edgecnn.json") / 1e6,
+                "size_mb": m.model_bytes() / 1e6,
                 f"estimate_{device}_ms": r["estimate"]["estimated_p50_ms"],
             }
         )

@@ -19,6 +19,7 @@ from edgecnn.preprocess import PreprocessSpec
 
 MANIFEST_NAME = "edgecnn.json"
 RUN_INDEX = "edgecnn-run.json"  # a training run's file list with hashes, written last
+SELF_CHECK_ROLE = "self_check"  # the files entry of the self-check samples (runtime/selfcheck.py)
 SCHEMA = "edgecnn.artifact"
 SCHEMA_VERSION = 2  # 2: integrity digest, conversion id, self-check samples
 _REQUIRED = {
@@ -227,6 +228,10 @@ class Manifest:
     @property
     def num_classes(self) -> int:
         return len(self.labels)
+
+    def model_bytes(self) -> int:
+        """Bytes of the model's own files (model, weights), without the self-check samples."""
+        return sum(int(e.get("bytes", 0)) for role, e in self.files.items() if role != SELF_CHECK_ROLE)
 
     @property
     def conversion_id(self) -> str:

@@ -85,13 +85,13 @@ def main() -> int:
         rows = {f"{r.format}/{r.precision}": r for r in s.rows}
         res = {"convert_seconds_6_artifacts_with_parity_on_200": round(seconds, 1), "artifacts": {}}
         for key, r in rows.items():
-            lat = None
+            lat = check_ms = None
             if r.path:  # in a child process, as on a device: no TensorFlow threads beside the runtime
                 (out / "profiles").mkdir(exist_ok=True)
                 target = out / "profiles" / f"{classes}-{r.format}-{r.precision}.json"
-                lat = profile_in_child(r.path, CONVERTERS.get(r.format).runtime, runs=50, seconds=args.seconds, out=target)[
-                    "invoke"
-                ]["p50"]
+                prof = profile_in_child(r.path, CONVERTERS.get(r.format).runtime, runs=50, seconds=args.seconds, out=target)
+                lat = prof["invoke"]["p50"]
+                check_ms = round(prof["self_check"]["seconds"] * 1e3, 1)  # what classify and profile spend before starting
             res["artifacts"][key] = {
                 "status": r.status,
                 "seconds": r.seconds,
@@ -99,6 +99,8 @@ def main() -> int:
                 "size_vs_fp32": r.size_ratio,
                 "agreement": r.parity.agreement if r.parity else None,
                 "invoke_p50_ms": lat,
+                "self_check_ms": check_ms,
+                "self_check_kb": round(Path(r.path, "selfcheck.npz").stat().st_size / 1024, 1) if r.path else None,
             }
         # the same int8 conversions with one weight scale per tensor (--int8-weights per-tensor), sizes only
         pt = convert(
@@ -127,6 +129,8 @@ def main() -> int:
             pc, pt = r["artifacts"]["tflite/int8"]["size_vs_fp32"], r.get("tflite_int8_per_tensor_size_vs_fp32")
             print(f"tflite int8 size vs fp32 at 1000 classes: {pc:.3f} per channel (default), {pt:.3f} per tensor; target 0.27")
             print(f"6 artifacts with parity on 200 images: {r['convert_seconds_6_artifacts_with_parity_on_200']} s; target 60")
+            checks = {k: (a["self_check_ms"], a["self_check_kb"]) for k, a in r["artifacts"].items() if a["self_check_ms"]}
+            print("self-check at start (ms, KB stored): " + ", ".join(f"{k} {ms} ms {kb} KB" for k, (ms, kb) in checks.items()))
     return 0
 
 

@@ -155,7 +155,7 @@ def _one(
             row.notes.append(exc.hint)
         return row
     row.path = str(final)
-    size = sum(p.stat().st_size for p in final.iterdir() if p.is_file() and p.name != "edgecnn.json")
+    size = manifest.model_bytes()
     row.size_mb = size / 1e6
     if not row.parity.passed:
         row.status = "FAILED"

@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 
 from edgecnn.errors import ArtifactError, RuntimeBackendError
+from edgecnn.manifest import SELF_CHECK_ROLE as ROLE
 from edgecnn.preprocess import PreprocessSpec
 
 FILE_NAME = "selfcheck.npz"
-ROLE = "self_check"
 MAX_BYTES = 64 * 1024
 MAX_SAMPLES = 8
 # max |dp| allowed between the device's outputs and the host's, per precision. fp32 and fp16 as the parity gate;
