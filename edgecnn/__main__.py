@@ -1,6 +1,4 @@
-import sys
-
-from edgecnn.cli import main
+from edgecnn.cli import cli_entry
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli_entry()

@@ -18,7 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from edgecnn.errors import ArtifactError, DiskFullError
+from edgecnn import cleanup
+from edgecnn.errors import ArtifactError, ConfigError, DiskFullError
 
 _FULL_BELOW = 1 << 20  # a write that failed with less than this free on its file system failed for want of space
 
@@ -101,11 +102,28 @@ def write_json_atomic(path: str | Path, data: Any) -> None:
     write_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
+def check_can_create(final: Path, what: str = "output folder") -> None:
+    """Refuse, before any work, a ``final`` whose parent cannot take a new entry (read-only, no permission, a file).
+
+    Tried for real (a temp folder made and removed), since root passes every access() test on a read-only mount."""
+    parent = final.parent
+    while not parent.exists() and parent != parent.parent:  # the first folder that exists; the rest will be made
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"cannot create {what} {final}: {parent} is a file, not a folder")
+    try:
+        probe = tempfile.mkdtemp(prefix=".edgecnn-write-test.", dir=parent)
+    except OSError as exc:
+        raise ConfigError(f"cannot create {what} {final}: {exc.strerror} ({parent})") from None
+    os.rmdir(probe)
+
+
 def new_staging_folder(final: Path) -> Path:
     """A fresh hidden sibling of ``final`` to build its new content in (stale ones of dead writers removed first)."""
     final.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_partials(final)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".partial", dir=final.parent))
+    cleanup.remember(tmp)  # removed if the command is stopped before it is published
     os.chmod(tmp, 0o777 & ~umask())  # mkdtemp makes 0700; the final folder should be readable like any other
     return tmp
 
@@ -126,14 +144,17 @@ def publish(staged: Path, final: Path) -> None:
     fsync_tree(staged)
     if final.exists():
         if exchange(staged, final):  # ``staged`` now holds the old folder
+            cleanup.forget(staged)
             shutil.rmtree(staged, ignore_errors=True)
         else:
             old = final.with_name(f".{final.name}.{os.getpid()}.old.partial")
             final.rename(old)
             staged.rename(final)
+            cleanup.forget(staged)
             shutil.rmtree(old, ignore_errors=True)
     else:
         staged.rename(final)
+        cleanup.forget(staged)
     fsync_dir(final.parent)
 
 
@@ -156,6 +177,7 @@ def staged_directory(final: str | Path, *, force: bool = False) -> Iterator[Path
             raise_if_disk_full(final.parent, exc, str(final))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+            cleanup.forget(tmp)
         raise
 
 
@@ -197,4 +219,29 @@ def remove_stale_partials(final: Path) -> list[Path]:
             continue
         shutil.rmtree(p, ignore_errors=True)
         removed.append(p)
+    return removed
+
+
+def remove_stale_temp(prefixes: tuple[str, ...], folder: str | Path | None = None) -> list[Path]:
+    """Remove temp files and folders named ``<prefix><pid>-...`` whose process no longer runs (a killed conversion's
+    SavedModel exports and worker logs). Entries of live processes, and logs kept for the user, stay."""
+    folder = Path(folder or tempfile.gettempdir())
+    removed = []
+    for prefix in prefixes:
+        for p in folder.glob(f"{prefix}*"):
+            pid = p.name[len(prefix) :].split("-", 1)[0]
+            if not pid.isdigit():
+                continue
+            try:
+                os.kill(int(pid), 0)
+                continue
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                continue
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+            removed.append(p)
     return removed

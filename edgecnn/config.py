@@ -1,8 +1,9 @@
 """Strict YAML -> frozen dataclasses.
 
 Unknown or misspelt keys are errors that name the file, the key and the valid keys; values are
-checked against the field's annotated type. Nested dataclasses, lists, tuples, Optional and
-Literal-like enums (StrEnum) are supported, which is all our recipes and profiles need.
+checked against the field's annotated type and, for fields made with ``bounded``, its range. Nested
+dataclasses, lists, tuples, Optional and Literal-like enums (StrEnum) are supported, which is all our
+recipes and profiles need.
 """
 
 from __future__ import annotations
@@ -22,13 +23,34 @@ from edgecnn.registry import did_you_mean
 T = TypeVar("T")
 
 
+def bounded(default: Any = dataclasses.MISSING, *, lo: float | None = None, hi: float | None = None, above: float | None = None):
+    """A dataclass field whose value the strict loader keeps in range: ``lo <= v <= hi``, and ``v > above``."""
+    kw = {} if default is dataclasses.MISSING else {"default": default}
+    return dataclasses.field(metadata={"range": (lo, hi, above)}, **kw)
+
+
+def _range_text(lo: float | None, hi: float | None, above: float | None) -> str:
+    parts = ([f"above {above:g}"] if above is not None else []) + ([f"at least {lo:g}"] if lo is not None else [])
+    parts += [f"at most {hi:g}"] if hi is not None else []
+    return " and ".join(parts)
+
+
+def check_range(value: Any, rng: tuple, source: str, where: str) -> None:
+    lo, hi, above = rng
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if (lo is not None and value < lo) or (hi is not None and value > hi) or (above is not None and value <= above):
+        raise ConfigError(f"{source}: '{where}' must be {_range_text(lo, hi, above)}; received {value!r}")
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping, with clear errors for missing files and syntax errors."""
+    """Read a YAML mapping, with clear errors for missing files, encodings and syntax errors."""
+    from edgecnn.text import read_text
+
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+    text = read_text(path, "config file")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if data is None:
@@ -59,6 +81,8 @@ def from_dict(cls: type[T], data: Any, *, source: str = "<config>", where: str =
     for name, field in fields.items():
         if name in data:
             kwargs[name] = _coerce(hints[name], data[name], source, _join(where, name))
+            if "range" in field.metadata:
+                check_range(kwargs[name], field.metadata["range"], source, _join(where, name))
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{source}: missing required key '{_join(where, name)}'")
     return cls(**kwargs)
@@ -77,6 +101,22 @@ def to_dict(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     return obj
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _yaml_float(text: str) -> str:
+    """How to write ``text`` (a number YAML 1.1 read as a string, such as 1e-3) so that YAML reads a number."""
+    value = float(text)
+    plain = f"{value:.10f}".rstrip("0").rstrip(".")
+    mantissa, _, exponent = text.lower().partition("e")
+    return f"{plain} or {mantissa if '.' in mantissa else mantissa + '.0'}e{exponent}" if exponent else plain
 
 
 def _join(where: str, key: Any) -> str:
@@ -121,6 +161,11 @@ def _coerce(tp: Any, value: Any, source: str, where: str) -> Any:  # noqa: C901 
             raise ConfigError(f"{source}: '{where}' must be a mapping; received {value!r}")
         return dict(value)
     if tp is float:
+        if isinstance(value, str) and _is_number(value):
+            raise ConfigError(
+                f"{source}: '{where}' must be a number; received the text {value!r}",
+                hint=f"YAML reads {value} as text: write it with a dot, e.g. {_yaml_float(value)}",
+            )
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{source}: '{where}' must be a number; received {value!r}")
         return float(value)

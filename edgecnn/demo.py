@@ -135,9 +135,7 @@ def _classify(out: Path, results: dict, **_: Any) -> None:
     from edgecnn.data import load_dataset
     from edgecnn.data.video import write_video
     from edgecnn.runtime import Classifier
-    from edgecnn.stream.capture import Capture
-    from edgecnn.stream.loop import run_loop
-    from edgecnn.stream.sinks import open_sink
+    from edgecnn.stream.loop import classify_stream
     from edgecnn.stream.sources import open_source
     from edgecnn.train.recipe import load_recipe
 
@@ -151,11 +149,9 @@ def _classify(out: Path, results: dict, **_: Any) -> None:
     art = out / "artifacts" / "lenet5-host" / best["artifact"]
     labels = [str(int(v)) for v in test.labels]
     got: list[str] = []
-    sinks = [open_sink(f"jsonl:{out / 'classify.jsonl'}"), open_sink(str(out / "classify_annotated.avi"))]
-    with Classifier(art) as clf, Capture(open_source(f"file:{video}")) as cap:
-        report = run_loop(clf, cap, sinks, on_prediction=lambda f, p: got.append(p.label))
-    for s in sinks:
-        s.close()
+    sinks = [f"jsonl:{out / 'classify.jsonl'}", str(out / "classify_annotated.avi")]
+    with Classifier(art) as clf:
+        report = classify_stream(clf, open_source(f"file:{video}"), sinks, on_prediction=lambda f, p: got.append(p.label))
     correct = sum(a == b for a, b in zip(got, labels))
     results["classify"] = {
         "artifact": best["artifact"],

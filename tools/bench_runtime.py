@@ -134,8 +134,7 @@ def pipelining(art: Path, video: Path, seconds: float, threads: int, camera_fps:
     import cv2
 
     from edgecnn.runtime import Classifier
-    from edgecnn.stream.capture import Capture
-    from edgecnn.stream.loop import run_loop
+    from edgecnn.stream.loop import classify_stream
     from edgecnn.stream.sources import open_source
 
     clf = Classifier(art, threads=threads)
@@ -151,8 +150,7 @@ def pipelining(art: Path, video: Path, seconds: float, threads: int, camera_fps:
     naive_fps = n / (time.perf_counter() - t0)
     cap.release()
     pace = f"&fps={camera_fps:g}" if camera_fps else ""  # a camera delivers at most its frame rate
-    with Capture(open_source(f"file:{video}?live=1&loop=1{pace}")) as c:
-        rep = run_loop(clf, c, [], duration=seconds)
+    rep = classify_stream(clf, open_source(f"file:{video}?live=1&loop=1{pace}"), [], duration=seconds)
     infer_p50 = rep["latency_ms"]["inference"]["p50"]
     clf.close()
     return {

@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (0 ok, 1 edgecnn error, 2 usage error)."""
+    """Run the CLI; returns the exit code (0 ok, 1 edgecnn error, 2 usage error; 130/143 when interrupted, see
+    edgecnn.cleanup: the process entry points take Ctrl-C and SIGTERM in a thread of their own)."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args._run(args) or 0)
+        return _run(args)
     except EdgeCNNError as exc:
         if args.debug:
             traceback.print_exc()
@@ -68,8 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         if exc.hint:
             print(f"  hint: {exc.hint}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+    except KeyboardInterrupt:  # raised by a library that handles SIGINT itself
+        if args.debug:
+            traceback.print_exc()
+        print("error: interrupted by Ctrl-C", file=sys.stderr)
         return 130
     except OSError as exc:  # the environment, not edgecnn: a full or read-only disk, a permission, a vanished file
         if args.debug or exc.errno is None:
@@ -77,6 +80,18 @@ def main(argv: list[str] | None = None) -> int:
         where = f": {exc.filename}" if exc.filename else ""
         print(f"error: {exc.strerror}{where}", file=sys.stderr)
         return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    from edgecnn import cleanup
+
+    try:
+        code = int(args._run(args) or 0)
+    except BaseException:
+        cleanup.park_if_stopping()  # a signal's clean-up is under way: it ends the process, not this error
+        raise
+    cleanup.park_if_stopping()
+    return code
 
 
 def console():
@@ -90,5 +105,8 @@ def console():
 
 
 def cli_entry() -> None:
-    """Console-script entry point."""
+    """Console-script entry point (and ``python -m edgecnn``)."""
+    from edgecnn import cleanup
+
+    cleanup.watch_signals()  # before anything starts a thread
     sys.exit(main())

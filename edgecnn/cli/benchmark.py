@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from edgecnn.cli.args import integer, number
+
 HELP = "convert to every format x precision a profile allows; size, accuracy, agreement, latency, memory; recommend one"
 
 
@@ -9,9 +11,9 @@ def add_arguments(p) -> None:
     p.add_argument("model", help="edgecnn run directory or a .keras classifier")
     p.add_argument("--device", required=True)
     p.add_argument("--data", help="labelled image folder (default: the run's test split)")
-    p.add_argument("--max-drop", type=float, default=1.0, help="accuracy budget in points (default 1)")
-    p.add_argument("--runs", type=int, default=100)
-    p.add_argument("--min-seconds", type=float, default=3.0)
+    p.add_argument("--max-drop", type=number(0, 100), default=1.0, help="accuracy budget in points (default 1)")
+    p.add_argument("--runs", type=integer(1, 10_000_000), default=100)
+    p.add_argument("--min-seconds", type=number(0, 86_400), default=3.0)
     p.add_argument("--out", help="output folder (default bench/<model>-<device>)")
     p.add_argument("--force", action="store_true")
     p.add_argument("--quiet", action="store_true")

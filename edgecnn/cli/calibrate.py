@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from edgecnn.cli.args import THREADS, number
+
 HELP = "time small networks with each runtime here and fit the per-layer cost formula that latency estimates use"
 
 
@@ -13,9 +15,11 @@ def add_arguments(p) -> None:
         help="runtimes to calibrate (default: all three)",
     )
     p.add_argument("--precision", nargs="+", default=["fp32", "int8"], help="fp32 and/or int8 (default both)")
-    p.add_argument("--threads", type=int, help="threads per inference (default: the host profile's)")
+    p.add_argument("--threads", type=THREADS, help="threads per inference (default: the host profile's)")
     p.add_argument("--out", help="folder for the calibration files (default ~/.cache/edgecnn/calibration)")
-    p.add_argument("--seconds", type=float, default=1.0, help="timing per network and runtime, in all passes (default 1)")
+    p.add_argument(
+        "--seconds", type=number(above=0, hi=600), default=1.0, help="timing per network and runtime, in all passes (default 1)"
+    )
     p.add_argument("--quick", action="store_true", help="nine networks instead of twenty (a rougher fit, for a try)")
     p.add_argument(
         "--check",

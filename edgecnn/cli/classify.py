@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from edgecnn.cli.args import SECONDS, THREADS, TIMEOUT, integer
+
 HELP = "classify a camera, video file or network stream with a converted artifact"
 
 
@@ -19,15 +21,15 @@ def add_arguments(p) -> None:
     p.add_argument(
         "--no-fallback", action="store_true", help="fail instead of falling back when the runtime/accelerator is missing"
     )
-    p.add_argument("--threads", type=int)
-    p.add_argument("--top-k", type=int, default=3)
-    p.add_argument("--max-frames", type=int)
-    p.add_argument("--duration", type=float, help="stop after S seconds")
-    p.add_argument("--open-timeout", type=float, default=5.0)
-    p.add_argument("--read-timeout", type=float, default=5.0)
+    p.add_argument("--threads", type=THREADS)
+    p.add_argument("--top-k", type=integer(1, 1000), default=3, help="labels per prediction (default 3)")
+    p.add_argument("--max-frames", type=integer(1))
+    p.add_argument("--duration", type=SECONDS, help="stop after S seconds")
+    p.add_argument("--open-timeout", type=TIMEOUT, default=5.0, help="seconds to connect to a source (default 5)")
+    p.add_argument("--read-timeout", type=TIMEOUT, default=5.0, help="seconds to wait for a frame (default 5)")
     p.add_argument("--json", action="store_true", help="print the final report as JSON")
     p.add_argument("--health", help="write a health line (RSS, threads, fds, buffers, p50/p99 latency) as JSONL to this file")
-    p.add_argument("--health-every", type=float, default=10.0, help="seconds between health lines (default 10)")
+    p.add_argument("--health-every", type=SECONDS, default=10.0, help="seconds between health lines (default 10)")
     add_trust_arguments(p)
 
 
@@ -50,18 +52,14 @@ def run(args) -> int:
     import sys
 
     from edgecnn.devices import detect, load_profile
-    from edgecnn.errors import ConfigError
-    from edgecnn.runtime import Classifier
-    from edgecnn.stream.capture import Capture
-    from edgecnn.stream.loop import run_loop
-    from edgecnn.stream.sinks import open_sink
+    from edgecnn.runtime import Classifier, selfcheck
+    from edgecnn.runtime.select import check_runtime_request
+    from edgecnn.signing import trust_key_from
+    from edgecnn.stream.loop import classify_stream
     from edgecnn.stream.sources import SourceOptions, open_source
 
-    if args.max_frames is not None and args.max_frames < 1:
-        raise ConfigError(f"--max-frames must be at least 1; received {args.max_frames}")
-    from edgecnn.runtime import selfcheck
-    from edgecnn.signing import trust_key_from
-
+    check_runtime_request(args.runtime, args.accelerator, no_fallback=args.no_fallback)
+    source = open_source(args.source, SourceOptions(args.open_timeout, args.read_timeout))  # checked, not opened yet
     profile = load_profile(args.device or detect()[0])
     clf = Classifier(
         args.artifact,
@@ -74,49 +72,50 @@ def run(args) -> int:
         trust_key=trust_key_from(args.trust_key),
     )
     log = sys.stderr
-    try:
+    with clf:
         checked = selfcheck.require(clf, skip=args.skip_self_check)
-    except BaseException:
-        clf.close()
-        raise
-    if args.verbose:
-        for line in clf.selection.explain():
-            print(f"[classify] {line}", file=log)
-    note_self_check(checked, "classify", verbose=args.verbose)
-    sinks = []
-    health = None
-    try:
-        source = open_source(args.source, SourceOptions(args.open_timeout, args.read_timeout))
-        sinks = [open_sink(s) for s in args.sink]
-        if args.health:
-            from edgecnn.stream.health import HealthLog
-
-            health = HealthLog(args.health, args.health_every)
-        with Capture(source) as cap:
-            report = run_loop(clf, cap, sinks, max_frames=args.max_frames, duration=args.duration, health=health)
-    finally:
-        for s in sinks:
-            s.close()
-        if health is not None:
-            health.close()
-        clf.close()
+        if args.verbose:
+            for line in clf.selection.explain():
+                print(f"[classify] {line}", file=log)
+        note_self_check(checked, "classify", verbose=args.verbose)
+        if args.top_k > len(clf.labels):
+            print(
+                f"[classify] note: --top-k {args.top_k} but the model has {len(clf.labels)} labels: all of them are given",
+                file=log,
+            )
+        report = classify_stream(
+            clf,
+            source,
+            args.sink,
+            max_frames=args.max_frames,
+            duration=args.duration,
+            health=(args.health, args.health_every) if args.health else None,
+        )
     report["runtime"] = clf.describe()
     report["self_check"] = checked
     if args.json:
         print(json.dumps(report, indent=2, default=str))
+    print(summary_line(report), file=log)
+    return 0
+
+
+def summary_line(report: dict) -> str:
+    """The one line classify ends with: counts, FPS and the latency of each stage."""
     lat = report["latency_ms"]
 
     def fmt(stage: str) -> str:
         v = lat.get(stage)
         return f"{stage} p50 {v['p50']:.2f} / p90 {v['p90']:.2f} ms" if v else f"{stage} -"
 
-    print(
+    stopped = ""
+    if report.get("stopped_by"):
+        stopped = f"; stopped by {report['stopped_by']}" + (f" {report['stopped']}" if report.get("stopped") else "")
+    return (
         f"frames read {report['frames_read']}, classified {report['classified']}, dropped {report['dropped']}, "
         f"corrupt {report['corrupt']}, reconnects {report['reconnects']}, {report['fps']:.1f} FPS; "
-        + "; ".join(fmt(s) for s in ("capture_age", "preprocess", "inference", "postprocess")),
-        file=log,
+        + "; ".join(fmt(s) for s in ("capture_age", "preprocess", "inference", "postprocess"))
+        + stopped
     )
-    return 0
 
 
 def note_self_check(checked: dict, verb: str, *, verbose: bool) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from edgecnn.cli.args import number
+
 HELP = "convert and quantise a model for a device profile (TFLite, ONNX, OpenVINO) with a parity gate"
 
 
@@ -20,7 +22,9 @@ def add_arguments(p) -> None:
     p.add_argument("--out", help="output folder (default out/<model>-<device>)")
     p.add_argument("--force", action="store_true", help="replace existing artifacts")
     p.add_argument("--no-gate", action="store_true", help="keep artifacts that fail the parity gate")
-    p.add_argument("--max-drop", type=float, default=1.0, help="allowed int8/dynamic accuracy drop in points (default 1.0)")
+    p.add_argument(
+        "--max-drop", type=number(0, 100), default=1.0, help="allowed int8/dynamic accuracy drop in points (default 1.0)"
+    )
     p.add_argument(
         "--int8-weights",
         choices=["per-channel", "per-tensor"],
@@ -33,9 +37,9 @@ def add_arguments(p) -> None:
     )
     p.add_argument("--labels", help="for a bare .keras: a text file with one label per line (default: labels.txt beside it)")
     p.add_argument("--trust-model", action="store_true", help="allow Lambda layers / custom code in the .keras file")
-    p.add_argument("--input-scale", type=float, help="for a bare .keras: pixel scale (x = (p*scale - mean)/std)")
-    p.add_argument("--input-mean", type=float, default=0.0)
-    p.add_argument("--input-std", type=float, default=1.0)
+    p.add_argument("--input-scale", type=number(above=0), help="for a bare .keras: pixel scale (x = (p*scale - mean)/std)")
+    p.add_argument("--input-mean", type=number(), default=0.0)
+    p.add_argument("--input-std", type=number(above=0), default=1.0)
     p.add_argument("--color-order", default="RGB", choices=["RGB", "BGR"])
     p.add_argument(
         "--sign-key",
@@ -94,30 +98,15 @@ def _labels(path):
         return None
     from pathlib import Path
 
-    from edgecnn.errors import ConfigError
+    from edgecnn.text import read_lines
 
-    try:
-        return [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
-    except OSError as exc:
-        raise ConfigError(f"cannot read labels file {path}: {exc.strerror}") from None
+    return read_lines(Path(path), "labels file")
 
 
 def _preprocess_from_flags(args):
+    """--input-scale and friends, for a bare .keras: completed with the model's input size once it is loaded."""
     if args.input_scale is None:
         return None
-    from pathlib import Path
+    from edgecnn.convert.source import InputFlags
 
-    from edgecnn.models.io import load_keras_model
-    from edgecnn.preprocess import PreprocessSpec
-
-    model = load_keras_model(Path(args.model), trust=args.trust_model)
-    h, w, c = (int(d) for d in model.inputs[0].shape[1:])
-    return PreprocessSpec(
-        height=h,
-        width=w,
-        channels=c,
-        color_order=args.color_order if c == 3 else "GRAY",
-        scale=args.input_scale,
-        mean=(args.input_mean,),
-        std=(args.input_std,),
-    )
+    return InputFlags(args.input_scale, args.input_mean, args.input_std, args.color_order)

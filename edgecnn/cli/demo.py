@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from edgecnn.cli.args import number
+
 HELP = "run the whole path on the bundled digits (offline) and write report.md"
 
 
@@ -9,7 +11,9 @@ def add_arguments(p) -> None:
     p.add_argument("--out", default="demo-out", help="output folder (default demo-out)")
     p.add_argument("--device", default="rpi4", help="second device profile to convert for and estimate (default rpi4)")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
-    p.add_argument("--profile-seconds", type=float, default=1.0, help="minimum seconds per latency mode (default 1)")
+    p.add_argument(
+        "--profile-seconds", type=number(above=0, hi=600), default=1.0, help="minimum seconds per latency mode (default 1)"
+    )
 
 
 def run(args) -> int:

@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from edgecnn.cli.args import integer, number
+
 HELP = "explain a model layer by layer (zoo name or .keras file)"
 
 
 def add_arguments(p) -> None:
     p.add_argument("model", help="zoo name (edgecnn models) or a .keras file")
-    p.add_argument("--input-size", type=int, help="square input size for a zoo model")
-    p.add_argument("--channels", type=int, help="input channels for a zoo model (1 or 3)")
-    p.add_argument("--classes", type=int, help="number of classes for a zoo model")
-    p.add_argument("--alpha", type=float, help="width multiplier (MobileNets)")
+    p.add_argument("--input-size", type=integer(1, 8192), help="square input size for a zoo model")
+    p.add_argument("--channels", type=int, choices=[1, 3], help="input channels for a zoo model (1 or 3)")
+    p.add_argument("--classes", type=integer(2, 100_000), help="number of classes for a zoo model")
+    p.add_argument("--alpha", type=number(above=0, hi=4), help="width multiplier (MobileNets)")
     p.add_argument("--trust-model", action="store_true", help="allow Lambda layers / custom code in a .keras file")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from edgecnn.cli.args import THREADS, integer, number
+
 HELP = "profile latency of an artifact or a bare .tflite / .onnx / OpenVINO .xml on this host"
 
 
@@ -11,11 +13,13 @@ def add_arguments(p) -> None:
         "--device", help="device profile: its runtime chain and threads apply; if it is not this host, an estimate is added"
     )
     p.add_argument("--runtime", help="force a runtime: litert, onnxruntime, openvino")
-    p.add_argument("--threads", type=int)
-    p.add_argument("--runs", type=int, default=200, help="at least this many timed runs per mode (default 200)")
-    p.add_argument("--min-seconds", type=float, default=10.0, help="and at least this long per mode (default 10)")
-    p.add_argument("--warmup", type=int, default=20)
-    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--threads", type=THREADS)
+    p.add_argument(
+        "--runs", type=integer(1, 10_000_000), default=200, help="at least this many timed runs per mode (default 200)"
+    )
+    p.add_argument("--min-seconds", type=number(0, 86_400), default=10.0, help="and at least this long per mode (default 10)")
+    p.add_argument("--warmup", type=integer(0, 1_000_000), default=20)
+    p.add_argument("--batch", type=integer(1, 4096), default=1)
     p.add_argument("--input-shape", help="for dynamic shapes: e.g. 1,224,224,3")
     p.add_argument(
         "--calibration",

@@ -213,6 +213,11 @@ def convert(
 
         _key(sign_key, "private key (--sign-key)")
     plan = OutputPlan.make(out_root, force=force, source=located, targets=[f"{f}-{p}" for f, p in targets])
+    from edgecnn.atomic import remove_stale_temp
+    from edgecnn.convert.source import EXPORT_PREFIX
+    from edgecnn.convert.worker import LOG_PREFIX
+
+    remove_stale_temp((EXPORT_PREFIX, LOG_PREFIX))  # what a killed conversion left in the temp folder
     say(f"loading {model}")
     source = load_source(model, trust=trust, preprocess=preprocess, labels=labels, located=located)
     conversion = {"id": plan.conversion_id}

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgecnn.atomic import new_staging_folder, publish
+from edgecnn import cleanup
+from edgecnn.atomic import check_can_create, new_staging_folder, publish
 from edgecnn.errors import ArtifactError, ConfigError, DiskFullError, EdgeCNNError
 from edgecnn.manifest import MANIFEST_NAME, RUN_INDEX, Manifest, sha256_file, verify_run
 
@@ -102,9 +103,10 @@ class OutputPlan:
     @classmethod
     def make(cls, final: Path, *, force: bool, source: SourceFile, targets: list[str]) -> OutputPlan:
         """Decide before any work: refuse an existing folder without --force, merge or replace with it."""
-        entries = [p for p in final.iterdir() if not p.name.startswith(".")] if final.is_dir() else []
         if final.exists() and not final.is_dir():
             raise ConfigError(f"--out {final} exists and is not a folder")
+        check_can_create(final)
+        entries = [p for p in final.iterdir() if not p.name.startswith(".")] if final.is_dir() else []
         old = _old_set(final) if entries else []
         if entries and not force:
             what = (
@@ -176,7 +178,9 @@ def staged_set(plan: OutputPlan) -> Iterator[Path]:
             publish(staging, plan.final)
         else:
             shutil.rmtree(staging, ignore_errors=True)
+            cleanup.forget(staging)
         raise
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        cleanup.forget(staging)
         raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import tempfile
 from dataclasses import dataclass, field
@@ -10,8 +11,11 @@ from typing import Any
 
 import numpy as np
 
+from edgecnn import cleanup
 from edgecnn.errors import ConfigError, ModelError
 from edgecnn.preprocess import PreprocessSpec
+
+EXPORT_PREFIX = "edgecnn-export-"  # + pid: a killed conversion's export is removed by the next one
 
 
 @dataclass
@@ -59,7 +63,8 @@ class SourceModel:
         ``model.export`` as before; ``export_method`` says which route was taken.
         """
         if self._saved_model is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="edgecnn-export-")
+            self._tmp = tempfile.TemporaryDirectory(prefix=f"{EXPORT_PREFIX}{os.getpid()}-")
+            cleanup.remember(self._tmp.name)
             out = Path(self._tmp.name) / "saved_model"
             try:
                 self._save_frozen(out)
@@ -120,14 +125,55 @@ class SourceModel:
         self.cache.clear()
         if self._tmp is not None:
             self._tmp.cleanup()
+            cleanup.forget(self._tmp.name)
             self._tmp = None
             self._saved_model = None
+
+
+@dataclass(frozen=True)
+class InputFlags:
+    """Preprocessing given on the command line for a bare .keras file; its size comes from the model once loaded."""
+
+    scale: float
+    mean: float = 0.0
+    std: float = 1.0
+    color_order: str = "RGB"
+
+    def spec(self, shape: tuple[int, int, int]) -> PreprocessSpec:
+        h, w, c = shape
+        return PreprocessSpec(
+            height=h,
+            width=w,
+            channels=c,
+            color_order=self.color_order if c == 3 else "GRAY",
+            scale=self.scale,
+            mean=(self.mean,),
+            std=(self.std,),
+        )
+
+
+def image_input_shape(keras_model: Any, path: Path) -> tuple[int, int, int]:
+    """(H, W, C) of a model whose one input is an image of known size; a clear error naming the shape otherwise."""
+    shape = tuple(keras_model.inputs[0].shape)
+    if len(shape) != 4:
+        raise ModelError(
+            f"{path}: the input has shape {shape}, not an image (batch, height, width, channels)",
+            hint="edgecnn converts image classifiers whose input is NxHxWxC",
+        )
+    if any(d is None for d in shape[1:]):
+        raise ModelError(
+            f"{path}: the input has unknown dimensions {shape}: edgecnn needs a fixed image size to preprocess and convert",
+            hint="rebuild the model with keras.Input((height, width, channels)) and load its weights",
+        )
+    if shape[3] not in (1, 3):
+        raise ModelError(f"{path}: the input has {shape[3]} channels {shape}; edgecnn handles grey (1) or colour (3) images")
+    return int(shape[1]), int(shape[2]), int(shape[3])
 
 
 def load_source(
     model: str | Path,
     *,
-    preprocess: PreprocessSpec | None = None,
+    preprocess: PreprocessSpec | InputFlags | None = None,
     labels: list[str] | None = None,
     trust: bool = False,
     located: Any = None,
@@ -162,15 +208,17 @@ def load_source(
                 hint="add a Softmax layer to the model before converting",
             )
     n = int(out_shape[-1])
-    in_shape = tuple(int(d) for d in keras_model.inputs[0].shape[1:] if d is not None)
-    if len(in_shape) != 3:
-        raise ModelError(f"{path}: expected an image input HxWxC; found {tuple(keras_model.inputs[0].shape)}")
+    in_shape = image_input_shape(keras_model, path)
     labels_file = (run_dir or path.parent) / "labels.txt"
     if labels is None and labels_file.is_file():
-        labels = [line.strip() for line in labels_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        from edgecnn.text import read_lines
+
+        labels = read_lines(labels_file, "labels file")
     labels = labels or [f"class_{i}" for i in range(n)]
     if len(labels) != n:
         raise ConfigError(f"{len(labels)} labels given but the model has {n} outputs")
+    if isinstance(preprocess, InputFlags):
+        preprocess = preprocess.spec(in_shape)
     if preprocess is None:
         pp = (run_dir / "preprocess.json") if run_dir else path.with_name("preprocess.json")
         if pp.is_file():

@@ -26,8 +26,15 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from edgecnn import cleanup
 from edgecnn.convert.base import die_with_parent
 from edgecnn.errors import ConversionError
+
+LOG_PREFIX = "edgecnn-worker-"  # + pid: a killed conversion's worker logs are removed by the next one
+
+
+def kind_of(job: str) -> str:
+    return job.split("-")[0] if job else "job"
 
 
 class Worker:
@@ -36,7 +43,10 @@ class Worker:
     def __init__(self, kind: str = "tensorflow", cond: threading.Condition | None = None) -> None:
         if kind not in PRELOAD:
             raise ValueError(f"unknown worker kind {kind!r}")
-        self._log = tempfile.NamedTemporaryFile(prefix=f"edgecnn-{kind}-worker-", suffix=".log", delete=False)  # noqa: SIM115
+        self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115
+            prefix=f"{LOG_PREFIX}{os.getpid()}-{kind}-", suffix=".log", delete=False
+        )
+        self.log_path = Path(self._log.name)
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow")
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "edgecnn.convert.worker", kind],
@@ -47,6 +57,8 @@ class Worker:
             env=env,
             preexec_fn=die_with_parent,
         )
+        cleanup.remember_process(self._proc)
+        cleanup.remember(self.log_path)
         if self._proc.stdin is None or self._proc.stdout is None:  # Popen gives both for PIPE; never seen otherwise
             self._proc.kill()
             raise ConversionError(f"the {kind} conversion worker started without its job and answer pipes")
@@ -105,8 +117,8 @@ class Worker:
         if not done:
             raise ConversionError(f"{name}: the conversion process did not finish within {timeout / 60:.0f} minutes")
         if answer is None or not answer["ok"]:
-            self._keep_log = True  # the full log is what a user needs to report this
-            hint = f"the conversion process's full log: {self._log.name}"
+            self._keep(kind_of(name))
+            hint = f"the conversion process's full log: {self.log_path}"
             if answer is None:
                 self._proc.wait(timeout=10)
                 raise ConversionError(
@@ -117,7 +129,7 @@ class Worker:
 
     def last_log_line(self) -> str:
         try:
-            text = Path(self._log.name).read_text(errors="replace")
+            text = self.log_path.read_text(errors="replace")
         except OSError:
             text = ""
         lines = [ln for ln in text.splitlines() if ln.strip()]
@@ -127,6 +139,8 @@ class Worker:
         if self._proc.poll() is None:
             self._proc.kill()
         self._proc.wait()
+        cleanup.forget_process(self._proc)
+        cleanup.forget(self.log_path)
         try:
             self._jobs.close()
         except OSError:
@@ -134,7 +148,19 @@ class Worker:
         # stdout is left to the reader thread, which ends at EOF (closing it here would wait on that thread's read)
         self._log.close()
         if not self._keep_log:
-            Path(self._log.name).unlink(missing_ok=True)
+            self.log_path.unlink(missing_ok=True)
+
+    def _keep(self, what: str) -> None:
+        """Keep the log for the user (named in the error), out of the next run's sweep of dead workers' logs."""
+        if not self._keep_log:
+            kept = self.log_path.with_name(f"edgecnn-kept-log-{what}-{self.log_path.name[len(LOG_PREFIX) :]}")
+            try:
+                os.replace(self.log_path, kept)
+                cleanup.forget(self.log_path)
+                self.log_path = kept
+            except OSError:
+                pass
+        self._keep_log = True
 
 
 def worker_for(source: Any, kind: str = "tensorflow") -> Worker:

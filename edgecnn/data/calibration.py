@@ -63,13 +63,13 @@ class CalibrationSet:
             if arr.ndim == 3 and spec.channels == 1:
                 arr = arr[..., None]
             return cls(arr[:limit], str(path)).check(spec)
-        if not path.is_dir():
+        if not path.exists():
             raise DataError(f"calibration data not found: {path}")
-        from edgecnn.data.folders import EXTENSIONS, check_image
+        if not path.is_dir():
+            raise DataError(f"calibration data {path} is neither a folder of images nor a .npy array")
+        from edgecnn.images import check_image, image_files
 
-        files = sorted(
-            p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in EXTENSIONS and not p.name.startswith(".")
-        )
+        files = image_files(path)
         rng = np.random.default_rng(seed)
         files = [files[i] for i in sorted(rng.permutation(len(files))[:limit])]
         images = [img for img, reason in map(check_image, files) if reason is None]

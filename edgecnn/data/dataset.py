@@ -6,7 +6,7 @@ model inputs, so training, calibration, parity and the runtime share one code pa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,7 @@ class ImageDataset:
     class_names: list[str]
     source_order: str = "BGR"  # channel order of the raw images (OpenCV gives BGR)
     name: str = ""
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, why) left out with --skip-bad
 
     def __len__(self) -> int:
         return len(self.images)
@@ -72,8 +73,8 @@ class ImageDataset:
         return self.subset(sorted(chosen), "calibration")
 
 
-def load_dataset(source: str | Path, *, skip_bad: bool = False, seed: int = 0) -> ImageDataset:
-    """Load ``bundled:NAME`` or an image folder (one sub-folder per class)."""
+def load_dataset(source: str | Path, *, skip_bad: bool = False, seed: int = 0, max_pixels: int | None = None) -> ImageDataset:
+    """Load ``bundled:NAME`` or an image folder (one sub-folder per class; images over ``max_pixels`` refused)."""
     text = str(source)
     if text.startswith("bundled:"):
         from edgecnn.data.bundled import load_bundled
@@ -81,4 +82,4 @@ def load_dataset(source: str | Path, *, skip_bad: bool = False, seed: int = 0) -
         return load_bundled(text.split(":", 1)[1])
     from edgecnn.data.folders import load_folder
 
-    return load_folder(Path(text), skip_bad=skip_bad)
+    return load_folder(Path(text), skip_bad=skip_bad, max_pixels=max_pixels)

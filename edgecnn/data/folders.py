@@ -9,20 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from edgecnn.data.dataset import ImageDataset
 from edgecnn.errors import DataError
+from edgecnn.images import EXTENSIONS, check_image
 
-EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
-_MAGIC = {  # what the first bytes say the file really is
-    b"\xff\xd8\xff": "jpeg",
-    b"\x89PNG\r\n\x1a\n": "png",
-    b"BM": "bmp",
-    b"GIF8": "gif",
-}
-_EXT_KIND = {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png", ".bmp": "bmp", ".webp": "webp"}
 IMBALANCE_RATIO = 10.0
 
 
@@ -43,54 +35,6 @@ class ValidationReport:
         return out + self.problems
 
 
-def _kind_from_bytes(head: bytes) -> str | None:
-    for magic, kind in _MAGIC.items():
-        if head.startswith(magic):
-            return kind
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "webp"
-    return None
-
-
-def check_image(path: Path) -> tuple[np.ndarray | None, str | None]:
-    """Decode one file; return (image, None) or (None, reason)."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        return None, f"unreadable ({exc.strerror})"
-    if not data:
-        return None, "empty file (0 bytes)"
-    kind = _kind_from_bytes(data[:16])
-    if kind is None:
-        return None, "not an image (unknown file signature)"
-    if kind == "gif":
-        return None, "GIF (possibly animated) is not supported; convert it to PNG"
-    expected = _EXT_KIND.get(path.suffix.lower())
-    if expected and expected != kind:
-        return None, f"extension says {expected} but the file is {kind}"
-    if kind == "jpeg" and not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
-        return None, "truncated JPEG (no end-of-image marker)"
-    if kind == "png" and b"IEND" not in data[-16:]:
-        return None, "truncated PNG (no IEND chunk)"
-    if kind == "jpeg" and _jpeg_is_cmyk(data):
-        return None, "CMYK JPEG; convert it to RGB"
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        return None, "undecodable (corrupt image data)"
-    if img.dtype != np.uint8:
-        return None, f"{img.dtype} pixels ({img.dtype.itemsize * 8}-bit); convert it to 8-bit"
-    return img, None
-
-
-def _jpeg_is_cmyk(data: bytes) -> bool:
-    # SOF0..SOF2 segment: FF C0/C1/C2, length(2), precision(1), h(2), w(2), components(1)
-    for marker in (b"\xff\xc0", b"\xff\xc1", b"\xff\xc2"):
-        i = data.find(marker)
-        if i != -1 and i + 9 < len(data):
-            return data[i + 9] == 4
-    return False
-
-
 def _class_dirs(root: Path) -> list[Path]:
     if not root.exists():
         raise DataError(f"data folder not found: {root}")
@@ -99,8 +43,9 @@ def _class_dirs(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def validate_folder(root: str | Path) -> tuple[ValidationReport, ImageDataset | None]:
-    """Check every file; return the report and, if anything loads, the dataset of good files."""
+def validate_folder(root: str | Path, *, max_pixels: int | None = None) -> tuple[ValidationReport, ImageDataset | None]:
+    """Check every file (a file over ``max_pixels`` is refused from its header, never decoded); return the report
+    and, if anything loads, the dataset of good files."""
     root = Path(root)
     report = ValidationReport(root)
     dirs = _class_dirs(root)
@@ -114,7 +59,7 @@ def validate_folder(root: str | Path) -> tuple[ValidationReport, ImageDataset | 
                     (f, f"not an image extension ({f.suffix or 'none'}); allowed: {', '.join(sorted(EXTENSIONS))}")
                 )
                 continue
-            img, reason = check_image(f)
+            img, reason = check_image(f, limit=max_pixels)
             if reason:
                 report.bad_files.append((f, reason))
                 continue
@@ -143,8 +88,8 @@ def validate_folder(root: str | Path) -> tuple[ValidationReport, ImageDataset | 
     return report, ds
 
 
-def load_folder(root: Path, *, skip_bad: bool = False) -> ImageDataset:
-    report, ds = validate_folder(root)
+def load_folder(root: Path, *, skip_bad: bool = False, max_pixels: int | None = None) -> ImageDataset:
+    report, ds = validate_folder(root, max_pixels=max_pixels)
     if report.problems or ds is None or len(ds.class_names) < 2:
         raise DataError(f"dataset {root} cannot be used for training:\n  " + "\n  ".join(report.lines() or ["no images"]))
     if report.bad_files and not skip_bad:
@@ -152,4 +97,5 @@ def load_folder(root: Path, *, skip_bad: bool = False) -> ImageDataset:
             f"dataset {root} has {len(report.bad_files)} bad file(s):\n  " + "\n  ".join(report.lines()),
             hint="fix or remove them, or pass --skip-bad to train without them",
         )
+    ds.skipped = [(str(path), reason) for path, reason in report.bad_files]
     return ds

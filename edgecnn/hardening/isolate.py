@@ -46,7 +46,7 @@ def probe_in_process(path: str | Path, runtime: str | None = None) -> str:
     """Sniff ``path``, open it with the runtime the device would use, run one zero input; describe the output.
 
     Raises EdgeCNNError for anything edgecnn recognises as wrong. This is what the child runs."""
-    from edgecnn.hardening import sniff_model_file
+    from edgecnn.formats import sniff_model_file
 
     path = Path(path)
     sniff_model_file(path)

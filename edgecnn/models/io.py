@@ -17,7 +17,7 @@ def check_keras_file(path: str | Path) -> Path:
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
     if path.suffix == ".keras" and not zipfile.is_zipfile(path):
-        from edgecnn.hardening import looks_like
+        from edgecnn.formats import looks_like
 
         with open(path, "rb") as f:
             kind = looks_like(f.read(256))
@@ -27,6 +27,17 @@ def check_keras_file(path: str | Path) -> Path:
         )
     if path.suffix not in (".keras", ".h5"):
         raise ModelError(f"{path} is not a Keras model file (expected .keras or .h5); received suffix {path.suffix!r}")
+    if path.suffix == ".keras":
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = set(z.namelist())
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise ModelError(f"{path} is not a Keras model archive (a damaged zip: {exc})") from None
+        if "config.json" not in names:
+            raise ModelError(
+                f"{path} is not a Keras model archive: a zip without config.json (holds {', '.join(sorted(names)[:3]) or 'nothing'})",
+                hint="pass a file saved with model.save('name.keras')",
+            )
     return path
 
 

@@ -72,7 +72,7 @@ def open_target(
         raise ConfigError(f"model or artifact not found: {path}")
     t0 = time.perf_counter()
     if path.is_file():
-        from edgecnn.hardening import sniff_model_file
+        from edgecnn.formats import sniff_model_file
 
         sniff_model_file(path)
         name = runtime or runtime_for_file(path)

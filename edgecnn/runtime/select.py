@@ -8,7 +8,7 @@ from typing import Any
 
 from edgecnn.atomic import is_staging
 from edgecnn.devices import DeviceProfile
-from edgecnn.errors import ArtifactError, EdgeCNNError, RuntimeBackendError
+from edgecnn.errors import ArtifactError, EdgeCNNError, MissingDependencyError, RuntimeBackendError
 from edgecnn.manifest import MANIFEST_NAME, Manifest, check_one_conversion
 from edgecnn.runtime.base import RUNTIMES, open_backend
 
@@ -35,7 +35,7 @@ def artifact_dirs(path: str | Path) -> list[Path]:
     if (path / MANIFEST_NAME).is_file():
         return [path]
     if path.is_file() and path.name != MANIFEST_NAME:
-        from edgecnn.hardening import sniff_model_file
+        from edgecnn.formats import sniff_model_file
 
         kind = sniff_model_file(path)  # a broken file is named for what it is
         raise ArtifactError(
@@ -66,6 +66,34 @@ def load_artifact_set(path: str | Path, *, verify: bool = True) -> list[Manifest
     return manifests
 
 
+def check_runtime_request(runtime: str | None, accelerator: str | None, *, no_fallback: bool = False) -> None:
+    """Refuse a --runtime/--accelerator pair no runtime offers, before anything is loaded."""
+    from edgecnn.errors import ConfigError
+
+    offered = {acc.lower(): name for name in RUNTIMES for acc in RUNTIMES.get(name).accelerators if acc != "CPU"}
+    if runtime and runtime not in RUNTIMES and runtime.lower() in offered:
+        owner = offered[runtime.lower()]
+        proper = next(a for a in RUNTIMES.get(owner).accelerators if a.lower() == runtime.lower())
+        raise ConfigError(
+            f"{runtime!r} is an accelerator of {owner}, not a runtime",
+            hint=f"--runtime {owner} --accelerator {proper}",
+        )
+    if runtime:
+        RUNTIMES.get(runtime)  # an unknown name: "did you mean"
+    if accelerator:
+        known = sorted({a for name in RUNTIMES for a in RUNTIMES.get(name).accelerators})
+        if accelerator not in known:
+            close = [a for a in known if a.lower() == accelerator.lower()]
+            raise ConfigError(
+                f"unknown accelerator {accelerator!r} (known: {', '.join(known)})"
+                + (f". Did you mean '{close[0]}'?" if close else "")
+            )
+        if runtime and accelerator not in RUNTIMES.get(runtime).accelerators:
+            raise ConfigError(
+                f"runtime '{runtime}' has no accelerator '{accelerator}' (it has: {', '.join(RUNTIMES.get(runtime).accelerators)})"
+            )
+
+
 def _preference(profile: DeviceProfile | None, manifest: Manifest) -> int:
     key = f"{manifest.format}/{manifest.precision}"
     order = list(profile.artifacts) if profile else []
@@ -88,12 +116,16 @@ def select_runtime(
 
     With ``trust_key`` (a public key), an artifact is opened only when its signature by that key verifies."""
     manifests = load_artifact_set(path, verify=verify)
+    check_runtime_request(runtime, accelerator)
     if runtime:
         chain = [(runtime, accelerator)]
-    elif profile:
-        chain = profile.runtime_chain()
     else:
-        chain = [(name, None) for name in RUNTIMES.names()]
+        chain = profile.runtime_chain() if profile else [(name, None) for name in RUNTIMES.names()]
+        if accelerator:  # every runtime that offers it, in the profile's order; the plain chain only as a fallback
+            order = list(dict.fromkeys([n for n, _ in chain] + RUNTIMES.names()))
+            chain = [(n, accelerator) for n in order if accelerator in RUNTIMES.get(n).accelerators] + (
+                chain if allow_fallback else []
+            )
     threads = threads or (profile.threads if profile else None)
     skipped: list[dict[str, str]] = []
     for name, acc in chain:
@@ -101,7 +133,9 @@ def select_runtime(
         label = f"{name}[{acc}]" if acc else name
         matching = sorted((m for m in manifests if m.format in info.formats), key=lambda m: _preference(profile, m))
         if not matching:
-            skipped.append({"candidate": label, "reason": f"no {'/'.join(info.formats)} artifact in {path}"})
+            skipped.append(
+                {"candidate": label, "reason": f"no {'/'.join(info.formats)} artifact in {path}", "kind": "no-artifact"}
+            )
             continue
         manifest = matching[0]
         if trust_key is not None:
@@ -113,12 +147,18 @@ def select_runtime(
                 name, manifest.file_path("model"), threads=threads, accelerator=acc, allow_fallback=False, **options
             )
         except EdgeCNNError as exc:
-            skipped.append({"candidate": label, "reason": exc.message + (f" ({exc.hint})" if exc.hint else "")})
-            if runtime and not allow_fallback:
+            kind = "missing" if isinstance(exc, MissingDependencyError) else "failed"
+            skipped.append({"candidate": label, "reason": exc.message + (f" ({exc.hint})" if exc.hint else ""), "kind": kind})
+            if (runtime or accelerator) and not allow_fallback:
                 raise
             continue
         return Selection(backend, manifest, skipped)
     reasons = "; ".join(f"{s['candidate']}: {s['reason']}" for s in skipped)
-    raise RuntimeBackendError(
-        f"no runtime could open {path} ({reasons})", hint='install a runtime, e.g. pip install "edgecnn[litert]"'
-    )
+    kinds = {s["kind"] for s in skipped}
+    if kinds == {"missing"} or kinds == {"missing", "no-artifact"}:
+        hint = 'install the runtime of one of these artifacts, e.g. pip install "edgecnn[litert]"'
+    elif "failed" in kinds:
+        hint = "the installed runtime could not open the artifact: the reasons above say why (-v lists every candidate)"
+    else:
+        hint = "this folder has no artifact for the runtimes the device profile lists: convert for this device"
+    raise RuntimeBackendError(f"no runtime could open {path} ({reasons})", hint=hint)

@@ -1,4 +1,11 @@
-"""Capture in its own thread, keeping only the newest frame; reconnect with exponential backoff."""
+"""Capture in its own thread, keeping only the newest frame; reconnect with exponential backoff.
+
+Two rules decide between waiting and giving up. A source that has delivered a frame is a camera that may come
+back: it is reconnected for ever (with backoff). A source that has never delivered a decodable frame within
+``open_timeout + read_timeout`` is dead: ``get`` raises with the last cause seen (an HTTP error, corrupt data...).
+Data that arrives but does not decode is counted as corrupt, not as a reconnect; when nothing but corrupt data
+arrives for ``read_timeout`` the connection is treated as lost.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +17,11 @@ import numpy as np
 
 from edgecnn.errors import EdgeCNNError, StreamError
 from edgecnn.stream.frames import normalise_frame
-from edgecnn.stream.sources import FrameSource
+from edgecnn.stream.sources import CorruptFrame, FrameSource, HTTPSource
+
+
+class Interrupted(Exception):
+    """The stop event was set while the source was still opening."""
 
 
 @dataclass
@@ -65,22 +76,56 @@ class Capture:
         self._ended = False
         self._thread: threading.Thread | None = None
         self._last_frame_time = time.monotonic()
+        self._started = time.monotonic()
+        self._got_frame = False
+        self._cause = ""  # the last reason a read or a reconnect failed, for the error of a dead source
 
     # ---- lifecycle ---------------------------------------------------------------------
-    def start(self) -> Capture:
-        self.source.open()  # the first open fails loudly (a wrong URI is not a disconnect)
-        self._last_frame_time = time.monotonic()
+    def start(self, stop: threading.Event | None = None) -> Capture:
+        """Open the source (the first open fails loudly: a wrong URI is not a disconnect) and start reading.
+
+        With ``stop``, the open runs in a helper thread and ``Interrupted`` is raised within 0.1 s of ``stop`` being
+        set (Ctrl-C or SIGTERM while a camera takes its open timeout to answer)."""
+        if stop is None:
+            self.source.open()
+        else:
+            self._open_interruptibly(stop)
+        self._last_frame_time = self._started = time.monotonic()
         if self.source.live:
             self._thread = threading.Thread(target=self._run, name="edgecnn-capture", daemon=True)
             self._thread.start()
         return self
 
+    def _open_interruptibly(self, stop: threading.Event) -> None:
+        outcome: list[BaseException | None] = []
+
+        def work() -> None:
+            try:
+                self.source.open()
+                outcome.append(None)
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+                outcome.append(exc)
+
+        t = threading.Thread(target=work, name="edgecnn-open", daemon=True)
+        t.start()
+        while t.is_alive():
+            if stop.wait(0.1):
+                self.source.close()  # unblocks a socket read; an OpenCV open just finishes on its own in its thread
+                raise Interrupted()
+            t.join(0.05)
+        if outcome and outcome[0] is not None:
+            raise outcome[0]
+
     def stop(self) -> None:
+        """Stop reading within about a second; the source is closed by whichever thread holds it last."""
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
         if self._thread is not None:
-            self._thread.join(timeout=self.source.options.read_timeout + 2)
+            self._thread.join(timeout=1.0)
+            # an HTTP source's close() unblocks its read from here; OpenCV's release() must not run during its read
+            if self._thread.is_alive() and not isinstance(self.source, HTTPSource):
+                return  # inside a blocking OpenCV call: the capture thread closes the source when the call returns
         self.source.close()
 
     def __enter__(self) -> Capture:
@@ -106,8 +151,17 @@ class Capture:
                 if left <= 0:
                     break
                 self._cond.wait(left)
-        if self.give_up_after and time.monotonic() - self._last_frame_time > self.give_up_after:
+        now = time.monotonic()
+        if self.give_up_after and now - self._last_frame_time > self.give_up_after:
             raise StreamError(f"no frame from {self.source.uri} for {self.give_up_after:g} s; giving up")
+        dead_after = self.source.options.open_timeout + self.source.options.read_timeout
+        if not self._got_frame and now - self._started > dead_after:
+            raise StreamError(
+                f"no decodable frame from {self.source.uri} in {dead_after:g} s"
+                + (f" ({self.stats.corrupt} corrupt)" if self.stats.corrupt else "")
+                + (f": {self._cause}" if self._cause else ""),
+                hint="check the URL in a browser or with ffplay from this machine; raise --open-timeout/--read-timeout for a slow camera",
+            )
         return None
 
     def pending(self) -> int:
@@ -119,9 +173,9 @@ class Capture:
         while True:
             try:
                 raw = self.source.read()
-            except StreamError as exc:
+            except CorruptFrame as exc:
                 self.stats.corrupt += 1
-                self.stats.note(str(exc))
+                self.stats.note(exc.message)
                 continue
             if raw is None:
                 raise StopIteration
@@ -133,28 +187,49 @@ class Capture:
                 self.stats.note(str(exc))
                 continue
             self._seq += 1
+            self._got_frame = True
             return Frame(image, self._seq, time.monotonic())
 
     # ---- producer thread ---------------------------------------------------------------
     def _run(self) -> None:
+        try:
+            self._read_live()
+        finally:
+            if self._stop.is_set():
+                self.source.close()  # when stop() gave up waiting for this thread, the source is closed here
+
+    def _read_live(self) -> None:
         delay = self.backoff[0]
         opened = True
         last_sig, same_since = None, time.monotonic()
         sig_checked = 0.0
+        good_since_open = time.monotonic()  # the last decodable frame, or the (re)open
         while not self._stop.is_set():
             if not opened:
                 try:
                     self.source.open()
                     opened, delay = True, self.backoff[0]
                     self.stats.reconnects += 1
+                    good_since_open = time.monotonic()
                 except EdgeCNNError as exc:
+                    self._cause = exc.message
                     self.stats.note(f"reconnect failed: {exc.message}")
                     self._stop.wait(delay)
                     delay = min(delay * 2, self.backoff[1])
                     continue
             try:
                 raw = self.source.read()
+            except CorruptFrame as exc:
+                self.stats.corrupt += 1
+                self.stats.note(exc.message)
+                self._cause = exc.message
+                if time.monotonic() - good_since_open > self.source.options.read_timeout:
+                    self.stats.note(f"read failed: no decodable frame in {self.source.options.read_timeout:g} s")
+                    self.source.close()
+                    opened = False
+                continue
             except EdgeCNNError as exc:
+                self._cause = exc.message
                 self.stats.note(f"read failed: {exc.message}")
                 self.source.close()
                 opened = False
@@ -185,7 +260,8 @@ class Capture:
                 self.source.close()
                 opened, last_sig, same_since = False, None, now
                 continue
-            self._last_frame_time = now
+            self._last_frame_time = good_since_open = now
+            self._got_frame = True
             with self._cond:
                 if self._latest is not None and self._latest.index > self._taken:
                     self.stats.dropped += 1

@@ -1,4 +1,9 @@
-"""The classify loop: capture -> classify -> sinks, with stats, clean stop on Ctrl-C / SIGTERM."""
+"""The classify loop: capture -> classify -> sinks, with stats, clean stop on Ctrl-C / SIGTERM.
+
+``classify_stream`` is the one entry point (the CLI, the demo and the benchmarks call it): it takes the signals
+first, so that Ctrl-C or SIGTERM stops within a second also while a camera is still connecting or reconnecting,
+opens the source and the sinks, runs the loop and closes everything (one ExitStack), whatever happens.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,15 @@ import signal
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from edgecnn.stream.capture import Capture
+from edgecnn.errors import StreamError
+from edgecnn.stream.capture import Capture, Interrupted
 
 
 @dataclass
@@ -53,10 +61,6 @@ def run_loop(
     """Classify frames until the source ends, ``max_frames``/``duration`` is reached, or ``stop`` is set."""
     stop = stop or threading.Event()
     stats = LoopStats()
-    handlers = {}
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            handlers[sig] = signal.signal(sig, lambda *_: stop.set())
     fps_window: deque[float] = deque()
     try:
         while not stop.is_set():
@@ -92,8 +96,6 @@ def run_loop(
                 on_prediction(frame, pred)
     finally:
         stats.ended = time.monotonic()
-        for sig, old in handlers.items():
-            signal.signal(sig, old)
     c = capture.stats
     return {
         "frames_read": c.read,
@@ -106,3 +108,106 @@ def run_loop(
         "latency_ms": stats.percentiles(),
         "recent_errors": list(c.errors),
     }
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[dict[str, str]]:
+    """While inside, SIGINT and SIGTERM set ``stop`` (and are recorded) instead of killing the process: through the
+    CLI's signal thread where it runs (edgecnn.cleanup), else with handlers (a library caller's main thread)."""
+    from edgecnn import cleanup
+
+    if cleanup.watching():
+        with cleanup.stopping(stop) as caught:
+            yield caught
+        return
+    caught: dict[str, str] = {}
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+
+        def handle(signum: int, _frame: Any) -> None:
+            caught.setdefault("signal", signal.Signals(signum).name)
+            stop.set()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            handlers[sig] = signal.signal(sig, handle)
+    try:
+        yield caught
+    finally:
+        for sig, old in handlers.items():
+            signal.signal(sig, old)
+
+
+def classify_stream(
+    classifier: Any,
+    source: Any,
+    sinks: list[str],
+    *,
+    max_frames: int | None = None,
+    duration: float | None = None,
+    health: tuple[str, float] | None = None,
+    stop: threading.Event | None = None,
+    on_prediction: Any = None,
+) -> dict[str, Any]:
+    """Classify the frames of ``source`` (an unopened FrameSource) into the ``sinks`` (URIs) and return the report.
+
+    Sinks are made, and so checked, before the source is opened; ``health`` is (path, seconds between lines). A
+    recorded source (file, folder) that yields nothing but corrupt frames is an error, not an empty success."""
+    from edgecnn.stream.sinks import open_sink
+
+    stop = stop or threading.Event()
+    with ExitStack() as stack:
+        caught = stack.enter_context(stop_on_signals(stop))
+        opened = [stack.enter_context(_closing(open_sink(uri))) for uri in sinks]
+        log = None
+        if health is not None:
+            from edgecnn.stream.health import HealthLog
+
+            log = stack.enter_context(_closing(HealthLog(*health)))
+        capture = Capture(source)
+        try:
+            capture.start(stop)
+        except Interrupted:
+            return _stopped_report(capture, caught, "while opening the source")
+        stack.callback(capture.stop)
+        report = run_loop(
+            classifier,
+            capture,
+            opened,
+            max_frames=max_frames,
+            duration=duration,
+            stop=stop,
+            on_prediction=on_prediction,
+            health=log,
+        )
+    if caught:
+        report["stopped_by"] = caught["signal"]
+    if not source.live and report["classified"] == 0 and report["corrupt"] > 0:
+        raise StreamError(
+            f"no decodable frame in {source.uri}: {report['corrupt']} corrupt ({report['recent_errors'][-1] if report['recent_errors'] else ''})"
+        )
+    return report
+
+
+def _stopped_report(capture: Capture, caught: dict[str, str], when: str) -> dict[str, Any]:
+    c = capture.stats
+    return {
+        "frames_read": c.read,
+        "classified": 0,
+        "dropped": c.dropped,
+        "corrupt": c.corrupt,
+        "reconnects": c.reconnects,
+        "frozen_events": c.frozen_events,
+        "fps": 0.0,
+        "latency_ms": {},
+        "recent_errors": list(c.errors),
+        "stopped_by": caught.get("signal", "stop"),
+        "stopped": when,
+    }
+
+
+@contextmanager
+def _closing(thing: Any) -> Iterator[Any]:
+    try:
+        yield thing
+    finally:
+        thing.close()

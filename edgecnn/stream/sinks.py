@@ -1,4 +1,11 @@
-"""Prediction sinks by URI: ``jsonl:PATH|-``, a video file (``.mp4``/``.avi``), ``display:``."""
+"""Prediction sinks by URI: ``jsonl:PATH|-``, a video file (``.mp4``/``.avi``/``.mkv``), ``display:``, ``http://:PORT``.
+
+Each class declares its schemes (the video sink claims paths by their suffix) and checks its target when it is
+made, before the first frame: a missing or read-only folder, a port out of range, a file another process writes.
+``jsonl:`` appends, one whole line per write, and holds an exclusive lock on its file for its lifetime: a second
+process pointed at the same file is refused, so lines are never torn or interleaved, and a restarted service keeps
+the lines of its earlier runs.
+"""
 
 from __future__ import annotations
 
@@ -6,48 +13,113 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
 
-from edgecnn.errors import StreamError, UnknownNameError
+from edgecnn.errors import StreamError
 from edgecnn.registry import Registry
 from edgecnn.stream import overlay
+from edgecnn.stream import uri as uris
+from edgecnn.stream.uri import StreamURI
 
-SINKS: Registry[type] = Registry("sink scheme")
+SINKS: Registry[Any] = Registry("sink scheme")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv")
 
 
 class Sink:
+    schemes: ClassVar[tuple[str, ...]] = ()
+
     def write(self, frame: np.ndarray, record: dict[str, Any], top: list[tuple[str, float]], fps: float) -> None: ...
+
     def close(self) -> None: ...
 
+    @classmethod
+    def claims(cls, text: str) -> bool:
+        return False
 
-@SINKS.register("jsonl")
+
+def register(cls: type[Sink]) -> type[Sink]:
+    for scheme in cls.schemes:
+        SINKS.add(scheme, cls)
+    return cls
+
+
+def _writable_file(path: Path, what: str) -> None:
+    """The file can be created or written: its folder exists and takes files, and it is not itself a folder."""
+    if path.is_dir():
+        raise StreamError(f"cannot write {what} to {path}: it is a folder")
+    if not path.parent.is_dir():
+        raise StreamError(f"cannot write {what} to {path}: the folder {path.parent} does not exist")
+
+
+@register
 class JSONLSink(Sink):
-    def __init__(self, target: str) -> None:
-        self._own = target not in ("-", "")
+    """One JSON line per prediction, appended under an exclusive lock (``-``: standard output)."""
+
+    schemes = ("jsonl",)
+
+    def __init__(self, uri: StreamURI) -> None:
+        target = uri.target + (f"?{uri.query}" if uri.query else "")
+        if not target:
+            raise StreamError(f"sink {uri.text!r}: jsonl: needs a file path, or - for standard output (jsonl:-)")
+        self._fd: int | None = None
+        if target == "-":
+            return
+        path = Path(target)
+        _writable_file(path, "predictions")
         try:
-            self.f = open(target, "w", encoding="utf-8", buffering=1) if self._own else sys.stdout
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
         except OSError as exc:
-            raise StreamError(f"cannot write predictions to {target}: {exc.strerror}") from None
+            raise StreamError(f"cannot write predictions to {path}: {exc.strerror}") from None
+        try:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StreamError(
+                f"another process is writing predictions to {path} (it holds the file's lock)",
+                hint="give each classify its own jsonl: file",
+            ) from None
+        except ImportError:  # no flock (Windows): appends of whole lines still never tear
+            pass
+        self._fd = fd
 
     def write(self, frame, record, top, fps) -> None:
-        self.f.write(json.dumps(record, separators=(",", ":")) + "\n")
-        if not self._own:
-            self.f.flush()
+        line = (json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8")
+        if self._fd is None:
+            sys.stdout.write(line.decode("utf-8"))
+            sys.stdout.flush()
+        else:
+            os.write(self._fd, line)  # one write of the whole line to an O_APPEND file: never torn
 
     def close(self) -> None:
-        if self._own:
-            self.f.close()
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
 
 
-@SINKS.register("video")
+@register
 class VideoSink(Sink):
-    def __init__(self, target: str, fps: float = 15.0) -> None:
-        self.path, self.fps, self.writer = Path(target), fps, None
-        if not self.path.parent.exists():
-            raise StreamError(f"cannot write video {self.path}: folder {self.path.parent} does not exist")
+    """The annotated frames as a video file (the codec by suffix: mp4v for .mp4, MJPG otherwise)."""
+
+    schemes = ("video",)
+
+    def __init__(self, uri: StreamURI, fps: float = 15.0) -> None:
+        self.path, self.fps, self.writer = Path(uri.target), fps, None
+        _writable_file(self.path, "video")
+        from edgecnn.atomic import check_can_create
+
+        try:
+            check_can_create(self.path, "video")
+        except Exception as exc:  # ConfigError: read-only, no permission
+            raise StreamError(f"cannot write video to {self.path}: {getattr(exc, 'message', exc)}") from None
+
+    @classmethod
+    def claims(cls, text: str) -> bool:
+        return Path(text).suffix.lower() in VIDEO_SUFFIXES
 
     def write(self, frame, record, top, fps) -> None:
         img = overlay.draw(frame, top, fps=fps, timings=record.get("latency_ms", {}))
@@ -56,7 +128,7 @@ class VideoSink(Sink):
             self.size = (img.shape[1], img.shape[0])
             self.writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, self.size)
             if not self.writer.isOpened():
-                raise StreamError(f"cannot open video writer for {self.path}")
+                raise StreamError(f"cannot open a video writer for {self.path} (OpenCV has no encoder for it?)")
         if (img.shape[1], img.shape[0]) != self.size:
             img = cv2.resize(img, self.size)
         self.writer.write(img)
@@ -66,14 +138,16 @@ class VideoSink(Sink):
             self.writer.release()
 
 
-@SINKS.register("display")
+@register
 class DisplaySink(Sink):
-    def __init__(self, target: str) -> None:
+    schemes = ("display",)
+
+    def __init__(self, uri: StreamURI) -> None:
         if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
             raise StreamError(
                 "display: needs a screen (no DISPLAY set)", hint="use --sink out.mp4 or --sink http://:8080 instead"
             )
-        self.name = target or "edgecnn"
+        self.name = uri.target or "edgecnn"
 
     def write(self, frame, record, top, fps) -> None:
         cv2.imshow(self.name, overlay.draw(frame, top, fps=fps, timings=record.get("latency_ms", {})))
@@ -83,15 +157,29 @@ class DisplaySink(Sink):
         cv2.destroyAllWindows()
 
 
-def open_sink(uri: str) -> Sink:
-    if uri.startswith("jsonl:"):
-        return JSONLSink(uri.split(":", 1)[1])
-    if uri.startswith("display:") or uri == "display":
-        return DisplaySink(uri.partition(":")[2])
-    if uri.startswith("http://"):
+class _WebSinkLoader:
+    """Registered for ``http``; imports the web page's module only when such a sink is made."""
+
+    schemes = ("http",)
+
+    @staticmethod
+    def claims(text: str) -> bool:
+        return False
+
+    def __call__(self, uri: StreamURI) -> Sink:
         from edgecnn.stream.web import WebSink
 
         return WebSink(uri)
-    if Path(uri).suffix.lower() in (".mp4", ".avi", ".mkv"):
-        return VideoSink(uri)
-    raise UnknownNameError(f"unknown sink {uri!r} (supported: jsonl:PATH, jsonl:-, display:, a .mp4/.avi file, http://:PORT)")
+
+
+SINKS.add("http", _WebSinkLoader())
+
+
+def _claim(text: str) -> str | None:
+    return next((scheme for scheme in SINKS if SINKS.get(scheme).claims(text)), None)
+
+
+def open_sink(uri: str) -> Sink:
+    """Resolve ``uri`` through the registry to a sink whose target has been checked."""
+    parsed = uris.parse(str(uri), role="sink", schemes=SINKS.names(), claim=_claim)
+    return SINKS.get(parsed.scheme)(parsed)

@@ -1,27 +1,41 @@
 """Frame sources by URI (after jetson-utils' videoSource): a scheme registry, one small class each.
 
-``0`` / ``v4l2:///dev/video0`` (camera), ``file:clip.mp4``, an image folder, ``http://`` (MJPEG),
-``rtsp://``, ``gst:PIPELINE``, ``picamera2:`` and ``synthetic:``. Every OpenCV capture gets open and
-read timeouts (OpenCV's default blocks for 30 s).
+``0`` / ``v4l2:///dev/video0`` (camera), ``file:clip.mp4``, an image folder, ``http://`` (MJPEG, or a snapshot URL),
+``rtsp://``, ``gst:PIPELINE``, ``picamera2:`` and ``synthetic:``. Each class declares its schemes and options; a URI
+is parsed once (``stream.uri``) and resolved through ``SOURCES`` alone. Every connection has open and read timeouts
+(OpenCV's default blocks for 30 s), and a frame that cannot be decoded raises ``CorruptFrame``: it is counted, not
+taken for a lost connection.
 """
 
 from __future__ import annotations
 
+import base64
+import http.client
 import re
+import socket
+import ssl
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs, urlparse
+from typing import Any, ClassVar
+from urllib.parse import unquote, urlsplit
 
 import cv2
 import numpy as np
 
-from edgecnn.errors import StreamError, UnknownNameError
-from edgecnn.registry import Registry, did_you_mean
+from edgecnn import images
+from edgecnn.errors import StreamError
+from edgecnn.registry import Registry
+from edgecnn.stream import uri as uris
+from edgecnn.stream.uri import Option, StreamURI
 
-SOURCES: Registry[type] = Registry("source scheme")
+SOURCES: Registry[type[FrameSource]] = Registry("source scheme")
+MAX_FRAME_BYTES = 64 << 20  # one MJPEG part larger than this is refused (a hostile or broken server)
+
+
+class CorruptFrame(StreamError):
+    """Data arrived but is not a decodable frame: counted as corrupt, the connection is kept."""
 
 
 @dataclass
@@ -29,25 +43,46 @@ class SourceOptions:
     open_timeout: float = 5.0
     read_timeout: float = 5.0
 
+    def __post_init__(self) -> None:
+        for name in ("open_timeout", "read_timeout"):
+            value = getattr(self, name)
+            if not value > 0:
+                raise StreamError(f"--{name.replace('_', '-')} must be above 0 seconds; received {value:g}")
+
 
 class FrameSource(ABC):
     """A source of BGR frames. ``live`` sources are read by a capture thread (newest frame wins);
     recorded ones (files, folders) are read in order so that no frame is skipped."""
 
     live = True
+    schemes: ClassVar[tuple[str, ...]] = ()
+    uri_options: ClassVar[dict[str, Option]] = {}  # what its URI's query may set (stream.uri.Option)
 
-    def __init__(self, uri: str, options: SourceOptions) -> None:
-        self.uri, self.options = uri, options
+    def __init__(self, uri: StreamURI, options: SourceOptions) -> None:
+        self.uri, self.options = uri.text, options
+        self.opts = uri.options(self.uri_options)
+
+    @classmethod
+    def claims(cls, text: str) -> bool:
+        """Whether a bare path (no scheme) is this source's."""
+        return False
 
     def open(self) -> None:  # noqa: B027 - optional hook: sources without a connection (folders, synthetic) need none
         """Connect (called once by Capture, and again on reconnect)."""
 
     @abstractmethod
     def read(self) -> np.ndarray | None:
-        """The next frame, or None at the end of a recorded source. Raises StreamError on failure."""
+        """The next frame, or None at the end of a recorded source. Raises StreamError on failure (CorruptFrame for
+        data that is not a frame)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook, as open()
-        """Release the device or connection."""
+        """Release the device or connection; may be called from another thread to unblock a read."""
+
+
+def register(cls: type[FrameSource]) -> type[FrameSource]:
+    for scheme in cls.schemes:
+        SOURCES.add(scheme, cls)
+    return cls
 
 
 class OpenCVSource(FrameSource):
@@ -83,41 +118,72 @@ class OpenCVSource(FrameSource):
             self.cap = None
 
 
-@SOURCES.register("camera")
+@register
 class CameraSource(OpenCVSource):
+    schemes = ("camera", "v4l2")
     api = cv2.CAP_V4L2 if hasattr(cv2, "CAP_V4L2") else cv2.CAP_ANY
 
-    def __init__(self, uri: str, options: SourceOptions) -> None:
+    def __init__(self, uri: StreamURI, options: SourceOptions) -> None:
         super().__init__(uri, options)
-        text = uri.removeprefix("v4l2://")
+        text = uri.target
         if text.isdigit():
             self.target = int(text)
+            if not Path(f"/dev/video{text}").exists() and Path("/dev").is_dir():
+                raise StreamError(
+                    f"camera {text} does not exist (no /dev/video{text})", hint="list cameras with 'v4l2-ctl --list-devices'"
+                )
         else:
             if not Path(text).exists():
                 raise StreamError(f"camera device {text} does not exist", hint="list cameras with 'v4l2-ctl --list-devices'")
             self.target = text
 
+    @classmethod
+    def claims(cls, text: str) -> bool:
+        return text.isdigit()
 
-@SOURCES.register("file")
+
+@register
 class VideoFileSource(OpenCVSource):
     """A video file, read frame by frame in order. ``?live=1`` replays it like a camera (a capture thread
     reads as fast as it decodes, or at ``&fps=N``; the newest frame wins); ``&loop=1`` starts again at the end."""
 
+    schemes = ("file",)
     live = False
     api = cv2.CAP_FFMPEG
+    uri_options = {
+        "live": Option("bool", False, help="replay like a camera"),
+        "loop": Option("bool", False, help="start again at the end"),
+        "fps": Option("float", 0.0, 0.0, 1000.0, help="pace reads (0: as fast as it decodes)"),
+    }
 
-    def __init__(self, uri: str, options: SourceOptions) -> None:
+    def __init__(self, uri: StreamURI, options: SourceOptions) -> None:
         super().__init__(uri, options)
-        text, _, query = uri.removeprefix("file://").removeprefix("file:").partition("?")
-        q = parse_qs(query)
-        path = Path(text)
+        path = Path(uri.target)
+        if path.is_dir():
+            raise StreamError(
+                f"{path} is a folder, not a video file", hint=f"for the images in it, give the folder itself: --source {path}"
+            )
         if not path.is_file():
             raise StreamError(f"video file not found: {path}")
         self.target = str(path)
-        self.live = q.get("live", ["0"])[0] in ("1", "true", "yes")
-        self.loop = q.get("loop", ["0"])[0] in ("1", "true", "yes")
-        self.fps = float(q.get("fps", ["0"])[0])
+        self.live, self.loop, self.fps = self.opts["live"], self.opts["loop"], self.opts["fps"]
         self._next = 0.0
+
+    @classmethod
+    def claims(cls, text: str) -> bool:
+        return Path(text).is_file()
+
+    def open(self) -> None:
+        try:
+            super().open()
+        except StreamError:
+            from edgecnn.formats import looks_like
+
+            with open(self.target, "rb") as f:
+                kind = looks_like(f.read(256))
+            raise StreamError(
+                f"cannot open video file {self.target}: not a video FFmpeg can read (it looks like {kind})"
+            ) from None
 
     def read(self) -> np.ndarray | None:
         if self.fps:
@@ -132,60 +198,281 @@ class VideoFileSource(OpenCVSource):
         return frame if ok else None
 
 
-@SOURCES.register("http")
-class NetworkSource(OpenCVSource):
+def _connect_error(host: str, port: int, exc: BaseException, timeout: float) -> StreamError:
+    if isinstance(exc, socket.gaierror):
+        return StreamError(f"cannot resolve the host {host!r} ({exc.strerror})", hint="check the camera's address")
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return StreamError(f"no answer from {host}:{port} within {timeout:g} s (--open-timeout)")
+    if isinstance(exc, ConnectionRefusedError):
+        return StreamError(
+            f"connection refused by {host}:{port}: nothing listens there", hint="check the port and that the camera is on"
+        )
+    return StreamError(f"cannot connect to {host}:{port}: {getattr(exc, 'strerror', None) or exc}")
+
+
+@register
+class HTTPSource(FrameSource):
+    """An IP camera over HTTP: an MJPEG stream (``multipart/x-mixed-replace``) parsed here, part by part, or a snapshot
+    URL (``image/jpeg``) fetched again for every frame; any other video type is handed to OpenCV's FFmpeg. An HTTP
+    error or a web page is named as such; credentials in the URL (``http://user:pass@host/...``) are sent as Basic auth."""
+
+    schemes = ("http", "https")
+
+    def __init__(self, uri: StreamURI, options: SourceOptions) -> None:
+        super().__init__(uri, options)
+        u = urlsplit(uri.target)
+        if not u.hostname:
+            raise StreamError(f"source {uri.text!r} has no host", hint="e.g. http://192.168.1.20:8080/video.mjpg")
+        try:
+            self.port = u.port or (443 if u.scheme == "https" else 80)
+        except ValueError:
+            raise StreamError(f"source {uri.text!r}: the port must be a number from 1 to 65535") from None
+        self.host, self.https = u.hostname, u.scheme == "https"
+        self.path = (u.path or "/") + (f"?{u.query}" if u.query else "")
+        self.auth = None
+        if u.username is not None:
+            token = f"{unquote(u.username)}:{unquote(u.password or '')}".encode()
+            self.auth = "Basic " + base64.b64encode(token).decode()
+        self.display = f"{u.scheme}://{u.hostname}:{self.port}{u.path or '/'}"  # never the password
+        self.conn: http.client.HTTPConnection | None = None
+        self.mode = ""
+        self._fallback: OpenCVSource | None = None
+
+    def _request(self) -> http.client.HTTPResponse:
+        o = self.options
+        cls = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
+        kw = {"context": ssl.create_default_context()} if self.https else {}
+        self.conn = cls(self.host, self.port, timeout=o.open_timeout, **kw)
+        headers = {"User-Agent": "edgecnn", "Accept": "multipart/x-mixed-replace, image/jpeg, */*"}
+        if self.auth:
+            headers["Authorization"] = self.auth
+        try:
+            self.conn.request("GET", self.path, headers=headers)
+            self._sock = self.conn.sock  # the connection forgets it once a response will close it; the stream needs it
+            resp = self.conn.getresponse()
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            if isinstance(exc, http.client.HTTPException):
+                raise StreamError(f"{self.display} does not speak HTTP ({type(exc).__name__})") from None
+            raise _connect_error(self.host, self.port, exc, o.open_timeout) from None
+        if resp.status != 200:
+            self.close()
+            hint = {
+                401: "the camera wants credentials: http://user:password@host/...",
+                403: "the camera refused these credentials",
+                404: "check the stream's path (often /video, /mjpg/video.mjpg or /stream)",
+            }.get(resp.status, "check the URL in a browser on the same network")
+            raise StreamError(f"camera at {self.display} answered HTTP {resp.status} {resp.reason}", hint=hint)
+        return resp
+
+    def open(self) -> None:
+        resp = self._request()
+        ctype = resp.getheader("Content-Type", "") or ""
+        kind = ctype.split(";")[0].strip().lower()
+        if kind.startswith("multipart/"):
+            m = re.search(r'boundary="?([^";]+)"?', ctype)
+            if not m:
+                self.close()
+                raise StreamError(f"{self.display}: a multipart stream without a boundary ({ctype!r}): not an MJPEG stream")
+            self.parts = _Parts(resp, m.group(1).strip().removeprefix("--").encode(), self.display)
+            self.mode = "mjpeg"
+            self._sock.settimeout(self.options.read_timeout)
+        elif kind in ("image/jpeg", "image/jpg"):
+            self.snapshot = self._read_exactly(resp, resp.length) if resp.length is not None else resp.read(MAX_FRAME_BYTES)
+            self.close()
+            self.mode = "snapshot"
+        elif kind.startswith("text/") or kind in ("application/json", "application/xml"):
+            self.close()
+            raise StreamError(
+                f"not an MJPEG stream: {self.display} answered with {kind} (a web page or an API, not video)",
+                hint="use the camera's stream URL (often /video, /mjpg/video.mjpg or /stream)",
+            )
+        else:  # video/mp4, HLS, octet-stream...: FFmpeg knows more containers than we parse
+            self.close()
+            self._fallback = OpenCVSource(StreamURI(self.uri, "http", self.uri), self.options)
+            self._fallback.target, self._fallback.api, self._fallback.uri = self.uri, cv2.CAP_FFMPEG, self.display
+            self._fallback.open()
+            self.mode = "ffmpeg"
+
+    def _read_exactly(self, stream: Any, n: int) -> bytes:
+        if n > MAX_FRAME_BYTES:
+            raise CorruptFrame(f"a frame of {n:,} bytes from {self.display}: over the {MAX_FRAME_BYTES >> 20} MB limit")
+        data = stream.read(n)
+        if len(data) < n:
+            raise StreamError(f"{self.display} closed the stream in the middle of a frame")
+        return data
+
+    def read(self) -> np.ndarray | None:
+        if self.mode == "ffmpeg":
+            return self._fallback.read()
+        if self.mode == "snapshot":
+            data, self.snapshot = self.snapshot, None
+            if data is None:
+                resp = self._request()
+                data = resp.read(MAX_FRAME_BYTES)
+                self.close()
+            return self._decode(data)
+        try:
+            return self._decode(self.parts.next())
+        except TimeoutError:
+            raise StreamError(f"no frame from {self.display} within the read timeout ({self.options.read_timeout:g} s)") from None
+        except (OSError, http.client.HTTPException, ValueError) as exc:  # ValueError: read on a closed response
+            raise StreamError(f"the connection to {self.display} broke ({type(exc).__name__})") from None
+
+    def _decode(self, data: bytes) -> np.ndarray:
+        img, reason = images.decode(data, ".jpg")
+        if img is None:
+            raise CorruptFrame(f"a corrupt frame from {self.display}: {reason}")
+        return img
+
+    def close(self) -> None:
+        if self._fallback is not None:
+            self._fallback.close()
+        conn, self.conn = self.conn, None
+        sock, self._sock = getattr(self, "_sock", None), None
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # unblocks a read in the capture thread
+            except OSError:
+                pass
+            sock.close()
+        if conn is not None:
+            conn.close()
+
+
+class _Parts:
+    """The parts of a ``multipart/x-mixed-replace`` body, one at a time: Content-Length bytes when a part says how
+    many, else everything up to the next boundary. Reads what the socket has (chunked transfer included)."""
+
+    def __init__(self, resp: http.client.HTTPResponse, boundary: bytes, where: str) -> None:
+        self.resp, self.marker, self.where, self.buf = resp, b"--" + boundary, where, b""
+
+    def _fill(self) -> None:
+        chunk = self.resp.read1(65536)
+        if not chunk:
+            raise StreamError(f"{self.where} closed the stream")
+        self.buf += chunk
+        if len(self.buf) > MAX_FRAME_BYTES:
+            self.buf = b""
+            raise CorruptFrame(f"{self.where}: no frame in {MAX_FRAME_BYTES >> 20} MB of data: not an MJPEG stream")
+
+    def next(self) -> bytes:
+        while (i := self.buf.find(self.marker)) < 0:
+            self.buf = self.buf[-len(self.marker) :]
+            self._fill()
+        self.buf = self.buf[i + len(self.marker) :]
+        while (j := self.buf.find(b"\r\n\r\n")) < 0:
+            if len(self.buf) > 16384:
+                self.buf = b""
+                raise CorruptFrame(f"{self.where}: a part without the blank line that ends its headers")
+            self._fill()
+        headers, self.buf = self.buf[:j], self.buf[j + 4 :]
+        m = re.search(rb"(?im)^content-length\s*:\s*(\S+)", headers)
+        if m:
+            try:
+                length = int(m.group(1))
+            except ValueError:
+                raise CorruptFrame(f"{self.where}: a part's Content-Length is not a number: {m.group(1)[:20]!r}") from None
+            if not 0 <= length <= MAX_FRAME_BYTES:
+                raise CorruptFrame(f"{self.where}: a part of {length:,} bytes, over the {MAX_FRAME_BYTES >> 20} MB limit")
+            while len(self.buf) < length:
+                self._fill()
+            frame, self.buf = self.buf[:length], self.buf[length:]
+            return frame
+        while (k := self.buf.find(self.marker)) < 0:
+            self._fill()
+        frame, self.buf = self.buf[:k], self.buf[k:]
+        return frame.rstrip(b"\r\n")
+
+
+def _rtsp_probe(url: str, timeout: float) -> None:
+    """Ask the RTSP server for the stream (DESCRIBE) and name its refusal, before FFmpeg hides it behind 'cannot open'."""
+    u = urlsplit(url)
+    host, port = u.hostname or "", u.port or (322 if u.scheme == "rtsps" else 554)
+    if u.scheme == "rtsps" or u.username:  # TLS or credentials: FFmpeg's own negotiation
+        return
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.sendall(f"DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\nAccept: application/sdp\r\nUser-Agent: edgecnn\r\n\r\n".encode())
+            status = s.recv(256).split(b"\r\n", 1)[0].decode("latin-1")
+    except OSError as exc:
+        raise _connect_error(host, port, exc, timeout) from None
+    parts = status.split(" ", 2)
+    if not status.startswith("RTSP/"):
+        raise StreamError(f"{host}:{port} does not speak RTSP (it answered {status[:40]!r})")
+    if len(parts) > 1 and parts[1] not in ("200", "401"):
+        raise StreamError(f"the RTSP server at {host}:{port} answered {' '.join(parts[1:])}", hint="check the stream's path")
+
+
+@register
+class RTSPSource(OpenCVSource):
+    schemes = ("rtsp", "rtsps")
     api = cv2.CAP_FFMPEG
 
-    def __init__(self, uri: str, options: SourceOptions) -> None:
+    def __init__(self, uri: StreamURI, options: SourceOptions) -> None:
         super().__init__(uri, options)
-        self.target = uri
+        self.target = uri.target
+
+    def open(self) -> None:
+        _rtsp_probe(self.target, self.options.open_timeout)
+        super().open()
 
 
-SOURCES.add("rtsp", NetworkSource)
-
-
-@SOURCES.register("gst")
+@register
 class GStreamerSource(OpenCVSource):
+    schemes = ("gst",)
     api = cv2.CAP_GSTREAMER
 
-    def __init__(self, uri: str, options: SourceOptions) -> None:
+    def __init__(self, uri: StreamURI, options: SourceOptions) -> None:
         super().__init__(uri, options)
         if not re.search(r"GStreamer:\s+YES", cv2.getBuildInformation()):
             raise StreamError(
-                "this OpenCV was built without GStreamer (pip's opencv-python has none)",
-                hint="on a Jetson use the system OpenCV from JetPack (python3-opencv)",
+                f"this OpenCV ({cv2.__version__}, {Path(cv2.__file__).parent}) was built without GStreamer "
+                "(pip's opencv-python wheels have none)",
+                hint="on a Jetson use JetPack's OpenCV (python3-opencv) and install edgecnn without pip's: see the README",
             )
-        self.target = uri.removeprefix("gst:")
+        self.target = uri.target + (f"?{uri.query}" if uri.query else "")
 
 
-@SOURCES.register("folder")
+@register
 class ImageFolderSource(FrameSource):
+    """The images of a folder in name order; a file that is not a sound image (truncated, lying extension, too many
+    pixels) is counted corrupt and skipped, never classified."""
+
+    schemes = ("folder",)
     live = False
 
-    def __init__(self, uri: str, options: SourceOptions) -> None:
+    def __init__(self, uri: StreamURI, options: SourceOptions) -> None:
         super().__init__(uri, options)
-        from edgecnn.data.folders import EXTENSIONS
-
-        root = Path(uri.removeprefix("folder:"))
-        self.files = sorted(p for p in root.rglob("*") if p.suffix.lower() in EXTENSIONS and not p.name.startswith("."))
+        root = Path(uri.target)
+        if not root.is_dir():
+            raise StreamError(f"image folder not found: {root}" if not root.exists() else f"{root} is not a folder")
+        self.files = images.image_files(root)
         if not self.files:
-            raise StreamError(f"no images in folder {root}")
+            raise StreamError(f"no images in folder {root} (looked for {', '.join(sorted(images.EXTENSIONS))})")
         self._i = 0
 
+    @classmethod
+    def claims(cls, text: str) -> bool:
+        return Path(text).is_dir()
+
     def read(self) -> np.ndarray | None:
-        while self._i < len(self.files):
-            path = self.files[self._i]
-            self._i += 1
-            frame = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-            if frame is None:
-                raise StreamError(f"corrupt image {path}")
-            return frame
-        return None
+        if self._i >= len(self.files):
+            return None
+        path = self.files[self._i]
+        self._i += 1
+        img, reason = images.check_image(path)
+        if img is None:
+            raise CorruptFrame(f"corrupt image {path}: {reason}")
+        return img
 
 
-@SOURCES.register("picamera2")
+@register
 class PiCameraSource(FrameSource):
     """Raspberry Pi camera through Picamera2/libcamera (only on a Pi with python3-picamera2)."""
+
+    schemes = ("picamera2",)
+    uri_options = {"size": Option("size", (640, 480), 16, 8192, help="capture size WxH")}
 
     def open(self) -> None:
         try:
@@ -194,8 +481,7 @@ class PiCameraSource(FrameSource):
             raise StreamError(
                 "picamera2 is not installed", hint="on Raspberry Pi OS: sudo apt install python3-picamera2"
             ) from None
-        q = parse_qs(urlparse(self.uri).query)
-        w, h = (int(v) for v in q.get("size", ["640x480"])[0].split("x"))
+        w, h = self.opts["size"]
         self.cam = Picamera2()
         self.cam.configure(self.cam.create_video_configuration(main={"size": (w, h), "format": "BGR888"}))
         self.cam.start()
@@ -205,23 +491,29 @@ class PiCameraSource(FrameSource):
         return self.cam.capture_array("main")
 
     def close(self) -> None:
-        cam = getattr(self, "cam", None)
+        cam, self.cam = getattr(self, "cam", None), None
         if cam is not None:
             cam.stop()
             cam.close()
 
 
-@SOURCES.register("synthetic")
+@register
 class SyntheticSource(FrameSource):
     """Generated frames for tests: ``synthetic:?fps=30&size=64x48&frames=300``; the frame index is
     encoded in the top-left pixels so tests can tell how old a classified frame is."""
 
-    def __init__(self, uri: str, options: SourceOptions) -> None:
+    schemes = ("synthetic",)
+    uri_options = {
+        "fps": Option("float", 30.0, 0.1, 1000.0),
+        "size": Option("size", (64, 48), 1, 8192),
+        "frames": Option("int", 0, 0, 10**9, help="0: endless"),
+    }
+
+    def __init__(self, uri: StreamURI, options: SourceOptions) -> None:
         super().__init__(uri, options)
-        q = parse_qs(urlparse(uri.replace("synthetic:", "synthetic://x/", 1)).query)
-        self.fps = float(q.get("fps", ["30"])[0])
-        self.w, self.h = (int(v) for v in q.get("size", ["64x48"])[0].split("x"))
-        self.frames = int(q.get("frames", ["0"])[0]) or None
+        self.fps = self.opts["fps"]
+        self.w, self.h = self.opts["size"]
+        self.frames = self.opts["frames"] or None
         self.index = 0
         self.t0 = 0.0
 
@@ -247,38 +539,11 @@ def frame_index(frame: np.ndarray) -> int:
     return int(b[0] | (b[1] << 8) | (b[2] << 16))
 
 
+def _claim(text: str) -> str | None:
+    return next((scheme for scheme, cls in ((s, SOURCES.get(s)) for s in SOURCES) if cls.claims(text)), None)
+
+
 def open_source(uri: str, options: SourceOptions | None = None) -> FrameSource:
-    """Pick the source class for ``uri`` by its scheme; unknown schemes list the supported ones."""
-    options = options or SourceOptions()
-    text = str(uri)
-    if text.isdigit() or text.startswith("v4l2://"):
-        scheme = "camera"
-    elif text.startswith(("http://", "https://")):
-        scheme = "http"
-    elif ":" in text and not Path(text).exists() and not (len(text) > 1 and text[1] == ":"):
-        scheme = text.split(":", 1)[0]
-    elif Path(text).is_dir():
-        scheme, text = "folder", text
-    elif Path(text).is_file():
-        scheme, text = "file", f"file:{text}"
-    else:
-        raise StreamError(
-            f"source {uri!r} is not a file, folder, camera index or URI",
-            hint="examples: 0, v4l2:///dev/video0, file:clip.mp4, http://host:8080/video, rtsp://..., synthetic:",
-        )
-    if scheme not in SOURCES:
-        known = [
-            "0 (camera index)",
-            "v4l2://",
-            "file:",
-            "folder (a path)",
-            "http://",
-            "rtsp://",
-            "gst:",
-            "picamera2:",
-            "synthetic:",
-        ]
-        raise UnknownNameError(
-            f"unknown source scheme '{scheme}:' (supported: {', '.join(known)}).{did_you_mean(scheme, SOURCES.names())}"
-        )
-    return SOURCES.get(scheme)(text, options)
+    """Resolve ``uri`` through the registry (its options checked) to an unopened source."""
+    parsed = uris.parse(str(uri), role="source", schemes=SOURCES.names(), claim=_claim)
+    return SOURCES.get(parsed.scheme)(parsed, options or SourceOptions())

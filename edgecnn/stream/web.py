@@ -30,10 +30,26 @@ setTimeout(tick,250)}tick();
 </script></body></html>"""
 
 
+def _address(text: str) -> tuple[str, int]:
+    """(host, port) of ``http://[HOST]:PORT``; port 0 lets the system choose a free one."""
+    u = urlparse(text)
+    try:
+        port = u.port
+    except ValueError:
+        port = -1
+    if port == -1 or (u.netloc.rpartition(":")[2] and port is None):
+        raise StreamError(
+            f"sink {text!r}: the port must be a number from 1 to 65535 (0: any free port); received "
+            f"{u.netloc.rpartition(':')[2]!r}"
+        )
+    if u.path not in ("", "/"):
+        raise StreamError(f"sink {text!r}: a web sink serves its own pages; give only http://[HOST]:PORT")
+    return u.hostname or "0.0.0.0", 8080 if port is None else port
+
+
 class WebSink(Sink):
-    def __init__(self, uri: str) -> None:
-        u = urlparse(uri)
-        host, port = u.hostname or "0.0.0.0", u.port or 8080
+    def __init__(self, uri: Any) -> None:
+        host, port = _address(getattr(uri, "text", uri))
         self._jpeg: bytes | None = None
         self._state: dict[str, Any] = {}
         self._cond = threading.Condition()

@@ -34,6 +34,7 @@ def write_run_reports(folder: Path, model: Any, data: Any, history: list[dict], 
         "train_seconds": round(seconds, 2),
         "train_images": int(len(data.x_train)),
         "classes": data.class_names,
+        "skipped_files": [{"file": f, "why": why} for f, why in getattr(data, "skipped", [])],
     }
     if len(y):
         pred = model.predict(x, verbose=0, batch_size=256).argmax(axis=1)

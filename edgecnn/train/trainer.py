@@ -30,6 +30,7 @@ class PreparedData:
     x_test: np.ndarray
     y_test: np.ndarray
     train_raw: ImageDataset
+    skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # bad files left out (--skip-bad)
 
 
 def select_classes(ds: ImageDataset, recipe: Recipe) -> ImageDataset:
@@ -47,10 +48,11 @@ def select_classes(ds: ImageDataset, recipe: Recipe) -> ImageDataset:
     return ds
 
 
-def prepare(recipe: Recipe, data: str | None = None, *, skip_bad: bool = False) -> PreparedData:
+def prepare(recipe: Recipe, data: str | None = None, *, skip_bad: bool = False, max_pixels: int | None = None) -> PreparedData:
     from edgecnn.models import get_spec
 
-    ds = select_classes(load_dataset(data or recipe.data, skip_bad=skip_bad), recipe)
+    loaded = load_dataset(data or recipe.data, skip_bad=skip_bad, max_pixels=max_pixels)
+    ds = select_classes(loaded, recipe)
     spec_m = get_spec(recipe.model.name)
     size = recipe.model.input_size or spec_m.default_input[0]
     channels = recipe.model.channels or spec_m.default_input[2]
@@ -70,8 +72,23 @@ def prepare(recipe: Recipe, data: str | None = None, *, skip_bad: bool = False) 
             return np.zeros((0, *spec.input_shape), np.float32), np.zeros((0,), np.int64)
         return preprocess_batch(part.images, spec, source_order=part.source_order), part.labels
 
+    _check_memory(len(ds), spec, f"{recipe.model.name} at input_size {size}")
     (xt, yt), (xv, yv), (xs, ys) = arrays(train), arrays(val), arrays(test)
-    return PreparedData(spec, ds.class_names, xt, yt, xv, yv, xs, ys, train)
+    return PreparedData(spec, ds.class_names, xt, yt, xv, yv, xs, ys, train, loaded.skipped)
+
+
+def _check_memory(images: int, spec: PreprocessSpec, what: str) -> None:
+    """Refuse a dataset whose preprocessed float32 copy would not fit in memory, with the estimate."""
+    import psutil
+
+    need = images * int(np.prod(spec.input_shape)) * 4
+    available = psutil.virtual_memory().available
+    if need > 0.8 * available:
+        raise DataError(
+            f"{what}: {images} preprocessed images of {spec.height}x{spec.width}x{spec.channels} float32 need "
+            f"{need / 1e9:.1f} GB, and this machine has {available / 1e9:.1f} GB available",
+            hint="use a smaller model.input_size, or fewer images (max_per_class)",
+        )
 
 
 def _strategy(recipe: Recipe):
@@ -257,22 +274,41 @@ def _fit(model, data: PreparedData, recipe: Recipe, lr: float, epochs: int, *, q
     return rows
 
 
+def check_out(out: Path, *, force: bool) -> None:
+    """The run folder can be written: absent (or --force), and its parent takes new entries."""
+    from edgecnn.atomic import check_can_create
+
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a folder")
+    if out.exists() and not force:
+        raise ConfigError(f"output folder already exists: {out}", hint="use --force to replace it, or choose another --out")
+    check_can_create(out, "run folder")
+
+
 def train(
-    recipe: Recipe, out: str | Path, *, data: str | None = None, force: bool = False, quiet: bool = False, skip_bad: bool = False
+    recipe: Recipe,
+    out: str | Path,
+    *,
+    data: str | None = None,
+    force: bool = False,
+    quiet: bool = False,
+    skip_bad: bool = False,
+    max_pixels: int | None = None,
 ) -> Path:
-    """Run a recipe and write the run directory atomically. Returns its path."""
+    """Run a recipe and write the run directory atomically. Returns its path.
+
+    Every check that needs no TensorFlow comes first (the output folder, the data), so that a refusal is quick."""
+    out = Path(out)
+    check_out(out, force=force)
+    prepared = prepare(recipe, data, skip_bad=skip_bad, max_pixels=max_pixels)
     import keras
     import tensorflow as tf
 
     from edgecnn.data.augment import build_augmenter
     from edgecnn.train.report import write_run_reports
 
-    out = Path(out)
-    if out.exists() and not force:
-        raise ConfigError(f"output folder already exists: {out}", hint="use --force to replace it, or choose another --out")
     keras.utils.set_random_seed(recipe.seed)
     tf.config.experimental.enable_op_determinism()
-    prepared = prepare(recipe, data, skip_bad=skip_bad)
     started = time.time()
     history: list[dict] = []
     with _strategy(recipe).scope():

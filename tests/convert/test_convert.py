@@ -96,46 +96,28 @@ def test_rpi4_profile_all_formats_and_fp16_dynamic(lenet_run, tmp_path, capsys):
 
 
 def test_gate_failure_marks_failed_and_exits_1(lenet_run, tmp_path, capsys):
-    rc = main(
-        [
-            "convert",
-            str(lenet_run),
-            "--device",
-            "host",
-            "--precision",
-            "tflite/int8",
-            "--max-drop",
-            "-5",
-            "--out",
-            str(tmp_path / "g"),
-            "--quiet",
-        ]
-    )
-    assert rc == 1
+    """A calibration set of one flat grey image gives int8 ranges that lose about 5 accuracy points: the gate fails."""
+    np.save(tmp_path / "flat.npy", np.full((50, 32, 32, 1), 0.5, np.float32))
+    args = [
+        "convert",
+        str(lenet_run),
+        "--device",
+        "host",
+        "--precision",
+        "tflite/int8",
+        "--calibration",
+        str(tmp_path / "flat.npy"),
+    ]
+    assert main([*args, "--out", str(tmp_path / "g"), "--quiet"]) == 1
     err = capsys.readouterr()
     assert "FAILED" in err.out and "1 of 1 artifacts failed" in err.err
     assert not (tmp_path / "g" / "tflite-int8").exists()
-    assert "per-class accuracy change" in (tmp_path / "g" / "summary.md").read_text()
-    assert (
-        main(
-            [
-                "convert",
-                str(lenet_run),
-                "--device",
-                "host",
-                "--precision",
-                "tflite/int8",
-                "--max-drop",
-                "-5",
-                "--no-gate",
-                "--out",
-                str(tmp_path / "k"),
-                "--quiet",
-            ]
-        )
-        == 1
-    )
+    summary = (tmp_path / "g" / "summary.md").read_text()
+    assert "per-class accuracy change" in summary and "(--max-drop)" in summary
+    assert main([*args, "--no-gate", "--out", str(tmp_path / "k"), "--quiet"]) == 1
     assert Manifest.load(tmp_path / "k" / "tflite-int8").parity["passed"] is False
+    assert main([*args, "--max-drop", "-5", "--out", str(tmp_path / "n")]) == 2  # a negative budget means nothing
+    assert "argument --max-drop: must be a number from 0 to 100; received '-5'" in capsys.readouterr().err
 
 
 def test_bad_requests(lenet_run, tmp_path, capsys):

@@ -122,7 +122,7 @@ def test_onnxruntime_and_openvino_worker_failures_name_the_format(tmp_path):
             ov_worker.result("v")
         assert not ov_worker.running("v") and not ort_worker.running("q")
     finally:
-        logs = [Path(w._log.name) for w in (ort_worker, ov_worker)]
+        logs = [w.log_path for w in (ort_worker, ov_worker)]
         ort_worker.close()
         ov_worker.close()
     for log in logs:  # kept after a failure, with the traceback

@@ -98,10 +98,10 @@ def test_system_readers(tmp_path):
 
 
 def test_profile_bad_inputs(lenet_artifacts, tmp_path, capsys):
-    assert main(["profile", str(lenet_artifacts), "--runs", "0"]) == 1
-    assert "--runs must be at least 1; received 0" in capsys.readouterr().err
-    assert main(["profile", str(lenet_artifacts), "--threads", "0"]) == 1
-    assert "--threads must be at least 1; received 0" in capsys.readouterr().err
+    assert main(["profile", str(lenet_artifacts), "--runs", "0"]) == 2  # usage errors, before anything loads
+    assert "argument --runs: must be a whole number from 1 to 10,000,000; received '0'" in capsys.readouterr().err
+    assert main(["profile", str(lenet_artifacts), "--threads", "0"]) == 2
+    assert "argument --threads: must be a whole number from 1 to 1,024; received '0'" in capsys.readouterr().err
     (tmp_path / "x.tflite").write_text("<!DOCTYPE html><html>404</html>")
     assert main(["profile", str(tmp_path / "x.tflite")]) == 1
     assert "should be a TFLite flatbuffer but looks like an HTML page" in capsys.readouterr().err
@@ -109,7 +109,9 @@ def test_profile_bad_inputs(lenet_artifacts, tmp_path, capsys):
     assert main(["profile", str(tmp_path / "m.txt")]) == 1
     assert "unknown model suffix '.txt'" in capsys.readouterr().err
     assert main(["profile", str(lenet_artifacts), "--runtime", "tensorrt"]) == 1
-    assert "unknown runtime 'tensorrt'" in capsys.readouterr().err
+    assert "'tensorrt' is an accelerator of onnxruntime, not a runtime" in capsys.readouterr().err
+    assert main(["profile", str(lenet_artifacts), "--runtime", "tflit"]) == 1
+    assert "unknown runtime 'tflit'" in capsys.readouterr().err
     assert main(["profile", str(lenet_artifacts), "--device", "rpi"]) == 1
     assert "Did you mean" in capsys.readouterr().err
     assert main(["profile", str(lenet_artifacts), "--out", str(tmp_path / "no/such/dir/p.json")]) == 1

@@ -1,0 +1,22 @@
+"""The CI-sized subset of tools/hostile_inputs.py: one or two cases of every class, against the same real components
+(loopback HTTP/RTSP servers, generated files, real signals). The whole set: python tools/hostile_inputs.py."""
+
+from __future__ import annotations
+
+import pytest
+from tools_hostile import CASES, run_cases
+
+pytestmark = pytest.mark.slow
+
+
+def test_every_class_has_ci_cases_and_every_case_says_what_it_expects():
+    classes = {c.klass for c in CASES}
+    assert classes == {"streams", "sinks", "numbers", "recipes", "files", "runtime", "signals"}
+    assert classes == {c.klass for c in CASES if c.ci}
+    assert len(CASES) >= 90 and all(c.expect for c in CASES)
+
+
+def test_ci_subset_is_clear(lenet_artifacts, lenet_run, tmp_path):
+    lines: list[str] = []
+    results = run_cases([c for c in CASES if c.ci], artifact=lenet_artifacts, run=lenet_run, work=tmp_path, say=lines.append)
+    assert all(r.ok for r in results), "\n".join(lines)
