@@ -1,0 +1,184 @@
+"""Figures of the package's shape (issue 17): long and complex functions, import circles, spelled-out format names.
+
+    python tools/architecture.py [--root edgecnn] [--json]
+
+- functions over 60 lines (from ``def`` to the last line of the body);
+- functions over cyclomatic complexity 15, as radon counts them (boolean operators included; ruff's C901, which
+  the lint runs with max 15, counts fewer);
+- import circles among edgecnn's modules, lazy imports inside functions included (strongly connected components);
+- format and runtime names written as string literals outside formats.py, the registrations and the device
+  profiles' YAML ("tflite", "onnxruntime", ...), and the files they are in: a fourth format would have to be
+  added to each of those files by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+NAMES = {"tflite", "onnx", "openvino", "litert", "onnxruntime"}
+ALLOWED = {"formats.py"}  # the one table; registrations are recognised by their call
+
+
+def modules(root: Path) -> dict[str, Path]:
+    out = {}
+    for p in sorted(root.rglob("*.py")):
+        parts = list(p.relative_to(root.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = p
+    return out
+
+
+def long_functions(files: dict[str, Path], limit: int = 60) -> list[tuple[str, int]]:
+    found = []
+    for name, p in files.items():
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > limit:
+                    found.append((f"{name}:{node.name}", n))
+    return sorted(found, key=lambda x: -x[1])
+
+
+def complex_functions(files: dict[str, Path], limit: int = 15) -> list[tuple[str, int]]:
+    from radon.complexity import cc_visit
+
+    out = []
+    for name, p in files.items():
+        for block in cc_visit(p.read_text()):
+            for b in [block, *getattr(block, "closures", [])]:
+                if b.complexity > limit:
+                    out.append((f"{name}:{getattr(b, 'fullname', b.name)}", b.complexity))
+    return sorted(out, key=lambda x: -x[1])
+
+
+def import_graph(files: dict[str, Path]) -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = defaultdict(set)
+    for name, p in files.items():
+        package = name if p.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(p.read_text())):
+            targets = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                targets = [base] + [f"{base}.{a.name}" for a in node.names]
+            for t in targets:
+                while t and t not in files:
+                    t = t.rpartition(".")[0]
+                if t and t != name and not name.startswith(t + "."):  # a package's __init__ is not a circle of its own
+                    graph[name].add(t)
+    return graph
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index, low, stack, on, out, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    sys.setrecursionlimit(10000)
+    for v in list(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def name_literals(files: dict[str, Path]) -> list[tuple[str, int, str]]:
+    """String constants that are a format or runtime name, outside formats.py and registration calls."""
+    found = []
+    for name, p in files.items():
+        if p.name in ALLOWED:
+            continue
+        tree = ast.parse(p.read_text())
+        registered = set()
+        for node in ast.walk(tree):  # REGISTRY.add("name", ...) / @REGISTRY.register("name"): the registration itself
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ("add", "register"):
+                registered |= {id(a) for a in node.args[:1]}
+        docstrings = {
+            id(n.body[0].value)
+            for n in ast.walk(tree)
+            if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and n.body
+            and isinstance(n.body[0], ast.Expr)
+            and isinstance(n.body[0].value, ast.Constant)
+        }
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in NAMES:
+                if id(node) not in registered and id(node) not in docstrings:
+                    found.append((str(p.relative_to(p.parents[len(name.split(".")) - 1])), node.lineno, node.value))
+    return found
+
+
+def measure(root: Path) -> dict:
+    files = modules(root)
+    longs, complexes = long_functions(files), complex_functions(files)
+    graph = import_graph(files)
+    cyc = circles(graph)
+    lits = name_literals(files)
+    return {
+        "modules": len(files),
+        "functions_over_60_lines": longs,
+        "functions_over_complexity_15": complexes,
+        "import_circles": cyc,
+        "format_name_literals": len(lits),
+        "files_with_format_name_literals": sorted({f for f, _, _ in lits}),
+        "literal_sites": lits,
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[1] / "edgecnn")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    m = measure(args.root)
+    if args.json:
+        print(json.dumps(m, indent=2))
+        return 0
+    print(f"modules: {m['modules']}")
+    print(
+        f"functions over 60 lines: {len(m['functions_over_60_lines'])}  "
+        + ", ".join(f"{f} ({n})" for f, n in m["functions_over_60_lines"][:8])
+    )
+    print(
+        f"functions over complexity 15: {len(m['functions_over_complexity_15'])}  "
+        + ", ".join(f"{f} ({n})" for f, n in m["functions_over_complexity_15"][:8])
+    )
+    print(f"import circles: {len(m['import_circles'])}  " + " | ".join(" <-> ".join(c) for c in m["import_circles"]))
+    print(
+        f"format/runtime names spelled as literals: {m['format_name_literals']} in {len(m['files_with_format_name_literals'])} files: "
+        + ", ".join(m["files_with_format_name_literals"])
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
