@@ -122,22 +122,21 @@ def load_profile(name: str) -> DeviceProfile:
     return profile
 
 
-_KNOWN_FORMATS = {
-    "tflite": {"fp32", "fp16", "dynamic", "int8"},
-    "onnx": {"fp32", "fp16", "int8"},
-    "openvino": {"fp32", "fp16", "int8"},
-}
-_KNOWN_RUNTIMES = {"litert", "onnxruntime", "openvino"}
-
-
 def _validate(profile: DeviceProfile, source: str) -> DeviceProfile:
+    from edgecnn.formats import parse_pair
+    from edgecnn.runtime.base import RUNTIMES
+
     for item in profile.artifacts:
-        fmt, _, prec = item.partition("/")
-        if fmt not in _KNOWN_FORMATS or prec not in _KNOWN_FORMATS[fmt]:
-            raise ConfigError(f"{source}: artifact '{item}' is not format/precision (e.g. tflite/int8)")
+        try:
+            parse_pair(item)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: artifact '{item}' is not format/precision (e.g. tflite/int8): {exc.message}") from None
     for entry in profile.runtimes:
-        if entry.partition(":")[0] not in _KNOWN_RUNTIMES:
-            raise ConfigError(f"{source}: runtime '{entry}' is unknown (known: {', '.join(sorted(_KNOWN_RUNTIMES))})")
+        name, _, accelerator = entry.partition(":")
+        if name not in RUNTIMES:
+            raise ConfigError(f"{source}: runtime '{entry}' is unknown (known: {', '.join(sorted(RUNTIMES.names()))})")
+        if accelerator and accelerator not in RUNTIMES.get(name).accelerators:
+            raise ConfigError(f"{source}: runtime '{name}' has no accelerator '{accelerator}'")
     if profile.int8_io not in ("int8", "uint8"):
         raise ConfigError(f"{source}: int8_io must be int8 or uint8; received {profile.int8_io!r}")
     return profile

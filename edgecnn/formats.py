@@ -1,4 +1,8 @@
-"""What a model file is, from its bytes: the one place both sides (host and device) learn formats from.
+"""Model formats and precisions, and what a model file is from its bytes: the one table both sides read.
+
+Device side (no TensorFlow). Every other module learns format names, suffixes, file roles, the runtime that reads
+a format and the precisions it can hold from ``FORMATS``; adding a format is a row here, a converter module and a
+runtime backend module, each registered by name.
 
 The runtimes do not promise that a malformed file is safe; a clear error that names the file, what it looks like
 and what to do beats a crash deep inside C++.
@@ -6,16 +10,112 @@ and what to do beats a crash deep inside C++.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
-from edgecnn.errors import ModelError
+from edgecnn.errors import ConfigError, ModelError
 
-_EXPECTED = {
-    ".tflite": "a TFLite flatbuffer",
-    ".onnx": "an ONNX protobuf",
-    ".xml": "an OpenVINO IR XML",
-    ".keras": "a Keras zip archive",
+
+class Precision(StrEnum):
+    FP32 = "fp32"
+    FP16 = "fp16"
+    DYNAMIC = "dynamic"
+    INT8 = "int8"
+
+
+class Format(StrEnum):
+    TFLITE = "tflite"
+    ONNX = "onnx"
+    OPENVINO = "openvino"
+
+
+@dataclass(frozen=True)
+class FormatInfo:
+    """Facts about one format: its model file, the runtime that reads it, the precisions it holds, its signature."""
+
+    format: Format
+    suffix: str  # of the model file
+    files: tuple[tuple[str, str], ...]  # (role, file name) in an artifact folder
+    runtime: str  # the device runtime that reads it (runtime.base.RUNTIMES)
+    precisions: tuple[Precision, ...]
+    kind: str  # what its bytes look like (looks_like)
+    signature: Callable[[bytes], bool]
+
+    def check(self, precision: str) -> Precision:
+        """``precision`` as a Precision this format holds, or a clear error naming the ones it does."""
+        try:
+            p = Precision(precision)
+        except ValueError:
+            p = None
+        if p not in self.precisions:
+            allowed = ", ".join(self.precisions)
+            raise ConfigError(
+                f"precision '{precision}' is not supported by '{self.format}' (supported: {allowed})",
+                hint=f"use --precision {self.precisions[-1]}",
+            )
+        return p
+
+
+FORMATS: dict[Format, FormatInfo] = {
+    Format.TFLITE: FormatInfo(
+        Format.TFLITE,
+        ".tflite",
+        (("model", "model.tflite"),),
+        "litert",
+        (Precision.FP32, Precision.FP16, Precision.DYNAMIC, Precision.INT8),
+        "a TFLite flatbuffer",
+        lambda head: len(head) >= 8 and head[4:8] == b"TFL3",
+    ),
+    Format.ONNX: FormatInfo(
+        Format.ONNX,
+        ".onnx",
+        (("model", "model.onnx"),),
+        "onnxruntime",
+        (Precision.FP32, Precision.FP16, Precision.INT8),
+        "an ONNX protobuf",
+        lambda head: head[:1] == b"\x08" and len(head) > 2,
+    ),
+    Format.OPENVINO: FormatInfo(
+        Format.OPENVINO,
+        ".xml",
+        (("model", "model.xml"), ("weights", "model.bin")),
+        "openvino",
+        (Precision.FP32, Precision.FP16, Precision.INT8),
+        "an OpenVINO IR XML",
+        lambda head: head.lstrip()[:64].lower().startswith((b"<?xml", b"<net")),
+    ),
 }
+KERAS_KIND = "a Keras zip archive"
+
+
+def format_of(name: str) -> FormatInfo:
+    """The row of a format by name, with the known ones listed when it is not one."""
+    from edgecnn.registry import did_you_mean
+
+    try:
+        return FORMATS[Format(name)]
+    except ValueError:
+        known = [str(f) for f in FORMATS]
+        raise ConfigError(f"unknown format '{name}' (known: {', '.join(known)}).{did_you_mean(name, known)}") from None
+
+
+def format_for_suffix(suffix: str) -> FormatInfo | None:
+    return next((info for info in FORMATS.values() if info.suffix == suffix.lower()), None)
+
+
+def formats_read_by(runtime: str) -> tuple[Format, ...]:
+    return tuple(info.format for info in FORMATS.values() if info.runtime == runtime)
+
+
+def parse_pair(text: str) -> tuple[Format, Precision]:
+    """``tflite/int8`` (a device profile's entry, a --precision value) checked against the table."""
+    fmt, sep, prec = text.partition("/")
+    if not sep:
+        raise ConfigError(f"'{text}' is not format/precision (e.g. tflite/int8)")
+    info = format_of(fmt)
+    return info.format, info.check(prec)
 
 
 def looks_like(head: bytes) -> str:
@@ -27,16 +127,13 @@ def looks_like(head: bytes) -> str:
         return "a Git LFS pointer, not the model (run 'git lfs pull')"
     if text.startswith((b"<!doctype html", b"<html", b"<head")):
         return "an HTML page (a failed download or an error page?)"
-    if len(head) >= 8 and head[4:8] == b"TFL3":
-        return "a TFLite flatbuffer"
     if head.startswith(b"PK\x03\x04"):
         return "a zip archive (a .keras model?)"
-    if text.startswith((b"<?xml", b"<net")):
-        return "an XML document"
     if head.startswith(b"\x89HDF"):
         return "an HDF5 file (a legacy .h5 Keras model?)"
-    if head[:1] == b"\x08" and len(head) > 2:
-        return "a protobuf (ONNX?)"
+    for info in FORMATS.values():
+        if info.signature(head):
+            return info.kind
     return "unrecognised binary data"
 
 
@@ -49,22 +146,20 @@ def sniff_model_file(path: str | Path) -> str:
         head = f.read(256)
     kind = looks_like(head)
     suffix = path.suffix.lower()
-    ok = {
-        ".tflite": kind == "a TFLite flatbuffer",
-        ".onnx": kind == "a protobuf (ONNX?)",
-        ".xml": kind == "an XML document",
-        ".keras": kind.startswith("a zip archive"),
-        ".h5": kind.startswith("an HDF5"),
-    }.get(suffix)
-    if ok is None:
+    info = format_for_suffix(suffix)
+    expected = info.kind if info else {".keras": KERAS_KIND, ".h5": "an HDF5 file"}.get(suffix)
+    if expected is None:
+        known = ", ".join([i.suffix for i in FORMATS.values()] + [".keras"])
+        raise ModelError(f"{path}: unknown model suffix {suffix!r} (expected one of {known}); the file looks like {kind}")
+    if not (
+        kind == expected or (suffix == ".keras" and kind.startswith("a zip")) or (suffix == ".h5" and kind.startswith("an HDF5"))
+    ):
         raise ModelError(
-            f"{path}: unknown model suffix {suffix!r} (expected .tflite, .onnx, .xml or .keras); the file looks like {kind}"
-        )
-    if not ok:
-        raise ModelError(
-            f"{path} should be {_EXPECTED.get(suffix, suffix)} but looks like {kind}",
+            f"{path} should be {expected} but looks like {kind}",
             hint="re-download or re-convert the model (edgecnn convert), and check the file extension",
         )
-    if suffix == ".xml" and not path.with_suffix(".bin").is_file():
-        raise ModelError(f"{path}: the OpenVINO weights file {path.with_suffix('.bin').name} is missing beside it")
+    for role, name in info.files[1:] if info else ():
+        companion = path.with_suffix(Path(name).suffix)
+        if not companion.is_file():
+            raise ModelError(f"{path}: the {role} file {companion.name} is missing beside it")
     return kind

@@ -40,8 +40,10 @@ class Registry(Generic[T]):
 
         return decorator
 
-    def add(self, name: str, obj: T) -> None:
-        if name in self._items:
+    def add(self, name: str, obj: T, *, same_again: bool = False) -> None:
+        """Register ``obj``; ``same_again``: registering the same object under the same name twice is fine (two
+        modules that share a worker declare it both)."""
+        if name in self._items and not (same_again and self._items[name] == obj):
             raise ValueError(f"{self.kind} '{name}' is already registered")
         self._items[name] = obj
 

@@ -44,6 +44,11 @@ def _key(path: str | Path, what: str) -> Path:
     return path
 
 
+def check_private_key(path: str | Path) -> Path:
+    """The --sign-key file exists and is a PEM key (checked before any work)."""
+    return _key(path, "private key (--sign-key)")
+
+
 def trust_key_from(option: str | None) -> Path | None:
     """``--trust-key``, else the EDGECNN_TRUST_KEY environment variable, else None (no signature required)."""
     value = option or os.environ.get(TRUST_KEY_ENV)

@@ -57,11 +57,24 @@ def complex_functions(files: dict[str, Path], limit: int = 15) -> list[tuple[str
     return sorted(out, key=lambda x: -x[1])
 
 
+def _type_checking_only(tree: ast.AST) -> set[int]:
+    """Nodes under ``if TYPE_CHECKING:``: imports for annotations, never made at run time."""
+    out: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", getattr(node.test, "attr", "")) == "TYPE_CHECKING":
+            out |= {id(n) for stmt in node.body for n in ast.walk(stmt)}
+    return out
+
+
 def import_graph(files: dict[str, Path]) -> dict[str, set[str]]:
     graph: dict[str, set[str]] = defaultdict(set)
     for name, p in files.items():
         package = name if p.name == "__init__.py" else name.rpartition(".")[0]
-        for node in ast.walk(ast.parse(p.read_text())):
+        tree = ast.parse(p.read_text())
+        skip = _type_checking_only(tree)
+        for node in ast.walk(tree):
+            if id(node) in skip:
+                continue
             targets = []
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
@@ -119,9 +132,9 @@ def name_literals(files: dict[str, Path]) -> list[tuple[str, int, str]]:
             continue
         tree = ast.parse(p.read_text())
         registered = set()
-        for node in ast.walk(tree):  # REGISTRY.add("name", ...) / @REGISTRY.register("name"): the registration itself
+        for node in ast.walk(tree):  # REGISTRY.add("name", Info(...)) / @REGISTRY.register("name"): a registration
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ("add", "register"):
-                registered |= {id(a) for a in node.args[:1]}
+                registered |= {id(n) for a in node.args for n in ast.walk(a)}
         docstrings = {
             id(n.body[0].value)
             for n in ast.walk(tree)

@@ -70,8 +70,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=3.0)
     args = ap.parse_args()
     from edgecnn.convert.api import convert
-    from edgecnn.convert.base import CONVERTERS
     from edgecnn.convert.benchmark import profile_in_child
+    from edgecnn.runtime.base import runtime_for
 
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
@@ -89,7 +89,7 @@ def main() -> int:
             if r.path:  # in a child process, as on a device: no TensorFlow threads beside the runtime
                 (out / "profiles").mkdir(exist_ok=True)
                 target = out / "profiles" / f"{classes}-{r.format}-{r.precision}.json"
-                prof = profile_in_child(r.path, CONVERTERS.get(r.format).runtime, runs=50, seconds=args.seconds, out=target)
+                prof = profile_in_child(r.path, runtime_for(r.format), runs=50, seconds=args.seconds, out=target)
                 lat = prof["invoke"]["p50"]
                 check_ms = round(prof["self_check"]["seconds"] * 1e3, 1)  # what classify and profile spend before starting
             res["artifacts"][key] = {

@@ -11,8 +11,7 @@ def add_arguments(p) -> None:
     p.add_argument(
         "--runtime",
         nargs="+",
-        default=["litert", "onnxruntime", "openvino"],
-        help="runtimes to calibrate (default: all three)",
+        help="runtimes to calibrate (default: every registered runtime)",
     )
     p.add_argument("--precision", nargs="+", default=["fp32", "int8"], help="fp32 and/or int8 (default both)")
     p.add_argument("--threads", type=THREADS, help="threads per inference (default: the host profile's)")
@@ -41,13 +40,14 @@ def run(args) -> int:
 
     from edgecnn.convert.latency_calibration import calibrate, checks_from_artifacts
     from edgecnn.devices import load_profile
+    from edgecnn.runtime.base import RUNTIMES
 
     host = load_profile("host")
     checks = checks_from_artifacts(args.check) if args.check else None
     say = (lambda s: print(s, file=sys.stderr, flush=True)) if not (args.quiet or args.json) else (lambda s: None)
     results = calibrate(
         host,
-        runtimes=args.runtime,
+        runtimes=args.runtime or RUNTIMES.names(),
         precisions=args.precision,
         threads=host.threads if args.threads is None else args.threads,
         out_dir=args.out,

@@ -1,130 +1,112 @@
-"""Formats, precisions and converter capabilities as data; one generic request check."""
+"""Host side: what a converter is, and the registry that finds one by format.
+
+A converter is one class per format (``tflite.py``, ``onnx.py``, ``openvino.py``) behind this small base: it
+declares the background jobs it wants (``jobs``), which of them a request waits on (``waits_on``), and converts one
+request into a staged folder (``convert``). Formats, precisions and suffixes come from ``edgecnn.formats``; the
+generic scheduler runs the jobs; ``api.convert`` knows no format by name. A new format is one module here, one
+row in ``formats.FORMATS`` and one registration.
+"""
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
-from enum import StrEnum
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from edgecnn.errors import ConfigError
+from edgecnn.formats import FORMATS, Format, Precision, format_of
 from edgecnn.registry import Registry
 
-
-class Precision(StrEnum):
-    FP32 = "fp32"
-    FP16 = "fp16"
-    DYNAMIC = "dynamic"
-    INT8 = "int8"
-
-
-class Format(StrEnum):
-    TFLITE = "tflite"
-    ONNX = "onnx"
-    OPENVINO = "openvino"
+if TYPE_CHECKING:
+    from edgecnn.convert.scheduler import Job
+    from edgecnn.convert.session import ConversionSession
 
 
 @dataclass(frozen=True)
-class ConverterInfo:
+class ConvertRequest:
+    """One artifact to make: a format and a precision, and the options that change how."""
+
     format: Format
-    module: str  # edgecnn.convert.<module>:<function>
-    suffix: str
-    precisions: tuple[Precision, ...]
-    runtime: str  # the device runtime that reads it (parity runs through it)
-    needs: tuple[str, ...]  # python packages
-    extra: str = "train"
+    precision: Precision
+    int8_weights: str | None = None  # per-channel | per-tensor | None (the converter's default)
+    accuracy_control: float | None = None  # OpenVINO int8: NNCF's accuracy control with this budget (points)
 
-    def check(self, precision: str) -> Precision:
-        try:
-            p = Precision(precision)
-        except ValueError:
-            p = None
-        if p not in self.precisions:
-            allowed = ", ".join(self.precisions)
-            raise ConfigError(
-                f"precision '{precision}' is not supported by '{self.format}' (supported: {allowed})",
-                hint=f"use --precision {self.precisions[-1]}",
-            )
-        return p
+    @property
+    def name(self) -> str:
+        return f"{self.format}-{self.precision}"
 
-    def load(self):
-        mod, fn = self.module.split(":")
-        return getattr(importlib.import_module(f"edgecnn.convert.{mod}"), fn)
+    @property
+    def label(self) -> str:
+        return f"{self.format}/{self.precision}"
+
+    @property
+    def weights(self) -> str:
+        return self.int8_weights or "per-channel"
 
 
-class ConvertFn(Protocol):
-    def __call__(
-        self, source: Any, precision: Precision, out_dir: Path, *, calibration: Any, profile: Any, **kw: Any
-    ) -> dict[str, Any]: ...
+@dataclass
+class ConversionResult:
+    """What a converter wrote: the manifest's files (role -> {"path": ...}), the tools' versions and its extra."""
+
+    files: dict[str, dict[str, Any]]
+    tools: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
-CONVERTERS: Registry[ConverterInfo] = Registry("format")
-CONVERTERS.add(
-    "tflite",
-    ConverterInfo(
-        Format.TFLITE,
-        "tflite:convert",
-        ".tflite",
-        (Precision.FP32, Precision.FP16, Precision.DYNAMIC, Precision.INT8),
-        "litert",
-        ("tensorflow",),
-    ),
-)
-CONVERTERS.add(
-    "onnx",
-    ConverterInfo(
-        Format.ONNX,
-        "onnx:convert",
-        ".onnx",
-        (Precision.FP32, Precision.FP16, Precision.INT8),
-        "onnxruntime",
-        ("tf2onnx", "onnx", "onnxruntime"),
-    ),
-)
-CONVERTERS.add(
-    "openvino",
-    ConverterInfo(
-        Format.OPENVINO,
-        "openvino:convert",
-        ".xml",
-        (Precision.FP32, Precision.FP16, Precision.INT8),
-        "openvino",
-        ("openvino", "nncf"),
-    ),
-)
+class Converter(ABC):
+    """One format's converter for one conversion session; it keeps its intermediate results as its own state."""
+
+    format: ClassVar[Format]
+
+    def __init__(self, session: ConversionSession) -> None:
+        self.session = session
+
+    @property
+    def info(self):
+        return FORMATS[self.format]
+
+    def files(self) -> dict[str, dict[str, Any]]:
+        """A fresh files table (the manifest writes each file's hash into it)."""
+        return {role: {"path": name} for role, name in self.info.files}
+
+    def jobs(self, request: ConvertRequest) -> list[Job]:
+        """Background jobs for ``request``, submitted when the conversion starts (none by default)."""
+        return []
+
+    def waits_on(self, request: ConvertRequest) -> list[str]:
+        """The names of the jobs ``convert`` will read for ``request``: it is converted once they have answered."""
+        return [job.name for job in self.jobs(request)]
+
+    @abstractmethod
+    def convert(self, request: ConvertRequest, out_dir: Path) -> ConversionResult:
+        """Write ``request``'s model files into ``out_dir``; ConversionError (one line) when it cannot."""
 
 
-def parse_targets(items: list[str], default: list[tuple[str, str]]) -> list[tuple[str, Precision]]:
-    """``--precision`` values: ``int8`` (every format of the profile) or ``tflite/int8``; validated."""
+CONVERTERS: Registry[str] = Registry("format")  # format -> "module:Class", imported when a conversion needs it
+CONVERTERS.add(Format.TFLITE, "tflite:TFLiteConverter")
+CONVERTERS.add(Format.ONNX, "onnx:ONNXConverter")
+CONVERTERS.add(Format.OPENVINO, "openvino:OpenVINOConverter")
+
+
+def converter_class(fmt: str) -> type[Converter]:
+    module, cls = CONVERTERS.get(fmt).split(":")
+    return getattr(importlib.import_module(f"edgecnn.convert.{module}"), cls)
+
+
+def parse_targets(items: list[str], default: list[str]) -> list[tuple[Format, Precision]]:
+    """``--precision`` values: ``int8`` (every format of the profile's list) or ``tflite/int8``; validated against
+    the format table. ``default``: the profile's ``format/precision`` list."""
+    from edgecnn.formats import parse_pair
+
     if not items:
-        pairs = default
+        pairs = [parse_pair(d) for d in default]
     else:
         pairs = []
+        formats = list(dict.fromkeys(d.partition("/")[0] for d in default)) or [str(f) for f in FORMATS]
         for item in items:
             if "/" in item:
-                fmt, prec = item.split("/", 1)
-                pairs.append((fmt, prec))
+                pairs.append(parse_pair(item))
             else:
-                fmts = list(dict.fromkeys(f for f, _ in default)) or list(CONVERTERS)
-                pairs += [(f, item) for f in fmts]
-    out = []
-    for fmt, prec in pairs:
-        info = CONVERTERS.get(fmt)
-        out.append((fmt, info.check(prec)))
-    return list(dict.fromkeys(out))
-
-
-def die_with_parent() -> None:
-    """preexec_fn for conversion children: on Linux they get SIGKILL when edgecnn dies, instead of running on.
-
-    (PR_SET_PDEATHSIG follows the thread that started the child: start them from a thread that outlives them.)"""
-    import ctypes
-    import signal
-    import sys
-
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL(None).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass
+                pairs += [(format_of(f).format, format_of(f).check(item)) for f in formats]
+    return list(dict.fromkeys(pairs))

@@ -61,8 +61,8 @@ def run_benchmark(
     say=lambda m: None,
 ) -> dict[str, Any]:
     from edgecnn.convert.api import convert
-    from edgecnn.convert.base import CONVERTERS
     from edgecnn.devices import detect
+    from edgecnn.runtime.base import runtime_for
 
     elsewhere = device not in ("host", detect()[0])  # measured here, estimated there
     say(f"converting {model} for {device} (every format and precision the profile allows)")
@@ -91,7 +91,7 @@ def run_benchmark(
             try:
                 p = profile_in_child(
                     r.path,
-                    CONVERTERS.get(r.format).runtime,
+                    runtime_for(r.format),
                     runs=runs,
                     seconds=seconds,
                     out=out / "profiles" / f"{r.format}-{r.precision}.json",

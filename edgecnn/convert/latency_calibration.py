@@ -30,7 +30,17 @@ from edgecnn.errors import ConfigError
 from edgecnn.profiling.estimate import COEFFICIENTS, calibration_dir, calibration_name, features, layer_costs
 
 SCHEMA = "edgecnn.calibration"
-FORMAT_OF = {"litert": "tflite", "onnxruntime": "onnx", "openvino": "openvino"}
+
+
+def _format_of(runtime: str) -> str:
+    """The format a runtime reads (the first, where it reads several)."""
+    from edgecnn.formats import formats_read_by
+    from edgecnn.runtime.base import RUNTIMES
+
+    RUNTIMES.get(runtime)  # an unknown name: "did you mean"
+    return str(formats_read_by(runtime)[0])
+
+
 QUICK = ("tiny", "conv-64", "pointwise-56", "depthwise-112", "mlp", "memory-ops", "many-small", "average", "activations")
 
 
@@ -185,9 +195,11 @@ def networks() -> dict[str, Callable[[], Any]]:
 
 def _convert_all(name: str, model: Any, work: Path, wanted: list[tuple[str, str]], host: DeviceProfile) -> dict:
     """Convert one network to every (format, precision) wanted; returns {(format, precision): model file}."""
-    from edgecnn.convert.base import CONVERTERS, Precision
+    from edgecnn.convert.base import ConvertRequest
+    from edgecnn.convert.session import ConversionSession
     from edgecnn.convert.source import SourceModel
     from edgecnn.data.calibration import CalibrationSet
+    from edgecnn.formats import parse_pair
     from edgecnn.preprocess import PreprocessSpec
 
     h, w, c = (int(d) for d in model.inputs[0].shape[1:])
@@ -195,15 +207,15 @@ def _convert_all(name: str, model: Any, work: Path, wanted: list[tuple[str, str]
     source = SourceModel(path=work / f"{name}.keras", model=model, labels=[f"c{i}" for i in range(10)], spec=spec)
     calib = CalibrationSet(np.random.default_rng(0).uniform(0, 1, (16, h, w, c)).astype(np.float32), "random")
     files = {}
-    try:
-        for fmt, prec in wanted:
-            out = work / f"{name}-{fmt}-{prec}"
+    requests = [ConvertRequest(*parse_pair(f"{fmt}/{prec}")) for fmt, prec in wanted]
+    with ConversionSession(source, host) as session:
+        session.start(requests)
+        session.set_calibration(calib)
+        for r in requests:
+            out = work / f"{name}-{r.name}"
             out.mkdir(parents=True, exist_ok=True)
-            info = CONVERTERS.get(fmt)
-            made = info.load()(source, Precision(prec), out, calibration=calib, profile=host)
-            files[(fmt, prec)] = out / made["files"]["model"]["path"]
-    finally:
-        source.cleanup()
+            made = session.converter(r.format).convert(r, out)
+            files[(str(r.format), str(r.precision))] = out / made.files["model"]["path"]
     return files
 
 
@@ -249,8 +261,7 @@ def calibrate(
     machine drifting between a calibration and a later measurement.
     """
     for r in runtimes:
-        if r not in FORMAT_OF:
-            raise ConfigError(f"unknown runtime '{r}' (known: {', '.join(FORMAT_OF)})")
+        _format_of(r)
     for p in precisions:
         if p not in ("fp32", "int8"):
             raise ConfigError(f"calibration precisions are fp32 and int8; received '{p}'")
@@ -261,7 +272,7 @@ def calibrate(
     from edgecnn.models.inspect import analyse
 
     out_dir = Path(out_dir) if out_dir else calibration_dir()
-    wanted = [(FORMAT_OF[r], p) for r in runtimes for p in precisions]
+    wanted = [(_format_of(r), p) for r in runtimes for p in precisions]
     nets = {k: v for k, v in networks().items() if not quick or k in QUICK}
     checks = checks or {}
     costs = {name: c for name, (c, _) in checks.items()}
@@ -280,7 +291,7 @@ def calibrate(
                 for prec in precisions:
                     say(f"timing pass {rnd + 1}/{passes}: {runtime}/{prec}")
                     for name in files:
-                        f = files[name].get((FORMAT_OF[runtime], prec))
+                        f = files[name].get((_format_of(runtime), prec))
                         if f is not None:
                             t = _time_p50(runtime, f, threads, seconds / passes)
                             measured.setdefault((runtime, prec), {}).setdefault(name, []).append(t)

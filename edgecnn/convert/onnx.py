@@ -1,18 +1,29 @@
-"""ONNX: tf2onnx from the SavedModel (explicit opset, named input/output); int8 by static QDQ."""
+"""Host side: the ONNX converter: tf2onnx from the SavedModel (explicit opset, named input/output); int8 by QDQ.
+
+tf2onnx runs as a job in the ``tensorflow`` worker as soon as the SavedModel exists; int8 (calibration, two
+quantised candidates and the choice between them) as a job in the ``onnx-quantizer`` worker once tf2onnx has answered
+and the calibration samples exist; fp16 in the main process.
+"""
 
 from __future__ import annotations
 
 import inspect
 import json
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgecnn.convert.base import Precision
+from edgecnn.convert.base import ConversionResult, Converter, ConvertRequest
 from edgecnn.convert.data import require_calibration
-from edgecnn.errors import ConversionError
+from edgecnn.convert.scheduler import WORKERS, Job
+from edgecnn.errors import ConversionError, first_line
+from edgecnn.formats import Format, Precision
+
+WORKERS.add("tensorflow", ("tensorflow",), same_again=True)  # TFLite int8 (tflite.py) runs there too
+WORKERS.add("onnx-quantizer", ("onnx", "onnxruntime", "onnxruntime.quantization"))
 
 OPSET = 17
 INPUT_NAME, OUTPUT_NAME = "input", "probabilities"
@@ -24,44 +35,23 @@ def _tf2onnx_args(saved_model: Path, out: Path) -> list[str]:
     return ["--saved-model", str(saved_model), "--output", str(out), "--opset", str(OPSET), "--signature_def", "serving_default"]
 
 
-JOB = "tf2onnx"
+def export_job(argv: list[str], out: str, labels: list[str], preprocess: dict[str, Any]) -> dict[str, Any]:
+    """The ``tensorflow`` worker's job: tf2onnx's own command line, then the input/output names and metadata."""
+    from tf2onnx import convert as tf2onnx_cli
+
+    sys.argv = ["tf2onnx.convert", *argv]
+    try:
+        tf2onnx_cli.main()
+    except SystemExit as exc:  # its argument parser exits
+        if exc.code:
+            raise RuntimeError(f"tf2onnx exited with {exc.code}") from None
+    if not Path(out).is_file():
+        raise ConversionError("onnx: tf2onnx wrote no model")
+    _finish(Path(out), labels, preprocess)
+    return {}
 
 
-def start_fp32_export(source: Any) -> None:
-    """Queue tf2onnx in the conversion worker now, so that it runs on another core while the other formats convert."""
-    from edgecnn.convert.worker import worker_for
-
-    if "onnx_fp32" not in source.cache:
-        worker_for(source).submit(JOB, "tf2onnx", argv=_tf2onnx_args(source.saved_model(), source.workdir() / "fp32.onnx"))
-
-
-def pending(source: Any, precision: Precision | None = None, weights: str | None = None) -> bool:
-    """Whether tf2onnx is still running for this source (every ONNX precision waits on it)."""
-    from edgecnn.convert.worker import running
-
-    return "onnx_fp32" not in source.cache and running(source, "tensorflow", JOB)
-
-
-def _fp32_onnx(source: Any) -> Path:
-    """The fp32 ONNX model, converted once per source model and shared by every ONNX precision."""
-    if "onnx_fp32" not in source.cache:
-        from edgecnn.convert.worker import worker_for
-
-        start_fp32_export(source)
-        worker = worker_for(source)
-        try:
-            worker.result(JOB)
-        except ConversionError as exc:
-            raise ConversionError(f"onnx: tf2onnx failed: {exc.message}", hint=exc.hint) from None
-        out = source.workdir() / "fp32.onnx"
-        if not out.is_file():
-            raise ConversionError(f"onnx: tf2onnx wrote no model: {worker.last_log_line()}")
-        _finish(out, source)
-        source.cache["onnx_fp32"] = out
-    return source.cache["onnx_fp32"]
-
-
-def _finish(path: Path, source: Any) -> None:
+def _finish(path: Path, labels: list[str], preprocess: dict[str, Any]) -> None:
     """Name the input/output, make the batch dimension symbolic, embed labels and preprocessing."""
     import onnx
 
@@ -74,7 +64,7 @@ def _finish(path: Path, source: Any) -> None:
     for t in (m.graph.input[0], m.graph.output[0]):
         t.type.tensor_type.shape.dim[0].dim_param = "batch"
     del m.metadata_props[:]
-    for key, value in (("edgecnn.labels", json.dumps(source.labels)), ("edgecnn.preprocess", json.dumps(source.spec.to_dict()))):
+    for key, value in (("edgecnn.labels", json.dumps(labels)), ("edgecnn.preprocess", json.dumps(preprocess))):
         entry = m.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.checker.check_model(m)
@@ -137,89 +127,77 @@ CHOICE_IMAGES = 128
 
 def _predict(path: Path, x: np.ndarray, threads: int | None = None) -> np.ndarray:
     """Probabilities of an ONNX model on ``x`` through the device's backend (batches of 32: the batch is symbolic)."""
-    from edgecnn.runtime.base import open_backend
+    from edgecnn.runtime.base import open_backend, runtime_for
 
-    with open_backend("onnxruntime", path, threads=threads) as backend:
+    with open_backend(runtime_for(Format.ONNX), path, threads=threads) as backend:
         return np.concatenate([backend.run(x[i : i + 32]) for i in range(0, len(x), 32)])
 
 
-def start_int8_job(source: Any, calibration: Any, int8_weights: str | None = None) -> bool:
-    """Once tf2onnx is done, queue int8 quantisation in the onnxruntime worker (a child without TensorFlow), so that
-    it runs beside the parent's other work. Called between artifacts; True once queued."""
-    from edgecnn.convert.worker import calibration_file, worker_for
+class ONNXConverter(Converter):
+    """ONNX models for ONNX Runtime: fp32 from tf2onnx, fp16 by onnxruntime's float16 tool, int8 by static QDQ."""
 
-    name = _int8_job(int8_weights)
-    if calibration is None or pending(source):
-        return False
-    try:
-        fp32 = _fp32_onnx(source)
-    except ConversionError:
-        return True  # tf2onnx failed: nothing to quantise, and each ONNX artifact reports why
-    worker = worker_for(source, "onnxruntime")
-    if not worker.submitted(name):
-        worker.submit(
-            name,
-            "onnx-int8",
-            fp32=str(fp32),
-            calibration=str(calibration_file(source, calibration)),
-            out=str(source.workdir() / f"{name}.onnx"),
-            int8_weights=int8_weights,
+    format = Format.ONNX
+
+    def _export(self) -> Job:
+        s = self.session
+        out = s.workdir / "fp32.onnx"
+        return Job(
+            "tf2onnx",
+            "tensorflow",
+            f"{__name__}:export_job",
+            {
+                "argv": _tf2onnx_args(s.source.saved_model(), out),
+                "out": str(out),
+                "labels": s.source.labels,
+                "preprocess": s.source.spec.to_dict(),
+            },
         )
-    return True
 
+    def _int8(self, r: ConvertRequest) -> Job:
+        name = f"onnx-int8-{r.int8_weights or 'choose'}"
+        s = self.session
+        params = {"fp32": self._export().params["out"], "out": str(s.workdir / f"{name}.onnx"), "int8_weights": r.int8_weights}
+        return Job(name, "onnx-quantizer", f"{__name__}:int8_job", params, after=("tf2onnx",), needs_calibration=True)
 
-def _int8_job(int8_weights: str | None) -> str:
-    return f"onnx-int8-{int8_weights or 'choose'}"
+    def jobs(self, r: ConvertRequest) -> list[Job]:
+        return [self._export()] + ([self._int8(r)] if r.precision == Precision.INT8 else [])
 
+    def _fp32(self) -> Path:
+        job = self._export()
+        try:
+            self.session.scheduler.result(job.name)
+        except ConversionError as exc:
+            raise ConversionError(f"onnx: tf2onnx failed: {exc.message}", hint=exc.hint) from None
+        return Path(job.params["out"])
 
-def pending_int8(source: Any, weights: str | None = None) -> bool:
-    from edgecnn.convert.worker import running
+    def convert(self, r: ConvertRequest, out_dir: Path) -> ConversionResult:
+        import shutil
+        from importlib.metadata import version
 
-    return pending(source) or running(source, "onnxruntime", _int8_job(weights))
+        import onnx
+        import onnxruntime
 
+        target = out_dir / self.info.files[0][1]
+        extra: dict[str, Any] = {"opset": OPSET}
+        fp32 = self._fp32()
+        try:
+            if r.precision == Precision.FP32:
+                shutil.copyfile(fp32, target)
+            elif r.precision == Precision.FP16:
+                from onnxruntime.transformers.float16 import convert_float_to_float16
 
-def convert(
-    source: Any,
-    precision: Precision,
-    out_dir: Path,
-    *,
-    calibration: Any,
-    profile: Any,
-    int8_weights: str | None = None,
-    **_: Any,
-) -> dict[str, Any]:
-    import shutil
-    from importlib.metadata import version
-
-    import onnx
-    import onnxruntime
-
-    target = out_dir / "model.onnx"
-    extra: dict[str, Any] = {"opset": OPSET}
-    fp32 = _fp32_onnx(source)
-    worker = source.cache.get("worker-onnxruntime")
-    try:
-        if precision == Precision.FP32:
-            shutil.copyfile(fp32, target)
-        elif precision == Precision.FP16:
-            from onnxruntime.transformers.float16 import convert_float_to_float16
-
-            m16 = convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True)
-            onnx.save(m16, str(target))
-        elif worker is not None and worker.submitted(_int8_job(int8_weights)):
-            extra |= worker.result(_int8_job(int8_weights))["extra"]
-            shutil.copyfile(source.workdir() / f"{_int8_job(int8_weights)}.onnx", target)
-        else:
-            extra |= quantize(fp32, require_calibration(calibration, "int8 ONNX"), target, int8_weights)
-    except ConversionError:
-        raise
-    except Exception as exc:
-        raise ConversionError(f"onnx/{precision}: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}") from exc
-    return {
-        "files": {"model": {"path": "model.onnx"}},
-        "extra": extra,
-        "tools": {"tf2onnx": version("tf2onnx"), "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__},
-    }
+                onnx.save(convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True), str(target))
+            else:
+                require_calibration(self.session.calibration, "int8 ONNX")
+                job = self._int8(r)
+                extra |= self.session.scheduler.result(job.name)["extra"]
+                shutil.copyfile(job.params["out"], target)
+        except ConversionError:
+            raise
+        except Exception as exc:
+            raise ConversionError(f"onnx/{r.precision}: {first_line(exc, with_type=True)}") from exc
+        tools = {"tf2onnx": version("tf2onnx")} | {m.__name__: m.__version__ for m in (onnx, onnxruntime)}
+        return ConversionResult(self.files(), tools, extra)
 
 
 def quantize(fp32: Path, calib: Any, target: Path, int8_weights: str | None = None, threads: int | None = None) -> dict[str, Any]:
@@ -282,12 +260,12 @@ def quantize(fp32: Path, calib: Any, target: Path, int8_weights: str | None = No
         except ConversionError:
             raise
         except Exception as exc:
-            raise ConversionError(f"onnx/int8: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}") from exc
+            raise ConversionError(f"onnx/int8: {first_line(exc, with_type=True)}") from exc
     return extra
 
 
-def job_main(fp32: str, calibration: str, out: str, int8_weights: str | None) -> dict[str, Any]:
-    """The onnxruntime worker's job: int8 of ``fp32`` into ``out``, on one thread.
+def int8_job(fp32: str, calibration: str, out: str, int8_weights: str | None) -> dict[str, Any]:
+    """The onnx-quantizer worker's job: int8 of ``fp32`` into ``out``, on one thread.
 
     The worker shares the cores with the parent and the other workers, and one thread spends the least CPU on the
     same work (no spinning, no hand-offs): calibrating MobileNetV2 on 200 images took 9.1-9.6 CPU-s on one thread,

@@ -1,8 +1,8 @@
-"""OpenVINO IR: convert_model from the SavedModel; fp16 compressed weights; int8 with NNCF.
+"""Host side: the OpenVINO converter: convert_model from the SavedModel; fp16 compressed weights; int8 with NNCF.
 
-Without accuracy control every precision is built in the ``openvino`` conversion worker (started by
-``start_jobs``), a child process without TensorFlow, beside the parent's other work; ``convert`` then takes its
-files. Accuracy control needs the labelled held-out data and runs here.
+Without accuracy control every precision is built as a job in the ``openvino-nncf`` worker, a child process without
+TensorFlow, beside the parent's other work; ``convert`` then takes its files. Accuracy control needs the labelled
+held-out data and runs in the main process.
 """
 
 from __future__ import annotations
@@ -12,88 +12,77 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from edgecnn.convert.base import Precision
+from edgecnn.convert.base import ConversionResult, Converter, ConvertRequest
 from edgecnn.convert.data import require_calibration
-from edgecnn.errors import ConversionError
+from edgecnn.convert.scheduler import WORKERS, Job
+from edgecnn.errors import ConversionError, first_line
+from edgecnn.formats import Format, Precision
+
+WORKERS.add("openvino-nncf", ("openvino", "nncf"))
 
 
-def _files() -> dict[str, dict[str, str]]:  # a fresh dict: the manifest writes each file's hash into it
-    return {"model": {"path": "model.xml"}, "weights": {"path": "model.bin"}}
+class OpenVINOConverter(Converter):
+    """OpenVINO IR (model.xml + model.bin) for fp32, fp16 (compressed weights) and NNCF int8."""
 
+    format = Format.OPENVINO
 
-def _job(precision: Precision | str, weights: str) -> str:
-    return f"openvino-{precision}" + (f"-{weights}" if precision == Precision.INT8 else "")
+    def __init__(self, session) -> None:
+        super().__init__(session)
+        self._fp32_model = None  # converted once in the main process, for accuracy control
 
+    def _job(self, r: ConvertRequest) -> Job | None:
+        if r.precision == Precision.INT8 and r.accuracy_control is not None:
+            return None  # needs the labelled held-out data: main process
+        s = self.session
+        name = f"openvino-{r.precision}" + (f"-{r.weights}" if r.precision == Precision.INT8 else "")
+        params = {
+            "saved_model": str(s.source.saved_model()),
+            "precision": str(r.precision),
+            "out": str(s.workdir / name),
+            "labels": s.source.labels,
+            "preprocess": s.source.spec.to_dict(),
+            "weights": r.weights,
+        }
+        return Job(name, "openvino-nncf", f"{__name__}:build_job", params, needs_calibration=r.precision == Precision.INT8)
 
-def start_jobs(source: Any, precisions: list[Precision], calibration: Any, int8_weights: str | None = None) -> None:
-    """Queue every OpenVINO precision in the openvino worker, in the order given (int8 only with calibration)."""
-    from edgecnn.convert.worker import calibration_file, worker_for
+    def jobs(self, r: ConvertRequest) -> list[Job]:
+        job = self._job(r)
+        return [job] if job else []
 
-    weights = int8_weights or "per-channel"
-    for precision in precisions:
-        if precision == Precision.INT8 and calibration is None:
-            continue
-        worker_for(source, "openvino").submit(
-            _job(precision, weights),
-            "openvino",
-            saved_model=str(source.saved_model()),
-            precision=str(precision),
-            out=str(source.workdir() / _job(precision, weights)),
-            calibration=str(calibration_file(source, calibration)) if precision == Precision.INT8 else None,
-            labels=source.labels,
-            preprocess=source.spec.to_dict(),
-            weights=weights,
+    def convert(self, r: ConvertRequest, out_dir: Path) -> ConversionResult:
+        if r.precision == Precision.INT8:
+            require_calibration(self.session.calibration, "int8 OpenVINO")
+        job = self._job(r)
+        if job is not None:
+            answer = self.session.scheduler.result(job.name)
+            for _, name in self.info.files:
+                shutil.copyfile(Path(job.params["out"]) / name, out_dir / name)
+            return ConversionResult(self.files(), answer["tools"], answer["extra"])
+        return self._with_accuracy_control(r, out_dir)
+
+    def _with_accuracy_control(self, r: ConvertRequest, out_dir: Path) -> ConversionResult:
+        s = self.session
+        try:
+            if self._fp32_model is None:
+                import openvino as ov
+
+                self._fp32_model = ov.convert_model(str(s.source.saved_model()))
+        except Exception as exc:
+            raise ConversionError(f"openvino/{r.precision}: {first_line(exc, with_type=True)}") from exc
+        eval_set = s.eval_set
+        if eval_set is None or eval_set.y is None:
+            raise ConversionError("openvino/int8 with accuracy control needs labelled held-out data (--data DIR, or a run)")
+        tools, extra = build(
+            self._fp32_model,
+            r.precision,
+            out_dir,
+            calibration=s.calibration.samples,
+            labels=s.source.labels,
+            preprocess=s.source.spec.to_dict(),
+            weights=r.weights,
+            accuracy=(eval_set, r.accuracy_control),
         )
-
-
-def pending(source: Any, precision: Precision, weights: str | None = None) -> bool:
-    """Whether the openvino worker is still building this precision."""
-    from edgecnn.convert.worker import running
-
-    return running(source, "openvino", _job(precision, weights or "per-channel"))
-
-
-def convert(
-    source: Any,
-    precision: Precision,
-    out_dir: Path,
-    *,
-    calibration: Any,
-    profile: Any,
-    max_drop: float | None = None,
-    eval_set: Any = None,
-    int8_weights: str | None = None,
-    **_: Any,
-) -> dict[str, Any]:
-    weights = int8_weights or "per-channel"
-    accuracy_control = precision == Precision.INT8 and max_drop is not None and eval_set is not None and eval_set.y is not None
-    worker = source.cache.get("worker-openvino")
-    if not accuracy_control and worker is not None and worker.submitted(_job(precision, weights)):
-        answer = worker.result(_job(precision, weights))
-        built = source.workdir() / _job(precision, weights)
-        for entry in _files().values():
-            shutil.copyfile(built / entry["path"], out_dir / entry["path"])
-        return {"files": _files(), "tools": answer["tools"], "extra": answer["extra"]}
-    if precision == Precision.INT8:
-        require_calibration(calibration, "int8 OpenVINO")
-    try:
-        if "openvino_fp32" not in source.cache:  # convert_model once per source model
-            import openvino as ov
-
-            source.cache["openvino_fp32"] = ov.convert_model(str(source.saved_model()))
-    except Exception as exc:
-        raise ConversionError(f"openvino/{precision}: {type(exc).__name__}: {_first(exc)}") from exc
-    tools, extra = build(
-        source.cache["openvino_fp32"],
-        precision,
-        out_dir,
-        calibration=calibration.samples if calibration is not None else None,
-        labels=source.labels,
-        preprocess=source.spec.to_dict(),
-        weights=weights,
-        accuracy=(eval_set, max_drop) if accuracy_control else None,
-    )
-    return {"files": _files(), "tools": tools, "extra": extra}
+        return ConversionResult(self.files(), tools, extra)
 
 
 def build(
@@ -110,7 +99,7 @@ def build(
     """Write model.xml/.bin for one precision from the converted fp32 model; (tools, manifest extra)."""
     import openvino as ov
 
-    tools = {"openvino": ov.get_version()}
+    tools = {ov.__name__: ov.get_version()}
     extra: dict[str, Any] = {}
     try:
         model = fp32.clone()
@@ -125,7 +114,7 @@ def build(
             )
             extra["quantization"] = {"weights": weights}
             if accuracy is not None:
-                model = _with_accuracy_control(model, dataset, accuracy[0], accuracy[1], advanced)
+                model = _quantize_with_accuracy_control(model, dataset, accuracy[0], accuracy[1], advanced)
                 extra["accuracy_control"] = {"max_drop": accuracy[1]}
             else:
                 # NNCF's min/max statistics do not depend on how the samples are batched, and batches are cheaper
@@ -147,23 +136,23 @@ def build(
     except ConversionError:
         raise
     except Exception as exc:
-        raise ConversionError(f"openvino/{precision}: {type(exc).__name__}: {_first(exc)}") from exc
+        raise ConversionError(f"openvino/{precision}: {first_line(exc, with_type=True)}") from exc
     return tools, extra
 
 
 _CONVERTED: dict[str, Any] = {}  # in the worker: convert_model once per SavedModel
 
 
-def job_main(
+def build_job(
     saved_model: str,
     precision: str,
     out: str,
-    calibration: str | None,
     labels: list[str],
     preprocess: dict[str, Any],
     weights: str,
+    calibration: str | None = None,
 ) -> dict[str, Any]:
-    """The openvino worker's job: one precision into ``out``; answers with the manifest's tools and extra."""
+    """The openvino-nncf worker's job: one precision into ``out``; answers with the manifest's tools and extra."""
     import numpy as np
     import openvino as ov
 
@@ -172,7 +161,7 @@ def job_main(
         if saved_model not in _CONVERTED:
             _CONVERTED[saved_model] = ov.convert_model(saved_model)
     except Exception as exc:
-        raise ConversionError(f"openvino/{precision}: {type(exc).__name__}: {_first(exc)}") from exc
+        raise ConversionError(f"openvino/{precision}: {first_line(exc, with_type=True)}") from exc
     Path(out).mkdir(parents=True, exist_ok=True)
     samples = np.load(calibration) if calibration else None
     tools, extra = build(
@@ -181,11 +170,7 @@ def job_main(
     return {"tools": tools, "extra": extra}
 
 
-def _first(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [""])[0][:300]
-
-
-def _with_accuracy_control(model: Any, dataset: Any, eval_set: Any, max_drop: float, advanced: Any) -> Any:
+def _quantize_with_accuracy_control(model: Any, dataset: Any, eval_set: Any, max_drop: float, advanced: Any) -> Any:
     import nncf
     import numpy as np
 

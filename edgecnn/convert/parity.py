@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.convert.base import Precision
+from edgecnn.formats import Precision
 
 
 @dataclass(frozen=True)

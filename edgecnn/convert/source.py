@@ -28,8 +28,7 @@ class SourceModel:
     sha256: str = ""
     _saved_model: Path | None = field(default=None, repr=False)
     _tmp: Any = field(default=None, repr=False)
-    cache: dict[str, Any] = field(default_factory=dict, repr=False)  # per-format intermediates (fp32 ONNX, OpenVINO model)
-    _cleanups: list[Any] = field(default_factory=list, repr=False)
+    _serving: Any = field(default=None, repr=False)
     export_method: str | None = None  # how saved_model() wrote the SavedModel
 
     @property
@@ -42,15 +41,15 @@ class SourceModel:
         It is what Keras' own ``predict`` and ``export`` trace; tracing it once serves both the Keras reference
         outputs and the SavedModel.
         """
-        if "serving_function" not in self.cache:
+        if self._serving is None:
             import tensorflow as tf
 
             inp = self.model.inputs[0]
             name = re.sub(r"\W", "_", str(getattr(inp, "name", "") or "input")) or "input"
             spec = tf.TensorSpec((None, *inp.shape[1:]), inp.dtype, name=name)
             model = self.model
-            self.cache["serving_function"] = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
-        return self.cache["serving_function"]
+            self._serving = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+        return self._serving
 
     def saved_model(self) -> Path:
         """The SavedModel every converter reads (TFLite, tf2onnx, OpenVINO), written once.
@@ -111,18 +110,8 @@ class SourceModel:
     def workdir(self) -> Path:
         return self.saved_model().parent
 
-    def on_cleanup(self, fn: Any) -> None:
-        """Call ``fn`` at cleanup (e.g. stop a background job that is no longer needed)."""
-        self._cleanups.append(fn)
-
     def cleanup(self) -> None:
-        for fn in self._cleanups:
-            try:
-                fn()
-            except OSError:
-                pass
-        self._cleanups.clear()
-        self.cache.clear()
+        """Remove the temporary SavedModel and what the converters put beside it."""
         if self._tmp is not None:
             self._tmp.cleanup()
             cleanup.forget(self._tmp.name)

@@ -1,7 +1,8 @@
-"""TFLite: fp32, fp16, dynamic-range and full-integer int8 via SavedModel -> TFLiteConverter.
+"""Host side: the TFLite converter: fp32, fp16, dynamic-range and full-integer int8 from the SavedModel.
 
-Keras 3's ``TFLiteConverter.from_keras_model`` is unreliable, so we always go through
-``model.export()`` and ``from_saved_model()``.
+Keras 3's ``TFLiteConverter.from_keras_model`` is unreliable, so we always go through the SavedModel and
+``from_saved_model()``. int8 (calibration dominates it, on one core) runs as a job in the ``tensorflow`` worker,
+beside the other formats; fp32, fp16 and dynamic range convert in the main process, which has TensorFlow loaded.
 """
 
 from __future__ import annotations
@@ -12,9 +13,13 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from edgecnn.convert.base import Precision
+from edgecnn.convert.base import ConversionResult, Converter, ConvertRequest
 from edgecnn.convert.data import require_calibration
-from edgecnn.errors import ConversionError
+from edgecnn.convert.scheduler import WORKERS, Job
+from edgecnn.errors import ConversionError, first_line
+from edgecnn.formats import Format, Precision
+
+WORKERS.add("tensorflow", ("tensorflow",), same_again=True)  # tf2onnx (onnx.py) runs there too
 
 
 def _convert_blob(
@@ -33,7 +38,7 @@ def _convert_blob(
     try:
         conv = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
     except Exception as exc:  # a SavedModel TensorFlow cannot read
-        raise ConversionError(f"tflite/{precision}: TFLiteConverter failed: {str(exc).strip().splitlines()[0][:300]}") from exc
+        raise ConversionError(f"tflite/{precision}: TFLiteConverter failed: {first_line(exc)}") from exc
     if precision == Precision.FP16:
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.target_spec.supported_types = [tf.float16]
@@ -53,7 +58,7 @@ def _convert_blob(
     try:
         return conv.convert(), tf.__version__
     except Exception as exc:  # TF raises ConverterError / RuntimeError with long MLIR dumps
-        raise ConversionError(f"tflite/{precision}: TFLiteConverter failed: {str(exc).strip().splitlines()[0][:300]}") from exc
+        raise ConversionError(f"tflite/{precision}: TFLiteConverter failed: {first_line(exc)}") from exc
 
 
 def share_zero_point_vectors(blob: bytes) -> tuple[bytes, dict[str, Any]]:
@@ -127,79 +132,77 @@ def _io_type(profile: Any) -> str:
     return "uint8" if getattr(profile, "int8_io", "int8") == "uint8" else "int8"
 
 
-def _job(weights: str) -> str:
-    return f"tflite-int8-{weights}"
+def int8_job(saved_model: str, calibration: str, out: str, io: str, weights: str) -> dict[str, Any]:
+    """The ``tensorflow`` worker's job: full-integer int8 of ``saved_model`` into ``out``."""
+    import numpy as np
 
+    from edgecnn.data.calibration import CalibrationSet
 
-def start_int8_job(source: Any, calibration: Any, profile: Any, weights: str | None = None) -> None:
-    """Queue the int8 conversion (calibration dominates it and runs on one core) in the conversion worker now, so
-    that it runs beside the other formats on the second core."""
-    from edgecnn.convert.worker import worker_for
-
-    weights = weights or "per-channel"
-    if calibration is None or worker_for(source).submitted(_job(weights)):
-        return
-    from edgecnn.convert.worker import calibration_file
-
-    worker_for(source).submit(
-        _job(weights),
-        "tflite-int8",
-        saved_model=str(source.saved_model()),
-        calibration=str(calibration_file(source, calibration)),
-        out=str(source.workdir() / f"int8-{weights}.tflite"),
-        io=_io_type(profile),
-        weights=weights,
+    blob, version = _convert_blob(
+        Path(saved_model), Precision.INT8, CalibrationSet(np.load(calibration), "calibration"), io, weights
     )
+    Path(out).write_bytes(blob)
+    return {"tools": {"tensorflow": version}}
 
 
-def pending(source: Any, precision: Precision, weights: str | None = None) -> bool:
-    """Whether the worker is still converting this artifact."""
-    from edgecnn.convert.worker import running
+class TFLiteConverter(Converter):
+    """TFLite flatbuffers; int8 in the background, zero-point vectors stored once, Edge TPU compilation when the
+    profile has a TPU and edgetpu_compiler is on PATH."""
 
-    return precision == Precision.INT8 and running(source, "tensorflow", _job(weights or "per-channel"))
+    format = Format.TFLITE
 
+    def _int8(self, r: ConvertRequest) -> Job:
+        s = self.session
+        return Job(
+            f"tflite-int8-{r.weights}",
+            "tensorflow",
+            f"{__name__}:int8_job",
+            {
+                "saved_model": str(s.source.saved_model()),
+                "out": str(s.workdir / f"int8-{r.weights}.tflite"),
+                "io": _io_type(s.profile),
+                "weights": r.weights,
+            },
+            needs_calibration=True,
+        )
 
-def _int8_from_job(source: Any, weights: str) -> tuple[bytes, str] | None:
-    worker = source.cache.get("worker-tensorflow")
-    if worker is None or not worker.submitted(_job(weights)):
-        return None
-    answer = worker.result(_job(weights))
-    return (source.workdir() / f"int8-{weights}.tflite").read_bytes(), answer["tools"]["tensorflow"]
+    def jobs(self, r: ConvertRequest) -> list[Job]:
+        return [self._int8(r)] if r.precision == Precision.INT8 else []
 
+    def _blob(self, r: ConvertRequest) -> tuple[bytes, str, bool]:
+        """(flatbuffer, TensorFlow version, whether dense layers got one scale per tensor)."""
+        s = self.session
+        if r.precision == Precision.INT8:
+            require_calibration(s.calibration, "full-integer int8 TFLite")
+            job = self._int8(r)
+            answer = s.scheduler.result(job.name)
+            return Path(job.params["out"]).read_bytes(), answer["tools"]["tensorflow"], False
+        dense_per_tensor = r.precision == Precision.DYNAMIC and getattr(s.profile, "litert_floor", None) is not None
+        blob, version = _convert_blob(
+            s.source.saved_model(), r.precision, s.calibration, _io_type(s.profile), r.weights, dense_per_tensor=dense_per_tensor
+        )
+        return blob, version, dense_per_tensor
 
-def convert(
-    source: Any,
-    precision: Precision,
-    out_dir: Path,
-    *,
-    calibration: Any,
-    profile: Any,
-    int8_weights: str | None = None,
-    **_: Any,
-) -> dict[str, Any]:
-    weights = int8_weights or "per-channel"
-    made = _int8_from_job(source, weights) if precision == Precision.INT8 else None
-    dense_per_tensor = precision == Precision.DYNAMIC and getattr(profile, "litert_floor", None) is not None
-    blob, tf_version = made or _convert_blob(
-        source.saved_model(), precision, calibration, _io_type(profile), weights, dense_per_tensor=dense_per_tensor
-    )
-    tpu = profile is not None and any(a.kind == "tpu" for a in profile.accelerators)
-    result: dict[str, Any] = {"files": {"model": {"path": "model.tflite"}}, "tools": {"tensorflow": tf_version}, "extra": {}}
-    if precision in (Precision.INT8, Precision.DYNAMIC) and not tpu:
-        # edgetpu_compiler rewrites the model anyway, and I cannot test it on a shared-vector input here
-        blob, result["extra"]["flatbuffer"] = share_zero_point_vectors(blob)
-    (out_dir / "model.tflite").write_bytes(blob)
-    if precision == Precision.INT8:
-        result["extra"]["quantization"] = {"weights": weights}
-    if dense_per_tensor:
-        result["extra"]["quantization"] = {
-            "dense_layers": f"per-tensor (loads in tflite-runtime {profile.litert_floor}, the profile's litert_floor)"
-        }
-    if precision == Precision.INT8 and tpu:
-        result["extra"]["edgetpu"] = _edgetpu_compile(out_dir)
-        if result["extra"]["edgetpu"].get("compiled"):
-            result["files"]["edgetpu_model"] = {"path": "model_edgetpu.tflite"}
-    return result
+    def convert(self, r: ConvertRequest, out_dir: Path) -> ConversionResult:
+        profile = self.session.profile
+        blob, tf_version, dense_per_tensor = self._blob(r)
+        tpu = profile is not None and any(a.kind == "tpu" for a in profile.accelerators)
+        result = ConversionResult(self.files(), {"tensorflow": tf_version})
+        if r.precision in (Precision.INT8, Precision.DYNAMIC) and not tpu:
+            # edgetpu_compiler rewrites the model anyway, and I cannot test it on a shared-vector input here
+            blob, result.extra["flatbuffer"] = share_zero_point_vectors(blob)
+        (out_dir / self.info.files[0][1]).write_bytes(blob)
+        if r.precision == Precision.INT8:
+            result.extra["quantization"] = {"weights": r.weights}
+        if dense_per_tensor:
+            result.extra["quantization"] = {
+                "dense_layers": f"per-tensor (loads in tflite-runtime {profile.litert_floor}, the profile's litert_floor)"
+            }
+        if r.precision == Precision.INT8 and tpu:
+            result.extra["edgetpu"] = _edgetpu_compile(out_dir)
+            if result.extra["edgetpu"].get("compiled"):
+                result.files["edgetpu_model"] = {"path": "model_edgetpu.tflite"}
+        return result
 
 
 def _edgetpu_compile(out_dir: Path) -> dict[str, Any]:

@@ -1,7 +1,8 @@
-"""Datasets: image folders and bundled offline datasets, as uint8 images + integer labels."""
+"""Host side: datasets, image folders and bundled offline datasets, as uint8 images + integer labels."""
 
 from __future__ import annotations
 
-from edgecnn.data.dataset import ImageDataset, load_dataset
+from edgecnn.data.dataset import ImageDataset
+from edgecnn.data.load import load_dataset
 
 __all__ = ["ImageDataset", "load_dataset"]

@@ -7,7 +7,6 @@ model inputs, so training, calibration, parity and the runtime share one code pa
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -71,15 +70,3 @@ class ImageDataset:
                     chosen.append(int(ids[k]))
             k += 1
         return self.subset(sorted(chosen), "calibration")
-
-
-def load_dataset(source: str | Path, *, skip_bad: bool = False, seed: int = 0, max_pixels: int | None = None) -> ImageDataset:
-    """Load ``bundled:NAME`` or an image folder (one sub-folder per class; images over ``max_pixels`` refused)."""
-    text = str(source)
-    if text.startswith("bundled:"):
-        from edgecnn.data.bundled import load_bundled
-
-        return load_bundled(text.split(":", 1)[1])
-    from edgecnn.data.folders import load_folder
-
-    return load_folder(Path(text), skip_bad=skip_bad, max_pixels=max_pixels)

@@ -23,16 +23,28 @@ from typing import Any
 import numpy as np
 
 from edgecnn.errors import ArtifactError
-from edgecnn.hardening.isolate import OUTCOMES, IsolatedRunner, ProbeResult
+from edgecnn.hardening.isolate import KERAS, OUTCOMES, IsolatedRunner, ProbeResult
 from edgecnn.manifest import MANIFEST_NAME
 
 MUTATORS = ("flip", "overwrite", "truncate", "insert", "delete", "zero", "splice")
-_PRELOAD = {
-    "tflite": ("edgecnn.runtime.litert", "ai_edge_litert.interpreter"),
-    "onnx": ("edgecnn.runtime.onnxrt", "onnxruntime"),
-    "openvino": ("edgecnn.runtime.openvino", "openvino"),
-    "keras": ("edgecnn.models.io", "keras"),
-}
+
+
+def _preload(fmt: str) -> tuple[str, ...]:
+    """What a probe child imports before its first file: the runtime's modules (or Keras for a .keras model)."""
+    from edgecnn.formats import FORMATS, Format
+    from edgecnn.runtime.base import RUNTIMES
+
+    if fmt == KERAS:
+        return ("edgecnn.models.io", KERAS)
+    return RUNTIMES.get(FORMATS[Format(fmt)].runtime).preload
+
+
+def _companion(fmt: str) -> str | None:
+    """The second file of a two-file format (OpenVINO's weights), or None."""
+    from edgecnn.formats import FORMATS, Format
+
+    files = FORMATS[Format(fmt)].files if fmt != KERAS else ()
+    return Path(files[1][1]).suffix if len(files) > 1 else None
 
 
 def mutate(data: bytes, rng: np.random.Generator) -> tuple[bytes, str]:
@@ -65,12 +77,15 @@ def mutate(data: bytes, rng: np.random.Generator) -> tuple[bytes, str]:
 
 
 def model_file(artifact: Path) -> tuple[Path, str]:
-    """The model file of an artifact folder and its format name."""
-    for suffix, fmt in ((".tflite", "tflite"), (".onnx", "onnx"), (".xml", "openvino"), (".keras", "keras")):
+    """The model file of an artifact folder (or a training run's model.keras) and its format's name."""
+    from edgecnn.formats import FORMATS
+
+    candidates = [(info.suffix, str(info.format)) for info in FORMATS.values()] + [(".keras", KERAS)]
+    for suffix, fmt in candidates:
         found = sorted(artifact.glob(f"*{suffix}"))
         if found:
             return found[0], fmt
-    raise ArtifactError(f"{artifact}: no .tflite, .onnx, .xml or .keras model inside")
+    raise ArtifactError(f"{artifact}: no model inside (looked for {', '.join(s for s, _ in candidates)})")
 
 
 @dataclass
@@ -142,20 +157,21 @@ def fuzz_artifact(
     t0 = time.perf_counter()
     with (
         tempfile.TemporaryDirectory(prefix="edgecnn-fuzz-") as tmp,
-        IsolatedRunner(timeout=timeout, memory_mb=memory_mb, preload=_PRELOAD[fmt]) as runner,
+        IsolatedRunner(timeout=timeout, memory_mb=memory_mb, preload=_preload(fmt)) as runner,
     ):
         work = Path(tmp)
         probe_dir = work / "probe"
         probe_dir.mkdir()
-        if fmt == "openvino":  # the IR is two files: mutate the XML half the time, the weights the other half
-            weights = path.with_suffix(".bin").read_bytes()
+        companion = _companion(fmt)
+        if companion:  # a two-file format (OpenVINO's IR): mutate the model half the time, its weights the other half
+            weights = path.with_suffix(companion).read_bytes()
         for i in range(count):
             target = probe_dir / path.name
-            if fmt == "openvino":
+            if companion:
                 mutate_xml = bool(rng.integers(2))
                 mutant, what = mutate(data if mutate_xml else weights, rng)
                 target.write_bytes(mutant if mutate_xml else data)
-                target.with_suffix(".bin").write_bytes(weights if mutate_xml else mutant)
+                target.with_suffix(companion).write_bytes(weights if mutate_xml else mutant)
                 what = f"{'xml' if mutate_xml else 'bin'}: {what}"
             else:
                 mutant, what = mutate(data, rng)
@@ -167,8 +183,8 @@ def fuzz_artifact(
             if len(examples) < 5:
                 examples.append({"mutation": what, "detail": result.detail})
             if has_manifest:
-                weights_mutated = fmt == "openvino" and not mutate_xml
-                name = path.with_suffix(".bin").name if weights_mutated else path.name
+                weights_mutated = bool(companion) and not mutate_xml
+                name = path.with_suffix(companion).name if weights_mutated else path.name
                 report.gate_checked += 1
                 report.gate_refused += int(_gate_refuses(artifact, name, mutant, weights if weights_mutated else data, work))
             if progress:

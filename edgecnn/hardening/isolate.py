@@ -27,7 +27,19 @@ import numpy as np
 
 from edgecnn.errors import EdgeCNNError, ModelError
 
-RUNTIME_FOR_SUFFIX = {".tflite": "litert", ".onnx": "onnxruntime", ".xml": "openvino", ".keras": "keras"}
+KERAS = "keras"  # a .keras file: loaded by Keras itself (the probe is a host tool)
+
+
+def runtime_for_file(path: Path) -> str | None:
+    """The runtime a model file is opened with: its format's, or Keras for a .keras file."""
+    from edgecnn.formats import format_for_suffix
+
+    if path.suffix.lower() == ".keras":
+        return KERAS
+    info = format_for_suffix(path.suffix)
+    return info.runtime if info else None
+
+
 OUTCOMES = ("ran", "refused", "uncaught", "crashed", "hung")
 
 
@@ -50,8 +62,8 @@ def probe_in_process(path: str | Path, runtime: str | None = None) -> str:
 
     path = Path(path)
     sniff_model_file(path)
-    runtime = runtime or RUNTIME_FOR_SUFFIX.get(path.suffix.lower())
-    if runtime == "keras":
+    runtime = runtime or runtime_for_file(path)
+    if runtime == KERAS:
         from edgecnn.models.io import load_keras_model
 
         model = load_keras_model(path)

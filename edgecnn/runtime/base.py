@@ -1,4 +1,8 @@
-"""The backend Protocol (open, run, describe, close) and the runtime registry."""
+"""Device side: the backend Protocol every runtime implements, and the runtime registry.
+
+A runtime is registered by name with its capabilities as data (the formats it reads, the package and extra that
+install it, its accelerators); its module is imported only when a model is opened with it.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +14,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from edgecnn.errors import MissingDependencyError, RuntimeBackendError
+from edgecnn.formats import FORMATS, Format, formats_read_by
 from edgecnn.registry import Registry
-
-
-def first_line(exc: BaseException) -> str:
-    """``Type: first line`` of a runtime's exception, short enough for one error line."""
-    lines = [ln for ln in str(exc).splitlines() if ln.strip()]
-    return f"{type(exc).__name__}: {lines[0].strip()[:200] if lines else 'no message'}"
 
 
 @dataclass(frozen=True)
@@ -25,26 +24,53 @@ class RuntimeInfo:
 
     name: str
     module: str  # edgecnn.runtime.<module>:<class>
-    formats: tuple[str, ...]
-    suffixes: tuple[str, ...]
+    package: str  # the Python package that provides it
     extra: str  # pip extra that installs it
     accelerators: tuple[str, ...] = ("CPU",)
+    imports: tuple[str, ...] = ()  # what opening a model imports (a child that preloads them answers quickly)
+
+    @property
+    def formats(self) -> tuple[Format, ...]:
+        return formats_read_by(self.name)
+
+    @property
+    def suffixes(self) -> tuple[str, ...]:
+        return tuple(FORMATS[f].suffix for f in self.formats)
+
+    @property
+    def preload(self) -> tuple[str, ...]:
+        """Its backend module and the libraries that module opens models with."""
+        return (f"edgecnn.runtime.{self.module.split(':')[0]}", *self.imports)
 
     def load_class(self) -> type:
         mod, cls = self.module.split(":")
         return getattr(importlib.import_module(f"edgecnn.runtime.{mod}"), cls)
 
+    def missing(self, purpose: str = "") -> MissingDependencyError:
+        return MissingDependencyError(self.package, self.extra, purpose=purpose or f"the {self.name} runtime")
+
 
 RUNTIMES: Registry[RuntimeInfo] = Registry("runtime")
-RUNTIMES.add("litert", RuntimeInfo("litert", "litert:LiteRTBackend", ("tflite",), (".tflite",), "litert"))
+RUNTIMES.add(
+    "litert", RuntimeInfo("litert", "litert:LiteRTBackend", "ai-edge-litert", "litert", imports=("ai_edge_litert.interpreter",))
+)
 RUNTIMES.add(
     "onnxruntime",
-    RuntimeInfo("onnxruntime", "onnxrt:ONNXRuntimeBackend", ("onnx",), (".onnx",), "onnx", ("CPU", "CUDA", "TensorRT")),
+    RuntimeInfo(
+        "onnxruntime", "onnxrt:ONNXRuntimeBackend", "onnxruntime", "onnx", ("CPU", "CUDA", "TensorRT"), imports=("onnxruntime",)
+    ),
 )
 RUNTIMES.add(
     "openvino",
-    RuntimeInfo("openvino", "openvino:OpenVINOBackend", ("openvino",), (".xml",), "openvino", ("CPU", "GPU", "NPU", "AUTO")),
+    RuntimeInfo(
+        "openvino", "openvino:OpenVINOBackend", "openvino", "openvino", ("CPU", "GPU", "NPU", "AUTO"), imports=("openvino",)
+    ),
 )
+
+
+def runtime_for(fmt: str) -> str:
+    """The runtime that reads a format (its device-side counterpart)."""
+    return FORMATS[Format(fmt)].runtime
 
 
 @dataclass
@@ -61,13 +87,36 @@ class TensorSpec:
 
 
 class Backend(Protocol):
+    """What callers use of a runtime backend (each is a small class over ``BackendBase``)."""
+
     name: str
     input: TensorSpec
     output: TensorSpec
 
-    def run(self, x: np.ndarray) -> np.ndarray: ...
+    @classmethod
+    def open(
+        cls, path: Path, *, info: RuntimeInfo, threads: int | None, accelerator: str, allow_fallback: bool, **options: Any
+    ) -> Backend:
+        """Load ``path``; a RuntimeBackendError (or MissingDependencyError) names what went wrong."""
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Float32 NHWC batch in, float32 probabilities out (quantised models (de)quantised here)."""
+
+    def set_input(self, x: np.ndarray) -> None:
+        """Write one input without running (what ``invoke`` then times)."""
+
+    def invoke(self) -> np.ndarray:
+        """Run on the input already set; the raw output."""
+
     def describe(self) -> dict[str, Any]: ...
+
     def close(self) -> None: ...
+
+
+class QuantizedInput(Protocol):
+    """A backend that takes an int8/uint8 input directly (see preprocess.quantize_table)."""
+
+    def run_quantized(self, q: np.ndarray) -> np.ndarray: ...
 
 
 @dataclass
@@ -144,6 +193,6 @@ def open_backend(
         cls = info.load_class()
     except MissingDependencyError:
         raise
-    except ImportError as exc:
-        raise MissingDependencyError(exc.name or runtime, info.extra, purpose=f"the {runtime} runtime") from None
-    return cls.open(path, threads=threads, accelerator=accelerator or "CPU", allow_fallback=allow_fallback, **options)
+    except ImportError:
+        raise info.missing() from None
+    return cls.open(path, info=info, threads=threads, accelerator=accelerator or "CPU", allow_fallback=allow_fallback, **options)

@@ -1,4 +1,4 @@
-"""LiteRT (TFLite) backend: ai_edge_litert, else tflite_runtime, else tensorflow.lite."""
+"""Device side: the LiteRT (TFLite) backend; ai_edge_litert, else tflite_runtime, else tensorflow.lite."""
 
 from __future__ import annotations
 
@@ -8,12 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.errors import MissingDependencyError, RuntimeBackendError
-from edgecnn.runtime.base import BackendBase, TensorSpec
-from edgecnn.runtime.base import first_line as _first_line
+from edgecnn.errors import RuntimeBackendError, first_line
+from edgecnn.runtime.base import BackendBase, RuntimeInfo, TensorSpec
 
 
-def _interpreter_class() -> tuple[Any, str, str]:
+def _interpreter_class(info: RuntimeInfo | None = None) -> tuple[Any, str, str]:
     try:
         import ai_edge_litert
         from ai_edge_litert import interpreter as mod
@@ -34,7 +33,10 @@ def _interpreter_class() -> tuple[Any, str, str]:
     tf = sys.modules.get("tensorflow")
     if tf is not None and hasattr(tf, "lite"):
         return tf.lite.Interpreter, "tensorflow.lite", tf.__version__
-    raise MissingDependencyError("ai-edge-litert", "litert", purpose="running .tflite models")
+    from edgecnn.formats import Format
+    from edgecnn.runtime.base import RUNTIMES, runtime_for
+
+    raise (info or RUNTIMES.get(runtime_for(Format.TFLITE))).missing("running .tflite models")
 
 
 def _spec(detail: dict) -> TensorSpec:
@@ -48,27 +50,33 @@ def _spec(detail: dict) -> TensorSpec:
     )
 
 
+def _load_error(package: str, version: str, path: Path, exc: BaseException) -> RuntimeBackendError:
+    hint = None
+    if "Didn't find op for builtin opcode" in str(exc):  # an operator version newer than this runtime
+        hint = (
+            f"the model uses an operator version {package} {version} predates: install a newer LiteRT "
+            '(pip install "edgecnn[litert]"), or convert for a device profile whose litert_floor names this runtime'
+        )
+    return RuntimeBackendError(f"{package} cannot load {path}: {first_line(exc, 200, with_type=True)}", hint=hint)
+
+
 class LiteRTBackend(BackendBase):
+    """A TFLite model in a LiteRT interpreter (XNNPACK on the CPU)."""
+
     @classmethod
-    def open(cls, path: Path, *, threads: int | None = None, accelerator: str = "CPU", allow_fallback: bool = False, **_: Any):
-        Interpreter, package, version = _interpreter_class()
+    def open(cls, path: Path, *, info: RuntimeInfo, threads: int | None = None, accelerator: str = "CPU", **_: Any):
+        Interpreter, package, version = _interpreter_class(info)
         try:
             interp = Interpreter(model_path=str(path), num_threads=threads)
             interp.allocate_tensors()
             ins, outs = interp.get_input_details(), interp.get_output_details()
             specs = [_spec(d) for d in ins + outs]
         except Exception as exc:  # ValueError/RuntimeError from the C++ side; anything else from a malformed file
-            hint = None
-            if "Didn't find op for builtin opcode" in str(exc):  # an operator version newer than this runtime
-                hint = (
-                    f"the model uses an operator version {package} {version} predates: install a newer LiteRT "
-                    '(pip install "edgecnn[litert]"), or convert for a device profile whose litert_floor names this runtime'
-                )
-            raise RuntimeBackendError(f"{package} cannot load {path}: {_first_line(exc)}", hint=hint) from None
+            raise _load_error(package, version, path, exc) from exc
         if len(ins) != 1 or len(outs) != 1:
             raise RuntimeBackendError(f"{path}: expected one input and one output; found {len(ins)} and {len(outs)}")
         self = cls(
-            name="litert",
+            name=info.name,
             model_path=path,
             threads=threads,
             accelerator="CPU",
@@ -109,7 +117,7 @@ class LiteRTBackend(BackendBase):
             self._interp.invoke()
             return self.dequantize_output(self._interp.get_tensor(self._out_idx))
         except Exception as exc:
-            raise RuntimeBackendError(f"LiteRT failed running {self.model_path}: {_first_line(exc)}") from None
+            raise RuntimeBackendError(f"LiteRT failed running {self.model_path}: {first_line(exc, 200, with_type=True)}") from exc
 
     def close(self) -> None:
         self._interp = None

@@ -1,4 +1,4 @@
-"""OpenVINO backend: CPU / GPU / NPU / AUTO with the latency hint."""
+"""Device side: the OpenVINO backend, CPU / GPU / NPU / AUTO with the latency hint."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.errors import MissingDependencyError, RuntimeBackendError
-from edgecnn.runtime.base import BackendBase, TensorSpec
+from edgecnn.errors import RuntimeBackendError
+from edgecnn.runtime.base import BackendBase, RuntimeInfo, TensorSpec
 
 
 def _meaningful(text: str) -> str:
@@ -18,49 +18,72 @@ def _meaningful(text: str) -> str:
     return (useful or lines or ["unknown error"])[0][:200]
 
 
+def _config(device: str, threads: int | None) -> dict[str, Any]:
+    config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+    if device == "CPU":
+        # On a CPU with AVX-512 BF16 or AMX, OpenVINO runs every float operation in bfloat16 unless told otherwise:
+        # an fp32 artifact then differs from Keras by up to 7e-3 in probability and fails its gate (README,
+        # "Measured here"). The artifact's own precision is what was checked: never lower it silently.
+        config["INFERENCE_PRECISION_HINT"] = "f32"
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+    return config
+
+
+def _compile(core: Any, path: Path, device: str, config: dict[str, Any]) -> tuple[Any, Any, Any, list[TensorSpec]]:
+    """(model, its static-batch copy or None, compiled model, port specs) for one IR."""
+    model = core.read_model(str(path))
+    static = _static_batch(model, 1)
+    compiled = core.compile_model(static or model, device, config)
+    ports = [*compiled.inputs, *compiled.outputs]
+    pshape = lambda p: tuple(d.get_length() if d.is_static else -1 for d in p.get_partial_shape())  # noqa: E731
+    specs = [
+        TensorSpec(p.get_any_name() if p.get_names() else f"port{i}", pshape(p), p.get_element_type().to_dtype().name)
+        for i, p in enumerate(ports)
+    ]
+    return model, static, compiled, specs
+
+
 class OpenVINOBackend(BackendBase):
+    """An OpenVINO IR compiled for a device (CPU by default) with the latency hint and a static batch of 1."""
+
     @classmethod
-    def open(cls, path: Path, *, threads: int | None = None, accelerator: str = "CPU", allow_fallback: bool = False, **_: Any):
+    def open(
+        cls,
+        path: Path,
+        *,
+        info: RuntimeInfo,
+        threads: int | None = None,
+        accelerator: str = "CPU",
+        allow_fallback: bool = False,
+        **_: Any,
+    ):
         try:
             import openvino as ov
         except ImportError:
-            raise MissingDependencyError("openvino", "openvino", purpose="running OpenVINO IR models") from None
+            raise info.missing("running OpenVINO IR models") from None
         core = ov.Core()
-        devices = core.available_devices
         device = accelerator or "CPU"
-        if device not in ("AUTO",) and device not in devices:
+        if device != "AUTO" and device not in core.available_devices:
             if not allow_fallback:
-                raise RuntimeBackendError(f"OpenVINO device {device} is not available here (available: {', '.join(devices)})")
+                raise RuntimeBackendError(
+                    f"OpenVINO device {device} is not available here (available: {', '.join(core.available_devices)})"
+                )
             device = "CPU"
-        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
-        if device == "CPU":
-            # On a CPU with AVX-512 BF16 or AMX, OpenVINO runs every float operation in bfloat16 unless told otherwise:
-            # an fp32 artifact then differs from Keras by up to 7e-3 in probability (LeNet-5, Zen 4 here) and fails
-            # its gate. The artifact's own precision is what was checked: never lower it silently.
-            config["INFERENCE_PRECISION_HINT"] = "f32"
-        if threads and device == "CPU":
-            config["INFERENCE_NUM_THREADS"] = int(threads)
+        config = _config(device, threads)
         try:
-            model = core.read_model(str(path))
-            static = _static_batch(model, 1)
-            compiled = core.compile_model(static or model, device, config)
-            ports = [*compiled.inputs, *compiled.outputs]
-            pshape = lambda p: tuple(d.get_length() if d.is_static else -1 for d in p.get_partial_shape())  # noqa: E731
-            specs = [
-                TensorSpec(p.get_any_name() if p.get_names() else f"port{i}", pshape(p), p.get_element_type().to_dtype().name)
-                for i, p in enumerate(ports)
-            ]
+            model, static, compiled, specs = _compile(core, path, device, config)
             executing = compiled.get_property("EXECUTION_DEVICES") if device != "CPU" else ["CPU"]
             inference_precision = compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
             request = compiled.create_infer_request()
         except Exception as exc:  # openvino raises RuntimeError subclasses with long C++ traces
-            raise RuntimeBackendError(f"OpenVINO cannot load {path}: {_meaningful(str(exc))}") from None
+            raise RuntimeBackendError(f"OpenVINO cannot load {path}: {_meaningful(str(exc))}") from exc
         if len(compiled.inputs) != 1 or len(compiled.outputs) != 1:
             raise RuntimeBackendError(
                 f"{path}: expected one input and one output; found {len(compiled.inputs)} and {len(compiled.outputs)}"
             )
         self = cls(
-            name="openvino",
+            name=info.name,
             model_path=path,
             threads=threads,
             accelerator=device,
@@ -70,11 +93,13 @@ class OpenVINOBackend(BackendBase):
         self.inference_precision = inference_precision
         self._core, self._model, self._device, self._config = core, model, device, config
         self._requests = {1: request} if static is not None else {}
-        self._compiled = compiled
-        self._request = request
+        self._compiled, self._request = compiled, request
         self._batch = 1 if static is not None else None
         self.input, self.output = specs
         return self
+
+    def describe(self) -> dict[str, Any]:
+        return super().describe() | {"inference_precision": self.inference_precision}
 
     def _use_batch(self, batch: int) -> None:
         """A batch the compiled model was not made for: compile (once) a model reshaped to it."""
@@ -96,9 +121,6 @@ class OpenVINOBackend(BackendBase):
         self._request.infer()
         return self._request.get_output_tensor().data
 
-    def describe(self) -> dict[str, Any]:
-        return super().describe() | {"inference_precision": self.inference_precision}
-
     def runtime_latency_ms(self) -> float | None:
         return float(self._request.latency)  # InferRequest.latency: what benchmark_app reports, in ms
 
@@ -110,7 +132,7 @@ class OpenVINOBackend(BackendBase):
             result = self._request.infer({0: x}, share_inputs=True)
             return np.asarray(result[0], dtype=np.float32)
         except Exception as exc:
-            raise RuntimeBackendError(f"OpenVINO failed running {self.model_path}: {_meaningful(str(exc))}") from None
+            raise RuntimeBackendError(f"OpenVINO failed running {self.model_path}: {_meaningful(str(exc))}") from exc
 
     def close(self) -> None:
         self._request = None

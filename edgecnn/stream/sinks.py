@@ -157,22 +157,25 @@ class DisplaySink(Sink):
         cv2.destroyAllWindows()
 
 
-class _WebSinkLoader:
-    """Registered for ``http``; imports the web page's module only when such a sink is made."""
+class _Lazy:
+    """A sink class registered by ``module:Class`` and imported only when such a sink is made (the web page's
+    server is not loaded for a jsonl sink)."""
 
-    schemes = ("http",)
+    def __init__(self, where: str) -> None:
+        self.where = where
 
     @staticmethod
     def claims(text: str) -> bool:
         return False
 
     def __call__(self, uri: StreamURI) -> Sink:
-        from edgecnn.stream.web import WebSink
+        import importlib
 
-        return WebSink(uri)
+        module, cls = self.where.split(":")
+        return getattr(importlib.import_module(module), cls)(uri)
 
 
-SINKS.add("http", _WebSinkLoader())
+SINKS.add("http", _Lazy("edgecnn.stream.web:WebSink"))
 
 
 def _claim(text: str) -> str | None:

@@ -48,7 +48,7 @@ def fit_head_on_features(model: Any, base: Any, data: Any, recipe: Any, *, lr: f
     extract_s = time.perf_counter() - t0
     head = head_model(model, base)
     head.compile(optimizer=k.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    from edgecnn.train.trainer import epoch_timer
+    from edgecnn.train.callbacks import epoch_timer
 
     timer = epoch_timer()
     callbacks: list[Any] = [timer]

@@ -16,6 +16,7 @@ from edgecnn.data import ImageDataset, load_dataset
 from edgecnn.errors import ConfigError, DataError, ModelError
 from edgecnn.manifest import write_run_index
 from edgecnn.preprocess import PreprocessSpec, preprocess_batch
+from edgecnn.train.callbacks import epoch_timer
 from edgecnn.train.recipe import Recipe
 
 
@@ -192,24 +193,6 @@ def _unfreeze_top(base: Any, ft: Any) -> None:
     for i, layer in enumerate(base.layers):
         # batch norm stays frozen (inference mode) while fine-tuning: its statistics came from the big dataset
         layer.trainable = i >= start and not isinstance(layer, keras.layers.BatchNormalization)
-
-
-def epoch_timer():
-    """A Keras callback recording wall-clock seconds per epoch in ``.seconds`` (Keras is imported on first use)."""
-    from edgecnn.models._keras import keras
-
-    class EpochTimer(keras().callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.seconds: list[float] = []
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self._t = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.seconds.append(time.perf_counter() - self._t)
-
-    return EpochTimer()
 
 
 def _fit(model, data: PreparedData, recipe: Recipe, lr: float, epochs: int, *, quiet: bool, augmenter, stage: str) -> list[dict]:

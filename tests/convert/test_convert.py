@@ -12,8 +12,9 @@ import pytest
 
 from edgecnn.cli import main
 from edgecnn.convert.api import convert
-from edgecnn.convert.base import CONVERTERS, parse_targets
+from edgecnn.convert.base import parse_targets
 from edgecnn.errors import ConfigError, DataError, ModelError
+from edgecnn.formats import format_of
 from edgecnn.manifest import Manifest
 
 
@@ -126,7 +127,7 @@ def test_bad_requests(lenet_run, tmp_path, capsys):
     ):
         parse_targets(["tflite/int4"], [])
     with pytest.raises(ConfigError, match="precision 'dynamic' is not supported by 'onnx'"):
-        CONVERTERS.get("onnx").check("dynamic")
+        format_of("onnx").check("dynamic")
     assert main(["convert", str(lenet_run), "--device", "rpi-4"]) == 1
     assert "Did you mean 'rpi4'" in capsys.readouterr().err
     assert (

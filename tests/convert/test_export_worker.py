@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from edgecnn.convert.source import SourceModel, load_source
-from edgecnn.convert.worker import Worker
-from edgecnn.errors import ConversionError
+from edgecnn.convert.scheduler import Scheduler
+from edgecnn.errors import ConversionError, UnknownNameError
 from edgecnn.manifest import Manifest
 from edgecnn.preprocess import PreprocessSpec
 
@@ -63,70 +63,90 @@ def test_model_that_cannot_be_frozen_goes_through_keras_export(tmp_path):
         src.cleanup()
 
 
+def _job(name, worker, function, **params):
+    from edgecnn.convert.scheduler import Job
+
+    calibration = params.pop("needs_calibration", False)
+    after = params.pop("after", ())
+    return Job(name, worker, function, params, after=after, needs_calibration=calibration)
+
+
 @pytest.mark.slow
 def test_worker_failures_are_clear_errors(tmp_path):
-    worker = Worker()
+    import edgecnn.convert.onnx  # noqa: F401 - registers the workers
+    import edgecnn.convert.tflite  # noqa: F401
+
+    scheduler = Scheduler()
+    np.save(tmp_path / "c.npy", np.zeros((2, 8, 8, 1), np.float32))
+    scheduler.calibration = tmp_path / "c.npy"
+    int8 = _job(
+        "tflite-int8-per-channel", "tensorflow", "edgecnn.convert.tflite:int8_job", needs_calibration=True,
+        saved_model=str(tmp_path / "missing"), out=str(tmp_path / "o.tflite"), io="int8", weights="per-channel",
+    )  # fmt: skip
     try:
-        worker.submit(
-            "tflite-int8-per-channel",
-            "tflite-int8",
-            saved_model=str(tmp_path / "missing"),
-            calibration=str(tmp_path / "c.npy"),
-            out=str(tmp_path / "o.tflite"),
-            io="int8",
-            weights="per-channel",
-        )
-        np.save(tmp_path / "c.npy", np.zeros((2, 8, 8, 1), np.float32))
+        scheduler.add([int8])
         with pytest.raises(ConversionError, match=r"tflite/int8: TFLiteConverter failed: .*missing") as err:
-            worker.result("tflite-int8-per-channel")
+            scheduler.result(int8.name)
         log = Path(err.value.hint.removeprefix("the conversion process's full log: "))
         assert "SavedModel file does not exist" in log.read_text()  # the traceback is there
-        worker.submit("tf2onnx", "tf2onnx", argv=["--saved-model", str(tmp_path / "missing"), "--output", "x.onnx"])
-        worker._proc.kill()  # as the kernel's out-of-memory killer would
+        export = _job("tf2onnx", "tensorflow", "edgecnn.convert.onnx:export_job", argv=["--saved-model", str(tmp_path / "missing")],
+                      out="x.onnx", labels=["a"], preprocess={})  # fmt: skip
+        scheduler.add([export])
+        scheduler.worker("tensorflow")._proc.kill()  # as the kernel's out-of-memory killer would
         with pytest.raises(ConversionError, match=r"^tf2onnx: the conversion process died \(exit -9\)"):
-            worker.result("tf2onnx")
-        assert not worker.running("tf2onnx")
+            scheduler.result("tf2onnx")
+        assert not scheduler.busy("tf2onnx")
     finally:
-        worker.close()
+        scheduler.close()
     assert log.is_file()  # kept for the user after a failure
     log.unlink()
 
 
 @pytest.mark.slow
-def test_onnxruntime_and_openvino_worker_failures_name_the_format(tmp_path):
-    np.save(tmp_path / "c.npy", np.zeros((2, 8, 8, 1), np.float32))
-    ort_worker, ov_worker = Worker("onnxruntime"), Worker("openvino")
+def test_a_job_whose_dependency_failed_is_never_run_and_says_why(tmp_path):
+    import edgecnn.convert.onnx  # noqa: F401 - registers the workers
+
+    scheduler = Scheduler()
+    scheduler.calibration = tmp_path / "c.npy"
+    export = _job("tf2onnx", "tensorflow", "edgecnn.convert.onnx:export_job", argv=["--saved-model", str(tmp_path / "missing")],
+                  out=str(tmp_path / "x.onnx"), labels=["a"], preprocess={})  # fmt: skip
+    int8 = _job("onnx-int8-choose", "onnx-quantizer", "edgecnn.convert.onnx:int8_job", after=("tf2onnx",),
+                needs_calibration=True, fp32=str(tmp_path / "x.onnx"), out=str(tmp_path / "q.onnx"), int8_weights=None)  # fmt: skip
     try:
-        ort_worker.submit(
-            "q",
-            "onnx-int8",
-            fp32=str(tmp_path / "none.onnx"),
-            calibration=str(tmp_path / "c.npy"),
-            out="o.onnx",
-            int8_weights=None,
-        )
-        with pytest.raises(ConversionError, match=r"^onnx/int8: .*none\.onnx"):
-            ort_worker.result("q")
-        ov_worker.submit(
-            "v",
-            "openvino",
-            saved_model=str(tmp_path / "missing"),
-            precision="fp32",
-            out=str(tmp_path / "ov"),
-            calibration=None,
-            labels=["a"],
-            preprocess={},
-            weights="per-channel",
-        )
-        with pytest.raises(ConversionError, match=r"^openvino/fp32: "):
-            ov_worker.result("v")
-        assert not ov_worker.running("v") and not ort_worker.running("q")
+        scheduler.add([export, int8])
+        assert scheduler.busy("onnx-int8-choose")  # waiting for tf2onnx
+        with pytest.raises(ConversionError, match="SavedModel file does not exist") as err:
+            scheduler.result("onnx-int8-choose")  # the failure of the job it waited for
+        assert not scheduler.worker("onnx-quantizer").submitted("onnx-int8-choose")
     finally:
-        logs = [w.log_path for w in (ort_worker, ov_worker)]
-        ort_worker.close()
-        ov_worker.close()
+        scheduler.close()
+    Path(err.value.hint.removeprefix("the conversion process's full log: ")).unlink()
+
+
+@pytest.mark.slow
+def test_onnx_and_openvino_worker_failures_name_the_format(tmp_path):
+    import edgecnn.convert.onnx  # noqa: F401 - registers the workers
+    import edgecnn.convert.openvino  # noqa: F401
+
+    np.save(tmp_path / "c.npy", np.zeros((2, 8, 8, 1), np.float32))
+    scheduler = Scheduler()
+    scheduler.calibration = tmp_path / "c.npy"
+    q = _job("q", "onnx-quantizer", "edgecnn.convert.onnx:int8_job", needs_calibration=True,
+             fp32=str(tmp_path / "missing.onnx"), out=str(tmp_path / "q.onnx"), int8_weights=None)  # fmt: skip
+    v = _job("v", "openvino-nncf", "edgecnn.convert.openvino:build_job", saved_model=str(tmp_path / "missing"), precision="fp32",
+             out=str(tmp_path / "ov"), labels=["a"], preprocess={}, weights="per-channel")  # fmt: skip
+    try:
+        scheduler.add([q, v])
+        with pytest.raises(ConversionError, match=r"^onnx/int8: "):
+            scheduler.result("q")
+        with pytest.raises(ConversionError, match=r"^openvino/fp32: "):
+            scheduler.result("v")
+        assert not scheduler.busy("v") and not scheduler.busy("q")
+        logs = [scheduler.worker(k).log_path for k in ("onnx-quantizer", "openvino-nncf")]
+    finally:
+        scheduler.close()
     for log in logs:  # kept after a failure, with the traceback
         assert "Traceback" in log.read_text()
         log.unlink()
-    with pytest.raises(ValueError, match="unknown worker kind 'torch'"):
-        Worker("torch")
+    with pytest.raises(UnknownNameError, match="unknown conversion worker 'torch'"):
+        Scheduler().worker("torch")
