@@ -1,4 +1,4 @@
-"""edgecnn: from a trained CNN classifier to a camera on a small board.
+"""Device side: edgecnn: from a trained CNN classifier to a camera on a small board.
 
 ``import edgecnn`` is cheap: TensorFlow is imported only by the host-side modules that need it.
 """

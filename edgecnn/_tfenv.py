@@ -1,4 +1,4 @@
-"""The host side's TensorFlow settings, made before TensorFlow is first imported (they are read at import).
+"""Host side: TensorFlow settings, made before TensorFlow is first imported (they are read at import).
 
 Each is a default: a variable the user has set wins.
 """
@@ -11,7 +11,6 @@ import os
 def prepare() -> None:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")  # the only backend our exporters support
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    # TensorFlow turns its oneDNN kernels on by itself only on CPUs with AVX-512 VNNI/BF16 or AMX. On an AVX2 CPU
-    # (this 2-core AMD EPYC) they cut the Keras forward pass of the parity reference, 200 MobileNetV2 images, from
-    # 10.5 to 6.6 CPU-seconds (three interleaved pairs of runs).
+    # TensorFlow turns its oneDNN kernels on by itself only on CPUs with AVX-512 VNNI/BF16 or AMX; on an AVX2 CPU
+    # they make the parity reference's Keras forward pass much cheaper too (README, "Measured here").
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")

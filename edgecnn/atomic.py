@@ -1,4 +1,4 @@
-"""Crash-safe writes: staged files and folders, fsync, and one-step swaps of whole folders.
+"""Device side: crash-safe writes: staged files and folders, fsync, and one-step swaps of whole folders.
 
 A reader sees the old content or the new, never a mix and never a partial file. Staging folders are hidden
 siblings named ``.<final>.<pid>.<random>.partial``; those of a writer that was killed (its pid no longer runs)

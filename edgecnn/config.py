@@ -1,4 +1,4 @@
-"""Strict YAML -> frozen dataclasses.
+"""Device side: strict YAML -> frozen dataclasses.
 
 Unknown or misspelt keys are errors that name the file, the key and the valid keys; values are
 checked against the field's annotated type and, for fields made with ``bounded``, its range. Nested
@@ -127,50 +127,75 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def _coerce(tp: Any, value: Any, source: str, where: str) -> Any:  # noqa: C901 - one switch on type
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if tp is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return _coerce(arg, value, source, where)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{source}: '{where}' has an invalid value {value!r}")
-    if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value, source=source, where=where)
-    if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        try:
-            return tp(value)
-        except ValueError:
-            allowed = ", ".join(str(m.value) for m in tp)
-            raise ConfigError(f"{source}: '{where}' must be one of {allowed}; received {value!r}") from None
-    if origin in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{source}: '{where}' must be a list; received {value!r}")
-        inner = args[0] if args else Any
-        items = [_coerce(inner, v, source, f"{where}[{i}]") for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple else items
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{source}: '{where}' must be a mapping; received {value!r}")
-        return dict(value)
-    if tp is float:
-        if isinstance(value, str) and _is_number(value):
-            raise ConfigError(
-                f"{source}: '{where}' must be a number; received the text {value!r}",
-                hint=f"YAML reads {value} as text: write it with a dot, e.g. {_yaml_float(value)}",
-            )
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{source}: '{where}' must be a number; received {value!r}")
-        return float(value)
-    if tp is int or tp is bool or tp is str:
-        if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
-            raise ConfigError(f"{source}: '{where}' must be {_type_name(tp)}; received {value!r}")
-        return value
+def _coerce(tp: Any, value: Any, source: str, where: str) -> Any:
+    """``value`` as the annotated type ``tp`` (one handler per kind of type), or a ConfigError naming the key."""
+    for applies, handler in _HANDLERS:
+        if applies(tp):
+            return handler(tp, value, source, where)
     return value
+
+
+def _union(tp: Any, value: Any, source: str, where: str) -> Any:
+    args = typing.get_args(tp)
+    if value is None and type(None) in args:
+        return None
+    errors = []
+    for arg in (a for a in args if a is not type(None)):
+        try:
+            return _coerce(arg, value, source, where)
+        except ConfigError as exc:
+            errors.append(exc)
+    if len(errors) == 1:
+        raise errors[0]
+    raise ConfigError(f"{source}: '{where}' has an invalid value {value!r}")
+
+
+def _enum(tp: Any, value: Any, source: str, where: str) -> Any:
+    try:
+        return tp(value)
+    except ValueError:
+        allowed = ", ".join(str(m.value) for m in tp)
+        raise ConfigError(f"{source}: '{where}' must be one of {allowed}; received {value!r}") from None
+
+
+def _sequence(tp: Any, value: Any, source: str, where: str) -> Any:
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{source}: '{where}' must be a list; received {value!r}")
+    inner = (typing.get_args(tp) or (Any,))[0]
+    items = [_coerce(inner, v, source, f"{where}[{i}]") for i, v in enumerate(value)]
+    return tuple(items) if typing.get_origin(tp) is tuple else items
+
+
+def _mapping(tp: Any, value: Any, source: str, where: str) -> Any:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{source}: '{where}' must be a mapping; received {value!r}")
+    return dict(value)
+
+
+def _float(tp: Any, value: Any, source: str, where: str) -> float:
+    if isinstance(value, str) and _is_number(value):
+        raise ConfigError(
+            f"{source}: '{where}' must be a number; received the text {value!r}",
+            hint=f"YAML reads {value} as text: write it with a dot, e.g. {_yaml_float(value)}",
+        )
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{source}: '{where}' must be a number; received {value!r}")
+    return float(value)
+
+
+def _scalar(tp: Any, value: Any, source: str, where: str) -> Any:
+    if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+        raise ConfigError(f"{source}: '{where}' must be {_type_name(tp)}; received {value!r}")
+    return value
+
+
+_HANDLERS = (
+    (lambda tp: tp is Any, lambda tp, value, *_: value),
+    (lambda tp: typing.get_origin(tp) in (typing.Union, types.UnionType), _union),
+    (dataclasses.is_dataclass, lambda tp, value, source, where: from_dict(tp, value, source=source, where=where)),
+    (lambda tp: isinstance(tp, type) and issubclass(tp, enum.Enum), _enum),
+    (lambda tp: typing.get_origin(tp) in (list, tuple), _sequence),
+    (lambda tp: typing.get_origin(tp) is dict, _mapping),
+    (lambda tp: tp is float, _float),
+    (lambda tp: tp in (int, bool, str), _scalar),
+)

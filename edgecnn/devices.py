@@ -1,4 +1,4 @@
-"""Device profiles: what to produce for a board, which runtime to try first, and its figures.
+"""Device side: device profiles: what to produce for a board, which runtime to try first, and its figures.
 
 This module alone knows device names. Profiles live in YAML (``devices/*.yaml`` in the repo,
 shipped inside the wheel); ``host`` is completed at run time from this machine.

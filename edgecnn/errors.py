@@ -1,4 +1,4 @@
-"""One exception root for everything edgecnn raises on purpose.
+"""Device side: one exception root for everything edgecnn raises on purpose.
 
 The CLI prints an `EdgeCNNError` as a single ``error: ...`` line (plus its hint) and exits 1;
 any other exception is a bug and gets a traceback.

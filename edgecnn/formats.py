@@ -1,4 +1,4 @@
-"""Model formats and precisions, and what a model file is from its bytes: the one table both sides read.
+"""Device side: model formats and precisions, and what a model file is from its bytes: the one table both sides read.
 
 Device side (no TensorFlow). Every other module learns format names, suffixes, file roles, the runtime that reads
 a format and the precisions it can hold from ``FORMATS``; adding a format is a row here, a converter module and a

@@ -1,4 +1,4 @@
-"""Image files as users and cameras hand them over: what a file really is, and whether it is safe to decode.
+"""Device side: image files as users and cameras hand them over: what a file really is, and whether it is safe to decode.
 
 Used by dataset validation and training (host) and by image-folder sources (device), so both refuse the same files
 for the same reasons. Every check happens before decoding: a lying extension, an empty or truncated file, CMYK,

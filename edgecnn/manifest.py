@@ -1,4 +1,4 @@
-"""The on-disk contract between host and device: ``edgecnn.json`` beside each model file.
+"""Device side: the on-disk contract between host and device: ``edgecnn.json`` beside each model file.
 
 This module alone defines that contract. It never imports TensorFlow, so the device side can
 read, write and verify artifacts with the standard library and numpy.
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn.atomic import write_json_atomic
-from edgecnn.errors import ArtifactError
+from edgecnn.errors import ArtifactError, ConfigError
 from edgecnn.preprocess import PreprocessSpec
 
 MANIFEST_NAME = "edgecnn.json"
@@ -267,52 +267,33 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str = MANIFEST_NAME) -> Manifest:
+        """Validate the structure (types, labels, files, output size, preprocessing) and build the Manifest."""
         check_schema(data, source)
-        for key, typ in _REQUIRED.items():
-            if key not in data:
-                raise ArtifactError(f"{source}: missing field '{key}'")
-            if not isinstance(data[key], typ) or (typ is int and isinstance(data[key], bool)):
-                raise ArtifactError(f"{source}: field '{key}' must be {typ.__name__}; received {data[key]!r:.80}")
-        labels = data["labels"]
-        if not labels or not all(isinstance(x, str) and x.strip() for x in labels):
-            raise ArtifactError(f"{source}: labels must be a non-empty list of non-empty strings")
-        dupes = sorted({x for x in labels if labels.count(x) > 1})
-        if dupes:
-            raise ArtifactError(f"{source}: duplicate labels {dupes}")
-        if "model" not in data["files"]:
-            raise ArtifactError(f"{source}: 'files' has no 'model' entry")
-        for role, entry in data["files"].items():
-            if not isinstance(entry, dict) or not isinstance(entry.get("path"), str) or not isinstance(entry.get("sha256"), str):
-                raise ArtifactError(f"{source}: files.{role} needs a 'path' and a 'sha256' string")
+        _check_fields(data, source)
+        _check_labels(data["labels"], source)
+        _check_files(data["files"], source)
         out_shape = data["output"].get("shape")
-        if not isinstance(out_shape, list) or not out_shape or out_shape[-1] != len(labels):
-            raise ArtifactError(
-                f"{source}: the model outputs {out_shape[-1] if isinstance(out_shape, list) and out_shape else '?'} "
-                f"classes but the manifest lists {len(labels)} labels"
-            )
+        if not isinstance(out_shape, list) or not out_shape or out_shape[-1] != len(data["labels"]):
+            got = out_shape[-1] if isinstance(out_shape, list) and out_shape else "?"
+            raise ArtifactError(f"{source}: the model outputs {got} classes but the manifest lists {len(data['labels'])} labels")
         try:
             spec = PreprocessSpec.from_dict(data["preprocess"])
-        except Exception as exc:  # ConfigError from the strict loader
+        except (ConfigError, TypeError, ValueError) as exc:  # the strict loader, or a field of the wrong shape
             raise ArtifactError(f"{source}: invalid preprocess: {exc}") from None
-        for key in ("source_model", "conversion", "tools", "extra"):
-            if not isinstance(data.get(key) or {}, dict):
-                raise ArtifactError(f"{source}: field '{key}' must be an object; received {data[key]!r:.80}")
+        optional = {key: data.get(key) or {} for key in _OBJECTS}
         return cls(
             format=data["format"],
             precision=data["precision"],
             files=data["files"],
             input=data["input"],
             output=data["output"],
-            labels=labels,
+            labels=data["labels"],
             preprocess=spec,
-            source_model=data.get("source_model") or {},
-            conversion=data.get("conversion") or {},
             device=data.get("device"),
-            tools=data.get("tools") or {},
             created=data.get("created", ""),
             parity=data.get("parity"),
             self_check=data.get("self_check"),
-            extra=data.get("extra") or {},
+            **optional,
         )
 
     def _check_paths(self) -> None:
@@ -345,6 +326,36 @@ class Manifest:
                     f"artifact {self.directory}: sha256 of {entry['path']} does not match the manifest (tampered or corrupted)",
                     hint="the file was modified after conversion; convert again or restore it",
                 )
+
+
+_OBJECTS = ("source_model", "conversion", "tools", "extra")  # optional fields that are objects when present
+
+
+def _check_fields(data: dict[str, Any], source: str) -> None:
+    for key, typ in _REQUIRED.items():
+        if key not in data:
+            raise ArtifactError(f"{source}: missing field '{key}'")
+        if not isinstance(data[key], typ) or (typ is int and isinstance(data[key], bool)):
+            raise ArtifactError(f"{source}: field '{key}' must be {typ.__name__}; received {data[key]!r:.80}")
+    for key in _OBJECTS:
+        if not isinstance(data.get(key) or {}, dict):
+            raise ArtifactError(f"{source}: field '{key}' must be an object; received {data[key]!r:.80}")
+
+
+def _check_labels(labels: list[Any], source: str) -> None:
+    if not labels or not all(isinstance(x, str) and x.strip() for x in labels):
+        raise ArtifactError(f"{source}: labels must be a non-empty list of non-empty strings")
+    dupes = sorted({x for x in labels if labels.count(x) > 1})
+    if dupes:
+        raise ArtifactError(f"{source}: duplicate labels {dupes}")
+
+
+def _check_files(files: dict[str, Any], source: str) -> None:
+    if "model" not in files:
+        raise ArtifactError(f"{source}: 'files' has no 'model' entry")
+    for role, entry in files.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str) or not isinstance(entry.get("sha256"), str):
+            raise ArtifactError(f"{source}: files.{role} needs a 'path' and a 'sha256' string")
 
 
 def check_one_conversion(manifests: list[Manifest], where: str | Path) -> None:

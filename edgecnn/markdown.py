@@ -1,4 +1,4 @@
-"""Markdown tables for the summaries edgecnn writes (conversion, benchmark, demo report)."""
+"""Device side: Markdown tables for the summaries edgecnn writes (conversion, benchmark, demo report)."""
 
 from __future__ import annotations
 

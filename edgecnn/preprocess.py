@@ -1,4 +1,4 @@
-"""The ONE preprocessing used everywhere: training, calibration, parity and the device runtime.
+"""Device side: the ONE preprocessing used everywhere: training, calibration, parity and the device runtime.
 
 Images enter as numpy arrays in a declared channel order (OpenCV gives BGR; scikit-learn and
 scikit-image give RGB) and leave as float32 HxWxC tensors in the colour order, size and value

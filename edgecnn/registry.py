@@ -1,4 +1,4 @@
-"""A small name -> object registry with helpful errors (after timm's ``@register_model``)."""
+"""Device side: a small name -> object registry with helpful errors (after timm's ``@register_model``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Find data shipped with edgecnn (device profiles, recipes) in a wheel or a checkout."""
+"""Device side: find data shipped with edgecnn (device profiles, recipes) in a wheel or a checkout."""
 
 from __future__ import annotations
 

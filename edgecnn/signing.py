@@ -1,4 +1,4 @@
-"""Sign and verify artifact folders with OpenSSF model-signing (elliptic-curve keys, no network).
+"""Device side: sign and verify artifact folders with OpenSSF model-signing (elliptic-curve keys, no network).
 
 Each artifact folder is signed as one unit: every file in it (model, weights, manifest, self-check samples) is
 hashed into the signature, which is stored beside them as ``edgecnn.sig`` (left out of its own hash). A verifier

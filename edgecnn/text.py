@@ -1,4 +1,4 @@
-"""Reading the text files users write (recipes, labels, fleet lists): every encoding either read or refused clearly.
+"""Device side: reading the text files users write (recipes, labels, fleet lists): every encoding either read or refused clearly.
 
 UTF-8 is the default, with or without a byte-order mark. A UTF-16 or UTF-32 file announces itself with its BOM
 (Windows' Notepad and PowerShell write those) and is read as such. Anything else that is not valid UTF-8 (Latin-1,

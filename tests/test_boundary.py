@@ -1,55 +1,129 @@
-"""The host/device boundary (DESIGN.md): device-side modules never import the host toolchain, not even lazily.
+"""The host/device boundary (DESIGN.md), computed from what each module declares.
 
-tests/test_runtime_only_install.py proves it by running classify and profile in a venv without TensorFlow; this
-reads every import statement of the device-side modules, so a lazy import on a path those tests do not take is
-caught too (a host-only helper placed in ``profiling/`` was, once).
+Every top-level module and every package's ``__init__`` opens its docstring with ``Device side:`` or ``Host side:``;
+a module inside a subpackage belongs to its package's side unless it declares its own (``cli/`` holds verbs of both).
+Device-side modules never import a host-side module or the host toolchain, not even lazily: this reads every import
+statement, so an import on a path the runtime-only install test does not take is caught too.
+tests/test_runtime_only_install.py proves the same by running the device verbs in a venv without TensorFlow.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "edgecnn"
-DEVICE_SIDE = [
-    "runtime",
-    "stream",
-    "profiling",
-    "preprocess.py",
-    "manifest.py",
-    "devices.py",
-    "atomic.py",
-    "signing.py",
-    "errors.py",
-]
-HOST_ONLY = ("tensorflow", "keras", "tf2onnx", "nncf", "scipy", "sklearn", "edgecnn.train", "edgecnn.models", "edgecnn.convert")
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "edgecnn"
+HOST_LIBRARIES = ("tensorflow", "keras", "tf2onnx", "nncf", "scipy", "sklearn", "skimage", "onnx")
+_DECLARED = re.compile(r"^(Device|Host) side: \S")
 
 
-def _device_modules() -> list[Path]:
-    files: list[Path] = []
-    for entry in DEVICE_SIDE:
-        path = PACKAGE / entry
-        files += sorted(path.rglob("*.py")) if path.is_dir() else [path]
-    return files
+def module_name(path: Path, root: Path = ROOT) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def host_imports(source: str) -> list[str]:
-    found = []
-    for node in ast.walk(ast.parse(source)):
-        names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
-        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names = [node.module]
-        found += [n for n in names if any(n == h or n.startswith(h + ".") for h in HOST_ONLY)]
+def declared_side(path: Path) -> str | None:
+    doc = ast.get_docstring(ast.parse(path.read_text()))
+    match = _DECLARED.match(doc or "")
+    return match.group(1).lower() if match else None
+
+
+def sides(package: Path = PACKAGE) -> dict[str, str]:
+    """module name -> "device" | "host"; a module without a declaration takes its package's side."""
+    found: dict[str, str] = {}
+    for path in sorted(package.rglob("*.py"), key=lambda p: (len(p.parts), p.name != "__init__.py", str(p))):
+        name = module_name(path, package.parent)
+        parent = name.rpartition(".")[0] if path.name != "__init__.py" else ""
+        side = declared_side(path) or (found.get(parent) if "." in parent else None)  # top-level modules declare
+        if side is None:
+            raise AssertionError(f"{path.relative_to(package.parent)}: no 'Device side:' or 'Host side:' first docstring line")
+        found[name] = side
     return found
 
 
-def test_the_scanner_sees_lazy_imports():
-    assert host_imports("def f():\n    import keras\n    from scipy.optimize import nnls\n") == ["keras", "scipy.optimize"]
-    assert host_imports("import numpy\nfrom edgecnn.runtime.base import open_backend\n") == []
+def imports(path: Path) -> list[str]:
+    """Every module an import statement in ``path`` names, lazy ones included, relative ones resolved."""
+    package = module_name(path).split(".")
+    if path.name != "__init__.py":
+        package = package[:-1]
+    names: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = (
+                ".".join(package[: len(package) - node.level + 1] + [node.module or ""]).strip(".") if node.level else node.module
+            )
+            names += [base] + ([f"{base}.{a.name}" for a in node.names] if base.startswith("edgecnn") else [])
+    return names
 
 
-@pytest.mark.parametrize("module", _device_modules(), ids=lambda p: str(p.relative_to(PACKAGE)))
-def test_device_side_never_imports_the_host_toolchain(module):
-    assert host_imports(module.read_text()) == []
+def crossings(path: Path, side_of: dict[str, str]) -> list[str]:
+    """The host-side modules and libraries a device-side file imports."""
+    bad = []
+    for name in imports(path):
+        if name.split(".")[0] in HOST_LIBRARIES or side_of.get(name) == "host":
+            bad.append(name)
+    return sorted(set(bad))
+
+
+def test_every_module_declares_its_side_and_the_packages_split_as_the_readme_says():
+    side_of = sides()
+    # the README's layout section names each world's top-level packages and modules
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Layout: two worlds", 1)[1].split("\n## ", 1)[0]
+    device_part, host_part = section.split("Host side", 1)
+    top = {n.split(".")[1] for n in side_of if n.count(".") == 1 and n not in ("edgecnn.cli", "edgecnn.__main__")}
+    for name in sorted(top):
+        shown = f"`{name}/`" if (PACKAGE / name).is_dir() else f"`{name}.py`"
+        assert shown in (device_part if side_of[f"edgecnn.{name}"] == "device" else host_part), (name, side_of[f"edgecnn.{name}"])
+    assert {"edgecnn.convert", "edgecnn.train", "edgecnn.models", "edgecnn.data", "edgecnn.hardening"} <= {
+        n for n, s in side_of.items() if s == "host"
+    }
+    assert {"edgecnn.runtime", "edgecnn.stream", "edgecnn.profiling", "edgecnn.cli", "edgecnn.manifest"} <= {
+        n for n, s in side_of.items() if s == "device"
+    }
+
+
+def test_the_scanner_sees_lazy_and_relative_imports():
+    side_of = {"edgecnn.convert": "host", "edgecnn.convert.api": "host", "edgecnn.runtime.base": "device"}
+    probe = PACKAGE / "runtime" / "_probe_for_the_test.py"
+    probe.write_text(
+        "import numpy\nfrom edgecnn.runtime.base import open_backend\n"
+        "def f():\n    import keras\n    from scipy.optimize import nnls\n    from ..convert import api\n"
+    )
+    try:
+        assert crossings(probe, side_of) == ["edgecnn.convert", "edgecnn.convert.api", "keras", "scipy.optimize"]
+    finally:
+        probe.unlink()
+
+
+def test_a_module_without_a_declaration_is_named(tmp_path):
+    (tmp_path / "edgecnn" / "runtime").mkdir(parents=True)
+    (tmp_path / "edgecnn" / "__init__.py").write_text('"""Device side: the package."""\n')
+    (tmp_path / "edgecnn" / "runtime" / "__init__.py").write_text('"""Device side: runtimes."""\n')
+    (tmp_path / "edgecnn" / "runtime" / "fast.py").write_text('"""A backend: inherits its package side."""\n')
+    (tmp_path / "edgecnn" / "runtime" / "tool.py").write_text('"""Host side: declares its own."""\n')
+    assert sides(tmp_path / "edgecnn") == {
+        "edgecnn": "device",
+        "edgecnn.runtime": "device",
+        "edgecnn.runtime.fast": "device",
+        "edgecnn.runtime.tool": "host",
+    }
+    (tmp_path / "edgecnn" / "loose.py").write_text('"""Helpers."""\n')
+    with pytest.raises(AssertionError, match="loose.py: no 'Device side:' or 'Host side:'"):
+        sides(tmp_path / "edgecnn")
+
+
+def _device_files() -> list[Path]:
+    side_of = sides()
+    return [p for p in sorted(PACKAGE.rglob("*.py")) if side_of[module_name(p)] == "device"]
+
+
+@pytest.mark.parametrize("module", _device_files(), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_device_side_never_imports_the_host_side(module):
+    assert crossings(module, sides()) == []

@@ -37,11 +37,12 @@ ESTIMATE_ONLY = ("mobilenet_v1", "mobilenet_v3_small")
 
 def _current(folder: Path) -> bool:
     """Converted by this edgecnn (per-layer kinds in the manifest), not by an older one."""
+    from edgecnn.errors import EdgeCNNError
     from edgecnn.manifest import Manifest
 
     try:
         rows = Manifest.load(folder / "tflite-fp32", verify=False).extra["cost"]["layers"]
-    except Exception:
+    except (EdgeCNNError, KeyError, IndexError, TypeError):
         return False
     return (folder / "summary.json").exists() and len(rows[0]) >= 7
 

@@ -87,7 +87,8 @@ def main() -> int:
         first.wait()
         full = time.monotonic() - t0
         # a short-trained model may fail the int8 parity gate (--no-gate keeps it, exit 1): what counts is the output
-        assert check(what, out)[0] == "complete", first.stderr.read() if first.stderr else ""
+        if check(what, out)[0] != "complete":
+            raise SystemExit(f"the uninterrupted {what} did not complete: {first.stderr.read() if first.stderr else ''}")
         counts = {"absent": 0, "complete": 0, "partial-set": 0, "finished": 0}
         problems: list[str] = []
         late = 0

@@ -1,4 +1,4 @@
-"""Typed command-line values with their ranges: a bad value is a usage error (exit 2) that names the option, the
+"""Device side: typed command-line values with their ranges: a bad value is a usage error (exit 2) that names the option, the
 range and what was received, before anything heavy is imported."""
 
 from __future__ import annotations

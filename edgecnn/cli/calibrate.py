@@ -1,4 +1,4 @@
-"""edgecnn calibrate: measure this host's per-layer costs once, for `profile --device NAME` estimates."""
+"""Host side: edgecnn calibrate: measure this host's per-layer costs once, for `profile --device NAME` estimates."""
 
 from __future__ import annotations
 

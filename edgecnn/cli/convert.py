@@ -1,4 +1,4 @@
-"""edgecnn convert: convert-and-quantise for a device profile, with the parity gate."""
+"""Host side: edgecnn convert: convert-and-quantise for a device profile, with the parity gate."""
 
 from __future__ import annotations
 
@@ -75,6 +75,9 @@ def run(args) -> int:
         sign_key=args.sign_key,
         progress=say,
     )
+    from edgecnn import liblog
+
+    liblog.keep_in(summary.out)
     if args.json:
         print((summary.out / "summary.json").read_text())
     else:

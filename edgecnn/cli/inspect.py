@@ -1,4 +1,4 @@
-"""edgecnn inspect: per-layer output shape, parameters, MACs and activation size."""
+"""Host side: edgecnn inspect: per-layer output shape, parameters, MACs and activation size."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""edgecnn sign: sign artifact folders with an elliptic-curve private key (OpenSSF model-signing)."""
+"""Device side: edgecnn sign: sign artifact folders with an elliptic-curve private key (OpenSSF model-signing)."""
 
 from __future__ import annotations
 

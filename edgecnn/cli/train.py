@@ -1,4 +1,4 @@
-"""edgecnn train: run a YAML recipe into a run directory."""
+"""Host side: edgecnn train: run a YAML recipe into a run directory."""
 
 from __future__ import annotations
 
@@ -38,6 +38,9 @@ def run(args) -> int:
     from edgecnn.train.trainer import train
 
     run_dir = train(recipe, out, data=args.data, force=args.force, quiet=args.quiet, skip_bad=args.skip_bad)
+    from edgecnn import liblog
+
+    liblog.keep_in(run_dir)
     m = json.loads((run_dir / "metrics.json").read_text())
     acc = m.get("accuracy")
     print(

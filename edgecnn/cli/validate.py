@@ -1,4 +1,4 @@
-"""edgecnn validate: check an image-folder dataset and list every bad file."""
+"""Host side: edgecnn validate: check an image-folder dataset and list every bad file."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""edgecnn verify: re-check an artifact (manifest digest, hashes, one conversion, signature) or a training run;
+"""Device side: edgecnn verify: re-check an artifact (manifest digest, hashes, one conversion, signature) or a training run;
 ``--run`` replays the artifact's self-check through this machine's runtime."""
 
 from __future__ import annotations
@@ -23,23 +23,13 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from edgecnn.errors import ConfigError
-    from edgecnn.manifest import RUN_INDEX, verify_run
+    from edgecnn.manifest import RUN_INDEX
     from edgecnn.runtime.select import load_artifact_set
     from edgecnn.signing import trust_key_from, verify_signature
 
     path = Path(args.artifact)
-    if path.suffix == ".keras" and path.is_file():
-        raise ConfigError(
-            f"{path} is a Keras model file: verify checks artifacts (edgecnn convert's output) and training runs",
-            hint="verify the run folder it came from, or convert it first",
-        )
-    if (path / RUN_INDEX).is_file() or (path / "model.keras").is_file():
-        if args.run or args.trust_key:
-            raise ConfigError(f"{path} is a training run: --run and --trust-key apply to artifacts")
-        data = verify_run(path)
-        print(f"ok: {path} (training run, {len(data['files'])} file(s) match their sha256)")
-        return 0
+    if (path / RUN_INDEX).is_file() or (path / "model.keras").is_file() or path.suffix == ".keras":
+        return _verify_run(path, args)
     key = trust_key_from(args.trust_key)
     manifests = load_artifact_set(path)
     for m in manifests:
@@ -47,15 +37,7 @@ def run(args) -> int:
             verify_signature(m.directory, key)
     ran = 0
     for m in manifests:
-        parity = m.parity or {}
-        status = (
-            "parity passed" if parity.get("passed") else ("parity FAILED (kept with --no-gate)" if parity else "no parity record")
-        )
-        signed = ", signature verified" if key is not None else ""
-        print(
-            f"ok: {m.directory} ({m.format}/{m.precision}, {len(m.files)} file(s) match their sha256, {len(m.labels)} labels, "
-            f"{status}{signed})"
-        )
+        print(f"ok: {m.directory} ({_describe(m)}{', signature verified' if key is not None else ''})")
         if args.run:
             ran += _self_check(m)
     if args.run and not ran:
@@ -66,6 +48,32 @@ def run(args) -> int:
             hint='install one, e.g. pip install "edgecnn[litert]"',
         )
     return 0
+
+
+def _verify_run(path, args) -> int:
+    """A training run folder: every file against its recorded sha256 (a lone .keras file is refused)."""
+    from edgecnn.errors import ConfigError
+    from edgecnn.manifest import verify_run
+
+    if path.suffix == ".keras" and path.is_file():
+        raise ConfigError(
+            f"{path} is a Keras model file: verify checks artifacts (edgecnn convert's output) and training runs",
+            hint="verify the run folder it came from, or convert it first",
+        )
+    if args.run or args.trust_key:
+        raise ConfigError(f"{path} is a training run: --run and --trust-key apply to artifacts")
+    data = verify_run(path)
+    print(f"ok: {path} (training run, {len(data['files'])} file(s) match their sha256)")
+    return 0
+
+
+def _describe(m) -> str:
+    parity = m.parity or {}
+    if not parity:
+        status = "no parity record"
+    else:
+        status = "parity passed" if parity.get("passed") else "parity FAILED (kept with --no-gate)"
+    return f"{m.format}/{m.precision}, {len(m.files)} file(s) match their sha256, {len(m.labels)} labels, {status}"
 
 
 def _self_check(m) -> int:

@@ -1,4 +1,4 @@
-"""Host-side conversion and quantisation (imports TensorFlow when a converter runs)."""
+"""Host side: conversion and quantisation (imports TensorFlow when a converter runs)."""
 
 from edgecnn._tfenv import prepare
 

@@ -44,153 +44,11 @@ def _format_of(runtime: str) -> str:
 QUICK = ("tiny", "conv-64", "pointwise-56", "depthwise-112", "mlp", "memory-ops", "many-small", "average", "activations")
 
 
-def networks() -> dict[str, Callable[[], Any]]:
-    """name -> a builder of a small Keras classifier dominated by one kind of layer."""
-    import keras
-    from keras import layers as L
+def networks() -> dict[str, Any]:
+    """name -> a builder of a small Keras classifier dominated by one kind of layer (convert/calibration_nets.py)."""
+    from edgecnn.convert.calibration_nets import NETWORKS
 
-    def conv(x, c, k=3, s=1):
-        return L.Conv2D(c, k, strides=s, padding="same", activation="relu")(x)
-
-    def pw(x, c):
-        return L.Conv2D(c, 1, activation="relu")(x)
-
-    def dw(x, s=1):
-        return L.DepthwiseConv2D(3, strides=s, padding="same", activation="relu")(x)
-
-    def model(inp, x):
-        out = L.Dense(10, activation="softmax")(L.GlobalAveragePooling2D()(x) if len(x.shape) == 4 else x)
-        return keras.Model(inp, out)
-
-    def tiny():
-        i = keras.Input((8, 8, 1))
-        return model(i, L.Flatten()(conv(i, 4)))
-
-    def conv64():
-        i = keras.Input((64, 64, 3))
-        return model(i, conv(conv(conv(conv(i, 32), 32), 64, s=2), 64))
-
-    def conv128_thin():
-        i = keras.Input((128, 128, 3))
-        return model(i, conv(conv(conv(conv(i, 16), 16), 16, s=2), 16))
-
-    def conv5():
-        i = keras.Input((48, 48, 3))
-        return model(i, conv(conv(conv(i, 32, k=5), 32, k=5, s=2), 64, k=5))
-
-    def pointwise56():
-        i = keras.Input((56, 56, 3))
-        return model(i, pw(pw(pw(pw(conv(i, 32), 64), 128), 64), 128))
-
-    def pointwise_wide():
-        i = keras.Input((28, 28, 3))
-        return model(i, pw(pw(pw(pw(conv(i, 64, s=2), 256), 512), 512), 256))
-
-    def depthwise112():
-        i = keras.Input((112, 112, 3))
-        return model(i, dw(dw(dw(dw(conv(i, 32)), s=2))))
-
-    def depthwise_wide():
-        i = keras.Input((56, 56, 3))
-        return model(i, dw(dw(dw(dw(pw(conv(i, 96, s=2), 192))))))
-
-    def separable56():
-        i = keras.Input((56, 56, 3))
-        x = conv(i, 32)
-        x = pw(dw(x), 64)
-        x = pw(dw(x), 64)
-        return model(i, pw(dw(x, s=2), 128))
-
-    def mlp():
-        i = keras.Input((32, 32, 3))
-        x = L.Dense(512, activation="relu")(L.Flatten()(i))
-        return model(i, L.Dense(256, activation="relu")(x))
-
-    def memory_ops():
-        i = keras.Input((64, 64, 3))
-        x = conv(i, 32)
-        x = L.Add()([x, L.MaxPooling2D(3, strides=1, padding="same")(x)])
-        x = L.Concatenate()([x, L.AveragePooling2D(3, strides=1, padding="same")(x)])
-        x = L.MaxPooling2D(2)(L.ZeroPadding2D(1)(x))
-        return model(i, L.Add()([x, L.MaxPooling2D(3, strides=1, padding="same")(x)]))
-
-    def many_small():
-        i = keras.Input((16, 16, 3))
-        x = conv(i, 8)
-        for _ in range(16):
-            x = pw(x, 8)
-        return model(i, x)
-
-    def inverted_residual():
-        i = keras.Input((32, 32, 3))
-        x = conv(i, 16)
-        for _ in range(3):
-            x = L.Add()([x, pw(dw(pw(x, 96)), 16)])
-        return model(i, x)
-
-    def fire():
-        i = keras.Input((56, 56, 3))
-        x = conv(i, 64, s=2)
-        for c in (16, 32):
-            s = pw(x, c)
-            x = L.Concatenate()([pw(s, 4 * c), conv(s, 4 * c)])
-        return model(i, L.MaxPooling2D(3, strides=2)(x))
-
-    def average():
-        i = keras.Input((64, 64, 3))
-        x = L.AveragePooling2D(2)(conv(i, 16))
-        x = L.AveragePooling2D(2)(conv(x, 32))
-        return model(i, L.AveragePooling2D(3, strides=1, padding="same")(conv(x, 32)))
-
-    def activations():
-        i = keras.Input((48, 48, 3))
-        x = L.Conv2D(16, 3, padding="same", activation="tanh")(i)
-        x = L.Conv2D(16, 3, strides=2, padding="same", activation="sigmoid")(x)
-        x = L.Conv2D(32, 3, padding="same", activation="swish")(x)
-        return model(i, L.Dense(32, activation="tanh")(L.GlobalAveragePooling2D()(x)))
-
-    def small_conv5():
-        i = keras.Input((32, 32, 3))
-        x = L.AveragePooling2D(2)(L.Conv2D(8, 5, activation="relu")(i))
-        return model(i, L.AveragePooling2D(2)(L.Conv2D(16, 5, activation="relu")(x)))
-
-    def small_conv3():
-        i = keras.Input((24, 24, 3))
-        return model(i, conv(L.MaxPooling2D(2)(conv(conv(i, 16), 16)), 32))
-
-    def small_tanh():
-        i = keras.Input((28, 28, 3))
-        x = L.MaxPooling2D(2)(L.Conv2D(8, 5, activation="tanh")(i))
-        x = L.MaxPooling2D(2)(L.Conv2D(16, 3, activation="tanh")(x))
-        return model(i, L.Dense(32, activation="tanh")(L.Flatten()(x)))
-
-    def small_dense():
-        i = keras.Input((16, 16, 3))
-        x = L.Dense(128, activation="sigmoid")(L.Flatten()(i))
-        return model(i, L.Dense(64, activation="relu")(x))
-
-    return {
-        "tiny": tiny,
-        "small-conv5x5": small_conv5,
-        "small-conv3x3": small_conv3,
-        "small-tanh": small_tanh,
-        "small-dense": small_dense,
-        "conv-64": conv64,
-        "conv-128-thin": conv128_thin,
-        "conv5x5-48": conv5,
-        "pointwise-56": pointwise56,
-        "pointwise-wide": pointwise_wide,
-        "depthwise-112": depthwise112,
-        "depthwise-wide": depthwise_wide,
-        "separable-56": separable56,
-        "mlp": mlp,
-        "memory-ops": memory_ops,
-        "many-small": many_small,
-        "inverted-residual": inverted_residual,
-        "fire": fire,
-        "average": average,
-        "activations": activations,
-    }
+    return {name: NETWORKS.get(name) for name in NETWORKS}
 
 
 def _convert_all(name: str, model: Any, work: Path, wanted: list[tuple[str, str]], host: DeviceProfile) -> dict:
@@ -241,6 +99,96 @@ def fit(rows: list[tuple[list[float], float]]) -> list[float]:
     return [float(c) for c in coef]
 
 
+def _check_request(runtimes: list[str], precisions: list[str], threads: int) -> None:
+    """Refuse a bad request before TensorFlow loads."""
+    for r in runtimes:
+        _format_of(r)
+    for p in precisions:
+        if p not in ("fp32", "int8"):
+            raise ConfigError(f"calibration precisions are fp32 and int8; received '{p}'")
+    if threads < 1:
+        raise ConfigError(f"--threads must be at least 1; received {threads}")
+
+
+def _build_all(
+    nets: dict[str, Any], work: Path, wanted: list[tuple[str, str]], host: DeviceProfile, say: Callable
+) -> tuple[dict, dict]:
+    """Every network built (seeded) and converted: (layer costs by name, model files by name)."""
+    import keras
+
+    from edgecnn.models.inspect import analyse
+
+    costs, files = {}, {}
+    for i, (name, build) in enumerate(nets.items(), 1):
+        say(f"[{i}/{len(nets)}] {name}: building and converting to {', '.join(f'{f}/{p}' for f, p in wanted)}")
+        keras.utils.set_random_seed(i)
+        model = build()
+        costs[name] = layer_costs(analyse(model))
+        files[name] = _convert_all(name, model, work, wanted, host)
+        keras.backend.clear_session()
+    return costs, files
+
+
+def _time_all(
+    files: dict, runtimes: list[str], precisions: list[str], threads: int, seconds: float, passes: int, say: Callable
+) -> dict:
+    """p50 per (runtime, precision) and network, in passes over everything: slow drift of the machine hits every
+    network alike."""
+    measured: dict[tuple[str, str], dict[str, list[float]]] = {}
+    for rnd in range(passes):
+        for runtime in runtimes:
+            for prec in precisions:
+                say(f"timing pass {rnd + 1}/{passes}: {runtime}/{prec}")
+                for name in files:
+                    f = files[name].get((_format_of(runtime), prec))
+                    if f is not None:
+                        measured.setdefault((runtime, prec), {}).setdefault(name, []).append(
+                            _time_p50(runtime, f, threads, seconds / passes)
+                        )
+    return measured
+
+
+def _fitted(rows: dict[str, tuple], nets: list[str], checks: list[str]) -> tuple[list[float], list[dict], list[dict]]:
+    """(coefficients fitted on ``nets``, how far they are from each network, and from each check)."""
+    coef = fit([rows[name] for name in nets])
+
+    def judged(names: list[str]) -> list[dict[str, Any]]:
+        out = []
+        for name in names:
+            x, t = rows[name]
+            pred = sum(c * v for c, v in zip(coef, x))
+            out.append({"name": name, "measured_ms": t, "predicted_ms": pred, "error": pred / t - 1})
+        return out
+
+    return coef, judged(nets), judged([name for name in checks if name in rows])
+
+
+def _record(
+    host: DeviceProfile, runtime: str, prec: str, threads: int, coef: list[float], nets_out: list, checks_out: list
+) -> dict:
+    return {
+        "schema": SCHEMA,
+        "schema_version": 1,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "runtime": runtime,
+        "precision": prec,
+        "threads": threads,
+        "host": {
+            "cpu_model": host.cpu.model,
+            "cores": host.cpu.cores,
+            "clock_ghz": host.cpu.clock_ghz,
+            "peak_fp32_gflops": host.cpu.peak_fp32_gflops,
+            "peak_int8_gops": host.cpu.peak_int8_gops,
+            "bandwidth_gbps": host.memory.bandwidth_gbps,
+        },
+        "coefficients": dict(zip(COEFFICIENTS, coef)),
+        "networks": nets_out,
+        "fit_error_median_abs": statistics.median(abs(n["error"]) for n in nets_out),
+        "fit_error_max_abs": max(abs(n["error"]) for n in nets_out),
+        "checks": checks_out,
+    }
+
+
 def calibrate(
     host: DeviceProfile,
     *,
@@ -260,85 +208,27 @@ def calibrate(
     timed in the same passes as the networks, so the error of the fitted formula on them is not blurred by the
     machine drifting between a calibration and a later measurement.
     """
-    for r in runtimes:
-        _format_of(r)
-    for p in precisions:
-        if p not in ("fp32", "int8"):
-            raise ConfigError(f"calibration precisions are fp32 and int8; received '{p}'")
-    if threads < 1:
-        raise ConfigError(f"--threads must be at least 1; received {threads}")
-    import keras  # after the checks above: a typo is answered before TensorFlow loads
-
-    from edgecnn.models.inspect import analyse
-
+    _check_request(runtimes, precisions, threads)  # a typo is answered before TensorFlow loads
     out_dir = Path(out_dir) if out_dir else calibration_dir()
     wanted = [(_format_of(r), p) for r in runtimes for p in precisions]
     nets = {k: v for k, v in networks().items() if not quick or k in QUICK}
     checks = checks or {}
-    costs = {name: c for name, (c, _) in checks.items()}
-    files = {name: f for name, (_, f) in checks.items()}
-    measured: dict[tuple[str, str], dict[str, list[float]]] = {}
     with tempfile.TemporaryDirectory(prefix="edgecnn-calibrate-") as tmp:
-        for i, (name, build) in enumerate(nets.items(), 1):
-            say(f"[{i}/{len(nets)}] {name}: building and converting to {', '.join(f'{f}/{p}' for f, p in wanted)}")
-            keras.utils.set_random_seed(i)
-            model = build()
-            costs[name] = layer_costs(analyse(model))
-            files[name] = _convert_all(name, model, Path(tmp), wanted, host)
-            keras.backend.clear_session()
-        for rnd in range(passes):  # passes over everything: slow drift of the machine hits every network alike
-            for runtime in runtimes:
-                for prec in precisions:
-                    say(f"timing pass {rnd + 1}/{passes}: {runtime}/{prec}")
-                    for name in files:
-                        f = files[name].get((_format_of(runtime), prec))
-                        if f is not None:
-                            t = _time_p50(runtime, f, threads, seconds / passes)
-                            measured.setdefault((runtime, prec), {}).setdefault(name, []).append(t)
+        costs, files = _build_all(nets, Path(tmp), wanted, host, say)
+        costs |= {name: c for name, (c, _) in checks.items()}
+        files |= {name: f for name, (_, f) in checks.items()}
+        measured = _time_all(files, runtimes, precisions, threads, seconds, passes, say)
     results = []
     out_dir.mkdir(parents=True, exist_ok=True)
-    ref_clock = host.cpu.clock_ghz
     for (runtime, prec), per_name in measured.items():
         rows = {
-            name: (features(costs[name], prec, host, threads, ref_clock_ghz=ref_clock), statistics.median(ts))
+            name: (features(costs[name], prec, host, threads, ref_clock_ghz=host.cpu.clock_ghz), statistics.median(ts))
             for name, ts in per_name.items()
         }
-        coef = fit([rows[name] for name in nets])
-
-        def judged(names: list[str]) -> list[dict[str, Any]]:
-            out = []
-            for name in names:
-                x, t = rows[name]
-                pred = sum(c * v for c, v in zip(coef, x))
-                out.append({"name": name, "measured_ms": t, "predicted_ms": pred, "error": pred / t - 1})
-            return out
-
-        nets_out = judged(list(nets))
-        cal = {
-            "schema": SCHEMA,
-            "schema_version": 1,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "runtime": runtime,
-            "precision": prec,
-            "threads": threads,
-            "host": {
-                "cpu_model": host.cpu.model,
-                "cores": host.cpu.cores,
-                "clock_ghz": host.cpu.clock_ghz,
-                "peak_fp32_gflops": host.cpu.peak_fp32_gflops,
-                "peak_int8_gops": host.cpu.peak_int8_gops,
-                "bandwidth_gbps": host.memory.bandwidth_gbps,
-            },
-            "coefficients": dict(zip(COEFFICIENTS, coef)),
-            "networks": nets_out,
-            "fit_error_median_abs": statistics.median(abs(n["error"]) for n in nets_out),
-            "fit_error_max_abs": max(abs(n["error"]) for n in nets_out),
-            "checks": judged([name for name in checks if name in rows]),
-        }
+        cal = _record(host, runtime, prec, threads, *_fitted(rows, list(nets), list(checks)))
         path = out_dir / calibration_name(runtime, prec, threads)
         path.write_text(json.dumps(cal, indent=2) + "\n")
-        cal["path"] = str(path)
-        results.append(cal)
+        results.append(cal | {"path": str(path)})
     return results
 
 

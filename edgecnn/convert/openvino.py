@@ -118,7 +118,7 @@ def build(
                 extra["accuracy_control"] = {"max_drop": accuracy[1]}
             else:
                 # NNCF's min/max statistics do not depend on how the samples are batched, and batches are cheaper
-                # (MobileNetV2, 200 samples: 10.2 vs 11.6 CPU-s, identical outputs). Its fast bias correction counts
+                # (README, "Measured here"; identical outputs). Its fast bias correction counts
                 # items, not samples (100 by default), so it now averages all the equal batches instead of the first
                 # 100 samples: LeNet-5 kept its accuracy and top-1 on all 270 held-out digits, |dp| within 0.011.
                 batch = max(d for d in range(1, 21) if len(calibration) % d == 0)

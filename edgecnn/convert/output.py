@@ -109,25 +109,31 @@ class OutputPlan:
         entries = [p for p in final.iterdir() if not p.name.startswith(".")] if final.is_dir() else []
         old = _old_set(final) if entries else []
         if entries and not force:
-            what = (
-                f"artifacts of {old[0].source_model.get('name', '?')}"
-                + (" (the same model)" if _same_source(old, source) else f" (another model than {source.name})")
-                if old
-                else "other files"
-            )
             raise ArtifactError(
-                f"output folder already exists: {final} (it holds {what})",
+                f"output folder already exists: {final} (it holds {_holds(old, source)})",
                 hint="use --force to replace it (the set is replaced whole; for the same model, precisions you do not "
                 "convert again are kept), or choose another --out",
             )
-        if old and _same_source(old, source):
+        if _same_source(old, source):
             keep = [m.directory for m in old if m.directory.name not in targets]
             rows = _old_rows(final, {d.name for d in keep})
             return cls(final, old[0].conversion_id, keep, rows)
-        replaces = f"{len(entries)} entries" if entries and not old else None
-        if old:
-            replaces = f"the artifacts of {old[0].source_model.get('name', '?')} (conversion {old[0].conversion_id[:8]})"
-        return cls(final, uuid.uuid4().hex, replaces=replaces)
+        return cls(final, uuid.uuid4().hex, replaces=_replaces(entries, old))
+
+
+def _holds(old: list[Manifest], source: SourceFile) -> str:
+    """What an existing --out folder holds, in words, for the refusal."""
+    if not old:
+        return "other files"
+    same = " (the same model)" if _same_source(old, source) else f" (another model than {source.name})"
+    return f"artifacts of {old[0].source_model.get('name', '?')}{same}"
+
+
+def _replaces(entries: list[Path], old: list[Manifest]) -> str | None:
+    """What --force is about to replace, for the summary; None for an empty or new folder."""
+    if old:
+        return f"the artifacts of {old[0].source_model.get('name', '?')} (conversion {old[0].conversion_id[:8]})"
+    return f"{len(entries)} entries" if entries else None
 
 
 def _old_set(final: Path) -> list[Manifest]:

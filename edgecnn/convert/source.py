@@ -55,9 +55,9 @@ class SourceModel:
         """The SavedModel every converter reads (TFLite, tf2onnx, OpenVINO), written once.
 
         The traced inference graph with its weights frozen into constants, saved with one ``serving_default``
-        signature: MobileNetV2 in 2.7 CPU-seconds, where Keras' ``model.export`` took 14 (it traces every layer
-        again for the checkpoint functions and walks each trackable), and each converter then loads it faster
-        (TFLiteConverter 6.9 -> 2.3 s, tf2onnx 14 -> 11 s) because there are no variables to freeze. A model that
+        signature: several times cheaper than Keras' ``model.export`` (which traces every layer again for the
+        checkpoint functions and walks each trackable), and each converter then loads it faster because there are
+        no variables to freeze (README, "Measured here"). A model that
         cannot be frozen (a lookup table or other resource, or a graph over protobuf's 2 GB) goes through
         ``model.export`` as before; ``export_method`` says which route was taken.
         """
@@ -104,7 +104,7 @@ class SourceModel:
             return np.asarray(out, dtype=np.float32)
 
         n_out = int(self.model.outputs[0].shape[-1])
-        # batches of 16: 4.8 CPU-s for MobileNetV2 on 200 images here, 5.3 in batches of 64 (interleaved runs)
+        # batches of 16 cost less CPU than batches of 64 (README, "Measured here")
         return np.concatenate([np.empty((0, n_out), np.float32)] + [run(x[i : i + 16]) for i in range(0, len(x), 16)])
 
     def workdir(self) -> Path:
@@ -159,6 +159,55 @@ def image_input_shape(keras_model: Any, path: Path) -> tuple[int, int, int]:
     return int(shape[1]), int(shape[2]), int(shape[3])
 
 
+def check_classifier(keras_model: Any, path: Path) -> int:
+    """The number of classes of a model with one input and one softmax output; a clear error otherwise."""
+    if len(keras_model.inputs) != 1 or len(keras_model.outputs) != 1:
+        raise ModelError(
+            f"{path}: expected one input and one output; found {len(keras_model.inputs)} and {len(keras_model.outputs)}"
+        )
+    out_shape = keras_model.outputs[0].shape
+    if len(out_shape) != 2 or not out_shape[-1] or out_shape[-1] < 2:
+        raise ModelError(
+            f"{path}: the output is not a class-probability vector (shape {tuple(out_shape)})",
+            hint="convert a classifier whose last layer is a softmax over the classes",
+        )
+    last = keras_model.layers[-1]
+    act = getattr(getattr(last, "activation", None), "__name__", "softmax")
+    if type(last).__name__ != "Softmax" and act != "softmax":
+        raise ModelError(
+            f"{path}: the last layer's activation is '{act}', not softmax: outputs are not probabilities",
+            hint="add a Softmax layer to the model before converting",
+        )
+    return int(out_shape[-1])
+
+
+def _labels(given: list[str] | None, folder: Path, n: int) -> list[str]:
+    """The labels given, else labels.txt in ``folder``, else class_0..; they must be as many as the outputs."""
+    from edgecnn.text import read_lines
+
+    labels_file = folder / "labels.txt"
+    labels = given if given is not None else read_lines(labels_file, "labels file") if labels_file.is_file() else None
+    labels = labels or [f"class_{i}" for i in range(n)]
+    if len(labels) != n:
+        raise ConfigError(f"{len(labels)} labels given but the model has {n} outputs")
+    return labels
+
+
+def _preprocess(given: PreprocessSpec | InputFlags | None, file: Path, path: Path, shape: tuple[int, int, int]) -> PreprocessSpec:
+    """The preprocessing given, completed from the model's input, else ``file`` (preprocess.json)."""
+    spec = given.spec(shape) if isinstance(given, InputFlags) else given
+    if spec is None:
+        if not file.is_file():
+            raise ConfigError(
+                f"no preprocessing known for {path}",
+                hint="put a preprocess.json beside it or pass --input-scale/--input-mean/--input-std",
+            )
+        spec = PreprocessSpec.load(file)
+    if spec.input_shape != shape:
+        raise ConfigError(f"preprocessing makes {spec.input_shape} inputs but the model takes {shape}")
+    return spec
+
+
 def load_source(
     model: str | Path,
     *,
@@ -176,47 +225,8 @@ def load_source(
     located = located or locate_source(model)
     path, run_dir = located.path, located.run_dir
     keras_model = load_keras_model(path, trust=trust)
-    if len(keras_model.inputs) != 1 or len(keras_model.outputs) != 1:
-        raise ModelError(
-            f"{path}: expected one input and one output; found {len(keras_model.inputs)} and {len(keras_model.outputs)}"
-        )
-    out_shape = keras_model.outputs[0].shape
-    if len(out_shape) != 2 or not out_shape[-1] or out_shape[-1] < 2:
-        raise ModelError(
-            f"{path}: the output is not a class-probability vector (shape {tuple(out_shape)})",
-            hint="convert a classifier whose last layer is a softmax over the classes",
-        )
-    if (
-        type(keras_model.layers[-1]).__name__ not in ("Softmax",)
-        and getattr(keras_model.layers[-1], "activation", None) is not None
-    ):
-        act = getattr(keras_model.layers[-1].activation, "__name__", "")
-        if act != "softmax":
-            raise ModelError(
-                f"{path}: the last layer's activation is '{act}', not softmax: outputs are not probabilities",
-                hint="add a Softmax layer to the model before converting",
-            )
-    n = int(out_shape[-1])
-    in_shape = image_input_shape(keras_model, path)
-    labels_file = (run_dir or path.parent) / "labels.txt"
-    if labels is None and labels_file.is_file():
-        from edgecnn.text import read_lines
-
-        labels = read_lines(labels_file, "labels file")
-    labels = labels or [f"class_{i}" for i in range(n)]
-    if len(labels) != n:
-        raise ConfigError(f"{len(labels)} labels given but the model has {n} outputs")
-    if isinstance(preprocess, InputFlags):
-        preprocess = preprocess.spec(in_shape)
-    if preprocess is None:
-        pp = (run_dir / "preprocess.json") if run_dir else path.with_name("preprocess.json")
-        if pp.is_file():
-            preprocess = PreprocessSpec.load(pp)
-        else:
-            raise ConfigError(
-                f"no preprocessing known for {path}",
-                hint="put a preprocess.json beside it or pass --input-scale/--input-mean/--input-std",
-            )
-    if preprocess.input_shape != in_shape:
-        raise ConfigError(f"preprocessing makes {preprocess.input_shape} inputs but the model takes {in_shape}")
-    return SourceModel(path, keras_model, labels, preprocess, run_dir, located.sha256)
+    n = check_classifier(keras_model, path)
+    shape = image_input_shape(keras_model, path)
+    folder = run_dir or path.parent
+    spec = _preprocess(preprocess, folder / "preprocess.json", path, shape)
+    return SourceModel(path, keras_model, _labels(labels, folder, n), spec, run_dir, located.sha256)

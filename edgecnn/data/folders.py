@@ -43,33 +43,27 @@ def _class_dirs(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def validate_folder(root: str | Path, *, max_pixels: int | None = None) -> tuple[ValidationReport, ImageDataset | None]:
-    """Check every file (a file over ``max_pixels`` is refused from its header, never decoded); return the report
-    and, if anything loads, the dataset of good files."""
-    root = Path(root)
-    report = ValidationReport(root)
-    dirs = _class_dirs(root)
-    images, labels, names = [], [], []
-    for d in dirs:
-        files = sorted(p for p in d.rglob("*") if p.is_file() and not p.name.startswith("."))
-        good = 0
-        for f in files:
-            if f.suffix.lower() not in EXTENSIONS:
-                report.bad_files.append(
-                    (f, f"not an image extension ({f.suffix or 'none'}); allowed: {', '.join(sorted(EXTENSIONS))}")
-                )
-                continue
-            img, reason = check_image(f, limit=max_pixels)
-            if reason:
-                report.bad_files.append((f, reason))
-                continue
+def _class_images(folder: Path, report: ValidationReport, max_pixels: int | None) -> list[np.ndarray]:
+    """The sound images of one class folder; every other file goes into the report with its reason."""
+    images = []
+    for f in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        if f.suffix.lower() not in EXTENSIONS:
+            report.bad_files.append(
+                (f, f"not an image extension ({f.suffix or 'none'}); allowed: {', '.join(sorted(EXTENSIONS))}")
+            )
+            continue
+        img, reason = check_image(f, limit=max_pixels)
+        if reason:
+            report.bad_files.append((f, reason))
+        else:
             images.append(img)
-            labels.append(len(names))
-            good += 1
-        if good == 0:
-            report.problems.append(f"{d}: class folder '{d.name}' has no usable images")
-        report.classes[d.name] = good
-        names.append(d.name)
+    if not images:
+        report.problems.append(f"{folder}: class folder '{folder.name}' has no usable images")
+    report.classes[folder.name] = len(images)
+    return images
+
+
+def _dataset_problems(root: Path, dirs: list[Path], report: ValidationReport) -> None:
     if not dirs:
         report.problems.append(f"{root}: no class sub-folders (expected one folder per class)")
     elif len(dirs) == 1:
@@ -77,15 +71,22 @@ def validate_folder(root: str | Path, *, max_pixels: int | None = None) -> tuple
     nonzero = [n for n in report.classes.values() if n]
     if len(nonzero) >= 2 and max(nonzero) / min(nonzero) > IMBALANCE_RATIO:
         report.warnings.append(f"strong class imbalance: largest/smallest = {max(nonzero)}/{min(nonzero)}")
-    # keep only classes with images so labels stay contiguous
-    if not images:
+
+
+def validate_folder(root: str | Path, *, max_pixels: int | None = None) -> tuple[ValidationReport, ImageDataset | None]:
+    """Check every file (a file over ``max_pixels`` is refused from its header, never decoded); return the report
+    and, if anything loads, the dataset of good files (classes without images left out, labels contiguous)."""
+    root = Path(root)
+    report = ValidationReport(root)
+    dirs = _class_dirs(root)
+    per_class = {d.name: _class_images(d, report, max_pixels) for d in dirs}
+    _dataset_problems(root, dirs, report)
+    kept = [name for name, imgs in per_class.items() if imgs]
+    if not kept:
         return report, None
-    keep = [i for i, n in enumerate(names) if report.classes[n] > 0]
-    remap = {old: new for new, old in enumerate(keep)}
-    ds = ImageDataset(
-        images, np.array([remap[lab] for lab in labels], dtype=np.int64), [names[i] for i in keep], "BGR", root.name
-    )
-    return report, ds
+    images = [img for name in kept for img in per_class[name]]
+    labels = np.array([i for i, name in enumerate(kept) for _ in per_class[name]], dtype=np.int64)
+    return report, ImageDataset(images, labels, kept, "BGR", root.name)
 
 
 def load_folder(root: Path, *, skip_bad: bool = False, max_pixels: int | None = None) -> ImageDataset:

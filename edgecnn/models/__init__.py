@@ -1,4 +1,4 @@
-"""The model zoo: every architecture registered by name, built by one factory.
+"""Host side: the model zoo: every architecture registered by name, built by one factory.
 
 Importing this package is cheap (no TensorFlow); builders import Keras when called.
 """

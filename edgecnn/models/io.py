@@ -56,5 +56,5 @@ def load_keras_model(path: str | Path, *, trust: bool = False) -> Any:
                 hint="only if you trust the file's author, add --trust-model",
             ) from None
         raise ModelError(f"cannot load {path} as a Keras model: {text.splitlines()[0][:300]}") from None
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a junk or hostile file makes Keras raise anything
         raise ModelError(f"cannot load {path} as a Keras model: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from None

@@ -61,7 +61,7 @@ def load_into(model: Any, path: Path) -> None:
             model.load_weights(str(path))
     except ModelError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - h5py/Keras raise many kinds on a file that does not fit
         raise ModelError(
             f"weights file {path} does not fit {model.name} (input {tuple(model.input_shape[1:])}, "
             f"{model.count_params():,} parameters): {str(exc).splitlines()[0][:200]}",

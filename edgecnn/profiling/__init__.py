@@ -1,1 +1,1 @@
-"""Latency profiling on the device (no TensorFlow): measure, statistics, system context, reports, estimates."""
+"""Device side: latency profiling on the device (no TensorFlow): measure, statistics, system context, reports, estimates."""

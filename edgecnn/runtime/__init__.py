@@ -1,4 +1,4 @@
-"""Device-side inference: numpy + one runtime. Never imports TensorFlow on its normal path."""
+"""Device side: inference: numpy + one runtime. Never imports TensorFlow on its normal path."""
 
 from __future__ import annotations
 

@@ -143,8 +143,7 @@ class OpenVINOBackend(BackendBase):
 def _static_batch(model: Any, batch: int) -> Any:
     """``model`` with its dynamic batch dimension fixed to ``batch``, or None when that cannot apply.
 
-    OpenVINO's CPU plugin runs a static shape faster than a dynamic one (measured here, same IR, interleaved:
-    LeNet-5 0.103 -> 0.079 ms, SqueezeNet 1.1 4.33 -> 3.99 ms, MobileNetV2 4.86 -> 4.50 ms); our IRs keep the batch
+    OpenVINO's CPU plugin runs a static shape faster than a dynamic one (README, "Measured here"); our IRs keep the batch
     dynamic so that one file serves every batch size, and the runtime picks the static shape it is asked for.
     """
     if len(model.inputs) != 1:

@@ -68,36 +68,76 @@ def load_artifact_set(path: str | Path, *, verify: bool = True) -> list[Manifest
 
 def check_runtime_request(runtime: str | None, accelerator: str | None, *, no_fallback: bool = False) -> None:
     """Refuse a --runtime/--accelerator pair no runtime offers, before anything is loaded."""
+    if runtime:
+        _check_runtime(runtime)
+    if accelerator:
+        _check_accelerator(runtime, accelerator)
+
+
+def _check_runtime(runtime: str) -> None:
     from edgecnn.errors import ConfigError
 
-    offered = {acc.lower(): name for name in RUNTIMES for acc in RUNTIMES.get(name).accelerators if acc != "CPU"}
-    if runtime and runtime not in RUNTIMES and runtime.lower() in offered:
-        owner = offered[runtime.lower()]
+    if runtime in RUNTIMES:
+        return
+    owner = next((n for n in RUNTIMES for a in RUNTIMES.get(n).accelerators if a != "CPU" and a.lower() == runtime.lower()), None)
+    if owner:
         proper = next(a for a in RUNTIMES.get(owner).accelerators if a.lower() == runtime.lower())
         raise ConfigError(
-            f"{runtime!r} is an accelerator of {owner}, not a runtime",
-            hint=f"--runtime {owner} --accelerator {proper}",
+            f"{runtime!r} is an accelerator of {owner}, not a runtime", hint=f"--runtime {owner} --accelerator {proper}"
         )
-    if runtime:
-        RUNTIMES.get(runtime)  # an unknown name: "did you mean"
-    if accelerator:
-        known = sorted({a for name in RUNTIMES for a in RUNTIMES.get(name).accelerators})
-        if accelerator not in known:
-            close = [a for a in known if a.lower() == accelerator.lower()]
-            raise ConfigError(
-                f"unknown accelerator {accelerator!r} (known: {', '.join(known)})"
-                + (f". Did you mean '{close[0]}'?" if close else "")
-            )
-        if runtime and accelerator not in RUNTIMES.get(runtime).accelerators:
-            raise ConfigError(
-                f"runtime '{runtime}' has no accelerator '{accelerator}' (it has: {', '.join(RUNTIMES.get(runtime).accelerators)})"
-            )
+    RUNTIMES.get(runtime)  # an unknown name: "did you mean"
+
+
+def _check_accelerator(runtime: str | None, accelerator: str) -> None:
+    from edgecnn.errors import ConfigError
+
+    known = sorted({a for name in RUNTIMES for a in RUNTIMES.get(name).accelerators})
+    if accelerator not in known:
+        close = [a for a in known if a.lower() == accelerator.lower()]
+        raise ConfigError(
+            f"unknown accelerator {accelerator!r} (known: {', '.join(known)})"
+            + (f". Did you mean '{close[0]}'?" if close else "")
+        )
+    if runtime and accelerator not in RUNTIMES.get(runtime).accelerators:
+        raise ConfigError(
+            f"runtime '{runtime}' has no accelerator '{accelerator}' (it has: {', '.join(RUNTIMES.get(runtime).accelerators)})"
+        )
 
 
 def _preference(profile: DeviceProfile | None, manifest: Manifest) -> int:
     key = f"{manifest.format}/{manifest.precision}"
     order = list(profile.artifacts) if profile else []
     return order.index(key) if key in order else len(order)
+
+
+def _chain(profile: DeviceProfile | None, runtime: str | None, accelerator: str | None, allow_fallback: bool) -> list:
+    """The (runtime, accelerator) candidates in order: the one forced, or the profile's chain (every runtime that
+    offers a requested accelerator first; the plain chain after them only when falling back is allowed)."""
+    if runtime:
+        return [(runtime, accelerator)]
+    chain = profile.runtime_chain() if profile else [(name, None) for name in RUNTIMES.names()]
+    if not accelerator:
+        return chain
+    order = list(dict.fromkeys([n for n, _ in chain] + RUNTIMES.names()))
+    offering = [(n, accelerator) for n in order if accelerator in RUNTIMES.get(n).accelerators]
+    return offering + (chain if allow_fallback else [])
+
+
+def _skip(label: str, reason: str, kind: str) -> dict[str, str]:
+    return {"candidate": label, "reason": reason, "kind": kind}
+
+
+def _none_opened(path: str | Path, skipped: list[dict[str, str]]) -> RuntimeBackendError:
+    """Why no candidate opened, with the hint that fits: install one, read the reasons, or convert for this device."""
+    reasons = "; ".join(f"{s['candidate']}: {s['reason']}" for s in skipped)
+    kinds = {s["kind"] for s in skipped}
+    if kinds <= {"missing", "no-artifact"} and "missing" in kinds:
+        hint = 'install the runtime of one of these artifacts, e.g. pip install "edgecnn[litert]"'
+    elif "failed" in kinds:
+        hint = "the installed runtime could not open the artifact: the reasons above say why (-v lists every candidate)"
+    else:
+        hint = "this folder has no artifact for the runtimes the device profile lists: convert for this device"
+    return RuntimeBackendError(f"no runtime could open {path} ({reasons})", hint=hint)
 
 
 def select_runtime(
@@ -114,51 +154,29 @@ def select_runtime(
 ) -> Selection:
     """Open the best (runtime, artifact) pair for ``profile``; every skipped candidate is recorded.
 
-    With ``trust_key`` (a public key), an artifact is opened only when its signature by that key verifies."""
+    With ``trust_key`` (a public key), an artifact is opened only when its signature by that key verifies; a refused
+    signature is never a reason to fall back. ``options`` go to the backend (e.g. ``trt_cache_dir``)."""
     manifests = load_artifact_set(path, verify=verify)
     check_runtime_request(runtime, accelerator)
-    if runtime:
-        chain = [(runtime, accelerator)]
-    else:
-        chain = profile.runtime_chain() if profile else [(name, None) for name in RUNTIMES.names()]
-        if accelerator:  # every runtime that offers it, in the profile's order; the plain chain only as a fallback
-            order = list(dict.fromkeys([n for n, _ in chain] + RUNTIMES.names()))
-            chain = [(n, accelerator) for n in order if accelerator in RUNTIMES.get(n).accelerators] + (
-                chain if allow_fallback else []
-            )
     threads = threads or (profile.threads if profile else None)
     skipped: list[dict[str, str]] = []
-    for name, acc in chain:
-        info = RUNTIMES.get(name)
-        label = f"{name}[{acc}]" if acc else name
+    for name, acc in _chain(profile, runtime, accelerator, allow_fallback):
+        info, label = RUNTIMES.get(name), f"{name}[{acc}]" if acc else name
         matching = sorted((m for m in manifests if m.format in info.formats), key=lambda m: _preference(profile, m))
         if not matching:
-            skipped.append(
-                {"candidate": label, "reason": f"no {'/'.join(info.formats)} artifact in {path}", "kind": "no-artifact"}
-            )
+            skipped.append(_skip(label, f"no {'/'.join(info.formats)} artifact in {path}", "no-artifact"))
             continue
-        manifest = matching[0]
         if trust_key is not None:
             from edgecnn.signing import verify_signature
 
-            verify_signature(manifest.directory, trust_key)  # a refused signature is never a reason to fall back
+            verify_signature(matching[0].directory, trust_key)
         try:
-            backend = open_backend(
-                name, manifest.file_path("model"), threads=threads, accelerator=acc, allow_fallback=False, **options
-            )
+            backend = open_backend(name, matching[0].file_path("model"), threads=threads, accelerator=acc, **options)
         except EdgeCNNError as exc:
             kind = "missing" if isinstance(exc, MissingDependencyError) else "failed"
-            skipped.append({"candidate": label, "reason": exc.message + (f" ({exc.hint})" if exc.hint else ""), "kind": kind})
+            skipped.append(_skip(label, exc.message + (f" ({exc.hint})" if exc.hint else ""), kind))
             if (runtime or accelerator) and not allow_fallback:
                 raise
             continue
-        return Selection(backend, manifest, skipped)
-    reasons = "; ".join(f"{s['candidate']}: {s['reason']}" for s in skipped)
-    kinds = {s["kind"] for s in skipped}
-    if kinds == {"missing"} or kinds == {"missing", "no-artifact"}:
-        hint = 'install the runtime of one of these artifacts, e.g. pip install "edgecnn[litert]"'
-    elif "failed" in kinds:
-        hint = "the installed runtime could not open the artifact: the reasons above say why (-v lists every candidate)"
-    else:
-        hint = "this folder has no artifact for the runtimes the device profile lists: convert for this device"
-    raise RuntimeBackendError(f"no runtime could open {path} ({reasons})", hint=hint)
+        return Selection(backend, matching[0], skipped)
+    raise _none_opened(path, skipped)

@@ -1,1 +1,1 @@
-"""Frame sources and sinks chosen by URI, and the classify loop (device side, no TensorFlow)."""
+"""Device side: frame sources and sinks chosen by URI, and the classify loop (no TensorFlow)."""

@@ -1,4 +1,4 @@
-"""Training and transfer learning from YAML recipes (host side: imports TensorFlow)."""
+"""Host side: training and transfer learning from YAML recipes (imports TensorFlow)."""
 
 from edgecnn._tfenv import prepare
 

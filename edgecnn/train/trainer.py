@@ -268,6 +268,48 @@ def check_out(out: Path, *, force: bool) -> None:
     check_can_create(out, "run folder")
 
 
+def _transfer(model: Any, base: Any, prepared: PreparedData, recipe: Recipe, *, quiet: bool, augmenter: Any) -> list[dict]:
+    """Stage 1, the new head on the frozen base (on cached features when asked); stage 2, fine-tuning the top."""
+    tr = recipe.transfer
+    _freeze(model, base, False)
+    if tr.cache_features:
+        from edgecnn.train.features import check_cacheable, fit_head_on_features
+
+        check_cacheable(recipe, base)
+        history = fit_head_on_features(
+            model, base, prepared, recipe, lr=tr.head_learning_rate, epochs=tr.head_epochs, quiet=quiet
+        )
+    else:
+        history = _fit(
+            model, prepared, recipe, tr.head_learning_rate, tr.head_epochs, quiet=quiet, augmenter=augmenter, stage="head"
+        )
+    if tr.fine_tune:
+        if base is None:
+            _freeze(model, None, True)
+        else:
+            _unfreeze_top(base, tr.fine_tune)
+        ft = tr.fine_tune
+        history += _fit(model, prepared, recipe, ft.learning_rate, ft.epochs, quiet=quiet, augmenter=augmenter, stage="fine_tune")
+    return history
+
+
+def _write_run(
+    out: Path, force: bool, model: Any, prepared: PreparedData, recipe: Recipe, data: str | None, history, seconds
+) -> None:
+    import yaml
+
+    from edgecnn.train.report import write_run_reports
+
+    with staged_directory(out, force=force) as tmp:
+        model.save(tmp / "model.keras")
+        (tmp / "labels.txt").write_text("\n".join(prepared.class_names) + "\n", encoding="utf-8")
+        prepared.spec.save(tmp / "preprocess.json")
+        resolved = dataclasses.replace(recipe, data=data or recipe.data)
+        (tmp / "recipe.resolved.yaml").write_text(yaml.safe_dump(config.to_dict(resolved), sort_keys=False), encoding="utf-8")
+        write_run_reports(tmp, model, prepared, history, seconds)
+        write_run_index(tmp)  # last: a run folder with an index is complete
+
+
 def train(
     recipe: Recipe,
     out: str | Path,
@@ -288,62 +330,17 @@ def train(
     import tensorflow as tf
 
     from edgecnn.data.augment import build_augmenter
-    from edgecnn.train.report import write_run_reports
 
     keras.utils.set_random_seed(recipe.seed)
     tf.config.experimental.enable_op_determinism()
     started = time.time()
-    history: list[dict] = []
     with _strategy(recipe).scope():
         model, base = build_model(recipe, prepared)
         augmenter = build_augmenter(recipe.augmentation, prepared.spec.input_shape, recipe.seed)
-        t = recipe.training
         if recipe.transfer:
-            _freeze(model, base, False)
-            if recipe.transfer.cache_features:
-                from edgecnn.train.features import check_cacheable, fit_head_on_features
-
-                check_cacheable(recipe, base)
-                history += fit_head_on_features(
-                    model,
-                    base,
-                    prepared,
-                    recipe,
-                    lr=recipe.transfer.head_learning_rate,
-                    epochs=recipe.transfer.head_epochs,
-                    quiet=quiet,
-                )
-            else:
-                history += _fit(
-                    model,
-                    prepared,
-                    recipe,
-                    recipe.transfer.head_learning_rate,
-                    recipe.transfer.head_epochs,
-                    quiet=quiet,
-                    augmenter=augmenter,
-                    stage="head",
-                )
-            ft = recipe.transfer.fine_tune
-            if ft:
-                if base is None:
-                    _freeze(model, None, True)
-                else:
-                    _unfreeze_top(base, ft)
-                history += _fit(
-                    model, prepared, recipe, ft.learning_rate, ft.epochs, quiet=quiet, augmenter=augmenter, stage="fine_tune"
-                )
+            history = _transfer(model, base, prepared, recipe, quiet=quiet, augmenter=augmenter)
         else:
-            history += _fit(model, prepared, recipe, t.learning_rate, t.epochs, quiet=quiet, augmenter=augmenter, stage="train")
-    seconds = time.time() - started
-    with staged_directory(out, force=force) as tmp:
-        model.save(tmp / "model.keras")
-        (tmp / "labels.txt").write_text("\n".join(prepared.class_names) + "\n", encoding="utf-8")
-        prepared.spec.save(tmp / "preprocess.json")
-        import yaml
-
-        resolved = dataclasses.replace(recipe, data=data or recipe.data)
-        (tmp / "recipe.resolved.yaml").write_text(yaml.safe_dump(config.to_dict(resolved), sort_keys=False), encoding="utf-8")
-        write_run_reports(tmp, model, prepared, history, seconds)
-        write_run_index(tmp)  # last: a run folder with an index is complete
+            t = recipe.training
+            history = _fit(model, prepared, recipe, t.learning_rate, t.epochs, quiet=quiet, augmenter=augmenter, stage="train")
+    _write_run(out, force, model, prepared, recipe, data, history, time.time() - started)
     return out

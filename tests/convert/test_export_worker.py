@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgecnn.convert.source import SourceModel, load_source
 from edgecnn.convert.scheduler import Scheduler
+from edgecnn.convert.source import SourceModel, load_source
 from edgecnn.errors import ConversionError, UnknownNameError
 from edgecnn.manifest import Manifest
 from edgecnn.preprocess import PreprocessSpec
