@@ -1,4 +1,4 @@
-"""Ctrl-C and SIGTERM for the command line, and what a stopped command must undo.
+"""Device side: Ctrl-C and SIGTERM for the command line, and what a stopped command must undo.
 
 The native libraries under ``convert`` and ``train`` (TensorFlow, OpenVINO, LiteRT) run threads of their own, and
 two things went wrong when a signal was handled the usual way. The kernel delivers SIGTERM to any thread that does
@@ -102,7 +102,11 @@ def stop_now(by: str, code: int) -> None:
         if procs or paths
         else ""
     )
-    os.write(2, f"error: interrupted by {by}{done}\n".encode())
+    from edgecnn import liblog
+
+    fd, log = liblog.terminal()
+    note = f"\n  library messages: {log}" if log else ""
+    os.write(fd, f"error: interrupted by {by}{done}{note}\n".encode())
     os._exit(code)
 
 

@@ -1,4 +1,4 @@
-"""``edgecnn demo``: the whole path on the bundled digits, offline, into one folder with report.md."""
+"""Host side: ``edgecnn demo``: the whole path on the bundled digits, offline, into one folder with report.md."""
 
 from __future__ import annotations
 
@@ -123,8 +123,10 @@ def _profile(out: Path, results: dict, *, device: str, profile_seconds: float, *
                 "fresh_p50_ms": r["fresh_input"]["p50"],
                 "peak_rss_mb": r["memory"]["peak_rss_mb"],
                 "accuracy": m.parity["artifact_accuracy"],
+                "n": m.parity["n"],
                 "size_mb": m.model_bytes() / 1e6,
                 f"estimate_{device}_ms": r["estimate"]["estimated_p50_ms"],
+                f"estimate_{device}_range_ms": r["estimate"].get("range_ms"),
             }
         )
     results["profile"] = rows

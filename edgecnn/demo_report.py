@@ -1,4 +1,4 @@
-"""report.md for ``edgecnn demo``: every section filled from the measurements of that run."""
+"""Host side: report.md for ``edgecnn demo``: every section filled from the measurements of that run."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from edgecnn import markdown as md
 
 
 def write_report(out: Path, r: dict[str, Any], *, device: str, argv: str) -> None:
-    t = r["train"]
+    """report.md: training, conversion and parity, latency here and the estimate there, the stream, and the commands
+    that repeat each step by hand."""
     lines = [
         "# edgecnn demo report",
         "",
@@ -17,6 +18,19 @@ def write_report(out: Path, r: dict[str, Any], *, device: str, argv: str) -> Non
         f"and run on a video of held-out digits. Total time {r['timings_s'].get('total', sum(r['timings_s'].values())):.0f} s "
         f"(steps: {', '.join(f'{k} {v:.0f} s' for k, v in r['timings_s'].items())}).",
         "",
+        *_training(r["train"]),
+        *_conversion(r["convert"]),
+        *_latency(r["profile"], device),
+        *_stream(r["classify"]),
+        *_repeat(out, r["classify"], device),
+        f"(this report was written by `{argv}`)",
+        "",
+    ]
+    (out / "report.md").write_text("\n".join(lines), encoding="utf-8")
+
+
+def _training(t: dict[str, Any]) -> list[str]:
+    return [
         "## 1. Training",
         "",
         f"- recipe `{Path(t['recipe']).name}`, held-out test accuracy **{t['accuracy'] * 100:.2f}%** on {t['n']} images, "
@@ -26,38 +40,32 @@ def write_report(out: Path, r: dict[str, Any], *, device: str, argv: str) -> Non
         "",
         "![confusion matrix](confusion_matrix.png)",
         "",
-        "## 2. Conversion and parity gate",
-        "",
     ]
-    for dev, conv in r["convert"].items():
-        lines += [f"### {dev}", ""]
-        rows = []
-        for a in conv["rows"]:
-            p = a["parity"]
-            rows.append(
-                [
-                    a["format"],
-                    a["precision"],
-                    f"{a['size_mb']:.3f}",
-                    f"{a['size_ratio']:.2f}x",
-                    f"{p['keras_accuracy'] * 100:.2f}%",
-                    f"{p['artifact_accuracy'] * 100:.2f}%",
-                    f"{p['agreement'] * 100:.2f}%",
-                    f"{p['max_abs_dp']:.1e}",
-                    a["status"],
-                ]
-            )
-        lines += md.table(
-            ["format", "precision", "MB", "vs fp32", "Keras acc", "artifact acc", "agreement", "max abs dp", "status"], rows
-        ) + [""]
-    lines += [
-        "## 3. Latency on this host (and an estimate for " + device + ")",
-        "",
-        "`invoke` leaves the input unchanged between runs (what benchmark_model and benchmark_app measure); "
-        "`fresh-input` writes a new input every run, as a camera does. The estimate is a roofline scaled by this host's "
-        "measured efficiency: an estimate, not a measurement.",
-        "",
-    ]
+
+
+def _conversion(convert: dict[str, Any]) -> list[str]:
+    lines = ["## 2. Conversion and parity gate", ""]
+    for dev, conv in convert.items():
+        rows = [
+            [
+                a["format"],
+                a["precision"],
+                f"{a['size_mb']:.3f}",
+                f"{a['size_ratio']:.2f}x",
+                f"{a['parity']['keras_accuracy'] * 100:.2f}%",
+                f"{a['parity']['artifact_accuracy'] * 100:.2f}%",
+                f"{a['parity']['agreement'] * 100:.2f}%",
+                f"{a['parity']['max_abs_dp']:.1e}",
+                a["status"],
+            ]
+            for a in conv["rows"]
+        ]
+        headers = ["format", "precision", "MB", "vs fp32", "Keras acc", "artifact acc", "agreement", "max abs dp", "status"]
+        lines += [f"### {dev}", "", *md.table(headers, rows), ""]
+    return lines
+
+
+def _latency(profiles: list[dict[str, Any]], device: str) -> list[str]:
     rows = [
         [
             p["artifact"],
@@ -67,28 +75,36 @@ def write_report(out: Path, r: dict[str, Any], *, device: str, argv: str) -> Non
             f"{p['fresh_p50_ms']:.3f}",
             f"{p['peak_rss_mb']:.0f}",
             f"{p['accuracy'] * 100:.2f}%",
-            f"{p[f'estimate_{device}_ms']:.3f}",
+            _estimate_cell(p, device),
         ]
-        for p in r["profile"]
+        for p in profiles
     ]
-    lines += md.table(
-        [
-            "artifact",
-            "runtime",
-            "invoke p50 ms",
-            "invoke p90 ms",
-            "fresh-input p50 ms",
-            "peak RSS MB",
-            "accuracy",
-            f"{device} estimate ms",
-        ],
-        rows,
-    )
-    lines += ["", "![accuracy vs latency](accuracy_vs_latency.png)", ""]
-    lines += [f"![latency {p['artifact']}](profiles/{p['artifact']}.png)" for p in r["profile"]]
-    c = r["classify"]
+    headers = ["artifact", "runtime", "invoke p50 ms", "invoke p90 ms", "fresh-input p50 ms", "peak RSS MB", "accuracy"]
+    return [
+        f"## 3. Latency on this host (and an estimate for {device})",
+        "",
+        "`invoke` leaves the input unchanged between runs (what benchmark_model and benchmark_app measure); "
+        "`fresh-input` writes a new input every run, as a camera does. The estimate for the other device is a "
+        "per-layer roofline scaled by this host's measured efficiency, with the range its own error here gives: an "
+        "estimate, not a measurement.",
+        "",
+        *md.table([*headers, f"{device} estimate ms"], rows),
+        "",
+        "![accuracy vs latency](accuracy_vs_latency.png)",
+        "",
+        *[f"![latency {p['artifact']}](profiles/{p['artifact']}.png)" for p in profiles],
+    ]
+
+
+def _estimate_cell(p: dict[str, Any], device: str) -> str:
+    low, high = p.get(f"estimate_{device}_range_ms") or (None, None)
+    value = p[f"estimate_{device}_ms"]
+    return f"{value:.3f} ({low:.3f}-{high:.3f})" if low is not None else f"{value:.3f}"
+
+
+def _stream(c: dict[str, Any]) -> list[str]:
     lat = c["latency_ms"]
-    lines += [
+    return [
         "",
         "## 4. Stream",
         "",
@@ -97,19 +113,23 @@ def write_report(out: Path, r: dict[str, Any], *, device: str, argv: str) -> Non
         f"{c['fps']:.0f} FPS; inference p50 {lat['inference']['p50']:.3f} ms, preprocess p50 {lat['preprocess']['p50']:.3f} ms. "
         "Predictions: `classify.jsonl`; annotated video: `classify_annotated.avi`.",
         "",
+    ]
+
+
+def _repeat(out: Path, c: dict[str, Any], device: str) -> list[str]:
+    """Commands that repeat each step by hand, into fresh folders (under again/) so that they can be pasted as they are."""
+    again = out / "again"
+    return [
         "## 5. Repeat each step by hand",
         "",
         "```sh",
-        f"edgecnn train lenet5-digits --out {out}/run",
-        f"edgecnn convert {out}/run --device host --out {out}/artifacts/lenet5-host",
-        f"edgecnn convert {out}/run --device {device} --out {out}/artifacts/lenet5-{device}",
-        f"edgecnn profile {out}/artifacts/lenet5-host/{c['artifact']} --out {out}/profiles/{c['artifact']}.json",
-        f"edgecnn profile {out}/artifacts/lenet5-{device} --device {device}",
-        f"edgecnn classify {out}/artifacts/lenet5-host/{c['artifact']} --source file:{c['video']} --sink jsonl:- --max-frames 100",
-        f"edgecnn verify {out}/artifacts/lenet5-host",
+        f"edgecnn train lenet5-digits --out {again}/run",
+        f"edgecnn convert {again}/run --device host --out {again}/lenet5-host",
+        f"edgecnn convert {again}/run --device {device} --out {again}/lenet5-{device}",
+        f"edgecnn profile {again}/lenet5-host/{c['artifact']} --out {again}/{c['artifact']}.json",
+        f"edgecnn profile {again}/lenet5-{device} --device {device}",
+        f"edgecnn classify {again}/lenet5-host/{c['artifact']} --source file:{c['video']} --sink jsonl:- --max-frames 100",
+        f"edgecnn verify {again}/lenet5-host --run",
         "```",
         "",
-        f"(this report was written by `{argv}`)",
-        "",
     ]
-    (out / "report.md").write_text("\n".join(lines), encoding="utf-8")

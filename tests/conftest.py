@@ -56,3 +56,44 @@ def digits_test_split():
 
     ds = load_dataset("bundled:digits")
     return ds.split(validation=0.15, test=0.15, seed=0)[2]
+
+
+# Processes a test may leave because the interpreter keeps them for its own life (multiprocessing's helpers).
+_LONG_LIVED = ("multiprocessing.resource_tracker", "multiprocessing.forkserver", "multiprocessing.semaphore_tracker")
+
+
+def _running_children() -> dict[int, str]:
+    import psutil
+
+    found = {}
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if child.status() == psutil.STATUS_ZOMBIE:
+                continue
+            line = " ".join(child.cmdline())
+        except psutil.NoSuchProcess:
+            continue
+        if not any(name in line for name in _LONG_LIVED):
+            found[child.pid] = line[:200]
+    return found
+
+
+@pytest.fixture(autouse=True)
+def leaves_nothing_running():
+    """A test that leaves a child process running fails (after 5 s of grace), and the child is killed: a hung
+    probe's fork once outlived the suite by 23 minutes."""
+    import time
+
+    import psutil
+
+    before = set(_running_children())
+    yield
+    deadline = time.monotonic() + 5.0
+    while (left := {pid: line for pid, line in _running_children().items() if pid not in before}) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in left:
+        try:
+            psutil.Process(pid).kill()
+        except psutil.NoSuchProcess:
+            pass
+    assert not left, f"the test left {len(left)} process(es) running: {left}"

@@ -100,7 +100,7 @@ install_for_arm() {  # SITE, requirements...
 say "installing .[litert,sign] for aarch64 (wheels only: no compiler)"
 install_for_arm "$WORK/site-litert" "$WHEEL[litert,sign]"
 say "installing the 32-bit Pi row's package set for aarch64: tflite-runtime 2.14 + numpy<2"
-install_for_arm "$WORK/site-tflite214" "$WHEEL" "tflite-runtime==2.14.*" "numpy<2"
+install_for_arm "$WORK/site-tflite214" "$WHEEL[opencv]" "tflite-runtime==2.14.*" "numpy<2"
 
 # ---- under emulation ---------------------------------------------------------------------------------------------
 checks_failed=0

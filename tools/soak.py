@@ -83,7 +83,7 @@ def block_p99(series: list[tuple[float, float]], t0: float, t1: float) -> float 
 def analyse(
     health: list[dict], samples: list[dict], preds: list[dict], warmup_s: float, block_s: float, drops: int, reconnects: int
 ) -> dict[str, Any]:
-    after = [h for h in health if h["t_s"] >= warmup_s]
+    after = [h for h in health if h["t_s"] >= warmup_s and "ended_by" not in h]  # the periodic records
     smp = [s for s in samples if s["t_s"] >= warmup_s]
     res: dict[str, Any] = {"records_after_warmup": len(after), "samples_after_warmup": len(smp)}
     if len(after) < 3:

@@ -1,4 +1,4 @@
-"""edgecnn benchmark: every format x precision for a device, with a recommendation."""
+"""Host side: edgecnn benchmark: every format x precision for a device, with a recommendation."""
 
 from __future__ import annotations
 
@@ -41,6 +41,9 @@ def run(args) -> int:
         force=args.force,
         say=say,
     )
+    from edgecnn import liblog
+
+    liblog.keep_in(out)
     table = Table(title=f"{result['model']} on {result['device']} ({out})")
     for h in headers(result):
         table.add_column(h)

@@ -1,4 +1,4 @@
-"""edgecnn classify: classify a camera / video / network stream with an artifact."""
+"""Device side: edgecnn classify: classify a camera / video / network stream with an artifact."""
 
 from __future__ import annotations
 
@@ -14,7 +14,13 @@ def add_arguments(p) -> None:
         required=True,
         help="0, v4l2:///dev/video0, file:clip.mp4, FOLDER, http://..., rtsp://..., gst:..., picamera2:, synthetic:",
     )
-    p.add_argument("--sink", action="append", default=[], help="jsonl:PATH|-, out.mp4, display:, http://:8080 (repeatable)")
+    p.add_argument(
+        "--sink",
+        action="append",
+        default=[],
+        help="jsonl:PATH|-, out.mp4, display:, http://:8080 (repeatable). http:// serves the live page and prints its "
+        "address; a video file or folder then plays at its own frame rate and the page stays up until Ctrl-C",
+    )
     p.add_argument("--device", help="device profile whose runtime chain and threads apply (default: detected)")
     p.add_argument("--runtime", help="force a runtime: litert, onnxruntime, openvino")
     p.add_argument("--accelerator", help="force an accelerator: CUDA, TensorRT, GPU, NPU, AUTO")
@@ -90,6 +96,7 @@ def run(args) -> int:
             max_frames=args.max_frames,
             duration=args.duration,
             health=(args.health, args.health_every) if args.health else None,
+            say=lambda line: print(f"[classify] {line}", file=log, flush=True),
         )
     report["runtime"] = clf.describe()
     report["self_check"] = checked

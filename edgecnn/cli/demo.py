@@ -1,4 +1,4 @@
-"""edgecnn demo: train -> convert -> profile -> classify a video -> report.md, on the bundled digits."""
+"""Host side: edgecnn demo: train -> convert -> profile -> classify a video -> report.md, on the bundled digits."""
 
 from __future__ import annotations
 
@@ -28,6 +28,9 @@ def run(args) -> int:
         profile_seconds=args.profile_seconds,
         say=lambda m: print(m, file=sys.stderr, flush=True),
     )
+    from edgecnn import liblog
+
+    liblog.keep_in(r["out"])
     c, t = r["classify"], r["train"]
     fastest = min(r["profile"], key=lambda p: p["invoke_p50_ms"])
     print(f"demo finished in {r['timings_s']['total']:.0f} s -> {r['out']}/report.md")
@@ -41,8 +44,10 @@ def run(args) -> int:
             )
         )
     est = fastest["estimate_" + r["device"] + "_ms"]
+    low, high = fastest.get("estimate_" + r["device"] + "_range_ms") or (est, est)
     print(
-        f"  fastest here: {fastest['artifact']} invoke p50 {fastest['invoke_p50_ms']:.3f} ms (estimate for {r['device']}: {est:.3f} ms)"
+        f"  fastest here: {fastest['artifact']} invoke p50 {fastest['invoke_p50_ms']:.3f} ms "
+        f"(estimate for {r['device']}: {est:.3f} ms, likely {low:.3f}-{high:.3f} ms)"
     )
     print(
         f"  stream: {c['correct']}/{c['frames']} held-out digits classified correctly from video with {c['artifact']} at {c['fps']:.0f} FPS"

@@ -1,4 +1,4 @@
-"""edgecnn devices: list or show device profiles; detect this host."""
+"""Device side: edgecnn devices: list or show device profiles; detect this host."""
 
 from __future__ import annotations
 
@@ -14,10 +14,9 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from rich.table import Table
-
     from edgecnn import config, devices
     from edgecnn.cli import console
+    from edgecnn.cli.tables import Column, fitted
 
     out = console()
     if args.detect:
@@ -46,19 +45,29 @@ def run(args) -> int:
     if args.json:
         print(json.dumps([config.to_dict(p) for p in profiles], indent=2))
         return 0
-    table = Table(title="device profiles")
-    for col in ("name", "description", "CPU", "fp32 GFLOPS", "int8 GOPS", "mem GB/s", "artifacts", "runtime chain"):
-        table.add_column(col)
-    for p in profiles:
-        table.add_row(
+    columns = [
+        Column("name"),
+        Column("description", keep=0, fold_to=28),
+        Column("CPU", keep=3, fold_to=12),
+        Column("fp32 GFLOPS", keep=2, justify="right", fold_to=7),
+        Column("int8 GOPS", keep=1, justify="right", fold_to=5),
+        Column("mem GB/s", keep=1, justify="right", fold_to=5),
+        Column("artifacts"),
+        Column("runtime chain", keep=4),
+    ]
+    rows = [
+        [
             p.name,
             p.description,
             f"{p.cpu.cores}x {p.cpu.model}",
             f"{p.cpu.peak_fp32_gflops:g}",
             f"{p.cpu.peak_int8_gops:g}",
             f"{p.memory.bandwidth_gbps:g}",
-            ", ".join(p.artifacts),
-            " -> ".join(p.runtimes),
-        )
+            "\n".join(p.artifacts),
+            " ->\n".join(p.runtimes),
+        ]
+        for p in profiles
+    ]
+    table = fitted("device profiles (edgecnn devices NAME shows one in full)", columns, rows, out.width)
     out.print(table)
     return 0

@@ -1,4 +1,4 @@
-"""edgecnn models: list the zoo."""
+"""Host side: edgecnn models: list the zoo."""
 
 from __future__ import annotations
 
@@ -12,9 +12,8 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from rich.table import Table
-
     from edgecnn.cli import console
+    from edgecnn.cli.tables import Column, fitted
     from edgecnn.models import MODELS, get_spec, min_input_size
 
     rows = []
@@ -36,19 +35,17 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    table = Table(title="edgecnn model zoo (figures at the default input and class count; edgecnn inspect NAME for layers)")
-    for col, just in (
-        ("name", "left"),
-        ("input", "right"),
-        ("min", "right"),
-        ("params", "right"),
-        ("MACs", "right"),
-        ("ImageNet", "center"),
-        ("description", "left"),
-    ):
-        table.add_column(col, justify=just, no_wrap=col != "description")
-    for r in rows:
-        table.add_row(
+    columns = [
+        Column("name"),
+        Column("input", justify="right"),
+        Column("min", keep=1, justify="right"),
+        Column("params", keep=3, justify="right"),
+        Column("MACs", keep=4, justify="right"),
+        Column("ImageNet", keep=2, justify="center"),
+        Column("description", keep=0, fold_to=30),
+    ]
+    table_rows = [
+        [
             r["name"],
             r["input"],
             str(r["min_input"]),
@@ -56,8 +53,12 @@ def run(args) -> int:
             _human(r["macs"]),
             "yes" if r["imagenet_weights"] else "-",
             r["description"],
-        )
-    console().print(table)
+        ]
+        for r in rows
+    ]
+    out = console()
+    title = "edgecnn model zoo (figures at the default input and class count; edgecnn inspect NAME for layers)"
+    out.print(fitted(title, columns, table_rows, out.width))
     return 0
 
 

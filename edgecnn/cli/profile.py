@@ -1,4 +1,4 @@
-"""edgecnn profile: honest latency numbers for an artifact or a bare .tflite/.onnx/.xml."""
+"""Device side: edgecnn profile: honest latency numbers for an artifact or a bare .tflite/.onnx/.xml."""
 
 from __future__ import annotations
 
@@ -33,15 +33,12 @@ def add_arguments(p) -> None:
     add_trust_arguments(p)
 
 
-def run(args) -> int:
-    import json
-    import sys
+def _options(args):
+    """ProfileOptions from the flags; --input-shape parsed and --out's folder checked before anything loads."""
+    from pathlib import Path
 
-    from edgecnn.devices import detect, load_profile
     from edgecnn.errors import ConfigError
-    from edgecnn.profiling.measure import ProfileOptions, profile
-    from edgecnn.profiling.report import markdown, write_outputs
-    from edgecnn.signing import trust_key_from
+    from edgecnn.profiling.measure import ProfileOptions
 
     shape = None
     if args.input_shape:
@@ -51,13 +48,9 @@ def run(args) -> int:
             raise ConfigError(
                 f"--input-shape must be comma-separated integers like 1,224,224,3; received {args.input_shape!r}"
             ) from None
-    if args.out:
-        from pathlib import Path
-
-        parent = Path(args.out).parent
-        if not parent.is_dir():
-            raise ConfigError(f"cannot write {args.out}: folder {parent} does not exist")
-    opts = ProfileOptions(
+    if args.out and not Path(args.out).parent.is_dir():
+        raise ConfigError(f"cannot write {args.out}: folder {Path(args.out).parent} does not exist")
+    return ProfileOptions(
         runs=args.runs,
         min_seconds=args.min_seconds,
         warmup=args.warmup,
@@ -65,43 +58,52 @@ def run(args) -> int:
         batch=args.batch,
         input_shape=shape,
     )
-    host_name = detect()[0]
-    target = load_profile(args.device) if args.device else load_profile(host_name)
-    measured_on = load_profile(host_name) if target.name != host_name else target
-    tick = None
-    progress = None
-    if not args.quiet and not args.json and sys.stderr.isatty():
-        from rich.progress import Progress
 
-        progress = Progress(transient=True)
-        task = progress.add_task("profiling", total=None)
-        tick = lambda: progress.advance(task)  # noqa: E731
-        progress.start()
-    try:
+
+def _print(result, args) -> None:
+    import json
+
+    from edgecnn.profiling.report import markdown
+
+    if args.json:
+        print(json.dumps({k: v for k, v in result.items() if k != "raw_ms"}, indent=2, default=str))
+    elif not args.quiet:
+        print(markdown(result, skipped=args.verbose))  # the runtimes passed over: in the .md file, on screen with -v
+
+
+def run(args) -> int:
+    from edgecnn.cli.progress import timed_bar
+    from edgecnn.devices import detect, load_profile
+    from edgecnn.profiling.measure import profile
+    from edgecnn.profiling.report import write_outputs
+    from edgecnn.signing import trust_key_from
+
+    opts = _options(args)
+    host_name = detect()[0]
+    target = load_profile(args.device or host_name)
+    measured_on = load_profile(host_name) if target.name != host_name else target
+    with timed_bar("profiling", opts, enabled=not (args.quiet or args.json)) as tick:
         result = profile(
             args.model,
-            profile=target if target.name == host_name else _host_chain(target, measured_on),
+            profile=target if target is measured_on else _host_chain(target, measured_on),
             runtime=args.runtime,
             opts=opts,
             tick=tick,
             trust_key=trust_key_from(args.trust_key),
             self_check=not args.skip_self_check,
         )
-    finally:
-        if progress:
-            progress.stop()
     if result.get("self_check"):
         from edgecnn.cli.classify import note_self_check
 
         note_self_check(result["self_check"], "profile", verbose=args.verbose)
-    if target.name != host_name:
+    if target is not measured_on:
         result["estimate"] = _estimate(result, measured_on, target, args)
     if args.out:
-        write_outputs(result, args.out)
-    if args.json:
-        print(json.dumps({k: v for k, v in result.items() if k != "raw_ms"}, indent=2, default=str))
-    elif not args.quiet:
-        print(markdown(result))
+        import sys
+
+        for note in write_outputs(result, args.out)[1]:
+            print(f"[profile] note: {note}", file=sys.stderr)
+    _print(result, args)
     return 0
 
 
@@ -137,6 +139,7 @@ def _estimate(result, host, target, args):
         host=host,
         target=target,
         measured_host_ms=result["invoke"]["p50"],
+        measured_host_p90_ms=result["invoke"]["p90"],
         host_threads=threads,
         calibration=calibration,
     )

@@ -1,4 +1,4 @@
-"""edgecnn report: compare profile results across devices."""
+"""Device side: edgecnn report: compare profile results across devices."""
 
 from __future__ import annotations
 
@@ -11,23 +11,30 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    import importlib.util
     from pathlib import Path
 
-    from rich.table import Table
-
+    from edgecnn.atomic import check_can_create
     from edgecnn.cli import console
+    from edgecnn.cli.tables import Column, fitted
     from edgecnn.profiling.compare import HEADERS, bar_chart, flags, load_results, rows
 
+    chart = Path(args.out)
+    plots = importlib.util.find_spec("matplotlib") is not None
+    if plots:
+        check_can_create(chart, "chart")  # before reading anything
     results = load_results(args.results)
-    table = Table(title="latency across devices (ms)")
-    for h in HEADERS:
-        table.add_column(h)
-    for r in rows(results):
-        table.add_row(*r)
     out = console()
-    out.print(table)
+    keep = {"RSS MB": 0, "CPU": 1, "threads": 2, "invoke p90": 3, "runtime": 4, "precision": 5, "fresh p50": 6, "FPS": 7}
+    columns = [
+        Column(h, keep=keep.get(h), justify="right" if h in keep and h not in ("CPU", "runtime") else "left") for h in HEADERS
+    ]
+    out.print(fitted("latency across devices (ms)", columns, rows(results), out.width))
     for note in flags(results):
         out.print(f"[yellow]note:[/yellow] {note}")
-    bar_chart(results, Path(args.out))
-    print(f"chart: {args.out}")
+    if plots:
+        bar_chart(results, chart)
+        print(f"chart: {chart}")
+    else:
+        print(f'no chart ({chart.name}): matplotlib is not installed; pip install "edgecnn[plots]" draws it')
     return 0

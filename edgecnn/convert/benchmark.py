@@ -48,6 +48,42 @@ def profile_in_child(
     return json.loads(out.read_text())
 
 
+def _row(r: Any) -> dict[str, Any]:
+    """A benchmark row from a conversion row: size, accuracy, agreement, status."""
+    row: dict[str, Any] = {
+        "artifact": f"{r.format}/{r.precision}",
+        "format": r.format,
+        "precision": r.precision,
+        "status": r.status.lower() if r.status != "ERROR" else "error",
+        "size_mb": r.size_mb,
+    }
+    if r.parity:
+        p = r.parity
+        row |= {"accuracy": p.artifact_accuracy, "keras_accuracy": p.keras_accuracy, "agreement": p.agreement, "n": p.n}
+        row["drop_points"] = p.accuracy_drop_points
+    if r.error:
+        row["note"] = r.error
+    return row
+
+
+def _measured(p: dict[str, Any]) -> dict[str, Any]:
+    """What a benchmark row takes from a profile: latencies, memory, load time, and the estimate where there is one."""
+    row = {
+        "p50_ms": p["invoke"]["p50"],
+        "p90_ms": p["invoke"]["p90"],
+        "fresh_p50_ms": p["fresh_input"]["p50"],
+        "peak_rss_mb": p["memory"]["peak_rss_mb"],
+        "load_ms": p["load_ms"],
+        "runtime": p["runtime"]["runtime"],
+    }
+    est = p.get("estimate") or {}
+    if est.get("estimated_p50_ms"):
+        row |= {"estimate_p50_ms": est["estimated_p50_ms"], "estimate_method": est["method"]}
+        if est.get("range_ms"):
+            row["estimate_range_ms"] = est["range_ms"]
+    return row
+
+
 def run_benchmark(
     model: str,
     device: str,
@@ -60,6 +96,8 @@ def run_benchmark(
     force: bool = False,
     say=lambda m: None,
 ) -> dict[str, Any]:
+    """Convert to every (format, precision) the profile allows (gate off), profile each artifact in a process of its
+    own, and recommend the fastest within ``max_drop`` (by the estimate when the device is not this host)."""
     from edgecnn.convert.api import convert
     from edgecnn.devices import detect
     from edgecnn.runtime.base import runtime_for
@@ -69,46 +107,23 @@ def run_benchmark(
     summary = convert(model, device, data=data, out=out / "artifacts", gate=False, force=force, max_drop=max_drop, progress=say)
     rows = []
     (out / "profiles").mkdir(parents=True, exist_ok=True)
+    measurable = [r for r in summary.rows if r.path]
     for r in summary.rows:
-        row: dict[str, Any] = {
-            "artifact": f"{r.format}/{r.precision}",
-            "format": r.format,
-            "precision": r.precision,
-            "status": r.status.lower() if r.status != "ERROR" else "error",
-            "size_mb": r.size_mb,
-        }
-        if r.parity:
-            row |= {
-                "accuracy": r.parity.artifact_accuracy,
-                "keras_accuracy": r.parity.keras_accuracy,
-                "agreement": r.parity.agreement,
-                "drop_points": r.parity.accuracy_drop_points,
-            }
-        if r.error:
-            row["note"] = r.error
+        row = _row(r)
         if r.path:
-            say(f"profiling {r.format}/{r.precision}")
+            say(f"profiling {r.format}/{r.precision} ({measurable.index(r) + 1} of {len(measurable)})")
+            target = out / "profiles" / f"{r.format}-{r.precision}.json"
             try:
-                p = profile_in_child(
-                    r.path,
-                    runtime_for(r.format),
-                    runs=runs,
-                    seconds=seconds,
-                    out=out / "profiles" / f"{r.format}-{r.precision}.json",
-                    device=device if elsewhere else None,
+                row |= _measured(
+                    profile_in_child(
+                        r.path,
+                        runtime_for(r.format),
+                        runs=runs,
+                        seconds=seconds,
+                        out=target,
+                        device=device if elsewhere else None,
+                    )
                 )
-                row |= {
-                    "p50_ms": p["invoke"]["p50"],
-                    "p90_ms": p["invoke"]["p90"],
-                    "fresh_p50_ms": p["fresh_input"]["p50"],
-                    "peak_rss_mb": p["memory"]["peak_rss_mb"],
-                    "load_ms": p["load_ms"],
-                    "runtime": p["runtime"]["runtime"],
-                }
-                est = p.get("estimate") or {}
-                if est.get("estimated_p50_ms"):
-                    row["estimate_p50_ms"] = est["estimated_p50_ms"]
-                    row["estimate_method"] = est["method"]
             except EdgeCNNError as exc:  # one failing runtime is a row with its reason, not a crash
                 row["status"], row["note"] = "error", exc.message
         rows.append(row)
@@ -129,28 +144,29 @@ def run_benchmark(
 
 def recommend(rows: list[dict[str, Any]], max_drop: float, *, device: str | None = None) -> dict[str, Any]:
     """The fastest artifact within the accuracy budget: by the estimate for ``device`` when every candidate has
-    one (the device is not this host), else by the latency measured here."""
+    one (the device is not this host), else by the latency measured here. ``why`` does not repeat its name."""
     usable = [r for r in rows if r.get("p50_ms") and r["status"] in ("ok", "failed")]
-    within = [r for r in usable if (r.get("drop_points") is None or r["drop_points"] <= max_drop)]
+    within = [r for r in usable if r.get("drop_points") is None or r["drop_points"] <= max_drop]
     if not within:
         return {"artifact": None, "why": f"no artifact stays within {max_drop} accuracy points of the Keras model"}
     by_estimate = device is not None and all(r.get("estimate_p50_ms") for r in usable)
     key = "estimate_p50_ms" if by_estimate else "p50_ms"
-    where = f"on {device} (estimated)" if by_estimate else "here"
     best = min(within, key=lambda r: r[key])
     fp32 = [r for r in usable if r["precision"] == "fp32"]
-    ref = min(fp32, key=lambda r: r[key]) if fp32 else None
-    if ref is None or ref is best:
-        why = (
-            f"{best['artifact']} is the fastest {where} ({best[key]:.3f} ms p50) within the accuracy budget of {max_drop} points"
-        )
-    else:
-        drop = best.get("drop_points") or 0.0
-        why = (
-            f"{best['artifact']} is {ref[key] / best[key]:.1f}x faster than {ref['artifact']} {where} "
-            f"and {'loses' if drop > 0 else 'gains'} {abs(drop):.1f} points"
-        )
-    return {"artifact": best["artifact"], "why": why, "ranked_by": key}
+    ref = min(fp32, key=lambda r: r[key]) if fp32 else best
+    return {
+        "artifact": best["artifact"],
+        "why": _why(best, ref, key, f"on {device} (estimated)" if by_estimate else "here", max_drop),
+        "ranked_by": key,
+    }
+
+
+def _why(best: dict[str, Any], ref: dict[str, Any], key: str, where: str, max_drop: float) -> str:
+    if ref is best:
+        return f"the fastest {where} ({best[key]:.3f} ms p50) within the accuracy budget of {max_drop} points"
+    drop = best.get("drop_points") or 0.0
+    change = f"{'loses' if drop > 0 else 'gains'} {abs(drop):.1f} points" if drop else "keeps the accuracy"
+    return f"{ref[key] / best[key]:.1f}x faster than {ref['artifact']} {where} ({best[key]:.3f} ms p50), {change}"
 
 
 def headers(result: dict[str, Any]) -> list[str]:
@@ -195,21 +211,62 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def pareto(rows: list[dict[str, Any]], path: Path, *, latency_key: str = "p50_ms") -> None:
-    """Latency vs accuracy scatter, marker size = model size (benchmark and demo)."""
+# marker per format, filled for float and hollow for integer precisions: told apart without text on the plot
+_MARKERS = ("o", "s", "^", "D", "v", "P")
+
+
+def pareto(rows: list[dict[str, Any]], path: Path, *, latency_key: str = "p50_ms") -> dict[str, Any]:
+    """Latency vs accuracy (benchmark and demo), drawn so that it cannot mislead:
+
+    - each accuracy carries its 95% interval for the number of held-out images (a one-image difference is seen to be
+      inside it), and the legend gives the count (``286/360``);
+    - the accuracy axis spans at least 10 points, so small differences are not blown up to the whole height;
+    - the names are in a legend beside the plot, never written on it, so they cannot overlap.
+
+    Returns what was drawn: the accuracy axis' limits and the legend's labels."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     pts = [r for r in rows if r.get(latency_key) and r.get("accuracy") is not None]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for r in pts:
-        ax.scatter(r[latency_key], r["accuracy"] * 100, s=40 + 300 * (r.get("size_mb") or 0), alpha=0.6)
-        ax.annotate(r["artifact"], (r[latency_key], r["accuracy"] * 100), fontsize=7)
-    ax.set_xlabel("invoke p50 latency (ms)")
+    fig, ax = plt.subplots(figsize=(8.5, 4.2))
+    formats = sorted({r.get("format", "") for r in pts})
+    spans = [_pareto_point(ax, r, i, formats, latency_key, plt.get_cmap("tab10")) for i, r in enumerate(pts)]
+    if pts:
+        lo, hi = min(s[0] for s in spans), max(s[1] for s in spans)
+        pad = max(0.0, 10 - (hi - lo)) / 2
+        ax.set_ylim(max(0.0, lo - pad - 0.5), min(100.0, hi + pad + 0.5))
+        ax.set_xlim(0, max(r[latency_key] for r in pts) * 1.15)
+    ax.set_xlabel("invoke p50 latency (ms, this machine)")
     ax.set_ylabel("held-out accuracy (%)")
-    ax.set_title("latency vs accuracy (marker size = model size)")
+    n_all = {r.get("n") for r in pts} - {None}
+    shown = f" on {n_all.pop()} images" if len(n_all) == 1 else ""
+    ax.set_title(f"latency vs accuracy{shown}: bars are 95% intervals; hollow = int8", fontsize=10)
+    legend = ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=7, frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
+    drawn = {"ylim": tuple(ax.get_ylim()), "labels": [t.get_text() for t in legend.get_texts()], "texts_on_axes": len(ax.texts)}
     plt.close(fig)
+    return drawn
+
+
+def _pareto_point(ax: Any, r: dict[str, Any], i: int, formats: list[str], latency_key: str, colors: Any) -> tuple[float, float]:
+    """One artifact on the pareto plot, with its 95% interval; returns the interval (accuracy points)."""
+    import math
+
+    acc, n = r["accuracy"] * 100, r.get("n")
+    half = 196 * math.sqrt(r["accuracy"] * (1 - r["accuracy"]) / n) if n else 0.0
+    count = f"{round(r['accuracy'] * n)}/{n}" if n else f"{acc:.1f}%"
+    ax.errorbar(
+        r[latency_key],
+        acc,
+        yerr=half or None,
+        fmt=_MARKERS[formats.index(r.get("format", "")) % len(_MARKERS)],
+        color=colors(i % 10),
+        markerfacecolor="none" if r.get("precision") == "int8" else colors(i % 10),
+        markersize=6 + 4 * min(3.0, math.sqrt(r.get("size_mb") or 0)),
+        capsize=3,
+        label=f"{r['artifact']}: {count}, {r.get('size_mb') or 0:.2f} MB, {r[latency_key]:.3f} ms",
+    )
+    return acc - half, acc + half

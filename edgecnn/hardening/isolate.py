@@ -70,7 +70,7 @@ def probe_in_process(path: str | Path, runtime: str | None = None) -> str:
         try:
             shape = tuple(int(d) if d else 1 for d in model.inputs[0].shape)
             y = np.asarray(model(np.zeros(shape, np.float32), training=False))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever Keras raises on a hostile model becomes one ModelError
             raise ModelError(f"{path}: the Keras model failed on a {shape} input: {type(exc).__name__}: {exc!s:.200}") from None
     else:
         from edgecnn.runtime.base import open_backend
@@ -144,6 +144,7 @@ class IsolatedRunner:
             text=True,
             env=env,
             preexec_fn=self._limit,
+            start_new_session=True,  # its own process group: a kill reaches what the runtime forked too
         )
         answer = self._answer(max(120.0, self.timeout))
         if answer is None or not answer.get("ready"):
@@ -170,8 +171,13 @@ class IsolatedRunner:
         return lines[-1][:200] if lines else "no message"
 
     def _kill(self) -> None:
+        """Kill the child's whole process group: a runtime may have forked (OpenVINO's telemetry does), and a fork
+        left behind in a futex wait outlives the test run."""
         if self._proc is not None:
-            self._proc.kill()
+            try:
+                os.killpg(self._proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             self._proc.wait()
             self._proc = None
 
@@ -194,9 +200,8 @@ class IsolatedRunner:
             self._kill()
             self.restarts += 1
             return ProbeResult(str(path), "hung", f"no answer within {self.timeout:g} s; the child was killed", seconds)
-        self._proc.wait()
         tail = self._stderr_tail()
-        self._proc = None
+        self._kill()  # it is dead; what it forked may not be
         self.restarts += 1
         what = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
         return ProbeResult(str(path), "crashed", f"the runtime crashed the child ({what}): {tail}", seconds)

@@ -30,8 +30,8 @@ COEFFICIENTS = ("call_ms", "op_ms", *KINDS)
 # Keras layers the converters fold into their neighbour (batch norm into the convolution, ReLU fused, reshapes
 # free) cost nothing of their own; layers that move data without arithmetic are "memory"; an activation that no
 # runtime fuses (tanh, sigmoid, swish, hard-swish, softmax...) is an operator of its own, "activation". Averaging
-# is apart from other data movement because int8 kernels rescale every sum (measured here: an int8 2x2 average
-# pool after a 3x3 convolution on 32x32x16 took 18 us, a max pool 0.5 us).
+# is apart from other data movement because int8 kernels rescale every sum (an int8 average pool costs many times
+# a max pool: README, "Measured here").
 _FUSED_ACTIVATIONS = {"", "linear", "relu", "relu6"}
 # piecewise-linear activations cost a compare and a multiply per value: data movement, not transcendental maths
 _CHEAP_ACTIVATIONS = {"hard_sigmoid", "hard_silu", "hard_swish", "leaky_relu", "relu_n"}
@@ -66,10 +66,8 @@ def layer_kind(layer_type: str, detail: str = "", macs: int = 0, activation: str
     activation or free."""
     if layer_type in _FREE:
         return "free"
-    if layer_type in ("LeakyReLU", "PReLU") or (layer_type == "Activation" and activation in _CHEAP_ACTIVATIONS):
-        return "memory"
-    if layer_type in ("Activation", "ELU", "Softmax"):
-        return "free" if layer_type == "Activation" and activation in _FUSED_ACTIVATIONS else "activation"
+    if layer_type in ("Activation", "LeakyReLU", "PReLU", "ELU", "Softmax"):
+        return _activation_kind(layer_type, activation)
     if layer_type == "DepthwiseConv2D" or "depthwise" in detail:
         return "depthwise"
     if layer_type in ("Conv2D", "SeparableConv2D"):
@@ -78,9 +76,14 @@ def layer_kind(layer_type: str, detail: str = "", macs: int = 0, activation: str
         return "dense"
     if layer_type in _AVERAGE:
         return "average"
-    if layer_type in _MEMORY or macs == 0:
+    return "memory" if layer_type in _MEMORY or macs == 0 else "conv"
+
+
+def _activation_kind(layer_type: str, activation: str) -> str:
+    """A standalone activation: cheap ones cost a pass over memory, fused ones nothing, the rest their own op."""
+    if layer_type in ("LeakyReLU", "PReLU") or (layer_type == "Activation" and activation in _CHEAP_ACTIVATIONS):
         return "memory"
-    return "conv"
+    return "free" if layer_type == "Activation" and activation in _FUSED_ACTIVATIONS else "activation"
 
 
 def layer_costs(report: Any) -> list[list[Any]]:
@@ -118,9 +121,8 @@ def _rows(layers: list[list[Any]]) -> list[tuple[int, int, int, int, str, int, i
 def channel_tile(profile: DeviceProfile, precision: str, channels: int) -> int:
     """Output channels are computed in tiles of the SIMD kernel's width, so 6 channels cost as much as 8.
 
-    Measured here (x86-64 AVX2, XNNPACK through LiteRT, a 3x3 convolution on 48x48x16 with 4..32 output
-    channels): fp32 time steps at 8, 16 and 32 channels (tiles of 8 up to 8 channels, then of 16), int8 time
-    grows in steps of 8. The Arm tiles (8 for fp32; 8, or 16 with dot-product, for int8) are XNNPACK's NEON kernel
+    The x86 tiles are measured (README, "Measured here": fp32 in tiles of 8 up to 8 channels, then of 16; int8 in
+    steps of 8). The Arm tiles (8 for fp32; 8, or 16 with dot-product, for int8) are XNNPACK's NEON kernel
     widths as its kernel names give them, not measured: no Arm machine here.
     """
     arch = (profile.arch or "").lower()
@@ -247,6 +249,17 @@ def find_calibration(runtime: str, precision: str, threads: int, *, cpu_model: s
     return cal
 
 
+# How far a p50 measured on one machine moves between runs of the same command (README, "Measured here"): the least
+# uncertainty an estimate scaled from one measurement can honestly claim.
+RUN_TO_RUN_SPREAD = 0.3
+
+
+def likely_range(value: float, *spreads: float | None) -> list[float]:
+    """[low, high] around ``value`` for the largest relative spread given (never less than RUN_TO_RUN_SPREAD)."""
+    u = max([RUN_TO_RUN_SPREAD, *(abs(s) for s in spreads if s is not None)])
+    return [value / (1 + u), value * (1 + u)]
+
+
 def estimate(
     layers: list[list[Any]],
     precision: str,
@@ -254,6 +267,7 @@ def estimate(
     host: DeviceProfile,
     target: DeviceProfile,
     measured_host_ms: float,
+    measured_host_p90_ms: float | None = None,
     host_threads: int | None = None,
     efficiency: float | None = None,
     calibration: dict[str, Any] | None = None,
@@ -263,18 +277,24 @@ def estimate(
     With a calibration: the calibrated cost formula evaluated for the target, and the same formula's prediction
     for this host next to the measurement (``host_check_error``), the figure that says how far to trust it.
     Without: the target's roofline times this model's measured efficiency here (``efficiency`` overrides it).
+    ``range_ms`` widens the figure by the largest of: a p50's run-to-run spread, this run's p90/p50 spread here, and
+    (calibrated) the formula's error on this host.
     """
+    tail = measured_host_p90_ms / measured_host_ms - 1 if measured_host_p90_ms and measured_host_ms > 0 else None
     host_roof = roofline_ms(layers, precision, host, host_threads)
     target_roof = roofline_ms(layers, precision, target)
     if calibration is not None and efficiency is None:
         predicted_here = predict_ms(calibration, layers, precision, host, host_threads)
+        check = predicted_here / measured_host_ms - 1 if measured_host_ms > 0 else None
+        value = predict_ms(calibration, layers, precision, target)
         return {
             "device": target.name,
-            "estimated_p50_ms": predict_ms(calibration, layers, precision, target),
+            "estimated_p50_ms": value,
+            "range_ms": likely_range(value, tail, check, calibration.get("fit_error_median_abs")),
             "roofline_ms": target_roof,
             "host_predicted_ms": predicted_here,
             "host_measured_ms": measured_host_ms,
-            "host_check_error": predicted_here / measured_host_ms - 1 if measured_host_ms > 0 else None,
+            "host_check_error": check,
             "calibration": calibration.get("path", "given"),
             "calibration_fit_error_median": calibration.get("fit_error_median_abs"),
             "method": "per-layer roofline with per-kind costs calibrated on this host (an ESTIMATE, not a measurement)",
@@ -283,6 +303,7 @@ def estimate(
     return {
         "device": target.name,
         "estimated_p50_ms": target_roof * eff,
+        "range_ms": likely_range(target_roof * eff, tail),
         "roofline_ms": target_roof,
         "host_roofline_ms": host_roof,
         "efficiency_factor": eff,

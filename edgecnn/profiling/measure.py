@@ -107,10 +107,11 @@ def _inputs(backend: Any, manifest: Manifest | None, opts: ProfileOptions, k: in
 def timed_loop(
     step: Callable[[int], Any],
     opts: ProfileOptions,
-    tick: Callable[[], None] | None,
+    tick: Callable[[float], None] | None,
     after: Callable[[], None] | None = None,
 ) -> list[float]:
-    """Run ``step`` for at least ``opts.runs`` runs and ``opts.min_seconds``; ``after`` runs outside the clock."""
+    """Run ``step`` for at least ``opts.runs`` runs and ``opts.min_seconds``; ``after`` runs outside the clock.
+    ``tick(fraction)`` says how much of the loop is done (both conditions count)."""
     times: list[float] = []
     start = time.perf_counter()
     i = 0
@@ -122,11 +123,12 @@ def timed_loop(
             after()
         i += 1
         if tick:
-            tick()
+            by_time = (time.perf_counter() - start) / opts.min_seconds if opts.min_seconds else 1.0
+            tick(min(1.0, i / opts.runs, by_time))
     return times
 
 
-def measure(target: Target, opts: ProfileOptions, *, tick: Callable[[], None] | None = None) -> dict[str, Any]:
+def measure(target: Target, opts: ProfileOptions, *, tick: Callable[[float], None] | None = None) -> dict[str, Any]:
     """Both latencies, first inference, warm-up, memory; the per-stage split when a manifest is present."""
     b = target.backend
     xs = _inputs(b, target.manifest, opts)
@@ -143,13 +145,14 @@ def measure(target: Target, opts: ProfileOptions, *, tick: Callable[[], None] | 
     internal: list[float] = []
 
     record = (lambda: internal.append(b.runtime_latency_ms())) if b.runtime_latency_ms() is not None else None
-    invoke = timed_loop(lambda i: b.invoke(), opts, tick, after=record)
+    halves = [(lambda f: tick(f / 2)), (lambda f: tick(0.5 + f / 2))] if tick else [None, None]  # the two modes
+    invoke = timed_loop(lambda i: b.invoke(), opts, halves[0], after=record)
 
     def fresh(i: int) -> None:
         b.set_input(xs[i % len(xs)])
         b.invoke()
 
-    fresh_ms = timed_loop(fresh, opts, tick)
+    fresh_ms = timed_loop(fresh, opts, halves[1])
     result = {
         "load_ms": target.load_ms,
         "first_inference_ms": first_ms,
@@ -203,7 +206,7 @@ def profile(
     profile: DeviceProfile | None,
     runtime: str | None = None,
     opts: ProfileOptions = ProfileOptions(),
-    tick: Callable[[], None] | None = None,
+    tick: Callable[[float], None] | None = None,
     trust_key: Path | None = None,
     self_check: bool = True,
 ) -> dict[str, Any]:
@@ -219,10 +222,10 @@ def profile(
         described = target.backend.describe()
     except EdgeCNNError:
         raise
-    except Exception as exc:  # a runtime that loads a model but cannot run it
+    except Exception as exc:  # noqa: BLE001 - a runtime that loads a model but cannot run it raises its own kinds
         raise RuntimeBackendError(
             f"{described_name(target)} failed while running {target.model_file}: {type(exc).__name__}: {str(exc)[:200]}"
-        ) from None
+        ) from exc
     finally:
         target.backend.close()
     m = target.manifest

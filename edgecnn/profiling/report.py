@@ -16,7 +16,8 @@ def _fmt(s: dict[str, float]) -> str:
     return f"p50 {s['p50']:.3f} ms, p90 {s['p90']:.3f}, p99 {s['p99']:.3f}, mean {s['mean']:.3f} ± {s['std']:.3f}, min {s['min']:.3f}, max {s['max']:.3f}, {s['fps']:.1f} FPS (n={s['n']})"
 
 
-def markdown(result: dict[str, Any]) -> str:
+def markdown(result: dict[str, Any], *, skipped: bool = True) -> str:
+    """The profile as Markdown: what ran where, both latencies, memory, stages, self-check and any estimate."""
     r, m, s = result["runtime"], result["model"], result["system"]
     lines = [
         f"# Profile: {Path(m['path']).name} ({m['format']}/{m['precision']})",
@@ -28,50 +29,62 @@ def markdown(result: dict[str, Any]) -> str:
         f"- load {result['load_ms']:.1f} ms, first inference {result['first_inference_ms']:.2f} ms, warm-up {result['warmup_runs']} runs discarded",
         f"- **invoke** (input unchanged, as benchmark_model / benchmark_app): {_fmt(result['invoke'])}",
         f"- **fresh-input** (a new input written every run, as a camera): {_fmt(result['fresh_input'])}",
-        *(
-            [f"- invoke as the runtime itself timed it (benchmark_app's figure, no Python binding): {_fmt(rr)}"]
-            if (rr := result.get("invoke_runtime_reported"))
-            else []
-        ),
-        f"- memory: peak RSS {result['memory']['peak_rss_mb']:.1f} MB, growth over the run {result['memory']['growth_mb']:+.2f} MB",
     ]
-    if "stages" in result:
-        st = result["stages"]
+    if rr := result.get("invoke_runtime_reported"):
+        lines.append(f"- invoke as the runtime itself timed it (benchmark_app's figure, no Python binding): {_fmt(rr)}")
+    mem = result["memory"]
+    lines.append(f"- memory: peak RSS {mem['peak_rss_mb']:.1f} MB, growth over the run {mem['growth_mb']:+.2f} MB")
+    if st := result.get("stages"):
         lines.append(
-            f"- stages (640x480 frame): preprocess p50 {st['preprocess']['p50']:.3f} ms, inference {st['inference']['p50']:.3f} ms, postprocess {st['postprocess']['p50']:.3f} ms"
+            f"- stages (640x480 frame): preprocess p50 {st['preprocess']['p50']:.3f} ms, inference {st['inference']['p50']:.3f} ms, "
+            f"postprocess {st['postprocess']['p50']:.3f} ms"
         )
-    sc = result.get("self_check")
-    if sc and sc.get("skipped"):
-        lines.append(f"- self-check: skipped ({sc['why']}): this runtime's answers were not compared with the host's")
-    elif sc:
-        lines.append(
-            f"- self-check: passed, top-1 {sc['agreement']}/{sc['n']}, max |dp| {sc['max_abs_dp']:.1e} (tolerance "
-            f"{sc['tolerance']:.0e}) against the host's outputs"
-        )
-    for sk in result.get("skipped_runtimes") or []:
-        lines.append(f"- skipped {sk['candidate']}: {sk['reason']}")
-    est = result.get("estimate")
-    if est and "estimated_p50_ms" not in est:
-        lines.append(f"- no estimate for {est['device']}: {est.get('note', '')}")
-    elif est and "host_check_error" in est:
-        lines.append(
-            f"- **ESTIMATE for {est['device']}** (not measured): p50 ≈ {est['estimated_p50_ms']:.3f} ms "
-            f"(per-layer costs calibrated on this host; the same formula predicts {est['host_predicted_ms']:.3f} ms here, "
-            f"measured {est['host_measured_ms']:.3f} ms: {est['host_check_error'] * 100:+.0f}%)"
-        )
-        fit = est.get("calibration_fit_error_median")
-        if fit is not None and fit > 0.1:
-            lines.append(
-                f"- the calibration of this runtime/precision fits its own networks loosely here (median error "
-                f"{fit * 100:.0f}%): trust the estimate less"
-            )
-    elif est:
-        lines.append(
-            f"- **ESTIMATE for {est['device']}** (not measured): p50 ≈ {est['estimated_p50_ms']:.3f} ms "
-            f"(roofline {est['roofline_ms']:.3f} ms x this model's efficiency here {est['efficiency_factor']:.2f}; "
-            "'edgecnn calibrate' makes it per-layer)"
-        )
+    lines += _self_check_lines(result.get("self_check"))
+    if skipped:
+        lines += [f"- skipped {sk['candidate']}: {sk['reason']}" for sk in result.get("skipped_runtimes") or []]
+    lines += _estimate_lines(result.get("estimate"))
     return "\n".join(lines) + "\n"
+
+
+def _self_check_lines(sc: dict[str, Any] | None) -> list[str]:
+    if not sc:
+        return []
+    if sc.get("skipped"):
+        return [f"- self-check: skipped ({sc['why']}): this runtime's answers were not compared with the host's"]
+    return [
+        f"- self-check: passed, top-1 {sc['agreement']}/{sc['n']}, max |dp| {sc['max_abs_dp']:.1e} (tolerance "
+        f"{sc['tolerance']:.0e}) against the host's outputs"
+    ]
+
+
+def _estimate_lines(est: dict[str, Any] | None) -> list[str]:
+    """The estimate for another device, always named as one, with its range."""
+    if not est:
+        return []
+    if "estimated_p50_ms" not in est:
+        return [f"- no estimate for {est['device']}: {est.get('note', '')}"]
+    span = (
+        f"p50 ≈ {est['estimated_p50_ms']:.3f} ms, likely {est['range_ms'][0]:.3f}-{est['range_ms'][1]:.3f} ms"
+        if est.get("range_ms")
+        else f"p50 ≈ {est['estimated_p50_ms']:.3f} ms"
+    )
+    if "host_check_error" not in est:
+        return [
+            f"- **ESTIMATE for {est['device']}** (not measured): {span} (roofline {est['roofline_ms']:.3f} ms x this model's "
+            f"efficiency here {est['efficiency_factor']:.2f}; 'edgecnn calibrate' makes it per-layer)"
+        ]
+    lines = [
+        f"- **ESTIMATE for {est['device']}** (not measured): {span} (per-layer costs calibrated on this host; the same "
+        f"formula predicts {est['host_predicted_ms']:.3f} ms here, measured {est['host_measured_ms']:.3f} ms: "
+        f"{est['host_check_error'] * 100:+.0f}%)"
+    ]
+    fit = est.get("calibration_fit_error_median")
+    if fit is not None and fit > 0.1:
+        lines.append(
+            f"- the calibration of this runtime/precision fits its own networks loosely here (median error {fit * 100:.0f}%): "
+            "trust the estimate less"
+        )
+    return lines
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
@@ -87,12 +100,15 @@ def plot(result: dict[str, Any], path: Path) -> None:
         h.hist(
             v[v <= 1.3 * max(result["invoke"]["p99"], result["fresh_input"]["p99"])], bins=50, alpha=0.6, color=color, label=mode
         )
-        c.plot(v, np.arange(1, len(v) + 1) / len(v), color=color, label=mode)
+        # the quantiles' values go in the legend, not beside their lines: two modes' p50s often lie a hair apart
+        c.plot(
+            v,
+            np.arange(1, len(v) + 1) / len(v),
+            color=color,
+            label=f"{mode}: p50 {result[mode]['p50']:.3f}, p90 {result[mode]['p90']:.3f} ms",
+        )
         for q, ls in (("p50", "--"), ("p90", ":")):
             c.axvline(result[mode][q], color=color, linestyle=ls, linewidth=1)
-            c.annotate(
-                f"{mode} {q} {result[mode][q]:.3f}", (result[mode][q], 0.1 if q == "p50" else 0.9), fontsize=7, rotation=90
-            )
     # the slowest runs (scheduler hiccups) would squash everything else: clip the axes at 1.3 x p99
     hi = 1.3 * max(result["invoke"]["p99"], result["fresh_input"]["p99"])
     top = max(result["invoke"]["max"], result["fresh_input"]["max"])
@@ -105,15 +121,17 @@ def plot(result: dict[str, Any], path: Path) -> None:
     h.legend()
     c.set_xlabel("latency (ms)")
     c.set_title("CDF (dashed p50, dotted p90)")
-    c.legend()
+    c.set_ylabel("fraction of runs")
+    h.set_ylabel("runs")
+    c.legend(fontsize=8, loc="lower right")
     fig.suptitle(f"{Path(result['model']['path']).name} - {result['runtime']['runtime']}")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
-def write_outputs(result: dict[str, Any], out: str | Path) -> list[Path]:
-    """Write out.json (+ .csv, .md, .png beside it)."""
+def write_outputs(result: dict[str, Any], out: str | Path) -> tuple[list[Path], list[str]]:
+    """Write out.json (+ .csv, .md beside it, and .png where matplotlib is installed); (paths written, notes)."""
     out = Path(out)
     if out.suffix != ".json":
         out = out.with_suffix(".json")
@@ -128,8 +146,14 @@ def write_outputs(result: dict[str, Any], out: str | Path) -> list[Path]:
     w.writerow(["mode", "run", "latency_ms"])
     for mode, values in result["raw_ms"].items():
         w.writerows([mode, i, f"{v:.5f}"] for i, v in enumerate(values))
-    paths = [out, out.with_suffix(".csv"), out.with_suffix(".md"), out.with_suffix(".png")]
+    paths = [out, out.with_suffix(".csv"), out.with_suffix(".md")]
     write_atomic(paths[1], buf.getvalue())
     write_atomic(paths[2], markdown(result))
-    plot(result, paths[3])
-    return paths
+    try:
+        import matplotlib  # noqa: F401 - optional on a device
+    except ImportError:
+        return paths, [
+            f'no plot ({out.with_suffix(".png").name}): matplotlib is not installed; pip install "edgecnn[plots]" draws it'
+        ]
+    plot(result, out.with_suffix(".png"))
+    return [*paths, out.with_suffix(".png")], []

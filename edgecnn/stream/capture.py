@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -48,6 +49,21 @@ class Frame:
     t_capture: float  # time.monotonic() when it arrived
 
 
+_SKIP = object()  # _read_raw: nothing to hand on this time
+
+
+@dataclass
+class _LiveState:
+    """The producer thread's view of a live source: open or not, the reconnect delay, the frozen-picture check."""
+
+    delay: float
+    opened: bool = True
+    last_sig: bytes | None = None
+    same_since: float = field(default_factory=time.monotonic)
+    sig_checked: float = 0.0
+    good_since_open: float = field(default_factory=time.monotonic)  # the last decodable frame, or the (re)open
+
+
 class Capture:
     """Wrap a source. Live sources run a reader thread; ``get()`` returns only frames newer than the last one taken.
 
@@ -79,6 +95,9 @@ class Capture:
         self._started = time.monotonic()
         self._got_frame = False
         self._cause = ""  # the last reason a read or a reconnect failed, for the error of a dead source
+        self._interval = 0.0  # pace(): seconds between the frames of a recorded source
+        self._due = 0.0
+        self._wake = self._stop  # what cuts a pacing wait short: stop(), or start()'s stop event
 
     # ---- lifecycle ---------------------------------------------------------------------
     def start(self, stop: threading.Event | None = None) -> Capture:
@@ -90,6 +109,7 @@ class Capture:
             self.source.open()
         else:
             self._open_interruptibly(stop)
+            self._wake = stop
         self._last_frame_time = self._started = time.monotonic()
         if self.source.live:
             self._thread = threading.Thread(target=self._run, name="edgecnn-capture", daemon=True)
@@ -115,6 +135,10 @@ class Capture:
             t.join(0.05)
         if outcome and outcome[0] is not None:
             raise outcome[0]
+
+    def pace(self, fps: float) -> None:
+        """Hand a recorded source's frames out at ``fps`` (0: as fast as they are read)."""
+        self._interval = 1.0 / fps if fps > 0 else 0.0
 
     def stop(self) -> None:
         """Stop reading within about a second; the source is closed by whichever thread holds it last."""
@@ -186,6 +210,9 @@ class Capture:
                 self.stats.corrupt += 1
                 self.stats.note(str(exc))
                 continue
+            if self._interval:
+                self._wake.wait(max(0.0, self._due - time.monotonic()))
+                self._due = max(self._due, time.monotonic()) + self._interval
             self._seq += 1
             self._got_frame = True
             return Frame(image, self._seq, time.monotonic())
@@ -199,40 +226,12 @@ class Capture:
                 self.source.close()  # when stop() gave up waiting for this thread, the source is closed here
 
     def _read_live(self) -> None:
-        delay = self.backoff[0]
-        opened = True
-        last_sig, same_since = None, time.monotonic()
-        sig_checked = 0.0
-        good_since_open = time.monotonic()  # the last decodable frame, or the (re)open
+        st = _LiveState(delay=self.backoff[0])
         while not self._stop.is_set():
-            if not opened:
-                try:
-                    self.source.open()
-                    opened, delay = True, self.backoff[0]
-                    self.stats.reconnects += 1
-                    good_since_open = time.monotonic()
-                except EdgeCNNError as exc:
-                    self._cause = exc.message
-                    self.stats.note(f"reconnect failed: {exc.message}")
-                    self._stop.wait(delay)
-                    delay = min(delay * 2, self.backoff[1])
-                    continue
-            try:
-                raw = self.source.read()
-            except CorruptFrame as exc:
-                self.stats.corrupt += 1
-                self.stats.note(exc.message)
-                self._cause = exc.message
-                if time.monotonic() - good_since_open > self.source.options.read_timeout:
-                    self.stats.note(f"read failed: no decodable frame in {self.source.options.read_timeout:g} s")
-                    self.source.close()
-                    opened = False
+            if not st.opened and not self._reopen(st):
                 continue
-            except EdgeCNNError as exc:
-                self._cause = exc.message
-                self.stats.note(f"read failed: {exc.message}")
-                self.source.close()
-                opened = False
+            raw = self._read_raw(st)
+            if raw is _SKIP:
                 continue
             if raw is None:  # a live source that ended (synthetic with frames=N)
                 with self._cond:
@@ -247,24 +246,71 @@ class Capture:
                 self.stats.note(str(exc))
                 continue
             now = time.monotonic()
-            # frozen-stream check on a sparse sample of pixels, at most 10 times a second (a fast source
-            # must not spend the GIL on it for every frame)
-            if now - sig_checked >= 0.1:
-                sig_checked = now
-                sig = image[:: max(1, image.shape[0] // 8), :: max(1, image.shape[1] // 8)].tobytes()
-                if sig != last_sig:
-                    last_sig, same_since = sig, now
-            if now - same_since > self.frozen_after:
-                self.stats.frozen_events += 1
-                self.stats.note(f"stream frozen for {self.frozen_after:g} s; reconnecting")
-                self.source.close()
-                opened, last_sig, same_since = False, None, now
+            if self._frozen(st, image, now):
                 continue
-            self._last_frame_time = good_since_open = now
-            self._got_frame = True
-            with self._cond:
-                if self._latest is not None and self._latest.index > self._taken:
-                    self.stats.dropped += 1
-                self._seq += 1
-                self._latest = Frame(image, self._seq, now)
-                self._cond.notify_all()
+            self._publish(st, image, now)
+
+    def _reopen(self, st: _LiveState) -> bool:
+        """One reconnect attempt, backing off exponentially after a failure."""
+        try:
+            self.source.open()
+        except EdgeCNNError as exc:
+            self._cause = exc.message
+            self.stats.note(f"reconnect failed: {exc.message}")
+            self._stop.wait(st.delay)
+            st.delay = min(st.delay * 2, self.backoff[1])
+            return False
+        st.opened, st.delay = True, self.backoff[0]
+        self.stats.reconnects += 1
+        st.good_since_open = time.monotonic()
+        return True
+
+    def _read_raw(self, st: _LiveState) -> Any:
+        """The source's next frame, None at its end, or _SKIP after a corrupt frame or a failed read (which closes
+        the source for a reconnect; so do corrupt frames alone for longer than the read timeout)."""
+        try:
+            return self.source.read()
+        except CorruptFrame as exc:
+            self.stats.corrupt += 1
+            self.stats.note(exc.message)
+            self._cause = exc.message
+            if time.monotonic() - st.good_since_open > self.source.options.read_timeout:
+                self.stats.note(f"read failed: no decodable frame in {self.source.options.read_timeout:g} s")
+                self._close_for_reconnect(st)
+        except EdgeCNNError as exc:
+            self._cause = exc.message
+            self.stats.note(f"read failed: {exc.message}")
+            self._close_for_reconnect(st)
+        return _SKIP
+
+    def _close_for_reconnect(self, st: _LiveState) -> None:
+        self.source.close()
+        st.opened = False
+
+    def _frozen(self, st: _LiveState, image: np.ndarray, now: float) -> bool:
+        """True (and the source closed for a reconnect) when the picture has not changed for frozen_after seconds.
+        Checked on a sparse sample of pixels at most 10 times a second: a fast source must not spend the GIL on it
+        for every frame."""
+        if now - st.sig_checked >= 0.1:
+            st.sig_checked = now
+            sig = image[:: max(1, image.shape[0] // 8), :: max(1, image.shape[1] // 8)].tobytes()
+            if sig != st.last_sig:
+                st.last_sig, st.same_since = sig, now
+        if now - st.same_since <= self.frozen_after:
+            return False
+        self.stats.frozen_events += 1
+        self.stats.note(f"stream frozen for {self.frozen_after:g} s; reconnecting")
+        self._close_for_reconnect(st)
+        st.last_sig, st.same_since = None, now
+        return True
+
+    def _publish(self, st: _LiveState, image: np.ndarray, now: float) -> None:
+        """Keep only the newest frame; one not taken before it is replaced counts as dropped."""
+        self._last_frame_time = st.good_since_open = now
+        self._got_frame = True
+        with self._cond:
+            if self._latest is not None and self._latest.index > self._taken:
+                self.stats.dropped += 1
+            self._seq += 1
+            self._latest = Frame(image, self._seq, now)
+            self._cond.notify_all()

@@ -57,8 +57,9 @@ class HealthLog:
     def due(self, now: float) -> bool:
         return now >= self._next
 
-    def write(self, now: float, loop: Any, capture: Any) -> dict[str, Any]:
-        """One record from the loop's and the capture's counters; the latency window starts afresh."""
+    def write(self, now: float, loop: Any, capture: Any, *, ended_by: str | None = None) -> dict[str, Any]:
+        """One record from the loop's and the capture's counters; the latency window starts afresh. The last record
+        of a run says why it ended (``ended_by``: source, max_frames, duration, stop)."""
         c = capture.stats
         dt = max(now - self._last_t, 1e-9)
         record: dict[str, Any] = {
@@ -84,6 +85,8 @@ class HealthLog:
                 "event_log": len(c.events),  # <= 100
             },
         }
+        if ended_by is not None:
+            record["ended_by"] = ended_by
         self.f.write(json.dumps(record, separators=(",", ":")) + "\n")
         for v in self._window.values():
             v.clear()

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import cv2
 import numpy as np
 
-from edgecnn.errors import StreamError
+from edgecnn.errors import ConfigError, StreamError
 from edgecnn.registry import Registry
 from edgecnn.stream import overlay
 from edgecnn.stream import uri as uris
@@ -29,7 +29,15 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv")
 
 
 class Sink:
+    """Where predictions go. ``watched`` sinks (the live page) are looked at by a person: a recorded source plays at its
+    own frame rate for them, and the session stays open after it ends, until Ctrl-C."""
+
     schemes: ClassVar[tuple[str, ...]] = ()
+    watched: ClassVar[bool] = False
+
+    def announce(self) -> list[str]:
+        """Lines to tell the user once the sink is up (where the live page is served)."""
+        return []
 
     def write(self, frame: np.ndarray, record: dict[str, Any], top: list[tuple[str, float]], fps: float) -> None: ...
 
@@ -114,7 +122,7 @@ class VideoSink(Sink):
 
         try:
             check_can_create(self.path, "video")
-        except Exception as exc:  # ConfigError: read-only, no permission
+        except ConfigError as exc:  # read-only, no permission, missing folder
             raise StreamError(f"cannot write video to {self.path}: {getattr(exc, 'message', exc)}") from None
 
     @classmethod

@@ -78,6 +78,11 @@ class FrameSource(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook, as open()
         """Release the device or connection; may be called from another thread to unblock a read."""
 
+    def watch_fps(self) -> float:
+        """For a person watching (the live page): the rate to show a recorded source at, once opened; 0 for as fast
+        as it reads (live sources, which keep their own time, and a file given its own ``&fps=N``)."""
+        return 0.0
+
 
 def register(cls: type[FrameSource]) -> type[FrameSource]:
     for scheme in cls.schemes:
@@ -184,6 +189,12 @@ class VideoFileSource(OpenCVSource):
             raise StreamError(
                 f"cannot open video file {self.target}: not a video FFmpeg can read (it looks like {kind})"
             ) from None
+
+    def watch_fps(self) -> float:
+        if self.live or self.fps:
+            return 0.0
+        rate = self.cap.get(cv2.CAP_PROP_FPS) if getattr(self, "cap", None) is not None else 0.0
+        return rate if 0.5 <= rate <= 240 else 25.0  # the rate the file was recorded at, where it says so sensibly
 
     def read(self) -> np.ndarray | None:
         if self.fps:
@@ -455,6 +466,9 @@ class ImageFolderSource(FrameSource):
     @classmethod
     def claims(cls, text: str) -> bool:
         return Path(text).is_dir()
+
+    def watch_fps(self) -> float:
+        return 2.0  # a slide show: two images a second
 
     def read(self) -> np.ndarray | None:
         if self._i >= len(self.files):

@@ -1,33 +1,73 @@
-"""``http://:PORT`` sink: an MJPEG stream of annotated frames plus a small live page
-(current label, confidence, FPS and a latency chart), served from a thread on the device."""
+"""``http://[HOST]:PORT`` sink: the live page, served from a thread on the device.
+
+The page shows the frames as they are classified (an MJPEG stream of the picture itself, nothing drawn on it: on a
+64x64 frame any text would cover the subject), scaled up to at least 256 px with square pixels when they are small,
+and beside it the top labels, the frame rate and a latency chart with labelled axes. ``/state.json`` is the latest
+prediction record (what the jsonl sink writes) plus the frame's size; ``/stream.mjpg`` the picture.
+"""
 
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlparse
 
 import cv2
 
 from edgecnn.errors import StreamError
-from edgecnn.stream import overlay
 from edgecnn.stream.sinks import Sink
 
+MIN_WIDTH_PX = 256  # the page scales smaller frames up by a whole factor to at least this width
+
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>edgecnn live</title>
-<style>body{font-family:sans-serif;background:#111;color:#eee;margin:1em}#label{font-size:2em}canvas{background:#222}</style>
-</head><body><h1>edgecnn live</h1><img id="video" src="/stream.mjpg" alt="video">
-<div id="label">waiting...</div><div id="stats"></div><canvas id="chart" width="400" height="100"></canvas>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>
+body{font-family:system-ui,sans-serif;background:#111;color:#eee;margin:1em}
+h1{font-size:1.2em;font-weight:normal;color:#aaa;margin:0 0 .6em}
+#main{display:flex;flex-wrap:wrap;gap:1.5em;align-items:flex-start}
+#video{image-rendering:pixelated;image-rendering:crisp-edges;max-width:100%;background:#000;min-width:256px}
+#side{min-width:320px}
+#label{font-size:2em;margin-bottom:.2em}
+#top{margin:0 0 .6em;padding:0;list-style:none;color:#bbb}
+#stats{color:#bbb;margin-bottom:.8em}
+canvas{background:#1b1b1b;display:block}
+</style></head><body><h1>edgecnn live</h1>
+<div id="main"><img id="video" src="/stream.mjpg" alt="the classified frames">
+<div id="side"><div id="label">waiting...</div><ul id="top"></ul><div id="stats"></div>
+<canvas id="chart" width="480" height="200" aria-label="inference latency of the last frames"></canvas></div></div>
 <script>
-const hist=[];async function tick(){try{const r=await fetch('/state.json',{cache:'no-store'});const s=await r.json();
-if(s.top){document.getElementById('label').textContent=s.top[0].label+' '+(100*s.top[0].p).toFixed(1)+'%';
-document.getElementById('stats').textContent='frame '+s.frame+' | '+s.fps.toFixed(1)+' FPS | inference '+s.latency_ms.inference.toFixed(2)+' ms';
-hist.push(s.latency_ms.inference);if(hist.length>100)hist.shift();const c=document.getElementById('chart').getContext('2d');
-c.clearRect(0,0,400,100);const m=Math.max(...hist)*1.2;c.strokeStyle='#4f4';c.beginPath();
-hist.forEach((v,i)=>{const x=i*4,y=100-v/m*100;i?c.lineTo(x,y):c.moveTo(x,y)});c.stroke();}}catch(e){}
-setTimeout(tick,250)}tick();
-</script></body></html>"""
+const MIN_W=__MIN_WIDTH__, N=100, hist=[];
+function fit(w,h){ // whole-number scale so that pixels stay square and sharp
+  const img=document.getElementById('video'); if(!w||img.dataset.w==w)return;
+  const s=Math.max(1,Math.ceil(MIN_W/w)); img.dataset.w=w; img.style.width=(w*s)+'px'; img.style.height=(h*s)+'px';}
+function nice(v){const p=Math.pow(10,Math.floor(Math.log10(v)));for(const m of [1,2,5,10]){if(m*p>=v)return m*p}return 10*p}
+function chart(){
+  const cv=document.getElementById('chart'),c=cv.getContext('2d'),W=cv.width,H=cv.height,L=52,R=10,T=22,B=34;
+  c.clearRect(0,0,W,H);c.font='12px sans-serif';c.fillStyle='#ccc';c.strokeStyle='#444';c.lineWidth=1;
+  const top=nice(Math.max(...hist,0.001)*1.1);
+  c.textAlign='right';c.textBaseline='middle';
+  for(let i=0;i<=4;i++){const v=top*i/4,y=H-B-(H-T-B)*i/4;c.beginPath();c.moveTo(L,y);c.lineTo(W-R,y);c.stroke();
+    c.fillText(v<10?v.toFixed(v<1?2:1):v.toFixed(0),L-6,y);}
+  c.textAlign='center';c.textBaseline='top';
+  for(const k of [0,50,100]){const x=L+(W-L-R)*k/N;c.textAlign=k==100?'right':'center';c.fillText(k==100?'now':'-'+(N-k),x,H-B+4);}
+  c.textAlign='center';
+  c.fillText('frames (the last '+N+')',L+(W-L-R)/2,H-16);
+  c.textAlign='left';c.fillText('inference latency, ms',L,4);
+  c.strokeStyle='#4f4';c.lineWidth=2;c.beginPath();
+  hist.forEach((v,i)=>{const x=L+(W-L-R)*(N-hist.length+i)/N,y=H-B-(H-T-B)*v/top;i?c.lineTo(x,y):c.moveTo(x,y)});c.stroke();}
+async function tick(){try{const r=await fetch('/state.json',{cache:'no-store'});const s=await r.json();
+ if(s.top){fit(s.width,s.height);
+  document.getElementById('label').textContent=s.top[0].label+' '+(100*s.top[0].p).toFixed(1)+'%';
+  document.getElementById('top').innerHTML=s.top.slice(1).map(t=>'<li>'+t.label.replace(/[&<>]/g,'')+' '+(100*t.p).toFixed(1)+'%</li>').join('');
+  document.getElementById('stats').textContent='frame '+s.frame+' | '+s.fps.toFixed(1)+' FPS | inference '+
+    s.latency_ms.inference.toFixed(2)+' ms | '+s.width+'x'+s.height+' px'+(s.ended?' | the source ended':'');
+  if(s.frame!==tick.last){tick.last=s.frame;hist.push(s.latency_ms.inference);if(hist.length>N)hist.shift();chart();}}
+}catch(e){}setTimeout(tick,250)}
+chart();tick();
+</script></body></html>""".replace("__MIN_WIDTH__", str(MIN_WIDTH_PX))
 
 
 def _address(text: str) -> tuple[str, int]:
@@ -47,83 +87,124 @@ def _address(text: str) -> tuple[str, int]:
     return u.hostname or "0.0.0.0", 8080 if port is None else port
 
 
+def machine_address() -> str | None:
+    """This machine's address on the network it reaches others through (no packet is sent: a UDP socket only picks
+    the route); None where it has no such route."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))  # TEST-NET-1: routed like any outside address, never answered
+            address = s.getsockname()[0]
+        except OSError:
+            return None
+    return None if address.startswith("127.") or address == "0.0.0.0" else address
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def log_message(self, *args: Any) -> None:  # keep the device's terminal and logs clean
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        sink = self.server.sink
+        path = urlparse(self.path).path
+        if path == "/":
+            self._send(PAGE.encode(), "text/html; charset=utf-8")
+        elif path == "/state.json":
+            self._send(json.dumps(sink.state()).encode(), "application/json")
+        elif path == "/stream.mjpg":
+            self._stream(sink)
+        else:
+            self.send_error(404)
+
+    def _send(self, body: bytes, ctype: str) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _stream(self, sink: WebSink) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        last = None
+        try:
+            while (jpeg := sink.next_jpeg(last)) is not None:
+                if not jpeg:
+                    continue  # no frame yet
+                last = jpeg
+                head = b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: " + str(len(jpeg)).encode() + b"\r\n\r\n"
+                self.wfile.write(head + jpeg + b"\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            return
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    sink: WebSink
+
+
 class WebSink(Sink):
+    """The live page (see the module's docstring), on its own thread; ``port`` is the one it serves on."""
+
+    schemes = ("http",)
+    watched: ClassVar[bool] = True
+
     def __init__(self, uri: Any) -> None:
-        host, port = _address(getattr(uri, "text", uri))
+        self.host, port = _address(getattr(uri, "text", uri))
         self._jpeg: bytes | None = None
         self._state: dict[str, Any] = {}
         self._cond = threading.Condition()
         self._closed = False
-        sink = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:  # keep the device log clean
-                pass
-
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
-                if self.path == "/":
-                    self._send(PAGE.encode(), "text/html; charset=utf-8")
-                elif self.path.startswith("/state.json"):
-                    with sink._cond:
-                        body = json.dumps(sink._state).encode()
-                    self._send(body, "application/json")
-                elif self.path.startswith("/stream.mjpg"):
-                    self._stream()
-                else:
-                    self.send_error(404)
-
-            def _send(self, body: bytes, ctype: str) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Cache-Control", "no-store")
-                self.end_headers()
-                self.wfile.write(body)
-
-            def _stream(self) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-                self.end_headers()
-                last = None
-                try:
-                    while not sink._closed:
-                        # a new frame as soon as there is one; the current one again every 0.5 s so that
-                        # clients that buffer (ffmpeg's probe, some browsers) never wait on a paused stream
-                        with sink._cond:
-                            sink._cond.wait_for(
-                                lambda: sink._closed or (sink._jpeg is not None and sink._jpeg is not last), timeout=0.5
-                            )
-                            jpeg = sink._jpeg
-                        if sink._closed or jpeg is None:
-                            continue
-                        last = jpeg
-                        self.wfile.write(
-                            b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
-                            + str(len(jpeg)).encode()
-                            + b"\r\n\r\n"
-                            + jpeg
-                            + b"\r\n"
-                        )
-                except (BrokenPipeError, ConnectionResetError):
-                    return
-
         try:
-            self.server = ThreadingHTTPServer((host, port), Handler)
+            self.server = _Server((self.host, port), _Handler)
         except OSError as exc:
-            raise StreamError(f"cannot serve on {host}:{port}: {exc.strerror}", hint="choose another port") from None
-        self.server.daemon_threads = True
+            raise StreamError(f"cannot serve on {self.host}:{port}: {exc.strerror}", hint="choose another port") from None
+        self.server.sink = self
         self.port = self.server.server_address[1]
         self._thread = threading.Thread(target=self.server.serve_forever, name="edgecnn-web", daemon=True)
         self._thread.start()
 
+    def urls(self) -> list[str]:
+        """Where to open the page: this machine's network address first, then the loopback one."""
+        if self.host not in ("0.0.0.0", "::", ""):
+            return [f"http://{self.host}:{self.port}/"]
+        address = machine_address()
+        return ([f"http://{address}:{self.port}/"] if address else []) + [f"http://localhost:{self.port}/"]
+
+    def announce(self) -> list[str]:
+        urls = self.urls()
+        also = f" (on this machine: {urls[1]})" if len(urls) > 1 else ""
+        return [f"live page: {urls[0]}{also}"]
+
     def write(self, frame, record, top, fps) -> None:
-        img = overlay.draw(frame, top, fps=fps, timings=record.get("latency_ms", {}))
-        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 80])
+        ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])
         with self._cond:
             if ok:
                 self._jpeg = buf.tobytes()
-            self._state = record | {"fps": fps}
+            self._state = record | {"fps": fps, "width": int(frame.shape[1]), "height": int(frame.shape[0])}
             self._cond.notify_all()
+
+    def ended(self) -> None:
+        """The source ended: the page keeps its last frame and says so."""
+        with self._cond:
+            self._state = self._state | {"ended": True}
+            self._cond.notify_all()
+
+    def state(self) -> dict[str, Any]:
+        with self._cond:
+            return dict(self._state)
+
+    def next_jpeg(self, last: bytes | None) -> bytes | None:
+        """A frame newer than ``last`` as soon as there is one, else the current one again after 0.5 s (clients that
+        buffer, such as ffmpeg's probe and some browsers, must not wait on a paused stream); b"" while there is no
+        frame yet; None once closed."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._closed or (self._jpeg is not None and self._jpeg is not last), timeout=0.5)
+            return None if self._closed else (self._jpeg or b"")
 
     def close(self) -> None:
         with self._cond:

@@ -41,3 +41,18 @@ def test_inspect_keras_file_and_errors(tmp_path, capsys):
     (tmp_path / "x.keras").write_bytes(b"garbage")
     assert main(["inspect", str(tmp_path / "x.keras")]) == 1
     assert "is not a Keras model" in capsys.readouterr().err
+
+
+def test_tables_fit_the_terminal_and_stay_whole_in_a_pipe(monkeypatch, capsys):
+    for verb, dropped in (("devices", "description"), ("models", "description")):
+        for columns in (100, 80):
+            monkeypatch.setenv("COLUMNS", str(columns))
+            assert main([verb]) == 0
+            lines = capsys.readouterr().out.splitlines()
+            assert max(len(line) for line in lines) <= columns, (verb, columns)
+            assert f"left out to fit {columns} columns: {dropped}" in " ".join(lines)
+        monkeypatch.delenv("COLUMNS")  # a pipe: every column, no row folded
+        assert main([verb]) == 0
+        out = capsys.readouterr().out
+        assert "left out" not in out and "description" in out
+        assert ("Raspberry Pi 4" if verb == "devices" else "Inception") in out

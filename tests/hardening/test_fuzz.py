@@ -67,3 +67,33 @@ def test_child_that_does_not_answer_in_time_is_killed_as_hung(lenet_artifacts):
         assert r.outcome == "hung" and "no answer within 0.001 s" in r.detail, r
         pid_gone = runner._proc is None
     assert pid_gone and runner.restarts == 1
+
+
+def test_a_hung_probe_is_killed_with_everything_it_forked(tmp_path, monkeypatch):
+    import psutil
+
+    # a "runtime" that forks at import, as OpenVINO's telemetry does, and leaves the fork waiting
+    (tmp_path / "forks_at_import.py").write_text(
+        "import os, time\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    time.sleep(600)\n"
+        "    os._exit(0)\n"
+        f"open({str(tmp_path / 'grandchild.pid')!r}, 'w').write(str(pid))\n"
+    )
+    monkeypatch.setenv("PYTHONPATH", f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    with IsolatedRunner(timeout=0.001, preload=("forks_at_import",)) as runner:
+        (tmp_path / "model.tflite").write_bytes(b"\0" * 64)
+        r = runner.probe(tmp_path / "model.tflite")
+        assert r.outcome == "hung", r
+    grandchild = int((tmp_path / "grandchild.pid").read_text())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(grandchild).status() == psutil.STATUS_ZOMBIE:
+                break
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError(f"the probe's fork {grandchild} outlived the kill")

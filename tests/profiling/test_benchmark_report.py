@@ -19,14 +19,14 @@ def test_recommendation_logic():
     ]
     rec = recommend(rows, 1.0)
     assert rec["artifact"] == "tflite/int8"
-    assert rec["why"] == "tflite/int8 is 2.0x faster than tflite/fp32 here and loses 0.3 points"
+    assert rec["why"] == "2.0x faster than tflite/fp32 here (1.000 ms p50), loses 0.3 points"  # the name is not repeated
     assert recommend(rows, 5.0)["artifact"] == "onnx/int8"
     assert recommend(rows[2:], 1.0)["artifact"] is None
     # for another device, ranked by the estimate there when every candidate has one
     rows[0]["estimate_p50_ms"], rows[1]["estimate_p50_ms"], rows[2]["estimate_p50_ms"] = 3.0, 4.0, 1.0
     rec = recommend(rows, 1.0, device="rpi4")
     assert rec["artifact"] == "tflite/fp32" and rec["ranked_by"] == "estimate_p50_ms"
-    assert rec["why"] == "tflite/fp32 is the fastest on rpi4 (estimated) (3.000 ms p50) within the accuracy budget of 1.0 points"
+    assert rec["why"] == "the fastest on rpi4 (estimated) (3.000 ms p50) within the accuracy budget of 1.0 points"
     del rows[2]["estimate_p50_ms"]  # one candidate without an estimate: measured here decides
     assert recommend(rows, 1.0, device="rpi4")["ranked_by"] == "p50_ms"
 
@@ -108,3 +108,49 @@ def test_report_compares_and_flags(lenet_artifacts, tmp_path, capsys):
     (tmp_path / "x.json").write_text("{}")
     assert main(["report", str(tmp_path / "x.json")]) == 1
     assert "not an edgecnn profile result" in capsys.readouterr().err
+
+
+def test_pareto_plot_cannot_make_one_image_look_dramatic(tmp_path):
+    from edgecnn.convert.benchmark import pareto
+
+    rows = [
+        {
+            "artifact": "tflite-fp32",
+            "format": "tflite",
+            "precision": "fp32",
+            "p50_ms": 0.022,
+            "accuracy": 286 / 360,
+            "n": 360,
+            "size_mb": 0.25,
+        },
+        {
+            "artifact": "tflite-int8",
+            "format": "tflite",
+            "precision": "int8",
+            "p50_ms": 0.039,
+            "accuracy": 286 / 360,
+            "n": 360,
+            "size_mb": 0.07,
+        },
+        {
+            "artifact": "openvino-int8",
+            "format": "openvino",
+            "precision": "int8",
+            "p50_ms": 0.040,
+            "accuracy": 287 / 360,
+            "n": 360,
+            "size_mb": 0.1,
+        },
+        {"artifact": "no-latency", "format": "onnx", "precision": "fp32", "p50_ms": None, "accuracy": 0.5, "n": 360},
+    ]
+    drawn = pareto(rows, tmp_path / "p.png")
+    low, high = drawn["ylim"]
+    assert high - low >= 10  # a 0.28-point difference is a sliver of the axis, not its whole height
+    assert low <= 286 / 360 * 100 - 4 and high >= 287 / 360 * 100 + 4  # the 95% intervals (about ±4.2 points) fit
+    assert drawn["labels"] == [
+        "tflite-fp32: 286/360, 0.25 MB, 0.022 ms",
+        "tflite-int8: 286/360, 0.07 MB, 0.039 ms",
+        "openvino-int8: 287/360, 0.10 MB, 0.040 ms",
+    ]
+    assert drawn["texts_on_axes"] == 0  # names in the legend only: nothing on the plot can overlap
+    assert (tmp_path / "p.png").stat().st_size > 5000

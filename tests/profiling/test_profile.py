@@ -73,6 +73,8 @@ def test_profile_for_another_device_adds_a_labelled_estimate(lenet_artifacts, ca
     assert r["device_profile"] == "rpi4" and r["model"]["precision"] == "int8" and r["runtime"]["runtime"] == "litert"
     est = r["estimate"]
     assert est["device"] == "rpi4" and "ESTIMATE" in est["method"] and est["estimated_p50_ms"] > 0
+    low, high = est["range_ms"]
+    assert low < est["estimated_p50_ms"] < high and high / low >= 1.3**2 * 0.999
 
 
 def test_roofline_scales_with_device():
@@ -85,6 +87,10 @@ def test_roofline_scales_with_device():
     e = estimate(layers, "fp32", host=host, target=rpi4, measured_host_ms=1.0)
     assert e["estimated_p50_ms"] == pytest.approx(e["roofline_ms"] * e["efficiency_factor"])
     assert estimate(layers, "fp32", host=host, target=host, measured_host_ms=1.0)["estimated_p50_ms"] == pytest.approx(1.0)
+    # the range: at least a p50's run-to-run spread (x/÷ 1.3), wider when this run's p90 is further out
+    assert e["range_ms"] == pytest.approx([e["estimated_p50_ms"] / 1.3, e["estimated_p50_ms"] * 1.3])
+    wide = estimate(layers, "fp32", host=host, target=rpi4, measured_host_ms=1.0, measured_host_p90_ms=1.8)
+    assert wide["range_ms"] == pytest.approx([wide["estimated_p50_ms"] / 1.8, wide["estimated_p50_ms"] * 1.8])
 
 
 def test_system_readers(tmp_path):

@@ -40,8 +40,11 @@ def _classify(artifact, out, seconds):
 def test_a_second_writer_is_refused_and_no_line_is_torn_or_lost(lenet_artifacts, tmp_path):
     out = tmp_path / "p.jsonl"
     art = lenet_artifacts / "tflite-fp32"
-    first = _classify(art, out, 4)
-    time.sleep(2.5)  # the first one is streaming (and holds the lock)
+    first = _classify(art, out, 8)
+    deadline = time.monotonic() + 60
+    while not (out.is_file() and out.read_text().count("\n") >= 1) and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)  # wait until the first one is streaming (it holds the lock from before its first line)
+    assert first.poll() is None, "the first classify ended before the second one started"
     second = _classify(art, out, 1)
     _, err = second.communicate(timeout=60)
     assert second.returncode == 1

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import cv2
@@ -276,8 +278,10 @@ def test_classify_health_log_lines(lenet_artifacts, tmp_path, capsys):
     args = ["classify", str(lenet_artifacts / "tflite-fp32"), "--source", src, "--duration", "2.6", "--device", "host"]
     assert main([*args, "--health", str(health), "--health-every", "0.5"]) == 0
     lines = [json.loads(ln) for ln in health.read_text().splitlines()]
-    assert 4 <= len(lines) <= 6, lines
-    first, last = lines[0], lines[-1]
+    assert 5 <= len(lines) <= 7, lines  # one every 0.5 s, and the last one when the run ends, saying why
+    assert lines[-1]["ended_by"] == "duration" and not any("ended_by" in ln for ln in lines[:-1])
+    assert lines[-1]["classified"] >= lines[-2]["classified"]
+    first, last = lines[0], lines[-2]
     assert 0.4 <= first["t_s"] <= 0.9 and last["classified"] > first["classified"] > 0
     assert last["rss_mb"] > 10 and last["threads"] >= 2 and last["fds"] >= 3
     assert 30 <= last["fps"] <= 55  # a 50 fps source
@@ -290,3 +294,43 @@ def test_classify_health_log_lines(lenet_artifacts, tmp_path, capsys):
     assert "argument --health-every: must be a number above 0 and at most 86,400; received '0'" in capsys.readouterr().err
     assert main([*args, "--health", str(tmp_path / "no" / "h.jsonl")]) == 1
     assert f"cannot write the health log {tmp_path / 'no' / 'h.jsonl'}: No such file or directory" in capsys.readouterr().err
+
+
+def test_live_page_plays_a_file_at_its_rate_and_serves_until_ctrl_c(lenet_artifacts, tmp_path, digits_test_split):
+    from live_page import LivePage
+
+    from edgecnn.data.video import write_video
+
+    video = write_video(digits_test_split.images[:20], tmp_path / "d.avi", size=(64, 64), fps=10)
+    page = LivePage(lenet_artifacts / "tflite-fp32", f"file:{video}")
+    try:
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/", page.url)
+        html = urllib.request.urlopen(page.url, timeout=5).read().decode()
+        assert "<title>edgecnn live</title>" in html and "/stream.mjpg" in html
+        page.wait_for_line(r"the source ended after 20 frames; the live page stays up: Ctrl-C to stop", timeout=60)
+        played = time.monotonic() - page.started
+        assert played > 1.9, f"20 frames at 10 FPS took {played:.2f} s: not paced"  # 2 s of video, plus start-up
+        time.sleep(1.5)  # nobody pressed Ctrl-C: still serving, the last frame and the end on the page
+        state = page.state()
+        assert state["frame"] == 20 and state["ended"] is True and (state["width"], state["height"]) == (64, 64)
+        assert page.proc.poll() is None
+    finally:
+        rc, last = page.stop()
+    assert rc == 0 and "classified 20," in last and last.endswith("stopped by SIGINT"), page.lines
+
+
+def test_live_page_address_names_the_machine_when_serving_on_all_interfaces(lenet_artifacts):
+    from edgecnn.stream.web import WebSink, machine_address
+
+    sink = WebSink("http://:0")
+    try:
+        line = sink.announce()[0]
+        address = machine_address()
+        if address:  # a machine with a route out: its own address first, then this machine's loopback
+            assert line == f"live page: http://{address}:{sink.port}/ (on this machine: http://localhost:{sink.port}/)"
+            assert not address.startswith("127.")
+        else:
+            assert line == f"live page: http://localhost:{sink.port}/"
+        assert urllib.request.urlopen(f"http://localhost:{sink.port}/state.json", timeout=5).read() == b"{}"
+    finally:
+        sink.close()

@@ -60,7 +60,7 @@ def test_live_page_shows_stream_and_updates_label(browser, lenet_artifacts):
     sink = WebSink("http://127.0.0.1:0")
     stop = threading.Event()
     clf = Classifier(lenet_artifacts / "tflite-fp32")
-    cap = Capture(open_source("synthetic:?fps=10&size=96x96")).start()
+    cap = Capture(open_source("synthetic:?fps=10&size=300x200")).start()
     loop = threading.Thread(target=run_loop, args=(clf, cap, [sink]), kwargs={"stop": stop}, daemon=True)
     loop.start()
     try:
@@ -69,18 +69,70 @@ def test_live_page_shows_stream_and_updates_label(browser, lenet_artifacts):
         wait = WebDriverWait(browser, 15)
         wait.until(lambda b: b.find_element(By.ID, "label").text != "waiting...")
         first = browser.find_element(By.ID, "stats").text
-        assert "FPS" in first and "inference" in first
+        assert "FPS" in first and "inference" in first and "300x200 px" in first
         label = browser.find_element(By.ID, "label").text
         assert label.split()[0] in [str(i) for i in range(10)] and label.endswith("%")
         wait.until(lambda b: b.find_element(By.ID, "stats").text != first)  # the page keeps updating
-        wait.until(lambda b: b.execute_script("return document.getElementById('video').naturalWidth") == 96)
-        time.sleep(0.5)
-        assert browser.execute_script(
-            "return document.getElementById('chart').getContext('2d').getImageData(0,0,400,100).data.some(v => v > 0)"
-        )
+        wait.until(lambda b: b.execute_script("return document.getElementById('video').naturalWidth") == 300)
+        # a frame already 256 px wide or more is shown at its own size
+        assert browser.find_element(By.ID, "video").rect["width"] == 300
     finally:
         stop.set()
         loop.join(timeout=5)
         cap.stop()
         sink.close()
         clf.close()
+
+
+def test_live_page_screenshot_small_frame_scaled_up_overlay_off_picture_chart_with_axes(
+    browser, lenet_artifacts, digits_test_split, tmp_path
+):
+    """What a user sees, checked on the pixels of a screenshot: the 64x64 frame at 256x256 with square pixels, the
+    label beside it (not on it), a chart with tick labels on both axes."""
+    import sys
+    from pathlib import Path
+
+    import cv2
+    import numpy as np
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from edgecnn.data.video import write_video
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from live_page import LivePage
+
+    digit = digits_test_split.images[19]
+    video = write_video(digits_test_split.images[:20], tmp_path / "d.avi", size=(64, 64), fps=10)
+    page = LivePage(lenet_artifacts / "tflite-fp32", f"file:{video}")
+    try:
+        page.wait_for_line("the source ended after 20 frames")
+        browser.set_window_size(1200, 800)
+        browser.get(page.url)
+        WebDriverWait(browser, 15).until(lambda b: b.find_element(By.ID, "video").rect["width"] > 64)
+        time.sleep(1.0)  # the chart and the picture settle on the last frame
+        video_rect = browser.find_element(By.ID, "video").rect
+        label_rect = browser.find_element(By.ID, "label").rect
+        chart_rect = browser.find_element(By.ID, "chart").rect
+        assert (video_rect["width"], video_rect["height"]) == (256, 256)
+        assert label_rect["x"] >= video_rect["x"] + video_rect["width"] or label_rect["y"] >= video_rect["y"] + 256
+        assert browser.execute_script("return window.devicePixelRatio") == 1
+        shot = cv2.imdecode(np.frombuffer(browser.get_screenshot_as_png(), np.uint8), cv2.IMREAD_GRAYSCALE)
+    finally:
+        rc, _ = page.stop()
+    assert rc == 0
+    x, y = round(video_rect["x"]), round(video_rect["y"])
+    picture = shot[y : y + 256, x : x + 256].astype(int)
+    assert picture.std() > 20, "the picture area is blank"
+    blocks = picture.reshape(64, 4, 64, 4).transpose(0, 2, 1, 3).reshape(64, 64, 16)
+    uniform = float(np.mean(blocks.max(-1) - blocks.min(-1) <= 3))
+    assert uniform > 0.97, f"only {uniform:.1%} of the 4x4 blocks are one colour: not scaled up with square pixels"
+    # the picture is the digit itself (nothing drawn on it): its 64x64 pixels match the frame within JPEG's error
+    shown = blocks.mean(-1)
+    expected = cv2.resize(digit.reshape(digit.shape[:2]) if digit.ndim == 3 else digit, (64, 64), interpolation=cv2.INTER_NEAREST)
+    assert np.corrcoef(shown.ravel(), expected.astype(float).ravel())[0, 1] > 0.95
+    # the chart's axes carry text: tick labels left of the plot and under it, on a dark background
+    cx, cy, cw, ch = (round(chart_rect[k]) for k in ("x", "y", "width", "height"))
+    chart = shot[cy : cy + ch, cx : cx + cw]
+    assert (chart[30 : ch - 40, :45] > 120).sum() > 40, "no y-axis tick labels"
+    assert (chart[ch - 34 :, 60:] > 120).sum() > 40, "no x-axis labels"
