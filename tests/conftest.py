@@ -42,6 +42,24 @@ def lenet_artifacts(lenet_run, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def device_venv(tmp_path_factory, repo):
+    """A fresh venv with only `pip install ".[litert,sign]"`: a board's install (no TensorFlow, no matplotlib)."""
+    import subprocess
+    import venv
+
+    d = tmp_path_factory.mktemp("litert-venv")
+    venv.EnvBuilder(with_pip=True).create(d)
+    py = d / "bin" / "python"
+    proc = subprocess.run(
+        [str(py), "-m", "pip", "install", "-q", f"{repo}[litert,sign]"], capture_output=True, text=True, timeout=900
+    )
+    if proc.returncode != 0 and ("Could not find a version" in proc.stderr or "Failed to establish" in proc.stderr):
+        pytest.skip(f"package registry unreachable: {proc.stderr.strip().splitlines()[-1]}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return d
+
+
 @pytest.fixture()
 def artifact_copy(lenet_artifacts, tmp_path):
     """A private copy of the artifacts that a test may damage."""

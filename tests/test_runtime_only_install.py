@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-import venv
 
 import pytest
 
@@ -29,20 +28,6 @@ HOST_VERBS = {
     "calibrate": ["--out", "{work}/cal.json"],
     "demo": ["--out", "{work}/demo"],
 }
-
-
-@pytest.fixture(scope="module")
-def device_venv(tmp_path_factory, repo):
-    d = tmp_path_factory.mktemp("litert-venv")
-    venv.EnvBuilder(with_pip=True).create(d)
-    py = d / "bin" / "python"
-    proc = subprocess.run(
-        [str(py), "-m", "pip", "install", "-q", f"{repo}[litert,sign]"], capture_output=True, text=True, timeout=900
-    )
-    if proc.returncode != 0 and ("Could not find a version" in proc.stderr or "Failed to establish" in proc.stderr):
-        pytest.skip(f"package registry unreachable: {proc.stderr.strip().splitlines()[-1]}")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return d
 
 
 @pytest.fixture(scope="module")

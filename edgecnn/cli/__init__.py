@@ -28,6 +28,8 @@ VERBS = [
     "calibrate",
     "benchmark",
     "report",
+    "fleet",
+    "deploy",
     "demo",
 ]
 

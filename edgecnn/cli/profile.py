@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 from edgecnn.cli.args import THREADS, integer, number
 
 HELP = "profile latency of an artifact or a bare .tflite / .onnx / OpenVINO .xml on this host"
@@ -28,9 +30,12 @@ def add_arguments(p) -> None:
     p.add_argument("--out", help="write OUT.json, .csv, .md and .png")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--with-samples", action="store_true", help=argparse.SUPPRESS)  # --json with raw_ms (for --on)
+    from edgecnn.cli.boards import add_board_arguments
     from edgecnn.cli.classify import add_trust_arguments
 
     add_trust_arguments(p)
+    add_board_arguments(p)
 
 
 def _options(args):
@@ -66,7 +71,8 @@ def _print(result, args) -> None:
     from edgecnn.profiling.report import markdown
 
     if args.json:
-        print(json.dumps({k: v for k, v in result.items() if k != "raw_ms"}, indent=2, default=str))
+        shown = result if args.with_samples else {k: v for k, v in result.items() if k != "raw_ms"}
+        print(json.dumps(shown, indent=2, default=str))
     elif not args.quiet:
         print(markdown(result, skipped=args.verbose))  # the runtimes passed over: in the .md file, on screen with -v
 
@@ -79,6 +85,8 @@ def run(args) -> int:
     from edgecnn.signing import trust_key_from
 
     opts = _options(args)
+    if args.on:
+        return _run_on_board(args)
     host_name = detect()[0]
     target = load_profile(args.device or host_name)
     measured_on = load_profile(host_name) if target.name != host_name else target
@@ -105,6 +113,47 @@ def run(args) -> int:
             print(f"[profile] note: {note}", file=sys.stderr)
     _print(result, args)
     return 0
+
+
+def _run_on_board(args) -> int:
+    """The board's own edgecnn measures (its runtime, its CPU); the result comes back with ``measured_on``."""
+    import sys
+
+    from edgecnn.cli.boards import board_from
+    from edgecnn.profiling.report import write_outputs
+    from edgecnn.remote.run import profile_on
+
+    board = board_from(args)
+    if args.calibration:
+        from edgecnn.errors import ConfigError
+
+        raise ConfigError("--calibration is for an estimate made here; with --on the board measures, nothing is estimated")
+    forward = _forward(args, args.device or board.device)
+    if not (args.quiet or args.json):
+        print(f"[profile] measuring on {board.label}" + (f" ({board.url})" if board.name else ""), file=sys.stderr)
+    result = profile_on(board, args.model, forward, trust_key=args.trust_key)
+    copy = result["measured_on"]["copy"]
+    if not (args.quiet or args.json):
+        how = f"copied by {copy['method']} in {copy['seconds']:.1f} s" if copy["copied"] else "already in its cache"
+        print(f"[profile] {result['measured_on']['remote_path']} on {board.label}: {how}", file=sys.stderr)
+    if args.out:
+        for note in write_outputs(result, args.out)[1]:
+            print(f"[profile] note: {note}", file=sys.stderr)
+    _print(result, args)
+    return 0
+
+
+def _forward(args, device):
+    """The options the board's own ``edgecnn profile`` gets."""
+    return [
+        *(["--device", device] if device else []),
+        *(["--runtime", args.runtime] if args.runtime else []),
+        *(["--threads", str(args.threads)] if args.threads else []),
+        *["--runs", str(args.runs), "--min-seconds", str(args.min_seconds), "--warmup", str(args.warmup)],
+        *["--batch", str(args.batch)],
+        *(["--input-shape", args.input_shape] if args.input_shape else []),
+        *(["--skip-self-check"] if args.skip_self_check else []),
+    ]
 
 
 def _host_chain(target, host):

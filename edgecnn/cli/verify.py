@@ -18,6 +18,9 @@ def add_arguments(p) -> None:
         metavar="PUBLIC.pem",
         help="refuse any artifact not signed by this public key (default: $EDGECNN_TRUST_KEY if set)",
     )
+    from edgecnn.cli.boards import add_board_arguments
+
+    add_board_arguments(p)
 
 
 def run(args) -> int:
@@ -28,6 +31,8 @@ def run(args) -> int:
     from edgecnn.signing import trust_key_from, verify_signature
 
     path = Path(args.artifact)
+    if args.on:
+        return _verify_on_board(path, args)
     if (path / RUN_INDEX).is_file() or (path / "model.keras").is_file() or path.suffix == ".keras":
         return _verify_run(path, args)
     key = trust_key_from(args.trust_key)
@@ -48,6 +53,25 @@ def run(args) -> int:
             hint='install one, e.g. pip install "edgecnn[litert]"',
         )
     return 0
+
+
+def _verify_on_board(path, args) -> int:
+    """The board's own edgecnn verifies the copy it received (and runs the self-check on its runtime with --run)."""
+    import sys
+
+    from edgecnn.cli.boards import board_from
+    from edgecnn.remote.run import verify_on
+    from edgecnn.signing import trust_key_from
+
+    board = board_from(args)
+    code, out, err = verify_on(board, path, run=args.run, trust_key=trust_key_from(args.trust_key))
+    for line in out.splitlines():
+        print(f"[{board.label}] {line}")
+    for line in err.splitlines():
+        print(
+            f"[{board.label}] {line}" if not line.startswith("error:") else f"error: {board.label}: {line[7:]}", file=sys.stderr
+        )
+    return code
 
 
 def _verify_run(path, args) -> int:

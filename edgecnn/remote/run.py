@@ -1,0 +1,71 @@
+"""Measure and verify on a board: copy what is needed into its cache, run its own edgecnn there, bring the answer
+back with where it was measured."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from edgecnn.errors import ConfigError
+from edgecnn.remote.transport import Board, Pushed, check_version, json_answer, push_cached, run_edgecnn
+
+
+def _push_model(board: Board, model: Path) -> tuple[str, Pushed]:
+    """An artifact folder, a conversion's output folder, or a bare model file (with an OpenVINO .xml, its .bin)."""
+    if model.is_dir():
+        pushed = push_cached(board, model)
+        return pushed.remote, pushed
+    if not model.is_file():
+        raise ConfigError(f"no such artifact or model file: {model}")
+    with tempfile.TemporaryDirectory(prefix="edgecnn-push-") as tmp:
+        folder = Path(tmp) / model.stem
+        folder.mkdir()
+        for part in [model, model.with_suffix(".bin")] if model.suffix == ".xml" else [model]:
+            if part.is_file():
+                shutil.copy2(part, folder / part.name)
+        pushed = push_cached(board, folder)
+    return f"{pushed.remote}/{model.name}", pushed
+
+
+def push_key(board: Board, key: str | Path | None) -> str | None:
+    """The public key the board checks signatures with, copied beside the artifacts (by content, like them)."""
+    if key is None:
+        return None
+    key = Path(key)
+    with tempfile.TemporaryDirectory(prefix="edgecnn-key-") as tmp:
+        folder = Path(tmp) / "trust-key"
+        folder.mkdir()
+        shutil.copy2(key, folder / "public.pem")
+        return f"{push_cached(board, folder).remote}/public.pem"
+
+
+def profile_on(board: Board, model: str | Path, args: list[str], *, trust_key: str | Path | None = None) -> dict[str, Any]:
+    """``edgecnn profile MODEL ARGS --json`` on the board; the result gains ``measured_on`` (the board, and what the
+    copy cost: nothing when the artifact was in its cache)."""
+    version = check_version(board)
+    remote, pushed = _push_model(board, Path(model))
+    key = push_key(board, trust_key)
+    extra = ["--trust-key", key] if key else []
+    proc = run_edgecnn(board, ["profile", remote, *args, *extra, "--json", "--with-samples"], step="profile")
+    result = json_answer(board, proc, "profile")
+    result["measured_on"] = {
+        "board": board.label,
+        "url": board.url,
+        "edgecnn": version,
+        "remote_path": remote,
+        "copy": {"copied": pushed.copied, "method": pushed.method, "seconds": round(pushed.seconds, 3)},
+    }
+    return result
+
+
+def verify_on(board: Board, artifact: str | Path, *, run: bool, trust_key: str | Path | None = None) -> tuple[int, str, str]:
+    """``edgecnn verify`` on the board: (exit code, its output, its errors)."""
+    check_version(board)
+    remote, _ = _push_model(board, Path(artifact))
+    key = push_key(board, trust_key)
+    proc = run_edgecnn(
+        board, ["verify", remote, *(["--run"] if run else []), *(["--trust-key", key] if key else [])], step="verify"
+    )
+    return proc.returncode, proc.stdout, proc.stderr

@@ -1,0 +1,214 @@
+"""Boards over SSH, against a real OpenSSH server on 127.0.0.1; the board's edgecnn is a TensorFlow-free venv with
+only `.[litert,sign]` (the session's device_venv). Deployment restarts a real classify process."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from sshd import SSHServer  # noqa: E402
+
+from edgecnn.cli import main  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    s = SSHServer(tmp_path_factory.mktemp("sshd"))
+    yield s
+    s.stop()
+
+
+@pytest.fixture()
+def on(server, device_venv, tmp_path):
+    """The --on options that reach the loopback board, with its cache in this test's folder."""
+    return [
+        "--on",
+        server.url,
+        "--ssh-config",
+        str(server.config),
+        "--remote-edgecnn",
+        str(device_venv / "bin" / "edgecnn"),
+        "--remote-cache",
+        str(tmp_path / "board-cache"),
+    ]
+
+
+def test_profile_on_a_board_measures_there_and_a_repeat_copies_nothing(lenet_artifacts, on, tmp_path, capsys):
+    args = ["profile", str(lenet_artifacts / "tflite-int8"), "--runs", "30", "--min-seconds", "0", "--json", *on]
+    assert main(args) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["runtime"]["runtime"] == "litert" and first["invoke"]["n"] >= 30
+    assert first["measured_on"]["copy"]["copied"] is True and first["measured_on"]["copy"]["method"] in ("rsync", "scp")
+    cached = list((tmp_path / "board-cache").glob("*/tflite-int8/model.tflite"))
+    assert len(cached) == 1 and cached[0].read_bytes() == (lenet_artifacts / "tflite-int8" / "model.tflite").read_bytes()
+    assert main([*args, "--out", str(tmp_path / "board")]) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert second["measured_on"]["copy"] == {"copied": False, "method": "cached", "seconds": pytest.approx(0, abs=2)}
+    saved = json.loads((tmp_path / "board.json").read_text())
+    assert saved["measured_on"]["board"] == on[1] and len(saved["raw_ms"]["invoke"]) >= 30
+    assert (tmp_path / "board.csv").read_text().count("\n") >= 60  # the samples came back too
+
+
+def test_verify_on_a_board_runs_the_self_check_there_and_checks_the_signature(lenet_artifacts, on, tmp_path, capsys):
+    from test_signing import make_key_pair
+
+    private, public = make_key_pair(tmp_path, "fleet")
+    art = tmp_path / "art"
+    shutil.copytree(lenet_artifacts, art)
+    assert main(["sign", str(art), "--key", str(private)]) == 0
+    capsys.readouterr()
+    assert main(["verify", str(art), "--run", "--trust-key", str(public), *on]) == 0
+    out = capsys.readouterr().out
+    assert out.count("signature verified") == 6 and out.count("self-check passed") == 2, out
+    assert all(line.startswith(f"[{on[1]}]") for line in out.splitlines())
+    _, other = make_key_pair(tmp_path, "other")
+    assert main(["verify", str(art / "tflite-int8"), "--trust-key", str(other), *on]) == 1
+    assert "not made with the key" in capsys.readouterr().err
+
+
+def test_unreachable_wrong_key_and_missing_edgecnn_are_one_line_each(server, lenet_artifacts, on, capsys):
+    from sshd import _free_port
+
+    model = str(lenet_artifacts / "tflite-int8")
+    closed = [*on]
+    closed[1] = f"ssh://root@127.0.0.1:{_free_port()}"
+    cases = [
+        (closed, "connect: connection refused"),
+        ([*on[:2], "--ssh-config", str(server.client_config(server.other_key)), *on[4:]], "connect: the board refused the key"),
+        ([*on[:4], "--remote-edgecnn", "/nowhere/edgecnn", *on[6:]], "no edgecnn there ('/nowhere/edgecnn': command not found)"),
+    ]
+    for options, expected in cases:
+        t0 = time.monotonic()
+        assert main(["profile", model, "--runs", "5", "--min-seconds", "0", *options]) == 1
+        err = capsys.readouterr().err
+        errors = [line for line in err.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1 and expected in errors[0], err
+        assert "Traceback" not in err and time.monotonic() - t0 < 20
+    assert main(["profile", model, "--on", "ssh://host:99999"]) == 1
+    assert "the port must be a number from 1 to 65535" in capsys.readouterr().err
+    assert main(["profile", model, "--on", "no-such-board", "--fleet-file", "/nonexistent.yaml"]) == 1
+    assert "no fleet file at /nonexistent.yaml" in capsys.readouterr().err
+
+
+def test_a_connection_dropped_mid_copy_leaves_no_folder_that_looks_whole(on, tmp_path, capsys):
+    server = SSHServer(tmp_path / "sshd")  # its own server: this one is killed
+    on = [on[0], server.url, on[2], str(server.config), *on[4:]]
+    big = tmp_path / "big-artifact"
+    big.mkdir()
+    with open(big / "model.tflite", "wb") as f:
+        for _ in range(64):
+            f.write(bytes(range(256)) * 16384)  # 256 MiB
+    cache = tmp_path / "board-cache"
+    result: dict = {}
+
+    def copy() -> None:
+        result["code"] = main(["verify", str(big), *on])
+
+    t = threading.Thread(target=copy)
+    t.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not any(p.stat().st_size > 0 for p in cache.glob("*/*.part-*/**/*") if p.is_file()):
+        time.sleep(0.02)
+    server.stop()
+    try:
+        t.join(60)
+        err = capsys.readouterr().err
+        assert result["code"] == 1 and err.startswith("error: ") and ("copy big-artifact" in err or "connect:" in err), err
+        assert not [p for p in cache.glob("*/big-artifact") if p.is_dir()]  # only a .part folder, never the name
+    finally:
+        server.stop()
+
+
+SERVICE = """#!/bin/sh
+# the "service": one classify process on TO/current/tflite-int8, restarted by replacing the last one
+TO="$1"
+[ -f "$TO/service.pid" ] && kill "$(cat "$TO/service.pid")" 2>/dev/null && sleep 0.3
+nohup {edgecnn} classify "$TO/current/tflite-int8" --source 'synthetic:?fps=20&size=32x32' \\
+    --health "$TO/health.jsonl" --health-every 0.3 > "$TO/service.log" 2>&1 < /dev/null &
+echo $! > "$TO/service.pid"
+"""
+
+
+def test_deploy_switches_restarts_and_rolls_back_when_the_service_does_not_come_up(
+    lenet_artifacts, lenet_run, on, device_venv, tmp_path, capsys
+):
+    from edgecnn.convert.api import convert
+
+    to = tmp_path / "board" / "models" / "digits"
+    service = tmp_path / "service.sh"
+    service.write_text(SERVICE.format(edgecnn=device_venv / "bin" / "edgecnn"))
+    service.chmod(0o755)
+    watch = ["--restart", f"{service} {to}", "--health", str(to / "health.jsonl"), "--grace", "8"]
+    try:
+        assert main(["deploy", str(lenet_artifacts), "--to", str(to), *watch, "--json", *on]) == 0
+        first = json.loads(capsys.readouterr().out)
+        assert first["switched"] and first["previous"] is None
+        assert (to / "current").resolve() == (to / "releases" / first["release"]).resolve()
+        assert (to / "current" / "tflite-int8" / "model.tflite").is_file()
+
+        # a set without the int8 artifact the service runs: verified fine, but the service cannot start on it
+        fp32_only = tmp_path / "fp32-only"
+        convert(lenet_run, "host", out=fp32_only, precisions=["tflite/fp32"])
+        assert main(["deploy", str(fp32_only), "--to", str(to), *watch, *on]) == 1
+        err = capsys.readouterr().err
+        assert "was unhealthy (no new line in the health log" in err and f"rolled back to releases/{first['release']}" in err
+        assert (to / "current").resolve() == (to / "releases" / first["release"]).resolve()
+        time.sleep(1.5)
+        last = json.loads((to / "health.jsonl").read_text().splitlines()[-1])
+        assert time.time() - last["time"] < 3  # the previous release's service is classifying again
+
+        # a tampered release is refused before the switch
+        bad = tmp_path / "tampered"
+        shutil.copytree(lenet_artifacts, bad)
+        manifest = json.loads((bad / "tflite-int8" / "edgecnn.json").read_text())
+        manifest["labels"] = [f"x{i}" for i in range(len(manifest["labels"]))]
+        (bad / "tflite-int8" / "edgecnn.json").write_text(json.dumps(manifest))
+        assert main(["deploy", str(bad), "--to", str(to), *watch, *on]) == 1
+        err = capsys.readouterr().err
+        assert "deploy stopped before the switch" in err and "the current deployment is untouched" in err
+        assert (to / "current").resolve() == (to / "releases" / first["release"]).resolve()
+
+        # a second good release, then back by hand
+        signed_copy = tmp_path / "second"
+        shutil.copytree(lenet_artifacts, signed_copy)
+        (signed_copy / "summary.md").write_text((signed_copy / "summary.md").read_text() + "\n")
+        assert main(["deploy", str(signed_copy), "--to", str(to), *watch, "--json", *on]) == 0
+        second = json.loads(capsys.readouterr().out)
+        assert second["previous"] == f"releases/{first['release']}"
+        assert main(["deploy", "--rollback", "--to", str(to), "--restart", f"{service} {to}", *on]) == 0
+        assert (to / "current").resolve() == (to / "releases" / first["release"]).resolve()
+        assert (to / "previous").resolve() == (to / "releases" / second["release"]).resolve()
+    finally:
+        pid = to / "service.pid"
+        if pid.is_file():
+            subprocess.run(["kill", pid.read_text().strip()], check=False)
+
+
+def test_fleet_lists_reachable_and_unreachable_boards(server, device_venv, tmp_path, capsys):
+    from sshd import _free_port
+
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text(
+        "boards:\n"
+        f"  loopback:\n    url: {server.url}\n    device: host\n    edgecnn: {device_venv / 'bin' / 'edgecnn'}\n"
+        f"    ssh_config: {server.config}\n    labels: [test]\n"
+        f"  gone:\n    url: ssh://root@127.0.0.1:{_free_port()}\n    ssh_config: {server.config}\n"
+    )
+    assert main(["fleet", "--fleet-file", str(fleet), "--json"]) == 1  # one board is unreachable
+    status = {s["board"]: s for s in json.loads(capsys.readouterr().out)}
+    assert status["loopback"]["reachable"] and status["loopback"]["detected"] == "host"
+    assert status["loopback"]["arch"] == "x86_64" and status["loopback"]["throttled"] == "n/a"
+    assert not status["gone"]["reachable"] and "connection refused" in status["gone"]["error"]
+    fleet.write_text("boards:\n  x:\n    url: ssh://a\n    colour: red\n")
+    assert main(["fleet", "--fleet-file", str(fleet)]) == 1
+    assert "unknown key 'colour'" in capsys.readouterr().err
