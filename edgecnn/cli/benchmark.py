@@ -17,6 +17,9 @@ def add_arguments(p) -> None:
     p.add_argument("--out", help="output folder (default bench/<model>-<device>)")
     p.add_argument("--force", action="store_true")
     p.add_argument("--quiet", action="store_true")
+    from edgecnn.cli.boards import add_board_arguments
+
+    add_board_arguments(p)
 
 
 def run(args) -> int:
@@ -29,6 +32,13 @@ def run(args) -> int:
     from edgecnn.convert.benchmark import headers, run_benchmark, table_rows
 
     out = Path(args.out or f"bench/{Path(args.model).stem}-{args.device}")
+    board = None
+    if args.on:
+        from edgecnn.cli.boards import board_from
+        from edgecnn.remote.transport import check_version
+
+        board = board_from(args)
+        check_version(board)  # an unreachable board is refused before the conversion, not after it
     say = (lambda m: None) if args.quiet else (lambda m: print(f"[benchmark] {m}", file=sys.stderr, flush=True))
     result = run_benchmark(
         args.model,
@@ -39,6 +49,7 @@ def run(args) -> int:
         runs=args.runs,
         seconds=args.min_seconds,
         force=args.force,
+        board=board,
         say=say,
     )
     from edgecnn import liblog

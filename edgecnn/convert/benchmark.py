@@ -94,13 +94,17 @@ def run_benchmark(
     runs: int = 100,
     seconds: float = 3.0,
     force: bool = False,
+    board: Any = None,
     say=lambda m: None,
 ) -> dict[str, Any]:
     """Convert to every (format, precision) the profile allows (gate off), profile each artifact in a process of its
-    own, and recommend the fastest within ``max_drop`` (by the estimate when the device is not this host)."""
+    own, and recommend the fastest within ``max_drop`` (by the estimate when the device is not this host).
+
+    With ``board`` (edgecnn.remote.Board) each artifact is also measured there by the board's own edgecnn: its p50s
+    fill the latency columns, the one measured here and the estimate (with its error) stand beside them, the
+    recommendation goes by the board's figures, and each (estimate, measurement) pair is kept for later refits."""
     from edgecnn.convert.api import convert
     from edgecnn.devices import detect
-    from edgecnn.runtime.base import runtime_for
 
     elsewhere = device not in ("host", detect()[0])  # measured here, estimated there
     say(f"converting {model} for {device} (every format and precision the profile allows)")
@@ -112,29 +116,19 @@ def run_benchmark(
         row = _row(r)
         if r.path:
             say(f"profiling {r.format}/{r.precision} ({measurable.index(r) + 1} of {len(measurable)})")
-            target = out / "profiles" / f"{r.format}-{r.precision}.json"
-            try:
-                row |= _measured(
-                    profile_in_child(
-                        r.path,
-                        runtime_for(r.format),
-                        runs=runs,
-                        seconds=seconds,
-                        out=target,
-                        device=device if elsewhere else None,
-                    )
-                )
-            except EdgeCNNError as exc:  # one failing runtime is a row with its reason, not a crash
-                row["status"], row["note"] = "error", exc.message
+            row = _measure_row(r, row, out, runs, seconds, device if elsewhere else None, device, board, say)
         rows.append(row)
     result = {
         "model": summary.model,
         "device": device,
+        "measured_on": board.label if board is not None else None,
         "max_drop": max_drop,
         "eval_data": summary.eval_source,
         "rows": rows,
         "estimated_for": device if any(r.get("estimate_p50_ms") for r in rows) else None,
-        "recommendation": recommend(rows, max_drop, device=device if elsewhere else None),
+        "recommendation": recommend(
+            rows, max_drop, device=device if elsewhere and board is None else None, where=f"on {board.label}" if board else "here"
+        ),
     }
     write_json_atomic(out / "benchmark.json", result)
     write_atomic(out / "benchmark.md", markdown(result))
@@ -142,9 +136,101 @@ def run_benchmark(
     return result
 
 
-def recommend(rows: list[dict[str, Any]], max_drop: float, *, device: str | None = None) -> dict[str, Any]:
+def _measure_row(
+    r: Any, row: dict[str, Any], out: Path, runs: int, seconds: float, estimate_for: str | None, device: str, board: Any, say: Any
+) -> dict[str, Any]:
+    """One artifact measured here in a process of its own (with an estimate for ``estimate_for``) and, with
+    ``board``, there too; a failing runtime makes a row with its reason, not a crash."""
+    from edgecnn.runtime.base import runtime_for
+
+    target = out / "profiles" / f"{r.format}-{r.precision}.json"
+    try:
+        row |= _measured(
+            profile_in_child(r.path, runtime_for(r.format), runs=runs, seconds=seconds, out=target, device=estimate_for)
+        )
+    except EdgeCNNError as exc:
+        row["status"], row["note"] = "error", exc.message
+        return row
+    if board is not None:
+        say(f"profiling {r.format}/{r.precision} on {board.label}")
+        try:
+            row |= _measured_on_board(board, r.path, runtime_for(r.format), row, runs, seconds, device)
+        except EdgeCNNError as exc:  # the board cannot run it (its runtime is not installed there, ...): not ranked
+            row |= {
+                "here_p50_ms": row["p50_ms"],
+                "p50_ms": None,
+                "p90_ms": None,
+                "note": f"not measured on {board.label}: {exc.message}",
+            }
+    return row
+
+
+def _measured_on_board(
+    board: Any, path: Path, runtime: str, here: dict[str, Any], runs: int, seconds: float, device: str
+) -> dict[str, Any]:
+    """The board's own measurement of one artifact: it takes the latency columns; here and the estimate move aside."""
+    from edgecnn.remote.run import profile_on
+
+    args = ["--runtime", runtime, "--runs", str(runs), "--min-seconds", str(seconds)]
+    p = profile_on(board, path, [*args, *(["--device", board.device] if board.device else [])])
+    row = {
+        "here_p50_ms": here.get("p50_ms"),
+        "p50_ms": p["invoke"]["p50"],
+        "p90_ms": p["invoke"]["p90"],
+        "fresh_p50_ms": p["fresh_input"]["p50"],
+        "peak_rss_mb": p["memory"]["peak_rss_mb"],
+        "load_ms": p["load_ms"],
+        "board_cpu": (p.get("system") or {}).get("cpu", {}).get("model"),
+    }
+    if here.get("estimate_p50_ms"):
+        row["estimate_error"] = here["estimate_p50_ms"] / p["invoke"]["p50"] - 1
+    keep_measurement(board, device, path, here, p)
+    return row
+
+
+def measurements_folder() -> Path:
+    import os
+
+    base = os.environ.get("EDGECNN_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "edgecnn")
+    return Path(base) / "measurements"
+
+
+def keep_measurement(board: Any, device: str, path: Path, here: dict[str, Any], measured: dict[str, Any]) -> Path:
+    """One line per board measurement in measurements/<device>.jsonl: the artifact, the estimate made here (when
+    there was one) and what the board measured: the pairs a later refit of the estimator for ``device`` reads."""
+    import json
+    import time
+
+    from edgecnn.manifest import Manifest
+
+    m = Manifest.load(path, verify=False)
+    record = {
+        "time": round(time.time(), 3),
+        "device": device,
+        "board": board.label,
+        "url": board.url,
+        "format": m.format,
+        "precision": m.precision,
+        "source_sha256": m.source_model.get("sha256"),
+        "model_name": m.source_model.get("name"),
+        "estimate_p50_ms": here.get("estimate_p50_ms"),
+        "here_p50_ms": here.get("p50_ms"),
+        "measured_p50_ms": measured["invoke"]["p50"],
+        "runtime": measured["runtime"],
+        "system": measured.get("system"),
+    }
+    folder = measurements_folder()
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{device}.jsonl"
+    with open(target, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record, default=str) + "\n")
+    return target
+
+
+def recommend(rows: list[dict[str, Any]], max_drop: float, *, device: str | None = None, where: str = "here") -> dict[str, Any]:
     """The fastest artifact within the accuracy budget: by the estimate for ``device`` when every candidate has
-    one (the device is not this host), else by the latency measured here. ``why`` does not repeat its name."""
+    one (the device is not this host), else by the latency measured ``where`` (here, or on a board). ``why`` does not
+    repeat its name."""
     usable = [r for r in rows if r.get("p50_ms") and r["status"] in ("ok", "failed")]
     within = [r for r in usable if r.get("drop_points") is None or r["drop_points"] <= max_drop]
     if not within:
@@ -156,7 +242,7 @@ def recommend(rows: list[dict[str, Any]], max_drop: float, *, device: str | None
     ref = min(fp32, key=lambda r: r[key]) if fp32 else best
     return {
         "artifact": best["artifact"],
-        "why": _why(best, ref, key, f"on {device} (estimated)" if by_estimate else "here", max_drop),
+        "why": _why(best, ref, key, f"on {device} (estimated)" if by_estimate else where, max_drop),
         "ranked_by": key,
     }
 
@@ -170,6 +256,10 @@ def _why(best: dict[str, Any], ref: dict[str, Any], key: str, where: str, max_dr
 
 
 def headers(result: dict[str, Any]) -> list[str]:
+    if result.get("measured_on"):
+        board = result["measured_on"]
+        extra = ["here p50 ms"] + ([f"{result['estimated_for']} estimate (error)"] if result.get("estimated_for") else [])
+        return [*HEADERS[:5], f"p50 ms on {board}", f"p90 ms on {board}", *extra, *HEADERS[7:]]
     if not result.get("estimated_for"):
         return HEADERS
     return [*HEADERS[:7], f"{result['estimated_for']} p50 ms (estimate)", *HEADERS[7:]]
@@ -180,6 +270,17 @@ def table_rows(result: dict[str, Any]) -> list[list[str]]:
         return "-" if v is None else format(v, fmt)
 
     estimated = bool(result.get("estimated_for"))
+    on_board = bool(result.get("measured_on"))
+
+    def beside(r):
+        if not on_board:
+            return [f(r.get("estimate_p50_ms"), ".3f")] if estimated else []
+        est = []
+        if estimated:
+            err = r.get("estimate_error")
+            est = [f"{f(r.get('estimate_p50_ms'), '.3f')}" + (f" ({err * 100:+.0f}%)" if err is not None else "")]
+        return [f(r.get("here_p50_ms"), ".3f"), *est]
+
     return [
         [
             r["artifact"],
@@ -189,7 +290,7 @@ def table_rows(result: dict[str, Any]) -> list[list[str]]:
             "-" if r.get("agreement") is None else f"{r['agreement'] * 100:.2f}%",
             f(r.get("p50_ms"), ".3f"),
             f(r.get("p90_ms"), ".3f"),
-            *([f(r.get("estimate_p50_ms"), ".3f")] if estimated else []),
+            *beside(r),
             f(r.get("peak_rss_mb"), ".0f"),
             f(r.get("load_ms"), ".1f"),
             r.get("note", ""),

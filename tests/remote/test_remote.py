@@ -148,7 +148,7 @@ def test_deploy_switches_restarts_and_rolls_back_when_the_service_does_not_come_
     service = tmp_path / "service.sh"
     service.write_text(SERVICE.format(edgecnn=device_venv / "bin" / "edgecnn"))
     service.chmod(0o755)
-    watch = ["--restart", f"{service} {to}", "--health", str(to / "health.jsonl"), "--grace", "8"]
+    watch = ["--restart", f"{service} {to}", "--health", str(to / "health.jsonl"), "--grace", "15"]
     try:
         assert main(["deploy", str(lenet_artifacts), "--to", str(to), *watch, "--json", *on]) == 0
         first = json.loads(capsys.readouterr().out)
@@ -212,3 +212,31 @@ def test_fleet_lists_reachable_and_unreachable_boards(server, device_venv, tmp_p
     fleet.write_text("boards:\n  x:\n    url: ssh://a\n    colour: red\n")
     assert main(["fleet", "--fleet-file", str(fleet)]) == 1
     assert "unknown key 'colour'" in capsys.readouterr().err
+
+
+def test_benchmark_on_a_board_fills_the_latency_columns_with_its_measurements(lenet_run, on, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("EDGECNN_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "bench"
+    args = ["benchmark", str(lenet_run), "--device", "host", "--runs", "20", "--min-seconds", "0", "--out", str(out)]
+    assert main([*args, *on]) == 0
+    result = json.loads((out / "benchmark.json").read_text())
+    assert result["measured_on"] == on[1]
+    assert all(r["here_p50_ms"] > 0 for r in result["rows"])
+    # the board has LiteRT only: the TFLite artifacts are measured there, the others say why not and are not ranked
+    measured = [r for r in result["rows"] if r.get("p50_ms")]
+    assert [r["format"] for r in measured] == ["tflite", "tflite"]
+    assert all(
+        "not measured on" in r["note"] and 'pip install "edgecnn[' in r["note"] for r in result["rows"] if r not in measured
+    )
+    assert result["recommendation"]["artifact"].startswith("tflite/")
+    assert result["recommendation"]["why"].count(f"on {on[1]}") == 1
+    assert f"| p50 ms on {on[1]} |" in (out / "benchmark.md").read_text()
+    pairs = [json.loads(line) for line in (tmp_path / "cache" / "measurements" / "host.jsonl").read_text().splitlines()]
+    assert len(pairs) == 2 and {(p["format"], p["precision"]) for p in pairs} == {(r["format"], r["precision"]) for r in measured}
+    assert all(p["board"] == on[1] and p["measured_p50_ms"] > 0 and p["source_sha256"] for p in pairs)
+    capsys.readouterr()
+    # an unreachable board is refused before the conversion starts
+    closed = [*on]
+    closed[1] = "ssh://root@127.0.0.1:1"
+    assert main([*args[:-1], str(tmp_path / "bench2"), *closed]) == 1
+    assert "connect: connection refused" in capsys.readouterr().err and not (tmp_path / "bench2").exists()
