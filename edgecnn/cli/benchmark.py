@@ -20,6 +20,12 @@ def add_arguments(p) -> None:
     from edgecnn.cli.boards import add_board_arguments
 
     add_board_arguments(p)
+    p.add_argument(
+        "--fleet",
+        nargs="*",
+        metavar="NAME",
+        help="also measure every artifact on the fleet's boards (all, or these), in parallel; results in OUT/boards/",
+    )
 
 
 def run(args) -> int:
@@ -32,6 +38,7 @@ def run(args) -> int:
     from edgecnn.convert.benchmark import headers, run_benchmark, table_rows
 
     out = Path(args.out or f"bench/{Path(args.model).stem}-{args.device}")
+    boards = _fleet_boards(args)
     board = None
     if args.on:
         from edgecnn.cli.boards import board_from
@@ -63,4 +70,81 @@ def run(args) -> int:
     console().print(table)
     rec = result["recommendation"]
     print(f"recommendation: {rec['artifact'] or 'none'}: {rec['why']}")
+    if boards:
+        return _on_fleet(boards, result, out, args)
     return 0
+
+
+def _fleet_boards(args):
+    """The boards --fleet names (checked before any work), or None without --fleet."""
+    if args.fleet is None:
+        return None
+    from edgecnn.errors import ConfigError
+    from edgecnn.registry import did_you_mean
+    from edgecnn.remote.fleet import fleet_path, load_fleet
+
+    if args.on:
+        raise ConfigError("--on and --fleet: measure on one board or on the fleet, not both")
+    fleet = load_fleet(args.fleet_file, required=True)
+    for name in args.fleet:
+        if name not in fleet:
+            raise ConfigError(f"no board {name!r} in {fleet_path(args.fleet_file)}", hint=did_you_mean(name, sorted(fleet)))
+    boards = [fleet[n] for n in (args.fleet or sorted(fleet))]
+    if not boards:
+        raise ConfigError(f"{fleet_path(args.fleet_file)} names no boards")
+    return boards
+
+
+def _on_fleet(boards, result, out, args) -> int:
+    """Every artifact on every board at once, with a table that fills in as they answer; 1 if any cell failed."""
+    import sys
+
+    from rich.live import Live
+
+    from edgecnn.atomic import write_json_atomic
+    from edgecnn.cli import console
+    from edgecnn.remote.farm import measure_fleet
+    from edgecnn.runtime.base import runtime_for
+
+    artifacts = [
+        (r["artifact"].replace("/", "-"), out / "artifacts" / r["artifact"].replace("/", "-"), runtime_for(r["format"]))
+        for r in result["rows"]
+        if r.get("p50_ms") or r.get("here_p50_ms")
+    ]
+    screen = console()
+    if sys.stdout.isatty() and not args.quiet:  # the table fills in as the boards answer
+        with Live(_fleet_table(boards, artifacts, {}), console=screen, auto_refresh=False) as live:
+            cells = measure_fleet(
+                boards,
+                artifacts,
+                out,
+                runs=args.runs,
+                seconds=args.min_seconds,
+                on_change=lambda c: live.update(_fleet_table(boards, artifacts, c), refresh=True),
+            )
+    else:
+        cells = measure_fleet(boards, artifacts, out, runs=args.runs, seconds=args.min_seconds)
+        screen.print(_fleet_table(boards, artifacts, cells))
+    result["fleet"] = cells
+    write_json_atomic(out / "benchmark.json", result)
+    failed = [(board, name, c["error"]) for board, row in cells.items() for name, c in row.items() if c["state"] == "error"]
+    for board, name, error in failed:
+        print(f"[benchmark] {board} {name}: {error}", file=sys.stderr)
+    files = sorted(str(p) for p in (out / "boards").glob("*/*.json"))
+    if files:
+        print(f"compare them: edgecnn report {' '.join(files[:3])}{' ...' if len(files) > 3 else ''}")
+    return 1 if failed else 0
+
+
+def _fleet_table(boards, artifacts, cells):
+    from rich.table import Table
+
+    from edgecnn.remote.farm import cell_text
+
+    table = Table(title="invoke p50 ms on each board")
+    table.add_column("artifact")
+    for b in boards:
+        table.add_column(b.label, justify="right")
+    for name, _, _ in artifacts:
+        table.add_row(name, *(cell_text(cells.get(b.label, {}).get(name, {"state": "waiting"})) for b in boards))
+    return table

@@ -240,3 +240,37 @@ def test_benchmark_on_a_board_fills_the_latency_columns_with_its_measurements(le
     closed[1] = "ssh://root@127.0.0.1:1"
     assert main([*args[:-1], str(tmp_path / "bench2"), *closed]) == 1
     assert "connect: connection refused" in capsys.readouterr().err and not (tmp_path / "bench2").exists()
+
+
+def test_benchmark_on_the_fleet_measures_every_board_at_once_and_one_down_does_not_stop_the_others(
+    server, device_venv, lenet_run, tmp_path, capsys
+):
+    from sshd import _free_port
+
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text(
+        "boards:\n"
+        f"  loopback:\n    url: {server.url}\n    edgecnn: {device_venv / 'bin' / 'edgecnn'}\n"
+        f"    ssh_config: {server.config}\n    cache: {tmp_path / 'board-cache'}\n"
+        f"  gone:\n    url: ssh://root@127.0.0.1:{_free_port()}\n    ssh_config: {server.config}\n"
+    )
+    out = tmp_path / "bench"
+    args = ["benchmark", str(lenet_run), "--device", "host", "--runs", "20", "--min-seconds", "0", "--out", str(out)]
+    assert main([*args, "--fleet", "--fleet-file", str(fleet)]) == 1  # a board is down, and LiteRT cannot run ONNX
+    captured = capsys.readouterr()
+    cells = json.loads((out / "benchmark.json").read_text())["fleet"]
+    assert {n: c["state"] for n, c in cells["loopback"].items()} == {
+        "tflite-fp32": "done",
+        "tflite-int8": "done",
+        "onnx-fp32": "error",
+        "onnx-int8": "error",
+        "openvino-fp32": "error",
+        "openvino-int8": "error",
+    }
+    assert all(c["state"] == "error" and "connection refused" in c["error"] for c in cells["gone"].values())
+    assert "invoke p50 ms on each board" in captured.out and "compare them: edgecnn report" in captured.out
+    files = sorted((out / "boards").glob("*/*.json"))
+    assert [p.name for p in files] == ["tflite-fp32.json", "tflite-int8.json"]
+    assert main(["report", *map(str, files), "--out", str(tmp_path / "cmp.png")]) == 0
+    assert main([*args, "--fleet", "nope", "--fleet-file", str(fleet)]) == 1
+    assert "no board 'nope'" in capsys.readouterr().err
