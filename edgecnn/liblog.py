@@ -8,7 +8,7 @@ processes inherit the log, and an edgecnn command started by another (``demo`` p
 its libraries' output to its parent's log ($EDGECNN_LIBRARY_LOG) instead of starting one of its own. With ``-v`` or
 ``--debug`` nothing is diverted.
 
-The log starts in the cache folder (``$EDGECNN_CACHE``, else ``~/.cache/edgecnn``, ``logs/``); a verb that writes a
+The log starts in the cache folder (``logs/`` in ``resources.cache_dir``); a verb that writes a
 run folder names it with ``keep_in`` and the log ends there as ``library.log`` when it holds anything. A command that
 fails names the log under its error line.
 """
@@ -32,8 +32,9 @@ _current: Diverted | None = None
 
 
 def log_folder() -> Path:
-    base = os.environ.get("EDGECNN_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "edgecnn")
-    return Path(base) / "logs"
+    from edgecnn.resources import cache_dir
+
+    return cache_dir("logs")
 
 
 class Diverted:

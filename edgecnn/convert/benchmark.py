@@ -189,10 +189,9 @@ def _measured_on_board(
 
 
 def measurements_folder() -> Path:
-    import os
+    from edgecnn.resources import cache_dir
 
-    base = os.environ.get("EDGECNN_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "edgecnn")
-    return Path(base) / "measurements"
+    return cache_dir("measurements")
 
 
 def keep_measurement(board: Any, device: str, path: Path, here: dict[str, Any], measured: dict[str, Any]) -> Path:

@@ -216,7 +216,9 @@ def calibration_dir() -> Path:
     base = os.environ.get("EDGECNN_CALIBRATION_DIR")
     if base:
         return Path(base)
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgecnn" / "calibration"
+    from edgecnn.resources import cache_dir
+
+    return cache_dir("calibration")
 
 
 def calibration_name(runtime: str, precision: str, threads: int) -> str:

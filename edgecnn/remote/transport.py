@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import secrets
 import shlex
 import shutil
 import subprocess
@@ -89,13 +90,18 @@ def _why(board: Board, step: str, stderr: str, code: int) -> RemoteError:
     """ssh's own message, turned into the cause a user can act on."""
     text = stderr.strip()
     rules = (
-        (r"Permission denied|Too many authentication failures", "the board refused the key", "check the key with ssh"),
+        # ssh's refusal names the methods it tried; a file the board cannot write is also "Permission denied"
+        (
+            r"Permission denied \((publickey|password|keyboard)|Too many authentication failures",
+            "the board refused the key",
+            "check the key with ssh",
+        ),
         (r"Connection refused", "connection refused (no SSH server on that port?)", None),
         (r"timed out|No route to host|Network is unreachable", "the board did not answer (unreachable)", None),
         (r"Could not resolve hostname|Name or service not known", "the host name does not resolve", None),
         (r"REMOTE HOST IDENTIFICATION HAS CHANGED|Host key verification failed", "its host key is not trusted", None),
         (r"No space left on device|Disk quota exceeded", "no space left on the board", "free space there"),
-        (r"Read-only file system|Permission denied \(os error|cannot create|Permission denied$", "cannot write there", None),
+        (r"Read-only file system|Permission denied|cannot create", "cannot write there", None),
         (r"Connection (closed|reset)|Broken pipe|lost connection", "the connection dropped", "run it again"),
     )
     for pattern, cause, hint in rules:
@@ -137,10 +143,16 @@ def run_edgecnn(board: Board, args: list[str], *, step: str, timeout: float = 18
     return proc
 
 
+_VERSIONS: dict[Board, str] = {}  # boards whose edgecnn this process has checked: one round trip per board
+
+
 def check_version(board: Board) -> str:
-    """The board's edgecnn version; refused unless its major.minor is ours (the JSON and options must match)."""
+    """The board's edgecnn version; refused unless its major.minor is ours (the JSON and options must match).
+    Asked once per board and process (a benchmark measures many artifacts on it)."""
     from edgecnn import __version__
 
+    if board in _VERSIONS:
+        return _VERSIONS[board]
     proc = run_edgecnn(board, ["--version"], step="edgecnn --version", timeout=60)
     found = re.search(r"edgecnn (\S+)", proc.stdout)
     if proc.returncode != 0 or not found:
@@ -151,6 +163,7 @@ def check_version(board: Board) -> str:
             f"{board.label}: edgecnn {theirs} there, {__version__} here: their options and results may differ",
             hint=f'pip install "edgecnn=={__version__}" on the board (with its runtime extra)',
         )
+    _VERSIONS[board] = theirs
     return theirs
 
 
@@ -173,7 +186,7 @@ class Pushed:
 
 def push(board: Board, local: Path, remote_parent: str, name: str) -> Pushed:
     """Copy ``local`` (a folder) to ``remote_parent/name`` unless it is there already; a copy goes into
-    ``name.part-XXXX`` first and is renamed when whole."""
+    ``name.part-<random>`` first and is renamed when whole."""
     import time
 
     t0 = time.monotonic()
@@ -186,7 +199,7 @@ def push(board: Board, local: Path, remote_parent: str, name: str) -> Pushed:
     )  # one round trip when the folder is there already
     if "cached" in probe.stdout.split():
         return Pushed(final, False, time.monotonic() - t0, "cached")
-    part = f"{final}.part-{hashlib.sha256(str(t0).encode()).hexdigest()[:8]}"
+    part = f"{final}.part-{secrets.token_hex(4)}"
     ssh(board, f"mkdir {q(part)}", step="copy")
     host, port = board.destination()
     use_rsync = "rsync" in probe.stdout.split() and shutil.which("rsync")

@@ -274,3 +274,18 @@ def test_benchmark_on_the_fleet_measures_every_board_at_once_and_one_down_does_n
     assert main(["report", *map(str, files), "--out", str(tmp_path / "cmp.png")]) == 0
     assert main([*args, "--fleet", "nope", "--fleet-file", str(fleet)]) == 1
     assert "no board 'nope'" in capsys.readouterr().err
+
+
+def test_ssh_messages_become_causes_a_refused_key_is_not_a_folder_that_cannot_be_written():
+    from edgecnn.remote.transport import Board, _why
+
+    board = Board(url="ssh://pi@10.0.0.2")
+    cases = {
+        "pi@10.0.0.2: Permission denied (publickey,password).": "connect: the board refused the key",
+        "mkdir: cannot create directory '/opt/edgecnn': Permission denied": "connect: cannot write there",
+        'rsync: [receiver] mkstemp "/ro/x" failed: Read-only file system (30)': "connect: cannot write there",
+        "scp: /data/m.tflite: No space left on device": "connect: no space left on the board",
+        "client_loop: send disconnect: Broken pipe\nlost connection": "connect: the connection dropped",
+    }
+    for stderr, expected in cases.items():
+        assert _why(board, "connect", stderr, 1).message.startswith(f"ssh://pi@10.0.0.2: {expected} ("), stderr
