@@ -1,4 +1,5 @@
-"""Host side: edgecnn calibrate: measure this host's per-layer costs once, for `profile --device NAME` estimates."""
+"""Host side: edgecnn calibrate: measure this host's per-layer costs once, for `profile --device NAME` estimates;
+or, with --from-measurements, refit the estimate for a device profile from what boards of that kind measured."""
 
 from __future__ import annotations
 
@@ -27,11 +28,36 @@ def add_arguments(p) -> None:
         metavar="ARTIFACT",
         help="artifacts (or conversion outputs) to time in the same passes and predict, not fit: the estimate's error",
     )
+    p.add_argument(
+        "--from-measurements",
+        action="store_true",
+        help="refit the estimate for device profiles from the measurements 'benchmark --on BOARD' kept "
+        "(~/.cache/edgecnn/measurements); no timing here",
+    )
+    p.add_argument(
+        "--device",
+        nargs="+",
+        metavar="NAME",
+        help="with --from-measurements: these device profiles (default: every one measured)",
+    )
     p.add_argument("--json", action="store_true", help="print the calibrations as JSON")
     p.add_argument("--quiet", action="store_true")
 
 
 def run(args) -> int:
+
+    from edgecnn.errors import ConfigError
+
+    if args.device and not args.from_measurements:
+        raise ConfigError("--device goes with --from-measurements (a host calibration times this host)")
+    if args.from_measurements:
+        if args.check or args.runtime or args.quick:
+            raise ConfigError("--from-measurements refits from kept measurements: --check, --runtime and --quick time this host")
+        return _from_measurements(args)
+    return _host(args)
+
+
+def _host(args) -> int:
     import json
     import sys
 
@@ -76,3 +102,63 @@ def run(args) -> int:
         )
     Console().print(table)
     return 0
+
+
+def _from_measurements(args) -> int:
+    import json
+    import sys
+
+    from edgecnn.cli import console
+    from edgecnn.cli.tables import Column, fitted
+    from edgecnn.convert.benchmark import measurements_folder
+    from edgecnn.convert.measured_calibration import from_measurements
+
+    say = (lambda s: print(s, file=sys.stderr, flush=True)) if not (args.quiet or args.json) else (lambda s: None)
+    folder = measurements_folder()
+    records, skipped = from_measurements(args.device, folder=folder, out_dir=args.out, say=say)
+    if args.json:
+        print(json.dumps({"records": records, "left_out": skipped}, indent=2))
+        return 0
+    if args.quiet:
+        return 0
+    columns = [
+        Column("device"),
+        Column("runtime/precision"),
+        Column("artifacts", justify="right"),
+        Column("error before", justify="right"),
+        Column("error after (leave-one-out)", fold_to=12),
+        Column("kept", fold_to=10),
+        Column("file", keep=1, fold_to=20),
+    ]
+    rows = [_row(r) for r in records]
+    out = console()
+    out.print(
+        fitted(
+            "estimates refitted from boards' measurements (error: estimate / measured - 1, median |error|)",
+            columns,
+            rows,
+            out.width,
+        )
+    )
+    for device, reasons in skipped.items():
+        for why, n in reasons.items():
+            print(f"{device}: {n} line(s) left out: {why}", file=sys.stderr)
+    return 0
+
+
+def _row(r: dict) -> list[str]:
+    loo = r["leave_one_out_error_median_abs"]
+    if r["coefficients"] is None:
+        after, kept = f"{loo['prior'] * 100:.0f}% (no fit beat it)", "as before"
+    else:
+        after = f"{r['fit_error_median_abs'] * 100:.0f}%" if loo else "unknown (one artifact)"
+        kept = r["method"]
+    return [
+        r["device"],
+        f"{r['runtime']}/{r['precision']}",
+        str(len(r["artifacts"])),
+        f"{r['before_error_median_abs'] * 100:.0f}%",
+        after,
+        kept,
+        r.get("path", "-"),
+    ]

@@ -164,7 +164,7 @@ def _host_chain(target, host):
 
 
 def _estimate(result, host, target, args):
-    from edgecnn.profiling.estimate import estimate, find_calibration
+    from edgecnn.profiling.estimate import estimate, find_calibration, find_device_calibration
 
     artifact = result["model"].get("artifact")
     if not artifact:
@@ -179,9 +179,9 @@ def _estimate(result, host, target, args):
     if not layers:
         return {"device": target.name, "note": "the artifact's manifest has no per-layer costs (converted by an older edgecnn?)"}
     threads = result["threads"] or host.threads
-    calibration = find_calibration(
-        result["runtime"]["runtime"], m.precision, threads, cpu_model=host.cpu.model, path=args.calibration
-    )
+    runtime = result["runtime"]["runtime"]
+    calibration = find_calibration(runtime, m.precision, threads, cpu_model=host.cpu.model, path=args.calibration)
+    from_boards = None if target.name == host.name else find_device_calibration(target.name, runtime, m.precision, target.threads)
     return estimate(
         layers,
         m.precision,
@@ -191,4 +191,5 @@ def _estimate(result, host, target, args):
         measured_host_p90_ms=result["invoke"]["p90"],
         host_threads=threads,
         calibration=calibration,
+        device_calibration=from_boards,
     )

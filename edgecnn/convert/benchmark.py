@@ -172,7 +172,8 @@ def _measured_on_board(
     from edgecnn.remote.run import profile_on
 
     args = ["--runtime", runtime, "--runs", str(runs), "--min-seconds", str(seconds)]
-    p = profile_on(board, path, [*args, *(["--device", board.device] if board.device else [])])
+    on = board.device or (device if device != "host" else None)  # --device rpi4 --on ssh://pi: the board is a rpi4
+    p = profile_on(board, path, [*args, *(["--device", on] if on else [])])
     row = {
         "here_p50_ms": here.get("p50_ms"),
         "p50_ms": p["invoke"]["p50"],
@@ -216,6 +217,9 @@ def keep_measurement(board: Any, device: str, path: Path, here: dict[str, Any], 
         "here_p50_ms": here.get("p50_ms"),
         "measured_p50_ms": measured["invoke"]["p50"],
         "runtime": measured["runtime"],
+        "threads": measured.get("threads"),
+        "artifact_sha256": (m.files.get("model") or {}).get("sha256"),
+        "layers": (m.extra.get("cost") or {}).get("layers"),  # what a refit of the estimate needs
         "system": measured.get("system"),
     }
     folder = measurements_folder()

@@ -251,6 +251,30 @@ def find_calibration(runtime: str, precision: str, threads: int, *, cpu_model: s
     return cal
 
 
+def device_calibration_path(device: str, runtime: str, precision: str, threads: int, *, base: Path | None = None) -> Path:
+    """Where ``edgecnn calibrate --from-measurements`` keeps the fit for one device profile."""
+    return Path(base or calibration_dir()) / "devices" / device / calibration_name(runtime, precision, threads)
+
+
+def find_device_calibration(device: str, runtime: str, precision: str, threads: int) -> dict[str, Any] | None:
+    """The fit made from boards' measurements for this device profile, runtime, precision and threads, or None."""
+    file = device_calibration_path(device, runtime, precision, threads)
+    if not file.is_file():
+        return None
+    try:
+        cal = json.loads(file.read_text())
+        ok = cal.get("fitted_from") == "measurements" and set(COEFFICIENTS) <= set(cal.get("coefficients") or {})
+    except (ValueError, AttributeError):
+        ok = False
+    if not ok:
+        raise ConfigError(
+            f"{file} is not a calibration made from measurements",
+            hint=f"remove it, or make it again: edgecnn calibrate --from-measurements --device {device}",
+        )
+    cal["path"] = str(file)
+    return cal
+
+
 # How far a p50 measured on one machine moves between runs of the same command (README, "Measured here"): the least
 # uncertainty an estimate scaled from one measurement can honestly claim.
 RUN_TO_RUN_SPREAD = 0.3
@@ -260,6 +284,23 @@ def likely_range(value: float, *spreads: float | None) -> list[float]:
     """[low, high] around ``value`` for the largest relative spread given (never less than RUN_TO_RUN_SPREAD)."""
     u = max([RUN_TO_RUN_SPREAD, *(abs(s) for s in spreads if s is not None)])
     return [value / (1 + u), value * (1 + u)]
+
+
+def _from_boards(cal: dict[str, Any], layers: list[list[Any]], precision: str, target: DeviceProfile, here_ms: float, tail):
+    """The estimate from the formula refitted to boards' measurements of ``target``."""
+    value = predict_ms(cal, layers, precision, target, cal["threads"])
+    n = len(cal.get("artifacts") or [])
+    return {
+        "device": target.name,
+        "estimated_p50_ms": value,
+        "range_ms": likely_range(value, tail, cal.get("fit_error_median_abs")),
+        "roofline_ms": roofline_ms(layers, precision, target),
+        "host_measured_ms": here_ms,
+        "calibration": cal["path"],
+        "calibration_fit_error_median": cal.get("fit_error_median_abs"),
+        "method": f"per-layer formula refitted from {n} artifact(s) measured on {target.name} boards "
+        f"({cal['method']}; an ESTIMATE, not a measurement)",
+    }
 
 
 def estimate(
@@ -273,8 +314,11 @@ def estimate(
     host_threads: int | None = None,
     efficiency: float | None = None,
     calibration: dict[str, Any] | None = None,
+    device_calibration: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Estimate ``target`` latency from a measurement here.
+
+    With a ``device_calibration`` (refitted from boards' measurements of ``target``): that formula, first.
 
     With a calibration: the calibrated cost formula evaluated for the target, and the same formula's prediction
     for this host next to the measurement (``host_check_error``), the figure that says how far to trust it.
@@ -285,6 +329,8 @@ def estimate(
     tail = measured_host_p90_ms / measured_host_ms - 1 if measured_host_p90_ms and measured_host_ms > 0 else None
     host_roof = roofline_ms(layers, precision, host, host_threads)
     target_roof = roofline_ms(layers, precision, target)
+    if device_calibration is not None and efficiency is None:
+        return _from_boards(device_calibration, layers, precision, target, measured_host_ms, tail)
     if calibration is not None and efficiency is None:
         predicted_here = predict_ms(calibration, layers, precision, host, host_threads)
         check = predicted_here / measured_host_ms - 1 if measured_host_ms > 0 else None

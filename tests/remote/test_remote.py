@@ -242,6 +242,33 @@ def test_benchmark_on_a_board_fills_the_latency_columns_with_its_measurements(le
     assert "connect: connection refused" in capsys.readouterr().err and not (tmp_path / "bench2").exists()
 
 
+def test_measurements_from_a_board_refit_the_estimate_for_its_device_profile(lenet_run, on, tmp_path, monkeypatch, capsys):
+    """benchmark --device rpi4 --on BOARD keeps (estimate, measurement) pairs; calibrate --from-measurements refits
+    the rpi4 estimate from them; profile --device rpi4 then estimates from the refit (the board here is this host, so
+    the refitted estimate must come near what it measured)."""
+    monkeypatch.setenv("EDGECNN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("EDGECNN_CALIBRATION_DIR", str(tmp_path / "cache" / "calibration"))
+    out = tmp_path / "bench"
+    args = ["benchmark", str(lenet_run), "--device", "rpi4", "--runs", "20", "--min-seconds", "0", "--out", str(out)]
+    assert main([*args, *on]) == 0
+    rows = {f"{r['format']}-{r['precision']}": r for r in json.loads((out / "benchmark.json").read_text())["rows"]}
+    board_ms = rows["tflite-int8"]["p50_ms"]
+    before = rows["tflite-int8"]["estimate_p50_ms"] / board_ms - 1
+    pairs = [json.loads(line) for line in (tmp_path / "cache" / "measurements" / "rpi4.jsonl").read_text().splitlines()]
+    assert len(pairs) == 3 and all(p["layers"] and p["artifact_sha256"] for p in pairs)
+    capsys.readouterr()
+    assert main(["calibrate", "--from-measurements", "--device", "rpi4", "--json"]) == 0
+    records = {r["precision"]: r for r in json.loads(capsys.readouterr().out)["records"]}
+    assert len(records["int8"]["artifacts"]) == 1 and len(records["fp32"]["artifacts"]) == 2  # fp32 and dynamic
+    assert records["int8"]["method"] == "scale" and records["int8"]["path"].endswith("devices/rpi4/litert-int8-t4.json")
+    assert records["int8"]["before_error_median_abs"] == pytest.approx(abs(before), rel=0.01)
+    assert main(["profile", str(out / "artifacts" / "tflite-int8"), "--device", "rpi4", "--runs", "20", "--json"]) == 0
+    est = json.loads(capsys.readouterr().out)["estimate"]
+    assert "refitted from 1 artifact(s) measured on rpi4 boards (scale" in est["method"]
+    after = est["estimated_p50_ms"] / board_ms - 1
+    assert abs(after) < 0.5 < abs(before) or abs(after) < abs(before) / 2, (before, after)
+
+
 def test_benchmark_on_the_fleet_measures_every_board_at_once_and_one_down_does_not_stop_the_others(
     server, device_venv, lenet_run, tmp_path, capsys
 ):
