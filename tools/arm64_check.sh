@@ -9,7 +9,8 @@
 # writes the held-out digits as two videos: lossless (FFV1), so that both machines classify the same pixels, and
 # MJPEG, as cameras deliver them. Under emulation, pass 1 (pip install ".[litert,sign]": ai-edge-litert, numpy 2):
 # TensorFlow is absent, `devices --detect` names rpi4, `verify --run --trust-key` passes every artifact LiteRT can
-# run, `classify --trust-key` of each TFLite artifact on both videos, and `profile`. Pass 2 (the 32-bit Pi row's
+# run, `classify --trust-key` of each TFLite artifact on both videos, `profile`, and `profile`/`verify --run` driven
+# from x86 over a real OpenSSH server on loopback with the emulated Python as the board's edgecnn. Pass 2 (the 32-bit Pi row's
 # package set, on aarch64: tflite-runtime 2.14 with numpy<2): verify --run and classify again. Every classify is
 # compared frame by frame with the same command on x86; the last line is
 #   arm64: top-1 agreement N/M with x86 (lossless video ...; MJPEG video ...)
@@ -144,6 +145,11 @@ if arm "$WORK/site-litert" -m edgecnn profile "$ART" --device rpi4 --runs 50 --m
     echo "arm64 litert: $($X86 tools/arm64_helpers.py profile "$OUT/profile.json")"
 else
     checks_failed=1; echo "arm64: profile failed: $(tail -2 "$OUT/profile.log")"
+fi
+# the emulated Pi as a board over SSH (#19): a real sshd on loopback, the board's edgecnn the aarch64 Python, driven
+# by x86's edgecnn profile/verify --on (skipped, with its reason, without openssh-server)
+if ! $X86 tools/arm64_helpers.py ssh "$WORK" "$ART" "$WORK/site-litert" "$ROOT" 2>"$OUT/ssh.log"; then
+    checks_failed=1; tail -3 "$OUT/ssh.log"
 fi
 run_pass tflite-runtime-2.14 "$WORK/site-tflite214" tflite-int8 tflite-dynamic tflite-fp32
 SECONDS_TAKEN=$(( $(date +%s) - T0 ))

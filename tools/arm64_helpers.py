@@ -6,6 +6,7 @@ python tools/arm64_helpers.py compare ARM X86 PASS ART VIDEO   # one TSV row: fr
 python tools/arm64_helpers.py decode VIDEO OUT.npy     # every decoded frame (run under emulation too)
 python tools/arm64_helpers.py pixels ARM.npy X86.npy   # how many decoded pixel values differ
 python tools/arm64_helpers.py profile PROFILE.json     # one line from an emulated profile
+python tools/arm64_helpers.py ssh WORK ART SITE ROOT   # the emulated Pi as a board over SSH (a real sshd on loopback)
 """
 
 from __future__ import annotations
@@ -81,6 +82,62 @@ def profile(path: str) -> None:
         f"invoke p50 {p['invoke']['p50']:.2f} ms under emulation (says nothing about a real board); "
         f"self-check passed: {p['self_check']['passed']}"
     )
+
+
+def ssh(work: str, art: str, site: str, root: str) -> None:
+    """profile and verify --run --on a real OpenSSH server on 127.0.0.1 whose board edgecnn is the emulated aarch64
+    Python (a 64-bit Pi userland reached over SSH), driven by this checkout's edgecnn on x86. One line; exit 1 when
+    a step fails, 0 with "skipped" where sshd is not installed."""
+    import os
+    import subprocess
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "remote"))
+    from _pytest.outcomes import Skipped
+    from sshd import SSHServer
+
+    w = Path(work)
+    try:
+        server = SSHServer(w / "sshd")
+    except Skipped as why:
+        print(f"arm64 over SSH: skipped: {why.msg}")
+        return
+    board = w / "edgecnn-aarch64"  # the board's edgecnn command: the emulated Python with the Pi's package set
+    cpu = os.environ.get("QEMU_CPU", "cortex-a72")
+    board.write_text(
+        f"#!/bin/sh\nexport QEMU_CPU={cpu} PYTHONPATH={site}\n"
+        f'exec qemu-aarch64-static -L {root} {root}/usr/bin/python3.11 -m edgecnn "$@"\n'
+    )
+    board.chmod(0o755)
+    on = ["--on", server.url, "--ssh-config", str(server.config), "--remote-edgecnn", str(board)]
+    on += ["--remote-cache", str(w / "board-cache")]
+
+    def edgecnn(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "edgecnn", *args, *on], capture_output=True, text=True, timeout=900)
+
+    try:
+        import shutil
+
+        shutil.rmtree(w / "board-cache", ignore_errors=True)
+        profile_args = ("profile", f"{art}/tflite-int8", "--device", "rpi4", "--runs", "30", "--min-seconds", "0", "--json")
+        first, again = edgecnn(*profile_args), edgecnn(*profile_args)
+        verify = edgecnn("verify", art, "--run", "--trust-key", str(Path(art).parent / "signing.pub"))
+    finally:
+        server.stop()
+    for name, proc in (("profile", first), ("profile again", again), ("verify --run --trust-key", verify)):
+        if proc.returncode != 0:
+            print(f"arm64 over SSH: {name} failed: {(proc.stderr or proc.stdout).strip()[-400:]}")
+            sys.exit(1)
+    p, q = json.loads(first.stdout), json.loads(again.stdout)
+    copied, cached = p["measured_on"]["copy"], q["measured_on"]["copy"]
+    print(
+        f"arm64 over SSH: profile --on {p['measured_on']['board']} measured on {p['system']['cpu_model']} "
+        f"({p['system']['arch']}, {p['runtime']['runtime']} {p['runtime'].get('version', '')}), self-check passed: "
+        f"{p['self_check']['passed']}; copy {copied['seconds']:.2f} s ({copied['method']}), again "
+        f"{cached['seconds']:.2f} s ({cached['method']}); verify --run --trust-key on the board: "
+        f"{verify.stdout.count('self-check passed')} self-check(s) passed"
+    )
+    if not (p["system"]["arch"] == "aarch64" and p["self_check"]["passed"] and cached["method"] == "cached"):
+        sys.exit(1)
 
 
 if __name__ == "__main__":
