@@ -23,6 +23,12 @@ class Precision(StrEnum):
     FP16 = "fp16"
     DYNAMIC = "dynamic"
     INT8 = "int8"
+    INT16X8 = "int16x8"  # int16 activations, int8 weights
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether making it needs calibration images (activation ranges)."""
+        return self in (Precision.INT8, Precision.INT16X8)
 
 
 class Format(StrEnum):
@@ -64,7 +70,7 @@ FORMATS: dict[Format, FormatInfo] = {
         ".tflite",
         (("model", "model.tflite"),),
         "litert",
-        (Precision.FP32, Precision.FP16, Precision.DYNAMIC, Precision.INT8),
+        (Precision.FP32, Precision.FP16, Precision.DYNAMIC, Precision.INT8, Precision.INT16X8),
         "a TFLite flatbuffer",
         lambda head: len(head) >= 8 and head[4:8] == b"TFL3",
     ),
@@ -73,7 +79,7 @@ FORMATS: dict[Format, FormatInfo] = {
         ".onnx",
         (("model", "model.onnx"),),
         "onnxruntime",
-        (Precision.FP32, Precision.FP16, Precision.INT8),
+        (Precision.FP32, Precision.FP16, Precision.INT8, Precision.INT16X8),
         "an ONNX protobuf",
         lambda head: head[:1] == b"\x08" and len(head) > 2,
     ),

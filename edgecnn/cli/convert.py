@@ -15,7 +15,8 @@ def add_arguments(p) -> None:
         action="append",
         default=[],
         metavar="P",
-        help="fp32, fp16, dynamic, int8, or FORMAT/P (repeatable; default: the profile's list)",
+        help="fp32, fp16, dynamic, int8, int16x8 (TFLite, ONNX: int16 activations, int8 weights), or FORMAT/P "
+        "(repeatable; default: the profile's list)",
     )
     p.add_argument("--data", help="labelled image folder for the parity gate (default: the run's test split)")
     p.add_argument("--calibration", help="image folder or .npy for int8 calibration (default: 300 training images)")
@@ -34,6 +35,21 @@ def add_arguments(p) -> None:
     )
     p.add_argument(
         "--accuracy-control", action="store_true", help="OpenVINO int8: nncf.quantize_with_accuracy_control with --max-drop"
+    )
+    p.add_argument(
+        "--keep-float",
+        metavar="LAYER[,LAYER...]|auto",
+        help="leave these Keras layers in float in every int8/int16x8 artifact; 'auto': when one fails the gate, "
+        "leave its most sensitive layers in float, one more at a time, until it passes (the trade is reported)",
+    )
+    p.add_argument(
+        "--max-float-layers", type=int, default=4, help="--keep-float auto: at most this many layers in float (default 4)"
+    )
+    p.add_argument(
+        "--sensitivity",
+        action="store_true",
+        help="write each int8/int16x8 artifact's per-layer sensitivity (sensitivity.json/.md/.png): every weighted "
+        "layer quantised alone, ranked by its error",
     )
     p.add_argument("--labels", help="for a bare .keras: a text file with one label per line (default: labels.txt beside it)")
     p.add_argument("--trust-model", action="store_true", help="allow Lambda layers / custom code in the .keras file")
@@ -73,6 +89,9 @@ def run(args) -> int:
         preprocess=preprocess,
         labels=_labels(args.labels),
         sign_key=args.sign_key,
+        keep_float=args.keep_float,
+        max_float_layers=args.max_float_layers,
+        sensitivity=args.sensitivity,
         progress=say,
     )
     from edgecnn import liblog

@@ -17,6 +17,7 @@ from edgecnn.convert import artifact
 from edgecnn.convert.base import ConvertRequest, parse_targets
 from edgecnn.convert.data import conversion_data, random_eval, require_calibration
 from edgecnn.convert.parity import GateThresholds
+from edgecnn.convert.recovery import recover
 from edgecnn.convert.session import ConversionSession
 from edgecnn.convert.source import load_source
 from edgecnn.convert.summary import HEADERS, ConversionSummary, raise_if_failed, size_ratios, summary_rows, write_summary
@@ -43,6 +44,10 @@ class ConvertOptions:
         n_eval: use only the first N held-out images.
         preprocess, labels: for a bare .keras file without preprocess.json / labels.txt beside it.
         sign_key: sign every artifact with this private key before the set appears.
+        keep_float: Keras layer names to leave in float in every int8/int16x8 artifact, or ``"auto"``: when one
+            fails the gate, leave the most sensitive layers in float one at a time until it passes, at most
+            ``max_float_layers`` (convert/selective.py).
+        sensitivity: write each int8/int16x8 artifact's per-layer sensitivity report into it.
     """
 
     precisions: tuple[str, ...] | list[str] | None = None
@@ -59,6 +64,20 @@ class ConvertOptions:
     preprocess: Any = None
     labels: list[str] | None = None
     sign_key: str | Path | None = None
+    keep_float: str | list[str] | tuple[str, ...] | None = None
+    max_float_layers: int = 4
+    sensitivity: bool = False
+
+    @property
+    def auto(self) -> bool:
+        return self.keep_float == "auto"
+
+    @property
+    def float_layers(self) -> tuple[str, ...]:
+        if not self.keep_float or self.auto:
+            return ()
+        names = self.keep_float.split(",") if isinstance(self.keep_float, str) else self.keep_float
+        return tuple(n.strip() for n in names if n.strip())
 
 
 def convert(
@@ -73,6 +92,10 @@ def convert(
     profile, requests, plan, located = _plan(model, device, opts)
     say(f"loading {model}")
     source = load_source(model, trust=opts.trust, preprocess=opts.preprocess, labels=opts.labels, located=located)
+    if opts.float_layers:
+        from edgecnn.convert.selective import check_layer_names, keras_layers
+
+        check_layer_names(list(opts.float_layers), keras_layers(source.model))
     from edgecnn.convert.output import staged_set
 
     with ConversionSession(source, profile) as session, staged_set(plan) as staging:
@@ -116,9 +139,17 @@ def _plan(model: str | Path, device: str, opts: ConvertOptions) -> tuple[Any, li
     profile = load_profile(device)
     budget = opts.max_drop if opts.accuracy_control else None
     requests = [
-        ConvertRequest(fmt, precision, opts.int8_weights, budget if precision == Precision.INT8 else None)
+        ConvertRequest(
+            fmt,
+            precision,
+            opts.int8_weights,
+            budget if precision == Precision.INT8 else None,
+            keep_float=opts.float_layers if precision.calibrated else (),
+            sensitivity=opts.sensitivity and precision.calibrated,
+        )
         for fmt, precision in parse_targets(list(opts.precisions or []), list(profile.artifacts))
     ]
+    _check_recovery_options(opts, requests)
     located = locate_source(model)
     out = Path(opts.out) if opts.out else Path("out") / f"{located.name}-{profile.name}"
     check_out_path(located, out)
@@ -129,6 +160,32 @@ def _plan(model: str | Path, device: str, opts: ConvertOptions) -> tuple[Any, li
     plan = OutputPlan.make(out, force=opts.force, source=located, targets=[r.name for r in requests])
     remove_stale_temp((EXPORT_PREFIX, LOG_PREFIX))  # what a killed conversion left in the temp folder
     return profile, requests, plan, located
+
+
+def _check_recovery_options(opts: ConvertOptions, requests: list[ConvertRequest]) -> None:
+    from edgecnn.errors import ConfigError
+
+    asked = [flag for flag, on in (("--keep-float", opts.keep_float), ("--sensitivity", opts.sensitivity)) if on]
+    if asked and not any(r.precision.calibrated for r in requests):
+        precisions = ", ".join(sorted({str(r.precision) for r in requests}))
+        raise ConfigError(
+            f"{' and '.join(asked)} apply to int8 and int16x8 artifacts; this conversion makes {precisions}",
+            hint="add --precision int8",
+        )
+    _check_keep_float(opts, requests)
+
+
+def _check_keep_float(opts: ConvertOptions, requests: list[ConvertRequest]) -> None:
+    from edgecnn.errors import ConfigError
+
+    if opts.keep_float is not None and not opts.auto and not opts.float_layers:
+        raise ConfigError("--keep-float needs layer names (LAYER[,LAYER...]) or 'auto'")
+    if opts.auto and not opts.gate:
+        raise ConfigError("--keep-float auto walks until the parity gate passes: it cannot run with --no-gate")
+    if opts.max_float_layers < 1:
+        raise ConfigError(f"--max-float-layers must be at least 1; received {opts.max_float_layers}")
+    if any(r.accuracy_control is not None for r in requests) and opts.keep_float:
+        raise ConfigError("--accuracy-control chooses OpenVINO's float layers itself: use it or --keep-float, not both")
 
 
 def _prepare(session: ConversionSession, requests: list[ConvertRequest], opts: ConvertOptions, say: Callable) -> Any:
@@ -181,7 +238,10 @@ def _convert_all(
         queue.remove(request)
         say(f"{request.label}: converting, then checking parity on {len(session.eval_set.x)} inputs")
         try:
-            rows.append(artifact.build(shared, request, staging / request.name))
+            row = artifact.build(shared, request, staging / request.name)
+            if opts.auto and request.precision.calibrated and row.status == "FAILED" and row.parity is not None:
+                row = recover(shared, request, staging / request.name, row, opts.max_float_layers, say)
+            rows.append(row)
         except DiskFullError as exc:
             done = ", ".join(f"{r.format}/{r.precision}" for r in rows if r.path) or "none"
             exc.message += f"; stopped at {request.label} (finished and verified: {done})"

@@ -19,7 +19,7 @@ from edgecnn.atomic import staged_directory
 from edgecnn.convert.base import ConversionResult, ConvertRequest
 from edgecnn.convert.parity import GateThresholds, ParityResult, check_parity
 from edgecnn.errors import DiskFullError, EdgeCNNError
-from edgecnn.formats import FORMATS, Precision
+from edgecnn.formats import FORMATS
 from edgecnn.manifest import Manifest
 from edgecnn.runtime import Classifier, selfcheck
 from edgecnn.runtime.base import open_backend
@@ -39,6 +39,8 @@ class Row:
     error: str | None = None
     notes: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)  # convert / parity wall-clock time
+    keep_float: list[str] = field(default_factory=list)  # Keras layers left in float
+    recovery: list[dict[str, Any]] = field(default_factory=list)  # --keep-float auto: each step's figures
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in self.__dict__.items() if k != "parity"}
@@ -75,7 +77,7 @@ def _manifest(shared: Shared, request: ConvertRequest, result: ConversionResult,
     with open_backend(FORMATS[request.format].runtime, folder / result.files["model"]["path"]) as backend:
         inp, out = _tensor_entry(backend.input), _tensor_entry(backend.output)
     extra = result.extra | {"cost": shared.cost, "export": source.export_method}
-    if calib is not None and request.precision == Precision.INT8:
+    if calib is not None and request.precision.calibrated:
         extra["calibration"] = {"n": len(calib), "source": calib.source}
     return Manifest(
         format=str(request.format),
@@ -116,6 +118,7 @@ def build(shared: Shared, request: ConvertRequest, final: Path) -> Row:
             result = shared.session.converter(request.format).convert(request, tmp)
             manifest = _manifest(shared, request, result, tmp)
             manifest.write(tmp)
+            row.size_mb, row.keep_float = manifest.model_bytes() / 1e6, list(request.keep_float)
             t1 = time.perf_counter()
             row.parity = _check(shared, request, manifest, tmp)
             row.seconds = {"convert": round(t1 - t0, 2), "parity": round(time.perf_counter() - t1, 2)}
@@ -131,7 +134,7 @@ def build(shared: Shared, request: ConvertRequest, final: Path) -> Row:
         row.status, row.error = "ERROR", exc.message
         row.notes += [exc.hint] if exc.hint else []
         return row
-    row.path, row.size_mb = str(final), manifest.model_bytes() / 1e6
+    row.path = str(final)
     if not row.parity.passed:
         row.status = "FAILED"
         row.notes.append("kept with --no-gate: " + "; ".join(row.parity.reasons))

@@ -31,6 +31,14 @@ class ConvertRequest:
     precision: Precision
     int8_weights: str | None = None  # per-channel | per-tensor | None (the converter's default)
     accuracy_control: float | None = None  # OpenVINO int8: NNCF's accuracy control with this budget (points)
+    keep_float: tuple[str, ...] = ()  # Keras layers left in float (int8/int16x8; convert/selective.py)
+    sensitivity: bool = False  # also write the per-layer sensitivity report into the artifact
+    steps: tuple[dict, ...] = ()  # --keep-float auto: the steps before this one (the manifest records the trade)
+
+    @property
+    def selective(self) -> bool:
+        """Made from one calibration with layers chosen (left in float, or measured one at a time)."""
+        return bool(self.keep_float) or self.sensitivity
 
     @property
     def name(self) -> str:
@@ -59,8 +67,29 @@ class Converter(ABC):
 
     format: ClassVar[Format]
 
+    selective_class: ClassVar[str | None] = None  # "module:Class" of its Selective (convert/selective.py), if any
+
     def __init__(self, session: ConversionSession) -> None:
         self.session = session
+        self._selective: dict[tuple[str, str], Any] = {}
+
+    def selective(self, request: ConvertRequest) -> Any:
+        """This format's Selective for the request's precision and weights: calibrated once per conversion."""
+        from edgecnn.errors import ConfigError
+
+        if self.selective_class is None or not request.precision.calibrated:
+            raise ConfigError(f"--keep-float and --sensitivity apply to int8 (and int16x8); not to {request.label}")
+        key = (str(request.precision), request.weights)
+        if key not in self._selective:
+            module, cls = self.selective_class.split(":")
+            self._selective[key] = getattr(importlib.import_module(f"edgecnn.convert.{module}"), cls)(
+                self.session, request.precision, request.weights
+            )
+        return self._selective[key]
+
+    def close(self) -> None:
+        for sel in self._selective.values():
+            sel.close()
 
     @property
     def info(self):

@@ -19,6 +19,7 @@ import numpy as np
 from edgecnn.convert.base import ConversionResult, Converter, ConvertRequest
 from edgecnn.convert.data import require_calibration
 from edgecnn.convert.scheduler import WORKERS, Job
+from edgecnn.convert.selective import Selective, selective_convert
 from edgecnn.errors import ConversionError, first_line
 from edgecnn.formats import Format, Precision
 
@@ -153,14 +154,17 @@ class ONNXConverter(Converter):
             },
         )
 
+    selective_class = "onnx:ONNXSelective"
+
     def _int8(self, r: ConvertRequest) -> Job:
-        name = f"onnx-int8-{r.int8_weights or 'choose'}"
+        name = f"onnx-{r.precision}-{r.int8_weights or 'choose'}"
         s = self.session
         params = {"fp32": self._export().params["out"], "out": str(s.workdir / f"{name}.onnx"), "int8_weights": r.int8_weights}
+        params["precision"] = str(r.precision)
         return Job(name, "onnx-quantizer", f"{__name__}:int8_job", params, after=("tf2onnx",), needs_calibration=True)
 
     def jobs(self, r: ConvertRequest) -> list[Job]:
-        return [self._export()] + ([self._int8(r)] if r.precision == Precision.INT8 else [])
+        return [self._export()] + ([self._int8(r)] if r.precision.calibrated and not r.selective else [])
 
     def _fp32(self) -> Path:
         job = self._export()
@@ -180,6 +184,10 @@ class ONNXConverter(Converter):
         target = out_dir / self.info.files[0][1]
         extra: dict[str, Any] = {"opset": OPSET}
         fp32 = self._fp32()
+        if r.selective:
+            result = selective_convert(self, r, out_dir)
+            result.extra |= extra
+            return result
         try:
             if r.precision == Precision.FP32:
                 shutil.copyfile(fp32, target)
@@ -188,7 +196,7 @@ class ONNXConverter(Converter):
 
                 onnx.save(convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True), str(target))
             else:
-                require_calibration(self.session.calibration, "int8 ONNX")
+                require_calibration(self.session.calibration, f"{r.precision} ONNX")
                 job = self._int8(r)
                 extra |= self.session.scheduler.result(job.name)["extra"]
                 shutil.copyfile(job.params["out"], target)
@@ -200,9 +208,16 @@ class ONNXConverter(Converter):
         return ConversionResult(self.files(), tools, extra)
 
 
-def quantize(fp32: Path, calib: Any, target: Path, int8_weights: str | None = None, threads: int | None = None) -> dict[str, Any]:
-    """Static QDQ int8 of ``fp32`` into ``target``; the manifest's extra (which weight scheme, and why). ``threads``:
-    onnxruntime's intra-op threads for calibrating and judging (its default: one per core)."""
+def quantize(
+    fp32: Path,
+    calib: Any,
+    target: Path,
+    int8_weights: str | None = None,
+    threads: int | None = None,
+    precision: Precision = Precision.INT8,
+) -> dict[str, Any]:
+    """Static QDQ int8 (or int16x8) of ``fp32`` into ``target``; the manifest's extra (which weight scheme, and
+    why). ``threads``: onnxruntime's intra-op threads for calibrating and judging (its default: one per core)."""
     import shutil
 
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -221,7 +236,8 @@ def quantize(fp32: Path, calib: Any, target: Path, int8_weights: str | None = No
                 candidates = [c for c in candidates if c[0] == int8_weights]
             tried: dict[str, dict[str, Any]] = {}
             for name, per_channel in candidates:
-                tried[name] = {"path": _quantize_static(pre, Path(tmp) / f"{name}.onnx", calib, per_channel, cache)}
+                out = Path(tmp) / f"{name}.onnx"
+                tried[name] = {"path": _quantize_static(pre, out, calib, per_channel, cache, precision=precision)}
                 if reference is not None:
                     probs = _predict(tried[name]["path"], judge, threads)
                     tried[name]["agreement"] = float(np.mean(probs.argmax(1) == reference.argmax(1)))
@@ -231,7 +247,7 @@ def quantize(fp32: Path, calib: Any, target: Path, int8_weights: str | None = No
         except ConversionError:
             raise
         except Exception as exc:
-            raise ConversionError(f"onnx/int8: {first_line(exc, with_type=True)}") from exc
+            raise ConversionError(f"onnx/{precision}: {first_line(exc, with_type=True)}") from exc
     return extra
 
 
@@ -245,19 +261,33 @@ def _range_cache(pre: Path, calib: Any, tmp: Path, threads: int | None) -> dict[
     return {"calibration_cache_path": str(tmp / "ranges.json")}
 
 
-def _quantize_static(pre: Path, out: Path, calib: Any, per_channel: bool, cache: dict[str, str]) -> Path:
-    """One QDQ int8 candidate: int8 weights (per channel or per tensor) and activations, MinMax ranges."""
+def _quantize_static(
+    pre: Path,
+    out: Path,
+    calib: Any,
+    per_channel: bool,
+    cache: dict[str, str],
+    *,
+    precision: Precision = Precision.INT8,
+    exclude: list[str] | None = None,
+) -> Path:
+    """One QDQ candidate: int8 weights (per channel or per tensor), int8 activations (int16 for int16x8: Q/DQ from
+    the com.microsoft domain, since the standard ones take int16 only from opset 21), MinMax ranges; the nodes in
+    ``exclude`` left in float."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
+    wide = precision == Precision.INT16X8
     quantize_static(
         str(pre),
         str(out),
         _Reader(calib),
         quant_format=QuantFormat.QDQ,
         per_channel=per_channel,
-        activation_type=QuantType.QInt8,
+        activation_type=QuantType.QInt16 if wide else QuantType.QInt8,
         weight_type=QuantType.QInt8,
         calibrate_method=CalibrationMethod.MinMax,
+        nodes_to_exclude=exclude or None,
+        extra_options={"UseQDQContribOps": True} if wide else None,
         **cache,
     )
     return out
@@ -279,7 +309,7 @@ def _choose(tried: dict[str, dict[str, Any]], int8_weights: str | None) -> tuple
     }
 
 
-def int8_job(fp32: str, calibration: str, out: str, int8_weights: str | None) -> dict[str, Any]:
+def int8_job(fp32: str, calibration: str, out: str, int8_weights: str | None, precision: str = "int8") -> dict[str, Any]:
     """The onnx-quantizer worker's job: int8 of ``fp32`` into ``out``, on one thread.
 
     The worker shares the cores with the parent and the other workers, and one thread spends the least CPU on the
@@ -287,4 +317,32 @@ def int8_job(fp32: str, calibration: str, out: str, int8_weights: str | None) ->
     from edgecnn.data.calibration import CalibrationSet
 
     calib = CalibrationSet(np.load(calibration), "calibration")
-    return {"extra": quantize(Path(fp32), calib, Path(out), int8_weights, threads=1)}
+    return {"extra": quantize(Path(fp32), calib, Path(out), int8_weights, threads=1, precision=Precision(precision))}
+
+
+class ONNXSelective(Selective):
+    """Ranges calibrated once into a cache; each variant is quantize_static with ``nodes_to_exclude``."""
+
+    format = Format.ONNX
+    how = "onnxruntime.quantization.quantize_static with nodes_to_exclude, ranges calibrated once"
+
+    def _node_names(self) -> list[str]:
+        import onnx
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        fp32 = self.session.converter(Format.ONNX)._fp32()  # noqa: SLF001 - the session's own export
+        self.pre = self.tmp / "pre.onnx"
+        quant_pre_process(str(fp32), str(self.pre), skip_symbolic_shape=True)
+        self.cache = _range_cache(self.pre, self.session.calibration, self.tmp, None)
+        return [n.name for n in onnx.load(str(self.pre)).graph.node]
+
+    def _write(self, out_dir: Path, *, exclude: list[str]) -> dict[str, Any]:
+        import onnx
+        import onnxruntime
+
+        target = out_dir / self.model_name
+        per_channel = self.weights == "per-channel"
+        _quantize_static(
+            self.pre, target, self.session.calibration, per_channel, self.cache, precision=self.precision, exclude=exclude
+        )
+        return {m.__name__: m.__version__ for m in (onnx, onnxruntime)}

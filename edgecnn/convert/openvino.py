@@ -7,6 +7,8 @@ held-out data and runs in the main process.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import shutil
 from pathlib import Path
@@ -15,6 +17,7 @@ from typing import Any
 from edgecnn.convert.base import ConversionResult, Converter, ConvertRequest
 from edgecnn.convert.data import require_calibration
 from edgecnn.convert.scheduler import WORKERS, Job
+from edgecnn.convert.selective import Selective, selective_convert
 from edgecnn.errors import ConversionError, first_line
 from edgecnn.formats import Format, Precision
 
@@ -25,6 +28,7 @@ class OpenVINOConverter(Converter):
     """OpenVINO IR (model.xml + model.bin) for fp32, fp16 (compressed weights) and NNCF int8."""
 
     format = Format.OPENVINO
+    selective_class = "openvino:OpenVINOSelective"
 
     def __init__(self, session) -> None:
         super().__init__(session)
@@ -33,6 +37,8 @@ class OpenVINOConverter(Converter):
     def _job(self, r: ConvertRequest) -> Job | None:
         if r.precision == Precision.INT8 and r.accuracy_control is not None:
             return None  # needs the labelled held-out data: main process
+        if r.selective:  # from the ONNX export (OpenVINOSelective), in the main process
+            return self.session.converter(Format.ONNX).jobs(ConvertRequest(Format.ONNX, Precision.FP32))[0]
         s = self.session
         name = f"openvino-{r.precision}" + (f"-{r.weights}" if r.precision == Precision.INT8 else "")
         params = {
@@ -52,6 +58,8 @@ class OpenVINOConverter(Converter):
     def convert(self, r: ConvertRequest, out_dir: Path) -> ConversionResult:
         if r.precision == Precision.INT8:
             require_calibration(self.session.calibration, "int8 OpenVINO")
+        if r.selective:
+            return selective_convert(self, r, out_dir)
         job = self._job(r)
         if job is not None:
             answer = self.session.scheduler.result(job.name)
@@ -190,3 +198,53 @@ def _quantize_with_accuracy_control(model: Any, dataset: Any, eval_set: Any, max
         subset_size=300,
         advanced_quantization_parameters=advanced,
     )
+
+
+class OpenVINOSelective(Selective):
+    """NNCF with an IgnoredScope of node names, on the model converted from the ONNX export (OpenVINO's SavedModel
+    frontend renames the convolutions; its ONNX frontend keeps tf2onnx's names, which carry the Keras layers)."""
+
+    format = Format.OPENVINO
+    how = "nncf.quantize with an IgnoredScope of node names, on the model OpenVINO converts from the ONNX export"
+
+    def _node_names(self) -> list[str]:
+        import logging
+
+        import nncf
+        import openvino as ov
+
+        nncf.set_log_level(logging.WARNING)  # its INFO lines and progress bars, once per variant, in the main process
+        fp32 = self.session.converter(Format.ONNX)._fp32()  # noqa: SLF001 - names survive only through ONNX
+        self.model = ov.convert_model(str(fp32))
+        calib = self.session.calibration.samples
+        batch = max(d for d in range(1, 21) if len(calib) % d == 0)
+        self.batches = [calib[i : i + batch] for i in range(0, len(calib), batch)]
+        return [op.get_friendly_name() for op in self.model.get_ordered_ops()]
+
+    def _write(self, out_dir: Path, *, exclude: list[str]) -> dict[str, Any]:
+        import nncf
+        import openvino as ov
+        from nncf.quantization.advanced_parameters import QuantizationParameters
+
+        advanced = nncf.AdvancedQuantizationParameters(
+            weights_quantization_params=QuantizationParameters(per_channel=self.weights == "per-channel")
+        )
+        with contextlib.redirect_stdout(io.StringIO()):  # its progress bars, once per variant
+            model = self._quantize(exclude, advanced)
+        s = self.session
+        model.set_rt_info(json.dumps(s.source.labels), ["model_info", "labels"])
+        model.set_rt_info(json.dumps(s.source.spec.to_dict()), ["model_info", "edgecnn_preprocess"])
+        ov.save_model(model, str(out_dir / self.model_name), compress_to_fp16=False)
+        return {ov.__name__: ov.get_version(), nncf.__name__: nncf.__version__}
+
+    def _quantize(self, exclude: list[str], advanced: Any) -> Any:
+        import nncf
+
+        return nncf.quantize(
+            self.model.clone(),
+            nncf.Dataset(self.batches),
+            subset_size=len(self.batches),
+            preset=nncf.QuantizationPreset.PERFORMANCE,
+            ignored_scope=nncf.IgnoredScope(names=exclude, validate=False),
+            advanced_parameters=advanced,
+        )

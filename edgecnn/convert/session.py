@@ -57,7 +57,17 @@ class ConversionSession:
         self.scheduler.pump()
         return not any(self.scheduler.busy(name) for name in self.converter(request.format).waits_on(request))
 
+    def calibration_reference(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The first ``n`` calibration images and Keras's probabilities on them (what selective quantisation and
+        sensitivity are judged on: never the held-out images the gate judges)."""
+        if getattr(self, "_reference", None) is None or len(self._reference[0]) != min(n, len(self.calibration.samples)):
+            x = self.calibration.samples[:n]
+            self._reference = (x, self.source.predict(x))
+        return self._reference
+
     def close(self) -> None:
+        for c in self._converters.values():
+            c.close()
         self.scheduler.close()
         self.source.cleanup()
 

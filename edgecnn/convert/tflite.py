@@ -16,6 +16,7 @@ from typing import Any
 from edgecnn.convert.base import ConversionResult, Converter, ConvertRequest
 from edgecnn.convert.data import require_calibration
 from edgecnn.convert.scheduler import WORKERS, Job
+from edgecnn.convert.selective import Selective, selective_convert
 from edgecnn.errors import ConversionError, first_line
 from edgecnn.formats import Format, Precision
 
@@ -46,6 +47,12 @@ def _convert_blob(
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         # per-channel dense weights make FULLY_CONNECTED version 12, which tflite-runtime 2.14 cannot load
         conv._experimental_disable_per_channel_quantization_for_dense_layers = dense_per_tensor
+    elif precision == Precision.INT16X8:
+        calib = require_calibration(calibration, "int16x8 TFLite")
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = lambda: ([x] for x in calib)
+        # int16 activations, int8 weights; float at the edges (the runtime's int8 input path does not apply)
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
     elif precision == Precision.INT8:
         calib = require_calibration(calibration, "full-integer int8 TFLite")
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -132,14 +139,14 @@ def _io_type(profile: Any) -> str:
     return "uint8" if getattr(profile, "int8_io", "int8") == "uint8" else "int8"
 
 
-def int8_job(saved_model: str, calibration: str, out: str, io: str, weights: str) -> dict[str, Any]:
-    """The ``tensorflow`` worker's job: full-integer int8 of ``saved_model`` into ``out``."""
+def int8_job(saved_model: str, calibration: str, out: str, io: str, weights: str, precision: str = "int8") -> dict[str, Any]:
+    """The ``tensorflow`` worker's job: full-integer int8 (or int16x8) of ``saved_model`` into ``out``."""
     import numpy as np
 
     from edgecnn.data.calibration import CalibrationSet
 
     blob, version = _convert_blob(
-        Path(saved_model), Precision.INT8, CalibrationSet(np.load(calibration), "calibration"), io, weights
+        Path(saved_model), Precision(precision), CalibrationSet(np.load(calibration), "calibration"), io, weights
     )
     Path(out).write_bytes(blob)
     return {"tools": {"tensorflow": version}}
@@ -151,29 +158,32 @@ class TFLiteConverter(Converter):
 
     format = Format.TFLITE
 
+    selective_class = "tflite:TFLiteSelective"
+
     def _int8(self, r: ConvertRequest) -> Job:
         s = self.session
         return Job(
-            f"tflite-int8-{r.weights}",
+            f"tflite-{r.precision}-{r.weights}",
             "tensorflow",
             f"{__name__}:int8_job",
             {
                 "saved_model": str(s.source.saved_model()),
-                "out": str(s.workdir / f"int8-{r.weights}.tflite"),
+                "out": str(s.workdir / f"{r.precision}-{r.weights}.tflite"),
                 "io": _io_type(s.profile),
                 "weights": r.weights,
+                "precision": str(r.precision),
             },
             needs_calibration=True,
         )
 
     def jobs(self, r: ConvertRequest) -> list[Job]:
-        return [self._int8(r)] if r.precision == Precision.INT8 else []
+        return [self._int8(r)] if r.precision.calibrated and not r.selective else []
 
     def _blob(self, r: ConvertRequest) -> tuple[bytes, str, bool]:
         """(flatbuffer, TensorFlow version, whether dense layers got one scale per tensor)."""
         s = self.session
-        if r.precision == Precision.INT8:
-            require_calibration(s.calibration, "full-integer int8 TFLite")
+        if r.precision.calibrated:
+            require_calibration(s.calibration, f"{r.label} TFLite")
             job = self._int8(r)
             answer = s.scheduler.result(job.name)
             return Path(job.params["out"]).read_bytes(), answer["tools"]["tensorflow"], False
@@ -184,6 +194,8 @@ class TFLiteConverter(Converter):
         return blob, version, dense_per_tensor
 
     def convert(self, r: ConvertRequest, out_dir: Path) -> ConversionResult:
+        if r.selective:
+            return selective_convert(self, r, out_dir)
         profile = self.session.profile
         blob, tf_version, dense_per_tensor = self._blob(r)
         tpu = profile is not None and any(a.kind == "tpu" for a in profile.accelerators)
@@ -192,7 +204,7 @@ class TFLiteConverter(Converter):
             # edgetpu_compiler rewrites the model anyway, and I cannot test it on a shared-vector input here
             blob, result.extra["flatbuffer"] = share_zero_point_vectors(blob)
         (out_dir / self.info.files[0][1]).write_bytes(blob)
-        if r.precision == Precision.INT8:
+        if r.precision.calibrated:
             result.extra["quantization"] = {"weights": r.weights}
         if dense_per_tensor:
             result.extra["quantization"] = {
@@ -225,3 +237,51 @@ def _edgetpu_compile(out_dir: Path) -> dict[str, Any]:
         "ops_on_tpu": int(mapped.group(1)) if mapped else None,
         "ops_on_cpu": int(cpu.group(1)) if cpu else None,
     }
+
+
+def calibrated_converter(saved_model: Path, calibration: Any, precision: Precision) -> Any:
+    """A TFLiteConverter that stops after calibration (TF's QuantizationDebugger does the same): its ``convert()``
+    is the float model with every tensor's range recorded, ready for ``mlir_quantize`` with any denylist."""
+    import tensorflow as tf
+
+    calib = require_calibration(calibration, f"tflite/{precision}")
+    conv = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([x] for x in calib)
+    conv.experimental_mlir_quantizer = True
+    conv._experimental_calibrate_only = True  # noqa: SLF001 - TF's switch for it
+    return conv
+
+
+class TFLiteSelective(Selective):
+    """Calibrated once; each variant is ``mlir_quantize`` with the nodes to keep in float denylisted."""
+
+    format = Format.TFLITE
+    how = "TFLite converter calibrated once, mlir_quantize with denylisted_nodes (TF's QuantizationDebugger mechanism)"
+
+    def _node_names(self) -> list[str]:
+        import tensorflow as tf
+
+        from edgecnn.runtime.litert import _interpreter_class
+
+        s = self.session
+        try:
+            self.calibrated = calibrated_converter(s.source.saved_model(), s.calibration, self.precision).convert()
+        except Exception as exc:  # TF raises ConverterError / RuntimeError with long MLIR dumps
+            raise ConversionError(f"tflite/{self.precision}: calibration failed: {first_line(exc)}") from exc
+        self.io = {"uint8": tf.uint8, "int8": tf.int8}[_io_type(s.profile)]
+        self.tf_version = tf.__version__
+        it = _interpreter_class()[0](model_content=self.calibrated)
+        return [it._get_tensor_details(o, 0)["name"] for op in it._get_ops_details() for o in op["outputs"]]  # noqa: SLF001
+
+    def _write(self, out_dir: Path, *, exclude: list[str]) -> dict[str, Any]:
+        from tensorflow.lite.python import convert as tf_convert
+
+        kwargs: dict[str, Any] = {"disable_per_channel": self.weights == "per-tensor", "denylisted_nodes": exclude or None}
+        if self.precision == Precision.INT8:  # measuring a layer alone: float at the edges
+            io = self.io if not self.measuring else tf_convert.dtypes.float32
+            kwargs |= {"fully_quantize": True, "input_data_type": io, "output_data_type": io}
+        else:  # int16x8: int16 activations, int8 weights, float at the edges
+            kwargs["inference_type"] = tf_convert._types_pb2.QUANTIZED_INT16  # noqa: SLF001
+        (out_dir / self.model_name).write_bytes(tf_convert.mlir_quantize(self.calibrated, **kwargs))
+        return {"tensorflow": self.tf_version}

@@ -23,7 +23,13 @@ from typing import Any
 from edgecnn.devices import DeviceProfile
 from edgecnn.errors import ConfigError
 
-_BYTES = {"fp32": (4, 4), "fp16": (2, 4), "dynamic": (1, 4), "int8": (1, 1)}  # (weights, activations) per value
+_BYTES = {
+    "fp32": (4, 4),
+    "fp16": (2, 4),
+    "dynamic": (1, 4),
+    "int8": (1, 1),
+    "int16x8": (1, 2),
+}  # (weights, activations) per value
 KINDS = ("conv", "pointwise", "depthwise", "dense", "memory", "average", "activation")
 COEFFICIENTS = ("call_ms", "op_ms", *KINDS)
 
