@@ -24,6 +24,7 @@ HOST_VERBS = {
     "validate": ["{work}"],
     "train": ["{repo}/recipes/lenet5-digits.yaml", "--out", "{work}/run"],
     "convert": ["{run}", "--device", "host", "--out", "{work}/out"],
+    "sensitivity": ["{run}", "--device", "host", "--out", "{work}/sens"],
     "benchmark": ["{run}", "--device", "host", "--out", "{work}/bench"],
     "calibrate": ["--out", "{work}/cal.json"],
     "demo": ["--out", "{work}/demo"],

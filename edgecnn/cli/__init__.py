@@ -21,6 +21,7 @@ VERBS = [
     "validate",
     "train",
     "convert",
+    "sensitivity",
     "verify",
     "sign",
     "classify",

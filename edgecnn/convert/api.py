@@ -67,6 +67,7 @@ class ConvertOptions:
     keep_float: str | list[str] | tuple[str, ...] | None = None
     max_float_layers: int = 4
     sensitivity: bool = False
+    sensitivity_check: bool = False
 
     @property
     def auto(self) -> bool:
@@ -145,7 +146,8 @@ def _plan(model: str | Path, device: str, opts: ConvertOptions) -> tuple[Any, li
             opts.int8_weights,
             budget if precision == Precision.INT8 else None,
             keep_float=opts.float_layers if precision.calibrated else (),
-            sensitivity=opts.sensitivity and precision.calibrated,
+            sensitivity=(opts.sensitivity or opts.sensitivity_check) and precision.calibrated,
+            sensitivity_check=opts.sensitivity_check and precision.calibrated,
         )
         for fmt, precision in parse_targets(list(opts.precisions or []), list(profile.artifacts))
     ]
@@ -226,6 +228,7 @@ def _convert_all(
     """Every request into ``staging``: the first whose background jobs are done, the rest meanwhile; the table keeps
     the order asked."""
     say("exporting a SavedModel; the background jobs start")
+    session.say = say  # the long selective steps (sensitivity) say where they are
     session.start(requests)
     shared = artifact.Shared(**_prepare(session, requests, opts, say), conversion=conversion)
     queue, rows = list(requests), []

@@ -33,6 +33,7 @@ class ConvertRequest:
     accuracy_control: float | None = None  # OpenVINO int8: NNCF's accuracy control with this budget (points)
     keep_float: tuple[str, ...] = ()  # Keras layers left in float (int8/int16x8; convert/selective.py)
     sensitivity: bool = False  # also write the per-layer sensitivity report into the artifact
+    sensitivity_check: bool = False  # and the brute-force check beside it (each layer alone left in float)
     steps: tuple[dict, ...] = ()  # --keep-float auto: the steps before this one (the manifest records the trade)
 
     @property

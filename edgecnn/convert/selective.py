@@ -205,6 +205,16 @@ class Selective(ABC):
             r["rank"] = rank
         return [*rows, plain | {"rank": None}]
 
+    def check(self, reference: np.ndarray, x: np.ndarray, say=lambda s: None) -> dict[str, float]:
+        """The brute-force view the other way round: each weighted layer left in float (with what only moves its
+        output), every other layer quantised; mean |dp| against ``reference`` (the lower, the more it recovers)."""
+        out = {}
+        layers = self.nodes.weighted()
+        for i, layer in enumerate(layers, 1):
+            say(f"{self.format}/{self.precision} check: all but {layer} quantised ({i}/{len(layers)})")
+            out[layer] = float(np.mean(np.abs(self.probabilities(self.nodes.nodes_for([layer]), x) - reference)))
+        return out
+
     def close(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
@@ -235,21 +245,30 @@ def selective_convert(converter: Any, r: Any, out_dir: Path, say=lambda s: None)
             "steps": list(r.steps),
         }
     if r.sensitivity:
+        say = getattr(converter.session, "say", None) or say
         x, reference = converter.session.calibration_reference(SENSITIVITY_IMAGES)
         rows = sel.sensitivity(reference, x, say)
-        result.files |= write_report(rows, out_dir, r.label, len(x))
+        check = sel.check(reference, x, say) if r.sensitivity_check else None
+        result.files |= write_report(rows, out_dir, r.label, len(x), check)
         result.extra["sensitivity"] = {"ranked": [row["layer"] for row in rows if row["rank"] is not None]}
     return result
 
 
-def write_report(rows: list[dict[str, Any]], out_dir: Path, label: str, n_images: int) -> dict[str, dict[str, str]]:
-    """sensitivity.json, .md and a bar plot (when matplotlib is there) in ``out_dir``; the manifest's file entries."""
+def write_report(
+    rows: list[dict[str, Any]], out_dir: Path, label: str, n_images: int, check: dict[str, float] | None = None
+) -> dict[str, dict[str, str]]:
+    """sensitivity.json, .md and a bar plot (when matplotlib is there) in ``out_dir``; the manifest's file entries.
+    ``check``: the brute-force figures (each layer alone in float), as a column and a rank."""
     import json
 
     from edgecnn.markdown import table
 
-    ranked = [r for r in rows if r["rank"] is not None]
+    ranked = [dict(r) for r in rows if r["rank"] is not None]
     plain = next(r for r in rows if r["rank"] is None)
+    if check:
+        order = sorted(check, key=check.get)  # the most recovering first
+        for r in ranked:
+            r["check_mean_abs_dp"], r["check_rank"] = check[r["layer"]], order.index(r["layer"]) + 1
     doc = {
         "schema": "edgecnn.sensitivity",
         "schema_version": 1,
@@ -258,6 +277,13 @@ def write_report(rows: list[dict[str, Any]], out_dir: Path, label: str, n_images
         f"{n_images} calibration images: mean |dp| of the probabilities and top-1 agreement",
         "every_layer_quantised": {k: plain[k] for k in ("mean_abs_dp", "max_abs_dp", "agreement")},
         "layers": ranked,
+        "check": None
+        if not check
+        else {
+            "measured": "each weighted layer left in float (with the operators that only move its output), every "
+            "other layer quantised: mean |dp| (the lower, the more that layer alone recovers)",
+            "top_layer_check_rank": ranked[0]["check_rank"] if ranked else None,
+        },
     }
     (out_dir / "sensitivity.json").write_text(json.dumps(doc, indent=2) + "\n")
     md = [

@@ -27,6 +27,7 @@ class ConversionSession:
         self.calibration: Any = None  # a CalibrationSet, once the data is prepared
         self.eval_set: Any = None
         self._converters: dict[str, Converter] = {}
+        self.say: Any = None  # the conversion's progress callback, for long steps inside a converter
 
     def converter(self, fmt: str) -> Converter:
         if fmt not in self._converters:

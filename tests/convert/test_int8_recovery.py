@@ -100,3 +100,54 @@ def test_int16x8_converts_and_passes_the_gate_on_lenet(lenet_run, tmp_path):
         assert m["precision"] == "int16x8" and m["input"]["quantization"] is None  # float at the edges
     with pytest.raises(ConfigError, match="precision 'int16x8' is not supported by 'openvino'"):
         convert(lenet_run, "host", precisions=["openvino/int16x8"], out=tmp_path / "ov")
+
+
+def _check_ranks(summary) -> dict[str, tuple[str, int, list[str]]]:
+    out = {}
+    for r in summary.rows:
+        rep = json.loads((Path(r.path) / "sensitivity.json").read_text())
+        by_check = sorted(rep["layers"], key=lambda row: row["check_rank"])
+        out[f"{r.format}/{r.precision}"] = (
+            rep["layers"][0]["layer"],
+            rep["check"]["top_layer_check_rank"],
+            [x["layer"] for x in by_check[:3]],
+        )
+    return out
+
+
+def test_sensitivity_top_layer_is_in_the_brute_force_top_three_on_lenet(lenet_run, tmp_path):
+    """Brute force the other way round (every layer but one quantised): the layer the sensitivity table ranks first
+    is among the three whose float alone recovers most, in every format."""
+    summary = convert(lenet_run, "host", precisions=["int8"], out=tmp_path / "s", gate=False, sensitivity_check=True)
+    ranks = _check_ranks(summary)
+    assert set(ranks) == {"tflite/int8", "onnx/int8", "openvino/int8"}
+    assert all(rank <= 3 for _, rank, _ in ranks.values()), ranks
+
+
+def test_sensitivity_top_layer_is_in_the_brute_force_top_three_on_mobilenet_v2(tmp_path):
+    """MobileNetV2 (alpha 0.35, 96 px, seeded random weights) on crops of scikit-image's real photos, as in
+    tools/bench_convert.py; TFLite and ONNX (OpenVINO's NNCF run per variant would take minutes here)."""
+    sys.path.insert(0, str(REPO / "tools"))
+    import keras
+    from bench_convert import photo_crops
+
+    from edgecnn.models import create_model, get_spec
+
+    keras.utils.set_random_seed(0)
+    m = create_model("mobilenet_v2", num_classes=10, input_size=96, alpha=0.35)
+    m.save(tmp_path / "model.keras")
+    get_spec("mobilenet_v2").preprocess_spec((96, 96), 3).save(tmp_path / "preprocess.json")
+    (tmp_path / "labels.txt").write_text("\n".join(f"c{i}" for i in range(10)) + "\n")
+    photos = photo_crops(tmp_path / "photos", n=96, size=96)
+    summary = convert(
+        tmp_path / "model.keras",
+        "host",
+        precisions=["tflite/int8", "onnx/int8"],
+        data=str(photos),
+        calibration=str(photos),
+        out=tmp_path / "s",
+        gate=False,
+        sensitivity_check=True,
+    )
+    ranks = _check_ranks(summary)
+    assert all(rank <= 3 for _, rank, _ in ranks.values()), ranks
