@@ -22,6 +22,7 @@ VERBS = [
     "train",
     "convert",
     "sensitivity",
+    "calibrate-check",
     "verify",
     "sign",
     "classify",
@@ -43,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"edgecnn {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="COMMAND")
     for verb in VERBS:
-        module = importlib.import_module(f"edgecnn.cli.{verb}")
+        module = importlib.import_module(f"edgecnn.cli.{verb.replace('-', '_')}")
         p = sub.add_parser(verb, help=module.HELP, description=module.HELP)
         p.add_argument("--debug", action="store_true", help="show full tracebacks")
         p.add_argument("-v", "--verbose", action="store_true", help="say more (runtime choices, skipped candidates)")

@@ -204,6 +204,15 @@ def _prepare(session: ConversionSession, requests: list[ConvertRequest], opts: C
     if needs_calibration and calib is None:
         require_calibration(None, ", ".join(needs_calibration))
     session.set_calibration(calib)
+    if opts.calibration and calib is not None and needs_calibration:
+        from edgecnn.convert.calibration_check import quick_check
+
+        say("checking the calibration images (classes, distribution, channels)")
+        report = quick_check(session, opts.calibration)
+        report.raise_errors(opts.calibration)
+        for w in report.warnings:
+            say(f"calibration warning: {w['message']} (edgecnn calibrate-check for the whole picture)")
+        session.calibration_check = [w["message"] for w in report.warnings]
     say(f"Keras reference outputs on {len(session.eval_set.x)} held-out inputs")
     keras_probs = source.predict(session.eval_set.x)
     report = analyse(source.model)

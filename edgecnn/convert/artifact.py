@@ -79,6 +79,8 @@ def _manifest(shared: Shared, request: ConvertRequest, result: ConversionResult,
     extra = result.extra | {"cost": shared.cost, "export": source.export_method}
     if calib is not None and request.precision.calibrated:
         extra["calibration"] = {"n": len(calib), "source": calib.source}
+        if s.calibration_check:
+            extra["calibration"]["warnings"] = s.calibration_check
     return Manifest(
         format=str(request.format),
         precision=str(request.precision),

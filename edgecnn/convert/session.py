@@ -28,6 +28,7 @@ class ConversionSession:
         self.eval_set: Any = None
         self._converters: dict[str, Converter] = {}
         self.say: Any = None  # the conversion's progress callback, for long steps inside a converter
+        self.calibration_check: list[str] = []  # warnings about the calibration images (convert/calibration_check.py)
 
     def converter(self, fmt: str) -> Converter:
         if fmt not in self._converters:
