@@ -88,7 +88,7 @@ def _convert(out: Path, results: dict, *, device: str, **_: Any) -> None:
 
     results["convert"] = {}
     for dev in dict.fromkeys(["host", device]):
-        s = convert(out / "run", dev, out=out / "artifacts" / f"lenet5-{dev}")
+        s = convert(out / "run", dev, out=out / "artifacts" / f"lenet5-{dev}", keep_float="auto")
         raise_if_failed(s)
         results["convert"][dev] = {"out": str(s.out), "rows": [r.to_dict() for r in s.rows]}
 

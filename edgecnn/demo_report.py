@@ -56,12 +56,33 @@ def _conversion(convert: dict[str, Any]) -> list[str]:
                 f"{a['parity']['artifact_accuracy'] * 100:.2f}%",
                 f"{a['parity']['agreement'] * 100:.2f}%",
                 f"{a['parity']['max_abs_dp']:.1e}",
+                ", ".join(a.get("keep_float") or []) or "-",
                 a["status"],
             ]
             for a in conv["rows"]
         ]
-        headers = ["format", "precision", "MB", "vs fp32", "Keras acc", "artifact acc", "agreement", "max abs dp", "status"]
-        lines += [f"### {dev}", "", *md.table(headers, rows), ""]
+        headers = ["format", "precision", "MB", "vs fp32", "Keras acc", "artifact acc", "agreement", "max abs dp"]
+        lines += [f"### {dev}", "", *md.table([*headers, "float layers", "status"], rows), ""]
+        lines += _recovery(conv["rows"])
+    return lines
+
+
+def _recovery(rows: list[dict[str, Any]]) -> list[str]:
+    """What --keep-float auto did: each recovered artifact beside plain int8, or that none was needed."""
+    recovered = [a for a in rows if a.get("recovery")]
+    if not recovered:
+        return [
+            "Every int8 artifact is within the accuracy budget as it is: no layer had to stay in float "
+            "(`--keep-float auto` would leave the most sensitive ones in float, one at a time, if one were not).",
+            "",
+        ]
+    lines = []
+    for a in recovered:
+        steps = [[", ".join(s["float_layers"]) or "none (plain int8)", f"{s['drop_points']:.2f}" if s["drop_points"] is not None else "-",
+                  f"{s['size_mb']:.3f}" if s["size_mb"] else "-", f"{s['p50_ms']:.3f}" if s["p50_ms"] else "-",
+                  "yes" if s["passed"] else "no"] for s in a["recovery"]]  # fmt: skip
+        lines += [f"{a['format']}/{a['precision']} with `--keep-float auto`:", ""]
+        lines += [*md.table(["float layers", "drop (points)", "MB", "p50 ms (gate)", "passes"], steps), ""]
     return lines
 
 

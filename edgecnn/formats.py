@@ -59,7 +59,7 @@ class FormatInfo:
             allowed = ", ".join(self.precisions)
             raise ConfigError(
                 f"precision '{precision}' is not supported by '{self.format}' (supported: {allowed})",
-                hint=f"use --precision {self.precisions[-1]}",
+                hint=f"use --precision {Precision.INT8 if Precision.INT8 in self.precisions else self.precisions[-1]}",
             )
         return p
 

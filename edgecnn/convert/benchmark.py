@@ -48,10 +48,36 @@ def profile_in_child(
     return json.loads(out.read_text())
 
 
+def _recovered(model: str, device: str, summary: Any, *, data, out: Path, max_drop: float, force: bool, say) -> list[Any]:
+    """When plain int8 misses the budget in a format, that format's ways out, gated: int8 with its most sensitive
+    layers in float (``--keep-float auto``) and, where the format has it, int16x8. None when int8 is within it."""
+    from edgecnn.convert.api import convert
+    from edgecnn.formats import FORMATS, Format, Precision
+
+    missed = [
+        r.format
+        for r in summary.rows
+        if r.precision == Precision.INT8 and r.parity and (r.parity.accuracy_drop_points or 0) > max_drop
+    ]
+    if not missed:
+        return []
+    asked = [f"{f}/{Precision.INT8}" for f in missed]
+    asked += [f"{f}/{Precision.INT16X8}" for f in missed if Precision.INT16X8 in FORMATS[Format(f)].precisions]
+    say(f"int8 misses the budget in {', '.join(missed)}: converting {', '.join(asked)} with --keep-float auto")
+    again = convert(
+        model, device, precisions=asked, data=data, out=out / "recovered", gate=True, force=force, max_drop=max_drop,
+        keep_float="auto", progress=say,
+    )  # fmt: skip
+    return again.rows
+
+
 def _row(r: Any) -> dict[str, Any]:
-    """A benchmark row from a conversion row: size, accuracy, agreement, status."""
+    """A benchmark row from a conversion row: size, accuracy, agreement, status; a recovered int8 says which layers
+    it leaves in float."""
+    label = f"{r.format}/{r.precision}" + (f" ({len(r.keep_float)} float: {', '.join(r.keep_float)})" if r.keep_float else "")
     row: dict[str, Any] = {
-        "artifact": f"{r.format}/{r.precision}",
+        "artifact": label,
+        "keep_float": list(r.keep_float),
         "format": r.format,
         "precision": r.precision,
         "status": r.status.lower() if r.status != "ERROR" else "error",
@@ -111,8 +137,9 @@ def run_benchmark(
     summary = convert(model, device, data=data, out=out / "artifacts", gate=False, force=force, max_drop=max_drop, progress=say)
     rows = []
     (out / "profiles").mkdir(parents=True, exist_ok=True)
-    measurable = [r for r in summary.rows if r.path]
-    for r in summary.rows:
+    converted = summary.rows + _recovered(model, device, summary, data=data, out=out, max_drop=max_drop, force=force, say=say)
+    measurable = [r for r in converted if r.path]
+    for r in converted:
         row = _row(r)
         if r.path:
             say(f"profiling {r.format}/{r.precision} ({measurable.index(r) + 1} of {len(measurable)})")
@@ -143,7 +170,7 @@ def _measure_row(
     ``board``, there too; a failing runtime makes a row with its reason, not a crash."""
     from edgecnn.runtime.base import runtime_for
 
-    target = out / "profiles" / f"{r.format}-{r.precision}.json"
+    target = out / "profiles" / f"{r.format}-{r.precision}{'-float' if r.keep_float else ''}.json"
     try:
         row |= _measured(
             profile_in_child(r.path, runtime_for(r.format), runs=runs, seconds=seconds, out=target, device=estimate_for)

@@ -123,7 +123,7 @@ def test_gate_failure_marks_failed_and_exits_1(lenet_run, tmp_path, capsys):
 
 def test_bad_requests(lenet_run, tmp_path, capsys):
     with pytest.raises(
-        ConfigError, match=r"precision 'int4' is not supported by 'tflite' \(supported: fp32, fp16, dynamic, int8\)"
+        ConfigError, match=r"precision 'int4' is not supported by 'tflite' \(supported: fp32, fp16, dynamic, int8, int16x8\)"
     ):
         parse_targets(["tflite/int4"], [])
     with pytest.raises(ConfigError, match="precision 'dynamic' is not supported by 'onnx'"):
