@@ -27,6 +27,7 @@ ranking is what ``--keep-float auto`` walks.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import tempfile
@@ -36,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.errors import ConfigError, ConversionError, first_line
+from edgecnn.errors import ConfigError, ConversionError, EdgeCNNError, first_line
 from edgecnn.formats import Format, Precision
 
 WEIGHTED = {"Conv1D", "Conv2D", "Conv2DTranspose", "DepthwiseConv2D", "SeparableConv2D", "Dense"}
@@ -143,7 +144,21 @@ class Selective(ABC):
         self.session, self.precision, self.weights = session, precision, weights
         self.tmp = Path(tempfile.mkdtemp(prefix=f"edgecnn-selective-{self.format}-", dir=session.workdir))
         self._count = 0
-        self.nodes = NodeMap(self._node_names(), keras_layers(session.source.model), str(self.format))
+        with self._guard("preparing selective quantisation"):
+            names = self._node_names()
+        self.nodes = NodeMap(names, keras_layers(session.source.model), str(self.format))
+
+    @contextlib.contextmanager
+    def _guard(self, step: str):
+        """The quantisers and runtimes raise anything on a graph they cannot handle: one ConversionError line."""
+        try:
+            yield
+        except (ConfigError, ConversionError):
+            raise
+        except EdgeCNNError as exc:
+            raise ConversionError(f"{self.format}/{self.precision}: {step}: {exc.message}") from exc
+        except Exception as exc:  # noqa: BLE001 - see above
+            raise ConversionError(f"{self.format}/{self.precision}: {step}: {first_line(exc, with_type=True)}") from exc
 
     @abstractmethod
     def _node_names(self) -> list[str]: ...
@@ -153,28 +168,22 @@ class Selective(ABC):
         """The model files in ``out_dir`` with the nodes ``exclude`` left in float; the manifest's tools."""
 
     def write(self, out_dir: Path, float_layers: list[str]) -> dict[str, Any]:
-        try:
-            return self._write(out_dir, exclude=self.nodes.nodes_for(float_layers))
-        except (ConfigError, ConversionError):
-            raise
-        except Exception as exc:  # noqa: BLE001 - the quantisers raise anything on a graph they cannot handle
-            raise ConversionError(f"{self.format}/{self.precision}: {first_line(exc, with_type=True)}") from exc
-
-    def _scratch(self, exclude: list[str]) -> Path:
-        self._count += 1
-        out = self.tmp / f"v{self._count}"
-        out.mkdir()
-        self._write(out, exclude=exclude)
-        return out
+        exclude = self.nodes.nodes_for(float_layers)
+        with self._guard("quantising" + (f" with {', '.join(float_layers)} in float" if float_layers else "")):
+            return self._write(out_dir, exclude=exclude)
 
     def probabilities(self, exclude: list[str], x: np.ndarray) -> np.ndarray:
         """The variant with ``exclude`` in float, run on ``x`` by the device's backend."""
         from edgecnn.runtime.base import open_backend, runtime_for
 
-        out = self._scratch(exclude)
+        self._count += 1
+        out = self.tmp / f"v{self._count}"
+        out.mkdir()
         try:
-            with open_backend(runtime_for(self.format), out / self.model_name) as backend:
-                return np.concatenate([backend.run(x[i : i + 32]) for i in range(0, len(x), 32)])
+            with self._guard("a sensitivity variant"):
+                self._write(out, exclude=exclude)
+                with open_backend(runtime_for(self.format), out / self.model_name) as backend:
+                    return np.concatenate([backend.run(x[i : i + 32]) for i in range(0, len(x), 32)])
         finally:
             shutil.rmtree(out, ignore_errors=True)
 
