@@ -92,10 +92,13 @@ def ssh(work: str, art: str, site: str, root: str) -> None:
     import subprocess
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "remote"))
+    import shutil
+
     from _pytest.outcomes import Skipped
     from sshd import SSHServer
 
     w = Path(work)
+    shutil.rmtree(w / "sshd", ignore_errors=True)  # fresh keys each run (ssh-keygen will not overwrite)
     try:
         server = SSHServer(w / "sshd")
     except Skipped as why:
@@ -115,8 +118,6 @@ def ssh(work: str, art: str, site: str, root: str) -> None:
         return subprocess.run([sys.executable, "-m", "edgecnn", *args, *on], capture_output=True, text=True, timeout=900)
 
     try:
-        import shutil
-
         shutil.rmtree(w / "board-cache", ignore_errors=True)
         profile_args = ("profile", f"{art}/tflite-int8", "--device", "rpi4", "--runs", "30", "--min-seconds", "0", "--json")
         first, again = edgecnn(*profile_args), edgecnn(*profile_args)
