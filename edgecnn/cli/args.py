@@ -64,3 +64,10 @@ def number(lo: float | None = None, hi: float | None = None, *, above: float | N
 THREADS = integer(1, 1024)
 SECONDS = number(above=0, hi=86_400)  # a positive duration: timeouts, intervals
 TIMEOUT = number(above=0, hi=3_600)
+
+
+def source_and_targets(p, *, device_help: str, precision_help: str) -> None:
+    """The positional model and --device/--precision that convert-like verbs share."""
+    p.add_argument("model", help="edgecnn run directory or a .keras classifier")
+    p.add_argument("--device", required=True, help=device_help)
+    p.add_argument("--precision", action="append", default=[], metavar="P", help=precision_help)

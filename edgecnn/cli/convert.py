@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from edgecnn.cli.args import number
+from edgecnn.cli.args import number, source_and_targets
 
 HELP = "convert and quantise a model for a device profile (TFLite, ONNX, OpenVINO) with a parity gate"
 
 
 def add_arguments(p) -> None:
-    p.add_argument("model", help="edgecnn run directory or a .keras classifier")
-    p.add_argument("--device", required=True, help="device profile (edgecnn devices)")
-    p.add_argument(
-        "--precision",
-        action="append",
-        default=[],
-        metavar="P",
-        help="fp32, fp16, dynamic, int8, int16x8 (TFLite, ONNX: int16 activations, int8 weights), or FORMAT/P "
+    source_and_targets(
+        p,
+        device_help="device profile (edgecnn devices)",
+        precision_help="fp32, fp16, dynamic, int8, int16x8 (TFLite, ONNX: int16 activations, int8 weights), or FORMAT/P "
         "(repeatable; default: the profile's list)",
     )
     p.add_argument("--data", help="labelled image folder for the parity gate (default: the run's test split)")

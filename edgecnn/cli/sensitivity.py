@@ -3,18 +3,16 @@ by brute force)."""
 
 from __future__ import annotations
 
+from edgecnn.cli.args import source_and_targets
+
 HELP = "per-layer int8 sensitivity in each format: every weighted layer quantised alone, ranked by its error"
 
 
 def add_arguments(p) -> None:
-    p.add_argument("model", help="edgecnn run directory or a .keras classifier")
-    p.add_argument("--device", required=True, help="device profile (edgecnn devices): its int8 formats are measured")
-    p.add_argument(
-        "--precision",
-        action="append",
-        default=[],
-        metavar="P",
-        help="int8, int16x8 or FORMAT/P (repeatable; default: int8 in every format of the profile)",
+    source_and_targets(
+        p,
+        device_help="device profile (edgecnn devices): its int8 formats are measured",
+        precision_help="int8, int16x8 or FORMAT/P (repeatable; default: int8 in every format of the profile)",
     )
     p.add_argument("--calibration", help="image folder or .npy for calibration (default: 300 training images)")
     p.add_argument("--data", help="labelled image folder for the accuracy figures (default: the run's test split)")
