@@ -124,6 +124,7 @@ def deploy(
         say(f"{board.label} already runs this release; restarting nothing")
         return {"board": board.label, "release": name, "switched": False, "seconds": time.monotonic() - t0}
     since = _board_time(board) if health else 0.0
+    older = _readlink(board, to, "previous")  # what --rollback went back to before this deploy, restored if it fails
     _link(board, to, "current", f"releases/{name}")
     if previous:
         _link(board, to, "previous", previous)
@@ -132,7 +133,7 @@ def deploy(
     report = {"board": board.label, "release": name, "previous": previous, "copied": pushed.copied, "switched": True}
     if why:
         say(f"unhealthy: {why}; rolling back")
-        _roll_back_unhealthy(board, to, name, previous, restart, why)
+        _roll_back_unhealthy(board, to, name, (previous, older), restart, why)
     pruned = _prune(board, to, keep, {f"releases/{name}", previous})
     report |= {"pruned": pruned, "seconds": round(time.monotonic() - t0, 2)}
     return report
@@ -151,10 +152,16 @@ def _verify_release(board: Board, release: str, trust_key: str | Path | None, sa
         )
 
 
-def _roll_back_unhealthy(board: Board, to: str, name: str, previous: str | None, restart: str | None, why: str) -> None:
-    """``current`` back to ``previous`` (or removed when there is none), the service restarted on it; always raises."""
+def _roll_back_unhealthy(
+    board: Board, to: str, name: str, links: tuple[str | None, str | None], restart: str | None, why: str
+) -> None:
+    """``current`` back to what it was (or removed when there was none) and ``previous`` too, so a later
+    ``--rollback`` goes where it would have gone before this deploy; the service restarted; always raises."""
+    previous, older = links
     _link(board, to, "current", previous)
-    if previous:
+    if older:
+        _link(board, to, "previous", older)
+    elif previous:
         ssh(board, f"rm -f {_q(f'{to}/previous')}", step="roll back", check=False)
     again = _restart(board, restart) if previous else None
     back = f"rolled back to {previous}" if previous else "no previous release: current removed"

@@ -188,6 +188,12 @@ def test_deploy_switches_restarts_and_rolls_back_when_the_service_does_not_come_
         assert main(["deploy", "--rollback", "--to", str(to), "--restart", f"{service} {to}", *on]) == 0
         assert (to / "current").resolve() == (to / "releases" / first["release"]).resolve()
         assert (to / "previous").resolve() == (to / "releases" / second["release"]).resolve()
+
+        # a failed deploy leaves both links as they were: --rollback still goes where it went before
+        assert main(["deploy", str(fp32_only), "--to", str(to), *watch, *on]) == 1
+        assert "was unhealthy" in capsys.readouterr().err
+        assert (to / "current").resolve() == (to / "releases" / first["release"]).resolve()
+        assert (to / "previous").resolve() == (to / "releases" / second["release"]).resolve()
     finally:
         pid = to / "service.pid"
         if pid.is_file():
