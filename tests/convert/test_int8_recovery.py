@@ -83,6 +83,8 @@ def test_named_float_layers_in_every_format_and_bad_names(outliers, tmp_path, ca
         _convert(outliers, tmp_path / "fp32", keep_float="conv2", precisions=["fp32"])
     with pytest.raises(ConfigError, match="cannot run with --no-gate"):
         _convert(outliers, tmp_path / "nogate", keep_float="auto", gate=False)
+    with pytest.raises(ConfigError, match="--accuracy-control chooses OpenVINO's float layers itself"):
+        _convert(outliers, tmp_path / "ac", keep_float="conv2", accuracy_control=True)
     args = ["convert", str(outliers / "model.keras"), "--device", "host", "--precision", "int8", "--keep-float", ","]
     assert main([*args, "--out", str(tmp_path / "empty")]) == 1
     assert "--keep-float needs layer names" in capsys.readouterr().err
