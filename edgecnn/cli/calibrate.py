@@ -45,7 +45,6 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-
     from edgecnn.errors import ConfigError
 
     if args.device and not args.from_measurements:

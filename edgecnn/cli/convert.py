@@ -35,7 +35,7 @@ def add_arguments(p) -> None:
     p.add_argument(
         "--keep-float",
         metavar="LAYER[,LAYER...]|auto",
-        help="leave these Keras layers in float in every int8/int16x8 artifact; 'auto': when one fails the gate, "
+        help="leave these Keras layers in float in every int8 artifact; 'auto': when one fails the gate, "
         "leave its most sensitive layers in float, one more at a time, until it passes (the trade is reported)",
     )
     p.add_argument(
@@ -44,7 +44,7 @@ def add_arguments(p) -> None:
     p.add_argument(
         "--sensitivity",
         action="store_true",
-        help="write each int8/int16x8 artifact's per-layer sensitivity (sensitivity.json/.md/.png): every weighted "
+        help="write each int8 artifact's per-layer sensitivity (sensitivity.json/.md/.png): every weighted "
         "layer quantised alone, ranked by its error",
     )
     p.add_argument("--labels", help="for a bare .keras: a text file with one label per line (default: labels.txt beside it)")

@@ -12,7 +12,7 @@ def add_arguments(p) -> None:
     source_and_targets(
         p,
         device_help="device profile (edgecnn devices): its int8 formats are measured",
-        precision_help="int8, int16x8 or FORMAT/P (repeatable; default: int8 in every format of the profile)",
+        precision_help="int8 or FORMAT/int8 (repeatable; default: int8 in every format of the profile)",
     )
     p.add_argument("--calibration", help="image folder or .npy for calibration (default: 300 training images)")
     p.add_argument("--data", help="labelled image folder for the accuracy figures (default: the run's test split)")

@@ -44,10 +44,10 @@ class ConvertOptions:
         n_eval: use only the first N held-out images.
         preprocess, labels: for a bare .keras file without preprocess.json / labels.txt beside it.
         sign_key: sign every artifact with this private key before the set appears.
-        keep_float: Keras layer names to leave in float in every int8/int16x8 artifact, or ``"auto"``: when one
+        keep_float: Keras layer names to leave in float in every int8 artifact, or ``"auto"``: when one
             fails the gate, leave the most sensitive layers in float one at a time until it passes, at most
             ``max_float_layers`` (convert/selective.py).
-        sensitivity: write each int8/int16x8 artifact's per-layer sensitivity report into it.
+        sensitivity: write each int8 artifact's per-layer sensitivity report into it.
     """
 
     precisions: tuple[str, ...] | list[str] | None = None
@@ -145,9 +145,9 @@ def _plan(model: str | Path, device: str, opts: ConvertOptions) -> tuple[Any, li
             precision,
             opts.int8_weights,
             budget if precision == Precision.INT8 else None,
-            keep_float=opts.float_layers if precision.calibrated else (),
-            sensitivity=(opts.sensitivity or opts.sensitivity_check) and precision.calibrated,
-            sensitivity_check=opts.sensitivity_check and precision.calibrated,
+            keep_float=opts.float_layers if precision == Precision.INT8 else (),
+            sensitivity=(opts.sensitivity or opts.sensitivity_check) and precision == Precision.INT8,
+            sensitivity_check=opts.sensitivity_check and precision == Precision.INT8,
         )
         for fmt, precision in parse_targets(list(opts.precisions or []), list(profile.artifacts))
     ]
@@ -168,10 +168,10 @@ def _check_recovery_options(opts: ConvertOptions, requests: list[ConvertRequest]
     from edgecnn.errors import ConfigError
 
     asked = [flag for flag, on in (("--keep-float", opts.keep_float), ("--sensitivity", opts.sensitivity)) if on]
-    if asked and not any(r.precision.calibrated for r in requests):
+    if asked and not any(r.precision == Precision.INT8 for r in requests):
         precisions = ", ".join(sorted({str(r.precision) for r in requests}))
         raise ConfigError(
-            f"{' and '.join(asked)} apply to int8 and int16x8 artifacts; this conversion makes {precisions}",
+            f"{' and '.join(asked)} apply to int8 artifacts (int16x8 is its own way out); this conversion makes {precisions}",
             hint="add --precision int8",
         )
     _check_keep_float(opts, requests)
@@ -251,7 +251,7 @@ def _convert_all(
         say(f"{request.label}: converting, then checking parity on {len(session.eval_set.x)} inputs")
         try:
             row = artifact.build(shared, request, staging / request.name)
-            if opts.auto and request.precision.calibrated and row.status == "FAILED" and row.parity is not None:
+            if opts.auto and request.precision == Precision.INT8 and row.status == "FAILED" and row.parity is not None:
                 row = recover(shared, request, staging / request.name, row, opts.max_float_layers, say)
             rows.append(row)
         except DiskFullError as exc:

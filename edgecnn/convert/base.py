@@ -31,7 +31,7 @@ class ConvertRequest:
     precision: Precision
     int8_weights: str | None = None  # per-channel | per-tensor | None (the converter's default)
     accuracy_control: float | None = None  # OpenVINO int8: NNCF's accuracy control with this budget (points)
-    keep_float: tuple[str, ...] = ()  # Keras layers left in float (int8/int16x8; convert/selective.py)
+    keep_float: tuple[str, ...] = ()  # Keras layers left in float (int8; convert/selective.py)
     sensitivity: bool = False  # also write the per-layer sensitivity report into the artifact
     sensitivity_check: bool = False  # and the brute-force check beside it (each layer alone left in float)
     steps: tuple[dict, ...] = ()  # --keep-float auto: the steps before this one (the manifest records the trade)
@@ -78,8 +78,8 @@ class Converter(ABC):
         """This format's Selective for the request's precision and weights: calibrated once per conversion."""
         from edgecnn.errors import ConfigError
 
-        if self.selective_class is None or not request.precision.calibrated:
-            raise ConfigError(f"--keep-float and --sensitivity apply to int8 (and int16x8); not to {request.label}")
+        if self.selective_class is None or request.precision != Precision.INT8:
+            raise ConfigError(f"--keep-float and --sensitivity apply to int8; not to {request.label}")
         key = (str(request.precision), request.weights)
         if key not in self._selective:
             module, cls = self.selective_class.split(":")

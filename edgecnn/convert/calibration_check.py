@@ -184,14 +184,25 @@ def check_distribution(x: np.ndarray, files: list[Path] | None, reference: np.nd
 def sweep(
     session: Any, eval_x: np.ndarray, keras_probs: np.ndarray, sizes: list[int], say=lambda s: None
 ) -> list[dict[str, Any]]:
-    """TFLite int8 calibrated on the first n images for each n; top-1 agreement with Keras on ``eval_x``."""
-    from edgecnn.convert.tflite import sweep_agreement
+    """TFLite int8 calibrated on the first n images for each n (the selective quantiser, nothing left in float);
+    top-1 agreement with Keras on ``eval_x``."""
+    from edgecnn.convert.tflite import TFLiteSelective
+    from edgecnn.data.calibration import CalibrationSet
+    from edgecnn.formats import Precision
 
-    out = []
-    for n in sizes:
-        say(f"size sweep: TFLite int8 calibrated on {n} images")
-        probs = sweep_agreement(session, n, eval_x)
-        out.append({"n": n, "agreement": float(np.mean(probs.argmax(1) == keras_probs.argmax(1)))})
+    every, out = session.calibration, []
+    try:
+        for n in sizes:
+            say(f"size sweep: TFLite int8 calibrated on {n} images")
+            session.calibration = CalibrationSet(every.samples[:n], f"first {n} of {every.source}")
+            quantiser = TFLiteSelective(session, Precision.INT8, "per-channel")
+            try:
+                probs = quantiser.probabilities([], eval_x)
+            finally:
+                quantiser.close()
+            out.append({"n": n, "agreement": float(np.mean(probs.argmax(1) == keras_probs.argmax(1)))})
+    finally:
+        session.calibration = every
     return out
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from edgecnn.convert.base import ConversionResult, Converter, ConvertRequest
 from edgecnn.convert.data import require_calibration
 from edgecnn.convert.scheduler import WORKERS, Job
-from edgecnn.convert.selective import Selective, selective_convert
+from edgecnn.convert.selective import Selective, run_model, selective_convert
 from edgecnn.errors import ConversionError, first_line
 from edgecnn.formats import Format, Precision
 
@@ -126,14 +126,6 @@ def _calibrate_ranges(pre: Path, calib: Any, cache: Path, threads: int | None = 
 CHOICE_IMAGES = 128
 
 
-def _predict(path: Path, x: np.ndarray, threads: int | None = None) -> np.ndarray:
-    """Probabilities of an ONNX model on ``x`` through the device's backend (batches of 32: the batch is symbolic)."""
-    from edgecnn.runtime.base import open_backend, runtime_for
-
-    with open_backend(runtime_for(Format.ONNX), path, threads=threads) as backend:
-        return np.concatenate([backend.run(x[i : i + 32]) for i in range(0, len(x), 32)])
-
-
 class ONNXConverter(Converter):
     """ONNX models for ONNX Runtime: fp32 from tf2onnx, fp16 by onnxruntime's float16 tool, int8 by static QDQ."""
 
@@ -229,7 +221,7 @@ def quantize(
             # the choice between the candidates is judged on (at most) 128 calibration images: three models times
             # 300 images was a third of this step's time on MobileNetV2, for a choice that rarely hinges on them
             judge = calib.samples[:CHOICE_IMAGES]
-            reference = _predict(fp32, judge, threads) if not int8_weights else None
+            reference = run_model(Format.ONNX, fp32, judge, threads) if not int8_weights else None
             cache = _range_cache(pre, calib, Path(tmp), threads)
             candidates = [("per-channel", True), ("per-tensor", False)]
             if int8_weights:  # asked for one: no choice to make
@@ -239,7 +231,7 @@ def quantize(
                 out = Path(tmp) / f"{name}.onnx"
                 tried[name] = {"path": _quantize_static(pre, out, calib, per_channel, cache, precision=precision)}
                 if reference is not None:
-                    probs = _predict(tried[name]["path"], judge, threads)
+                    probs = run_model(Format.ONNX, tried[name]["path"], judge, threads)
                     tried[name]["agreement"] = float(np.mean(probs.argmax(1) == reference.argmax(1)))
                     tried[name]["mean_abs_dp"] = float(np.mean(np.abs(probs - reference)))
             chosen, extra = _choose(tried, int8_weights)

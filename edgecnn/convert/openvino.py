@@ -113,39 +113,60 @@ def build(
         model = fp32.clone()
         if precision == Precision.INT8:
             import nncf
-            from nncf.quantization.advanced_parameters import QuantizationParameters
 
             tools["nncf"] = nncf.__version__
-            dataset = nncf.Dataset([x[None] for x in calibration])  # one sample an item
-            advanced = nncf.AdvancedQuantizationParameters(
-                weights_quantization_params=QuantizationParameters(per_channel=weights == "per-channel")
-            )
             extra["quantization"] = {"weights": weights}
             if accuracy is not None:
-                model = _quantize_with_accuracy_control(model, dataset, accuracy[0], accuracy[1], advanced)
+                dataset = nncf.Dataset([x[None] for x in calibration])  # one sample an item
+                model = _quantize_with_accuracy_control(model, dataset, accuracy[0], accuracy[1], _advanced(weights))
                 extra["accuracy_control"] = {"max_drop": accuracy[1]}
             else:
-                # NNCF's min/max statistics do not depend on how the samples are batched, and batches are cheaper
-                # (README, "Measured here"; identical outputs). Its fast bias correction counts
-                # items, not samples (100 by default), so it now averages all the equal batches instead of the first
-                # 100 samples: LeNet-5 kept its accuracy and top-1 on all 270 held-out digits, |dp| within 0.011.
-                batch = max(d for d in range(1, 21) if len(calibration) % d == 0)
-                batches = [calibration[i : i + batch] for i in range(0, len(calibration), batch)]
-                model = nncf.quantize(
-                    model,
-                    nncf.Dataset(batches),
-                    subset_size=len(batches),
-                    preset=nncf.QuantizationPreset.PERFORMANCE,
-                    advanced_parameters=advanced,
-                )
-        model.set_rt_info(json.dumps(labels), ["model_info", "labels"])
-        model.set_rt_info(json.dumps(preprocess), ["model_info", "edgecnn_preprocess"])
-        ov.save_model(model, str(out_dir / "model.xml"), compress_to_fp16=(precision == Precision.FP16))
+                model = quantize_batched(model, calibration, weights)
+        _save(model, out_dir, labels, preprocess, fp16=precision == Precision.FP16)
     except ConversionError:
         raise
     except Exception as exc:
         raise ConversionError(f"openvino/{precision}: {first_line(exc, with_type=True)}") from exc
     return tools, extra
+
+
+def _advanced(weights: str) -> Any:
+    import nncf
+    from nncf.quantization.advanced_parameters import QuantizationParameters
+
+    return nncf.AdvancedQuantizationParameters(
+        weights_quantization_params=QuantizationParameters(per_channel=weights == "per-channel")
+    )
+
+
+def quantize_batched(model: Any, calibration: Any, weights: str, ignored: list[str] | None = None) -> Any:
+    """NNCF int8 of ``model`` (consumed), the nodes ``ignored`` left in float.
+
+    NNCF's min/max statistics do not depend on how the samples are batched, and batches are cheaper (README,
+    "Measured here"; identical outputs). Its fast bias correction counts items, not samples (100 by default), so it
+    averages all the equal batches instead of the first 100 samples: LeNet-5 kept its accuracy and top-1 on all 270
+    held-out digits, |dp| within 0.011."""
+    import nncf
+
+    batch = max(d for d in range(1, 21) if len(calibration) % d == 0)
+    batches = [calibration[i : i + batch] for i in range(0, len(calibration), batch)]
+    return nncf.quantize(
+        model,
+        nncf.Dataset(batches),
+        subset_size=len(batches),
+        preset=nncf.QuantizationPreset.PERFORMANCE,
+        ignored_scope=nncf.IgnoredScope(names=ignored or [], validate=False),
+        advanced_parameters=_advanced(weights),
+    )
+
+
+def _save(model: Any, out_dir: Path, labels: list[str], preprocess: dict[str, Any], *, fp16: bool) -> None:
+    """model.xml/.bin with the labels and preprocessing in its runtime info."""
+    import openvino as ov
+
+    model.set_rt_info(json.dumps(labels), ["model_info", "labels"])
+    model.set_rt_info(json.dumps(preprocess), ["model_info", "edgecnn_preprocess"])
+    ov.save_model(model, str(out_dir / "model.xml"), compress_to_fp16=fp16)
 
 
 _CONVERTED: dict[str, Any] = {}  # in the worker: convert_model once per SavedModel
@@ -213,38 +234,17 @@ class OpenVINOSelective(Selective):
         import nncf
         import openvino as ov
 
-        nncf.set_log_level(logging.WARNING)  # its INFO lines and progress bars, once per variant, in the main process
+        nncf.set_log_level(logging.WARNING)  # its INFO lines, once per variant, in the main process
         fp32 = self.session.converter(Format.ONNX)._fp32()  # noqa: SLF001 - names survive only through ONNX
         self.model = ov.convert_model(str(fp32))
-        calib = self.session.calibration.samples
-        batch = max(d for d in range(1, 21) if len(calib) % d == 0)
-        self.batches = [calib[i : i + batch] for i in range(0, len(calib), batch)]
         return [op.get_friendly_name() for op in self.model.get_ordered_ops()]
 
     def _write(self, out_dir: Path, *, exclude: list[str]) -> dict[str, Any]:
         import nncf
         import openvino as ov
-        from nncf.quantization.advanced_parameters import QuantizationParameters
 
-        advanced = nncf.AdvancedQuantizationParameters(
-            weights_quantization_params=QuantizationParameters(per_channel=self.weights == "per-channel")
-        )
-        with contextlib.redirect_stdout(io.StringIO()):  # its progress bars, once per variant
-            model = self._quantize(exclude, advanced)
         s = self.session
-        model.set_rt_info(json.dumps(s.source.labels), ["model_info", "labels"])
-        model.set_rt_info(json.dumps(s.source.spec.to_dict()), ["model_info", "edgecnn_preprocess"])
-        ov.save_model(model, str(out_dir / self.model_name), compress_to_fp16=False)
+        with contextlib.redirect_stdout(io.StringIO()):  # its progress bars, once per variant
+            model = quantize_batched(self.model.clone(), s.calibration.samples, self.weights, exclude)
+        _save(model, out_dir, s.source.labels, s.source.spec.to_dict(), fp16=False)
         return {ov.__name__: ov.get_version(), nncf.__name__: nncf.__version__}
-
-    def _quantize(self, exclude: list[str], advanced: Any) -> Any:
-        import nncf
-
-        return nncf.quantize(
-            self.model.clone(),
-            nncf.Dataset(self.batches),
-            subset_size=len(self.batches),
-            preset=nncf.QuantizationPreset.PERFORMANCE,
-            ignored_scope=nncf.IgnoredScope(names=exclude, validate=False),
-            advanced_parameters=advanced,
-        )

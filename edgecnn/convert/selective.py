@@ -45,6 +45,14 @@ SENSITIVITY_IMAGES = 128  # calibration images each variant is judged on
 _SUFFIX = re.compile(r"_\d+$")
 
 
+def run_model(fmt: Format, path: Path, x: np.ndarray, threads: int | None = None) -> np.ndarray:
+    """Probabilities of a model file on ``x`` through the device's backend, in batches of 32."""
+    from edgecnn.runtime.base import open_backend, runtime_for
+
+    with open_backend(runtime_for(fmt), path, threads=threads) as backend:
+        return np.concatenate([backend.run(x[i : i + 32]) for i in range(0, len(x), 32)])
+
+
 def keras_layers(model: Any) -> dict[str, str]:
     """Every layer of ``model`` by name -> class name, the layers of nested models included (not the models)."""
     out: dict[str, str] = {}
@@ -128,7 +136,7 @@ def check_layer_names(names: list[str], layers: dict[str, str]) -> None:
 
 
 class Selective(ABC):
-    """One format's int8 (or int16x8) of one source, calibrated once, with any set of layers left in float."""
+    """One format's int8 of one source, calibrated once, with any set of layers left in float."""
 
     format: Format
     measuring = False
@@ -144,6 +152,7 @@ class Selective(ABC):
         self.session, self.precision, self.weights = session, precision, weights
         self.tmp = Path(tempfile.mkdtemp(prefix=f"edgecnn-selective-{self.format}-", dir=session.workdir))
         self._count = 0
+        self._ranked: list[dict[str, Any]] | None = None
         with self._guard("preparing selective quantisation"):
             names = self._node_names()
         self.nodes = NodeMap(names, keras_layers(session.source.model), str(self.format))
@@ -174,23 +183,20 @@ class Selective(ABC):
 
     def probabilities(self, exclude: list[str], x: np.ndarray) -> np.ndarray:
         """The variant with ``exclude`` in float, run on ``x`` by the device's backend."""
-        from edgecnn.runtime.base import open_backend, runtime_for
-
         self._count += 1
         out = self.tmp / f"v{self._count}"
         out.mkdir()
         try:
             with self._guard("a sensitivity variant"):
                 self._write(out, exclude=exclude)
-                with open_backend(runtime_for(self.format), out / self.model_name) as backend:
-                    return np.concatenate([backend.run(x[i : i + 32]) for i in range(0, len(x), 32)])
+                return run_model(self.format, out / self.model_name, x)
         finally:
             shutil.rmtree(out, ignore_errors=True)
 
     def sensitivity(self, reference: np.ndarray, x: np.ndarray, say=lambda s: None) -> list[dict[str, Any]]:
         """Each weighted layer quantised alone: its error against ``reference`` on ``x``, the largest first; the
         last row is every layer quantised. Measured once per conversion."""
-        if getattr(self, "_ranked", None) is None:
+        if self._ranked is None:
             self._ranked = self._measure(reference, x, say)
         return self._ranked
 

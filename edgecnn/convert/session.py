@@ -29,6 +29,7 @@ class ConversionSession:
         self._converters: dict[str, Converter] = {}
         self.say: Any = None  # the conversion's progress callback, for long steps inside a converter
         self.calibration_check: list[str] = []  # warnings about the calibration images (convert/calibration_check.py)
+        self._reference: tuple[np.ndarray, np.ndarray] | None = None
 
     def converter(self, fmt: str) -> Converter:
         if fmt not in self._converters:
@@ -62,7 +63,7 @@ class ConversionSession:
     def calibration_reference(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """The first ``n`` calibration images and Keras's probabilities on them (what selective quantisation and
         sensitivity are judged on: never the held-out images the gate judges)."""
-        if getattr(self, "_reference", None) is None or len(self._reference[0]) != min(n, len(self.calibration.samples)):
+        if self._reference is None or len(self._reference[0]) != min(n, len(self.calibration.samples)):
             x = self.calibration.samples[:n]
             self._reference = (x, self.source.predict(x))
         return self._reference

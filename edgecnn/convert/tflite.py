@@ -18,7 +18,7 @@ from edgecnn.convert.data import require_calibration
 from edgecnn.convert.scheduler import WORKERS, Job
 from edgecnn.convert.selective import Selective, selective_convert
 from edgecnn.errors import ConversionError, first_line
-from edgecnn.formats import FORMATS, Format, Precision
+from edgecnn.formats import Format, Precision
 
 WORKERS.add("tensorflow", ("tensorflow",), same_again=True)  # tf2onnx (onnx.py) runs there too
 
@@ -277,33 +277,14 @@ class TFLiteSelective(Selective):
     def _write(self, out_dir: Path, *, exclude: list[str]) -> dict[str, Any]:
         from tensorflow.lite.python import convert as tf_convert
 
-        kwargs: dict[str, Any] = {"disable_per_channel": self.weights == "per-tensor", "denylisted_nodes": exclude or None}
-        if self.precision == Precision.INT8:  # measuring a layer alone: float at the edges
-            io = self.io if not self.measuring else tf_convert.dtypes.float32
-            kwargs |= {"fully_quantize": True, "input_data_type": io, "output_data_type": io}
-        else:  # int16x8: int16 activations, int8 weights, float at the edges
-            kwargs["inference_type"] = tf_convert._types_pb2.QUANTIZED_INT16  # noqa: SLF001
-        (out_dir / self.model_name).write_bytes(tf_convert.mlir_quantize(self.calibrated, **kwargs))
+        io = self.io if not self.measuring else tf_convert.dtypes.float32  # measuring a layer alone: float edges
+        blob = tf_convert.mlir_quantize(
+            self.calibrated,
+            disable_per_channel=self.weights == "per-tensor",
+            fully_quantize=True,
+            input_data_type=io,
+            output_data_type=io,
+            denylisted_nodes=exclude or None,
+        )
+        (out_dir / self.model_name).write_bytes(blob)
         return {"tensorflow": self.tf_version}
-
-
-def sweep_agreement(session: Any, n: int, x: Any) -> Any:
-    """Probabilities on ``x`` of TFLite int8 calibrated on the first ``n`` calibration images (calibrate-check's
-    size sweep), through the device's backend."""
-    import tempfile
-
-    import numpy as np
-    import tensorflow as tf
-    from tensorflow.lite.python import convert as tf_convert
-
-    from edgecnn.data.calibration import CalibrationSet
-    from edgecnn.runtime.base import open_backend, runtime_for
-
-    calib = CalibrationSet(session.calibration.samples[:n], f"first {n}")
-    blob = calibrated_converter(session.source.saved_model(), calib, Precision.INT8).convert()
-    blob = tf_convert.mlir_quantize(blob, fully_quantize=True, input_data_type=tf.float32, output_data_type=tf.float32)
-    with tempfile.TemporaryDirectory(dir=session.workdir) as tmp:
-        path = Path(tmp) / FORMATS[Format.TFLITE].files[0][1]
-        path.write_bytes(blob)
-        with open_backend(runtime_for(Format.TFLITE), path) as backend:
-            return np.concatenate([backend.run(x[i : i + 32]) for i in range(0, len(x), 32)])

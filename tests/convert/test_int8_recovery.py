@@ -79,8 +79,10 @@ def test_named_float_layers_in_every_format_and_bad_names(outliers, tmp_path, ca
     # a layer the converter folds away: that artifact's row says so (the others would go on)
     [row] = _convert(outliers, tmp_path / "input", keep_float="image", precisions=["tflite/int8"], gate=True).rows
     assert row.status == "ERROR" and "layer 'image' has no operator in the tflite model" in row.error
-    with pytest.raises(ConfigError, match="apply to int8 and int16x8 artifacts; this conversion makes fp32"):
+    with pytest.raises(ConfigError, match=r"apply to int8 artifacts \(int16x8 is its own way out\); this conversion makes fp32"):
         _convert(outliers, tmp_path / "fp32", keep_float="conv2", precisions=["fp32"])
+    with pytest.raises(ConfigError, match="apply to int8 artifacts.*makes int16x8"):
+        _convert(outliers, tmp_path / "i16", keep_float="conv2", precisions=["tflite/int16x8"])
     with pytest.raises(ConfigError, match="cannot run with --no-gate"):
         _convert(outliers, tmp_path / "nogate", keep_float="auto", gate=False)
     with pytest.raises(ConfigError, match="--accuracy-control chooses OpenVINO's float layers itself"):
