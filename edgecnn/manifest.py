@@ -137,11 +137,14 @@ def verify_run(folder: str | Path) -> dict[str, Any]:
     index = folder / RUN_INDEX
     if not index.is_file():
         raise ArtifactError(f"{folder} has no {RUN_INDEX}: not a complete edgecnn run (interrupted, or made by an older edgecnn)")
-    try:
-        data = json.loads(index.read_text(encoding="utf-8"))
-        files = data["files"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ArtifactError(f"{index}: not a valid run index ({exc})") from None
+    from edgecnn.untrusted import loads
+
+    data = loads(index.read_bytes(), str(index), error=ArtifactError)
+    files = data.get("files") if isinstance(data, dict) else None
+    if not isinstance(files, dict) or not all(
+        isinstance(e, dict) and isinstance(e.get("bytes"), int) and isinstance(e.get("sha256"), str) for e in files.values()
+    ):
+        raise ArtifactError(f"{index}: not a valid run index (files: an object of {{bytes, sha256}} entries)")
     for name, entry in files.items():
         p = folder / name
         if not p.is_file():
@@ -252,10 +255,9 @@ class Manifest:
                 f"{directory} has no {MANIFEST_NAME}: not an edgecnn artifact",
                 hint="make one with 'edgecnn convert', or profile a bare model file directly",
             )
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ArtifactError(f"{path}: not valid JSON ({exc})") from None
+        from edgecnn.untrusted import loads
+
+        data = loads(path.read_bytes(), str(path), error=ArtifactError)
         check_schema(data, str(path))
         check_integrity(data, str(path))
         manifest = cls.from_dict(data, source=str(path))
@@ -340,6 +342,22 @@ def _check_fields(data: dict[str, Any], source: str) -> None:
     for key in _OBJECTS:
         if not isinstance(data.get(key) or {}, dict):
             raise ArtifactError(f"{source}: field '{key}' must be an object; received {data[key]!r:.80}")
+    _check_typed_fields(data, source)
+
+
+def _check_typed_fields(data: dict[str, Any], source: str) -> None:
+    """The fields the device reads as numbers or objects: a wrong type is one error naming the field, not a traceback."""
+    from edgecnn.formats import Format
+    from edgecnn.untrusted import expect
+
+    known = [f.value for f in Format]
+    if data["format"] not in known:
+        raise ArtifactError(f"{source}: format {data['format']!r:.40} is not one edgecnn reads ({', '.join(known)})")
+    for key in ("parity", "self_check"):
+        expect(data.get(key), (dict, type(None)), f"{source}: field '{key}'", error=ArtifactError)
+    for key, kinds in (("tolerance", float), ("min_top1_margin", float), ("n", int), ("file", str)):
+        if key in (data.get("self_check") or {}):
+            expect(data["self_check"][key], kinds, f"{source}: self_check.{key}", error=ArtifactError)
 
 
 def _check_labels(labels: list[Any], source: str) -> None:
@@ -356,6 +374,8 @@ def _check_files(files: dict[str, Any], source: str) -> None:
     for role, entry in files.items():
         if not isinstance(entry, dict) or not isinstance(entry.get("path"), str) or not isinstance(entry.get("sha256"), str):
             raise ArtifactError(f"{source}: files.{role} needs a 'path' and a 'sha256' string")
+        if "bytes" in entry and (not isinstance(entry["bytes"], int) or isinstance(entry["bytes"], bool)):
+            raise ArtifactError(f"{source}: files.{role}.bytes must be a whole number; received {entry['bytes']!r:.40}")
 
 
 def check_one_conversion(manifests: list[Manifest], where: str | Path) -> None:

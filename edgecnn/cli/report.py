@@ -30,8 +30,12 @@ def run(args) -> int:
         Column(h, keep=keep.get(h), justify="right" if h in keep and h not in ("CPU", "runtime") else "left") for h in HEADERS
     ]
     out.print(fitted("latency across devices (ms)", columns, rows(results), out.width))
+    from rich.markup import escape
+
+    from edgecnn.untrusted import clean
+
     for note in flags(results):
-        out.print(f"[yellow]note:[/yellow] {note}")
+        out.print(f"[yellow]note:[/yellow] {escape(clean(note))}")
     if plots:
         bar_chart(results, chart)
         print(f"chart: {chart}")

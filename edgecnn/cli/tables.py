@@ -45,8 +45,12 @@ def fitted(title: str, columns: list[Column], rows: list[list[str]], width: int)
     for i in shown:
         no_wrap = columns[i].fold_to is None
         table.add_column(columns[i].name, justify=columns[i].justify, overflow="fold", no_wrap=no_wrap)
-    for r in rows:
-        table.add_row(*(r[i] for i in shown))
+    from rich.text import Text
+
+    from edgecnn.untrusted import clean
+
+    for r in rows:  # cells are text, never markup: a CPU name or a board's answer may hold '[' or escapes
+        table.add_row(*(Text(clean(r[i])) for i in shown))
     return table
 
 

@@ -60,18 +60,32 @@ def _bucket(precision: str) -> str:
     return "int8" if precision == "int8" else "fp32"
 
 
+def _layer_rows(layers: Any) -> bool:
+    """Per-layer rows as the estimate reads them: lists of 3 to 7 numbers (the fifth, when there, the kind's name)."""
+    if not isinstance(layers, list) or not layers:
+        return False
+    for row in layers:
+        if not isinstance(row, list) or not 3 <= len(row) <= 7:
+            return False
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for i, v in enumerate(row) if i != 4):
+            return False
+        if len(row) > 4 and not isinstance(row[4], str):
+            return False
+    return True
+
+
 def _parse(line: str, n: int) -> tuple[tuple[str, str], str, int | None, dict] | str:
     """(group key, artifact name, threads, record) of one kept line, or why it is left out."""
     try:
         rec = json.loads(line)
+        if not isinstance(rec, dict) or not _layer_rows(rec.get("layers")):
+            return "unreadable line" if not isinstance(rec, dict) or rec.get("layers") else "no per-layer costs (kept by an older edgecnn)"
         t = float(rec["measured_p50_ms"])
         runtime = rec["runtime"]["runtime"] if isinstance(rec["runtime"], dict) else rec["runtime"]
         key = (str(runtime), _bucket(str(rec["precision"])))
         threads = int(rec["threads"]) if rec.get("threads") else None
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError, MemoryError):
         return "unreadable line"
-    if not rec.get("layers"):
-        return "no per-layer costs (kept by an older edgecnn)"
     if not (t > 0 and math.isfinite(t)):
         return "no measured p50"
     sha = str(rec.get("artifact_sha256") or rec.get("source_sha256") or n)[:12]

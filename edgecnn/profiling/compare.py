@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,18 +10,47 @@ from edgecnn.errors import ConfigError
 HOT_C = 80.0
 
 
+# the fields report reads, with their types: a result of another shape is one error naming the field
+_FIELDS = (
+    ("runtime.runtime", str), ("threads", (int, type(None))), ("model.precision", str), ("system.cpu_model", str),
+    ("invoke.p50", float), ("invoke.p90", float), ("invoke.fps", float), ("fresh_input.p50", float),
+    ("memory.peak_rss_mb", float), ("device_profile", (str, type(None))),
+)
+
+
+def _check_result(data: dict[str, Any], p: str) -> None:
+    from edgecnn.untrusted import expect
+
+    for dotted, kinds in _FIELDS:
+        value: Any = data
+        for part in dotted.split("."):
+            value = expect(value, dict, f"{p}: {dotted.rsplit('.', 1)[0]}", error=ConfigError).get(part)
+        expect(value, kinds, f"{p}: {dotted}", error=ConfigError)
+    system = data["system"]
+    temps = expect(system.get("temperatures_after_c") or {}, dict, f"{p}: system.temperatures_after_c", error=ConfigError)
+    for name, value in temps.items():
+        expect(value, float, f"{p}: system.temperatures_after_c.{name}", error=ConfigError)
+    thr = expect(system.get("throttling") or {}, dict, f"{p}: system.throttling", error=ConfigError)
+    expect(thr.get("now") or [], list, f"{p}: system.throttling.now", error=ConfigError)
+
+
 def load_results(paths: list[str]) -> list[dict[str, Any]]:
+    from edgecnn.untrusted import loads
+
     out = []
     for p in paths:
         try:
-            data = json.loads(Path(p).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"cannot read profile result {p}: {exc}") from None
-        if data.get("schema") != "edgecnn.profile":
+            text = Path(p).read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"cannot read profile result {p}: {exc.strerror}") from None
+        data = loads(text, f"profile result {p}", error=ConfigError)
+        if not isinstance(data, dict) or data.get("schema") != "edgecnn.profile":
+            schema = data.get("schema") if isinstance(data, dict) else type(data).__name__
             raise ConfigError(
-                f"{p} is not an edgecnn profile result (schema {data.get('schema')!r})",
+                f"{p} is not an edgecnn profile result (schema {schema!r:.60})",
                 hint="make one with edgecnn profile --out FILE",
             )
+        _check_result(data, p)
         data["_file"] = p
         out.append(data)
     if not out:

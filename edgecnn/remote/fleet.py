@@ -49,7 +49,10 @@ def load_fleet(path: str | Path | None = None, *, required: bool = False) -> dic
         raise ConfigError(
             f"{file}: the top level holds one key, 'boards'; received {sorted(data) if isinstance(data, dict) else data!r}"
         )
-    return {str(name): _board(str(name), entry, f"{file}: boards.{name}") for name, entry in (data.get("boards") or {}).items()}
+    boards = data.get("boards") or {}
+    if not isinstance(boards, dict):
+        raise ConfigError(f"{file}: boards: a mapping of board names to entries; received {type(boards).__name__}")
+    return {str(name): _board(str(name), entry, f"{file}: boards.{name}") for name, entry in boards.items()}
 
 
 def _board(name: str, entry: Any, where: str) -> Board:
@@ -65,7 +68,13 @@ def _board(name: str, entry: Any, where: str) -> Board:
         raise ConfigError(f"{where}: unknown key {unknown[0]!r}", hint=did_you_mean(unknown[0], sorted(_KEYS)))
     labels = entry.get("labels") or []
     if not isinstance(labels, list) or not all(isinstance(v, str) for v in labels):
-        raise ConfigError(f"{where}.labels: a list of words; received {labels!r}")
+        raise ConfigError(f"{where}.labels: a list of words; received {labels!r:.80}")
+    from edgecnn.untrusted import expect
+
+    expect(entry["url"], str, f"{where}.url", error=ConfigError)
+    for key in ("device", "edgecnn", "cache", "ssh_config"):
+        if entry.get(key) is not None:
+            expect(entry[key], str, f"{where}.{key}", error=ConfigError)
     if not str(entry["url"]).startswith("ssh://"):
         raise ConfigError(f"{where}.url: write ssh://[user@]host[:port]; received {entry['url']!r}")
     return Board(
