@@ -92,7 +92,8 @@ def run(args) -> int:
     )
     from edgecnn import liblog
 
-    liblog.keep_in(summary.out)
+    if not args.sign_key:  # a signed set stays exactly as signed: the log then stays in edgecnn's log folder
+        liblog.keep_in(summary.out)
     if args.json:
         print((summary.out / "summary.json").read_text())
     else:

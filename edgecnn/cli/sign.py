@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-HELP = "sign an artifact folder (or every artifact of a conversion output folder) with a private key"
+HELP = "sign an artifact folder, or a conversion output folder as a set (every artifact and every file beside them)"
 
 
 def add_arguments(p) -> None:
@@ -16,14 +16,18 @@ def run(args) -> int:
 
     from edgecnn.errors import ConfigError
     from edgecnn.runtime.select import load_artifact_set
-    from edgecnn.signing import sign_artifact
+    from edgecnn.signing import sign_folder
 
     password = None
     if args.password_env:
         if args.password_env not in os.environ:
             raise ConfigError(f"--password-env {args.password_env}: no such environment variable")
         password = os.environ[args.password_env]
-    for m in load_artifact_set(args.artifact):  # only what verifies is signed
-        sig = sign_artifact(m.directory, args.key, password=password)
-        print(f"signed: {m.directory} ({m.format}/{m.precision}) -> {sig.name}")
+    from pathlib import Path
+
+    manifests = {m.directory: m for m in load_artifact_set(args.artifact)}  # only what verifies is signed
+    for sig in sign_folder(args.artifact, args.key, password=password):
+        m = manifests.get(sig.parent)
+        what = f"{m.format}/{m.precision}" if m else f"the whole set: {len(manifests)} artifact(s) and every file beside them"
+        print(f"signed: {sig.parent} ({what}) -> {Path(sig).name}")
     return 0

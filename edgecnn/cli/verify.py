@@ -26,20 +26,20 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from edgecnn.manifest import RUN_INDEX
     from edgecnn.runtime.select import load_artifact_set
-    from edgecnn.signing import trust_key_from, verify_signature
+    from edgecnn.signing import is_set_folder, set_files, trust_key_from, verify_folder
 
     path = Path(args.artifact)
+    key = trust_key_from(args.trust_key)  # the option or $EDGECNN_TRUST_KEY, parsed before anything else
     if args.on:
         return _verify_on_board(path, args)
-    if (path / RUN_INDEX).is_file() or (path / "model.keras").is_file() or path.suffix == ".keras":
-        return _verify_run(path, args)
-    key = trust_key_from(args.trust_key)
+    if _is_training_run(path):
+        return _verify_run(path, args, key)
     manifests = load_artifact_set(path)
-    for m in manifests:
-        if key is not None:
-            verify_signature(m.directory, key)
+    if key is not None:
+        verify_folder(path, key)
+        if is_set_folder(path):
+            print(f"ok: {path} (the set: {len(set_files(path))} file(s), none added, removed or linked, signature verified)")
     ran = 0
     for m in manifests:
         print(f"ok: {m.directory} ({_describe(m)}{', signature verified' if key is not None else ''})")
@@ -65,7 +65,7 @@ def _verify_on_board(path, args) -> int:
 
     board = board_from(args)
     code, out, err = verify_on(board, path, run=args.run, trust_key=trust_key_from(args.trust_key))
-    for line in out.splitlines():
+    for line in out.splitlines():  # cleaned of control characters by the transport
         print(f"[{board.label}] {line}")
     for line in err.splitlines():
         print(
@@ -74,10 +74,27 @@ def _verify_on_board(path, args) -> int:
     return code
 
 
-def _verify_run(path, args) -> int:
+def _is_training_run(path) -> bool:
+    """A training run's folder (its file index or model.keras) or a .keras file. A folder that also holds artifacts
+    is refused: which one is meant cannot be guessed, and taking the run would skip the signature policy."""
+    from edgecnn.errors import ConfigError
+    from edgecnn.manifest import MANIFEST_NAME, RUN_INDEX
+
+    run = (path / RUN_INDEX).is_file() or (path / "model.keras").is_file() or path.suffix == ".keras"
+    artifacts = (path / MANIFEST_NAME).is_file() or any(path.glob(f"*/{MANIFEST_NAME}")) if path.is_dir() else False
+    if run and artifacts:
+        raise ConfigError(
+            f"{path} holds both a training run ({RUN_INDEX} or model.keras) and edgecnn artifacts: verify one of them",
+            hint="keep conversion output folders apart from training runs (edgecnn convert RUN --out OTHER_FOLDER)",
+        )
+    return run
+
+
+def _verify_run(path, args, key) -> int:
     """A training run folder: every file against its recorded sha256 (a lone .keras file is refused)."""
     from edgecnn.errors import ConfigError
     from edgecnn.manifest import verify_run
+    from edgecnn.signing import TRUST_KEY_ENV
 
     if path.suffix == ".keras" and path.is_file():
         raise ConfigError(
@@ -86,6 +103,11 @@ def _verify_run(path, args) -> int:
         )
     if args.run or args.trust_key:
         raise ConfigError(f"{path} is a training run: --run and --trust-key apply to artifacts")
+    if key is not None:
+        raise ConfigError(
+            f"{path} is a training run, which is never signed, and ${TRUST_KEY_ENV} requires a signature",
+            hint=f"verify signed artifacts here, or unset {TRUST_KEY_ENV} for this command",
+        )
     data = verify_run(path)
     print(f"ok: {path} (training run, {len(data['files'])} file(s) match their sha256)")
     return 0

@@ -265,8 +265,6 @@ def _convert_all(
 def _sign(staging: Path, key: str | Path | None) -> None:
     if key is None:
         return
-    from edgecnn.manifest import MANIFEST_NAME
-    from edgecnn.signing import sign_artifact
+    from edgecnn.signing import sign_folder
 
-    for d in sorted(p for p in staging.iterdir() if (p / MANIFEST_NAME).is_file()):
-        sign_artifact(d, key)
+    sign_folder(staging, key)  # every artifact, then the folder as a set

@@ -158,6 +158,10 @@ def select_runtime(
     signature is never a reason to fall back. ``options`` go to the backend (e.g. ``trt_cache_dir``)."""
     manifests = load_artifact_set(path, verify=verify)
     check_runtime_request(runtime, accelerator)
+    if trust_key is not None:  # the whole folder (the set and every artifact), before any runtime opens a file
+        from edgecnn.signing import verify_folder
+
+        verify_folder(path if Path(path).is_dir() else Path(path).parent, trust_key)
     threads = threads or (profile.threads if profile else None)
     skipped: list[dict[str, str]] = []
     for name, acc in _chain(profile, runtime, accelerator, allow_fallback):
@@ -166,10 +170,6 @@ def select_runtime(
         if not matching:
             skipped.append(_skip(label, f"no {'/'.join(info.formats)} artifact in {path}", "no-artifact"))
             continue
-        if trust_key is not None:
-            from edgecnn.signing import verify_signature
-
-            verify_signature(matching[0].directory, trust_key)
         try:
             backend = open_backend(name, matching[0].file_path("model"), threads=threads, accelerator=acc, **options)
         except EdgeCNNError as exc:
