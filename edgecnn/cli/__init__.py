@@ -32,6 +32,7 @@ VERBS = [
     "report",
     "fleet",
     "deploy",
+    "release",
     "demo",
 ]
 
@@ -76,6 +77,8 @@ def main(argv: list[str] | None = None, *, divert_library_output: bool = False) 
     try:
         code = _guarded(args)
     finally:
+        if "edgecnn.remote.transport" in sys.modules:  # one SSH connection per board and command: close them
+            sys.modules["edgecnn.remote.transport"].close_connections()
         if diverted is not None:
             diverted.close(failed=code not in (0, 2))
     return code
@@ -114,11 +117,15 @@ def _guarded(args: argparse.Namespace) -> int:
         print(f"  hint: {install}", file=sys.stderr)
         return 1
     except EdgeCNNError as exc:
+        from edgecnn.redact import redact
+        from edgecnn.untrusted import clean
+
         if args.debug:
             traceback.print_exc()
-        print(f"error: {exc.message}", file=sys.stderr)
+        # the last guard: no password of a URL and no terminal escape of a board's text reaches the terminal or a log
+        print(f"error: {clean(redact(exc.message))}", file=sys.stderr)
         if exc.hint:
-            print(f"  hint: {exc.hint}", file=sys.stderr)
+            print(f"  hint: {clean(redact(exc.hint))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # raised by a library that handles SIGINT itself
         if args.debug:

@@ -30,26 +30,31 @@ def _push_model(board: Board, model: Path) -> tuple[str, Pushed]:
 
 
 def push_key(board: Board, key: str | Path | None) -> str | None:
-    """The public key the board checks signatures with, copied beside the artifacts (by content, like them)."""
+    """The public key the board checks signatures with, copied beside the artifacts (by content, like them). Only
+    the parsed public key travels, re-encoded: a private key given by mistake is refused before any connection."""
     if key is None:
         return None
-    key = Path(key)
+    from edgecnn.signing import public_key_pem
+
+    pem = public_key_pem(key)
     with tempfile.TemporaryDirectory(prefix="edgecnn-key-") as tmp:
         folder = Path(tmp) / "trust-key"
         folder.mkdir()
-        shutil.copy2(key, folder / "public.pem")
+        (folder / "public.pem").write_bytes(pem)
         return f"{push_cached(board, folder).remote}/public.pem"
 
 
 def profile_on(board: Board, model: str | Path, args: list[str], *, trust_key: str | Path | None = None) -> dict[str, Any]:
     """``edgecnn profile MODEL ARGS --json`` on the board; the result gains ``measured_on`` (the board, and what the
     copy cost: nothing when the artifact was in its cache)."""
+    from edgecnn.untrusted import clean_json
+
     version = check_version(board)
     remote, pushed = _push_model(board, Path(model))
     key = push_key(board, trust_key)
     extra = ["--trust-key", key] if key else []
     proc = run_edgecnn(board, ["profile", remote, *args, *extra, "--json", "--with-samples"], step="profile")
-    result = json_answer(board, proc, "profile")
+    result = clean_json(json_answer(board, proc, "profile"))
     result["measured_on"] = {
         "board": board.label,
         "url": board.url,

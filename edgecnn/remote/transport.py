@@ -4,26 +4,42 @@ Every failure is one ``RemoteError`` line naming the board and the step (``conne
 with the cause read from ssh's own message: unreachable, the key refused, the host key changed, no edgecnn there,
 a full disk. Copies land in a ``.part`` folder that is renamed when complete, so a dropped connection never leaves
 a folder that looks whole.
+
+Hygiene, because a board is somebody else's computer: the user and host of a URL are checked before they reach ssh's
+option parser (and ``--`` stands before the destination in every ssh, scp and rsync argv); a password in a URL is
+refused; ``~/`` in a remote path means the remote home in every step; every byte a board sends back is cleaned of
+control characters (``edgecnn.untrusted.clean``) before it is printed or saved. One command talks to a board over
+one TCP connection: an OpenSSH ControlMaster in a private socket folder, closed when the command ends.
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
-import json
 import re
 import secrets
 import shlex
 import shutil
 import subprocess
+import tempfile
+import threading
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from edgecnn.errors import ConfigError, EdgeCNNError
+from edgecnn.redact import redact
+from edgecnn.signing import set_files
+from edgecnn.untrusted import clean, loads
 
-DEFAULT_CACHE = ".cache/edgecnn/remote"  # relative to the remote user's home
+DEFAULT_CACHE = "~/.cache/edgecnn/remote"
 CONNECT_TIMEOUT_S = 10
+CONTROL_PERSIST_S = 120
+# a host name (letters, digits, '.', '-', '_'), an IPv4 address or an IPv6 one; a user name as POSIX allows it
+_HOST = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9._-]{0,252})|[0-9A-Fa-f:.]+(?:%[A-Za-z0-9]+)?")
+_USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}\$?")
 
 
 class RemoteError(EdgeCNNError):
@@ -47,14 +63,49 @@ class Board:
         return self.name or self.url
 
     def destination(self) -> tuple[str, int | None]:
+        """``user@host`` for ssh (checked again here: nothing that starts with '-' reaches its option parser)."""
         u = urlsplit(self.url)
+        _check_url_parts(self.url, u)
         host = f"{u.username}@{u.hostname}" if u.username else (u.hostname or "")
         return host, u.port
 
-    def ssh_options(self) -> list[str]:
+    def copy_destination(self, path: str) -> str:
+        """``user@host:path`` for scp and rsync (an IPv6 address in brackets)."""
+        u = urlsplit(self.url)
+        host = f"[{u.hostname}]" if ":" in (u.hostname or "") else u.hostname
+        return f"{u.username + '@' if u.username else ''}{host}:{path}"
+
+    def ssh_options(self, *, master: bool = False) -> list[str]:
         opts = ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={CONNECT_TIMEOUT_S}", "-o", "ServerAliveInterval=5"]
-        opts += ["-o", "ServerAliveCountMax=3"]
+        # the socket's name holds the ssh config too: another key for the same host is another connection
+        tag = hashlib.sha256(str(self.ssh_config).encode()).hexdigest()[:8]
+        opts += ["-o", "ServerAliveCountMax=3", "-o", f"ControlPath={_control_dir()}/{tag}-%C"]
+        # a master outlives an idle spell of CONTROL_PERSIST_S, so one left by a killed command goes away by itself
+        opts += ["-o", "ControlMaster=yes", "-o", f"ControlPersist={CONTROL_PERSIST_S}"] if master else ["-o", "ControlMaster=no"]
         return (["-F", self.ssh_config] if self.ssh_config else []) + opts
+
+    def ssh_argv(self, *, master: bool = False) -> list[str]:
+        """``ssh OPTIONS [-p PORT]``: what rsync's ``-e`` runs, and the head of every ssh call (``--`` and the
+        destination follow)."""
+        _, port = self.destination()
+        return ["ssh", *self.ssh_options(master=master), *(["-p", str(port)] if port else [])]
+
+
+def _check_url_parts(text: str, u: Any) -> None:
+    """The user and host of an ``ssh://`` URL: no password, nothing ssh could read as an option or a second host."""
+    shown = redact(text)
+    if u.password is not None:
+        raise ConfigError(
+            f"--on {shown}: a password in the URL is refused (it would be kept in results and shell history)",
+            hint="use a key: ssh-copy-id USER@HOST, or your ssh agent",
+        )
+    if u.username is not None and not _USER.fullmatch(u.username):
+        raise ConfigError(f"--on {shown}: the user {clean(u.username)[:40]!r} is not a user name (letters, digits, '.', '_', '-'; not first '-')")
+    if not u.hostname or not _HOST.fullmatch(u.hostname) or u.hostname.startswith("-"):
+        raise ConfigError(
+            f"--on {shown}: {clean(u.hostname or '')[:60]!r} is not a host name or address",
+            hint="write ssh://[user@]host[:port]; a host name is letters, digits, '.', '-' and '_' and starts with neither '-' nor '.'",
+        )
 
 
 def parse_board(text: str, *, fleet: dict[str, Board] | None = None, **overrides: Any) -> Board:
@@ -67,9 +118,10 @@ def parse_board(text: str, *, fleet: dict[str, Board] | None = None, **overrides
         try:
             port = u.port
         except ValueError:
-            raise ConfigError(f"--on {text!r}: the port must be a number from 1 to 65535") from None
-        if not u.hostname or (u.path not in ("", "/")) or u.query:
-            raise ConfigError(f"--on {text!r}: write ssh://[user@]host[:port], nothing after the host and port")
+            raise ConfigError(f"--on {redact(text)!r}: the port must be a number from 1 to 65535") from None
+        if (u.path not in ("", "/")) or u.query or u.fragment:
+            raise ConfigError(f"--on {redact(text)!r}: write ssh://[user@]host[:port], nothing after the host and port")
+        _check_url_parts(text, u)
         if port == 0:
             raise ConfigError(f"--on {text!r}: the port must be a number from 1 to 65535")
         board = Board(url=text.rstrip("/"))
@@ -82,13 +134,82 @@ def parse_board(text: str, *, fleet: dict[str, Board] | None = None, **overrides
             hint=did_you_mean(text, names) or "write ssh://[user@]host[:port], or add the board to fleet.yaml",
         )
     else:
-        raise ConfigError(f"--on {text!r}: write ssh://[user@]host[:port] or the name of a board in fleet.yaml")
+        raise ConfigError(f"--on {clean(redact(text))[:200]!r}: write ssh://[user@]host[:port] or the name of a board in fleet.yaml")
     return replace(board, **{k: v for k, v in overrides.items() if v is not None})
 
 
+# -- one connection per board and command: a ControlMaster in a private folder, closed at exit -------------------------
+
+_CONTROL: dict[str, Any] = {"dir": None, "masters": {}, "lock": threading.Lock()}
+
+
+def _control_dir() -> str:
+    with _CONTROL["lock"]:
+        if _CONTROL["dir"] is None:
+            _CONTROL["dir"] = tempfile.mkdtemp(prefix="edgecnn-ssh-")  # mode 0700: nobody else can use the socket
+            atexit.register(close_connections)
+        return _CONTROL["dir"]
+
+
+def connect(board: Board) -> None:
+    """Open (or check) the board's master connection; every later ssh, scp and rsync of this process rides on it.
+    A dropped master is opened again here; a call made while none is open connects on its own."""
+    control = _control_dir()
+    dest, _ = board.destination()
+    check = subprocess.run([*board.ssh_argv(), "-O", "check", "--", dest], capture_output=True, timeout=30,
+                           stdin=subprocess.DEVNULL)
+    if check.returncode == 0:
+        return
+    # -f: into the background once connected; its output goes to a file, never to a pipe we would wait on
+    with tempfile.TemporaryFile(dir=control) as err:
+        try:
+            proc = subprocess.run([*board.ssh_argv(master=True), "-N", "-f", "--", dest], stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.DEVNULL, stderr=err, timeout=CONNECT_TIMEOUT_S + 20)
+        except FileNotFoundError:
+            raise RemoteError("the ssh command is not installed here", hint="install OpenSSH's client (openssh-client)") from None
+        except subprocess.TimeoutExpired:
+            raise RemoteError(f"{board.label}: connect: no answer within {CONNECT_TIMEOUT_S + 20} s") from None
+        err.seek(0)
+        text = err.read().decode("utf-8", "replace")
+    if proc.returncode != 0:
+        raise _why(board, "connect", text, proc.returncode)
+    with _CONTROL["lock"]:
+        _CONTROL["masters"][board] = time.monotonic()
+
+
+def _keep_connected(board: Board) -> None:
+    """Before a call on a board this process connected to: open the master again when it may have idled out (or
+    dropped); a failure here is left to the call itself, which then connects on its own."""
+    last = _CONTROL["masters"].get(board)
+    if last is not None and time.monotonic() - last > CONTROL_PERSIST_S / 2:
+        try:
+            connect(board)
+        except EdgeCNNError:
+            pass
+    if last is not None:
+        _CONTROL["masters"][board] = time.monotonic()
+
+
+def close_connections() -> None:
+    """Close every master this process opened and remove the socket folder."""
+    for board in list(_CONTROL["masters"]):
+        try:
+            dest, _ = board.destination()
+            subprocess.run([*board.ssh_argv(), "-O", "exit", "--", dest], capture_output=True, timeout=10,
+                           stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.SubprocessError, EdgeCNNError):
+            pass
+    _CONTROL["masters"].clear()
+    _HOMES.clear()
+    _VERSIONS.clear()  # the next command asks again (and so opens its own connection)
+    if _CONTROL["dir"]:
+        shutil.rmtree(_CONTROL["dir"], ignore_errors=True)
+        _CONTROL["dir"] = None
+
+
 def _why(board: Board, step: str, stderr: str, code: int) -> RemoteError:
-    """ssh's own message, turned into the cause a user can act on."""
-    text = stderr.strip()
+    """ssh's own message, turned into the cause a user can act on (the board's bytes cleaned first)."""
+    text = clean(stderr).strip()
     rules = (
         # ssh's refusal names the methods it tried; a file the board cannot write is also "Permission denied"
         (
@@ -102,7 +223,7 @@ def _why(board: Board, step: str, stderr: str, code: int) -> RemoteError:
         (r"REMOTE HOST IDENTIFICATION HAS CHANGED|Host key verification failed", "its host key is not trusted", None),
         (r"No space left on device|Disk quota exceeded", "no space left on the board", "free space there"),
         (r"Read-only file system|Permission denied|cannot create", "cannot write there", None),
-        (r"Connection (closed|reset)|Broken pipe|lost connection", "the connection dropped", "run it again"),
+        (r"Connection (closed|reset)|Broken pipe|lost connection|closed by remote host", "the connection dropped", "run it again"),
     )
     for pattern, cause, hint in rules:
         if re.search(pattern, text, re.MULTILINE):
@@ -113,20 +234,42 @@ def _why(board: Board, step: str, stderr: str, code: int) -> RemoteError:
 
 
 def ssh(board: Board, command: str, *, step: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
-    """Run ``command`` (a shell line) on the board."""
-    host, port = board.destination()
-    argv = ["ssh", *board.ssh_options(), *(["-p", str(port)] if port else []), host, "--", command]
+    """Run ``command`` (a shell line) on the board; its output comes back cleaned of control characters."""
+    _keep_connected(board)
+    host, _ = board.destination()
+    argv = [*board.ssh_argv(), "--", host, command]
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(argv, capture_output=True, text=True, errors="replace", timeout=timeout,
+                              stdin=subprocess.DEVNULL)
     except FileNotFoundError:
         raise RemoteError("the ssh command is not installed here", hint="install OpenSSH's client (openssh-client)") from None
     except subprocess.TimeoutExpired:
         raise RemoteError(f"{board.label}: {step}: no answer within {timeout:g} s") from None
+    proc.stdout, proc.stderr = clean(proc.stdout), clean(proc.stderr)
     if check and proc.returncode == 255:  # ssh's own failure: the connection, not the command
         raise _why(board, "connect", proc.stderr, proc.returncode)
     if check and proc.returncode != 0:
         raise _why(board, step, proc.stderr or proc.stdout, proc.returncode)
     return proc
+
+
+_HOMES: dict[Board, str] = {}
+
+
+def remote_path(board: Board, path: str) -> str:
+    """``path`` on the board as an absolute path: ``~`` and ``~/x`` are the remote user's home, a relative path is
+    relative to it (as ssh and scp take it), so every step (ssh, scp, rsync) means the same folder."""
+    if path.startswith("/"):
+        return path.rstrip("/") or "/"
+    if path.startswith("~") and not (path == "~" or path.startswith("~/")):
+        raise ConfigError(f"remote path {path!r}: write ~/PATH for the board user's home, or an absolute path")
+    if board not in _HOMES:
+        home = ssh(board, 'printf "%s" "$HOME"', step="find the home folder", timeout=60).stdout.strip()
+        if not home.startswith("/") or "\n" in home:
+            raise RemoteError(f"{board.label}: the board's $HOME is not an absolute path ({home[:80]!r})")
+        _HOMES[board] = home.rstrip("/")
+    rest = path[1:].lstrip("/") if path.startswith("~") else path
+    return f"{_HOMES[board]}/{rest}".rstrip("/")
 
 
 def run_edgecnn(board: Board, args: list[str], *, step: str, timeout: float = 1800) -> subprocess.CompletedProcess:
@@ -143,16 +286,41 @@ def run_edgecnn(board: Board, args: list[str], *, step: str, timeout: float = 18
     return proc
 
 
+def stream_edgecnn(board: Board, args: list[str], on_line: Any, *, timeout: float) -> tuple[int, str]:
+    """The board's edgecnn with ``args``, its output lines (cleaned) handed to ``on_line`` as they come;
+    (exit status, its error output). 255 is ssh's: the connection dropped."""
+    _keep_connected(board)
+    host, _ = board.destination()
+    argv = [*board.ssh_argv(), "--", host, shlex.join([board.edgecnn, *args])]
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, text=True,
+                                errors="replace")
+        timer = threading.Timer(timeout, proc.kill)
+        timer.start()
+        try:
+            for line in proc.stdout:
+                on_line(clean(line.rstrip("\n")))
+            code = proc.wait()
+        finally:
+            timer.cancel()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        err.seek(0)
+        return code, clean(err.read().decode("utf-8", "replace"))
+
+
 _VERSIONS: dict[Board, str] = {}  # boards whose edgecnn this process has checked: one round trip per board
 
 
 def check_version(board: Board) -> str:
     """The board's edgecnn version; refused unless its major.minor is ours (the JSON and options must match).
-    Asked once per board and process (a benchmark measures many artifacts on it)."""
+    Asked once per board and process (a benchmark measures many artifacts on it); opens the board's connection."""
     from edgecnn import __version__
 
     if board in _VERSIONS:
         return _VERSIONS[board]
+    connect(board)
     proc = run_edgecnn(board, ["--version"], step="edgecnn --version", timeout=60)
     found = re.search(r"edgecnn (\S+)", proc.stdout)
     if proc.returncode != 0 or not found:
@@ -170,7 +338,7 @@ def check_version(board: Board) -> str:
 def folder_digest(folder: Path) -> str:
     """sha256 over every file's relative path and content: the name a folder has in the board's cache."""
     h = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    for path in set_files(folder):
         h.update(path.relative_to(folder).as_posix().encode() + b"\0")
         h.update(hashlib.sha256(path.read_bytes()).digest())
     return h.hexdigest()
@@ -184,32 +352,37 @@ class Pushed:
     method: str  # rsync, scp, or cached
 
 
-def push(board: Board, local: Path, remote_parent: str, name: str) -> Pushed:
-    """Copy ``local`` (a folder) to ``remote_parent/name`` unless it is there already; a copy goes into
-    ``name.part-<random>`` first and is renamed when whole."""
-    import time
+STALE_PART_S = 3600  # a .part folder older than this is a copy that died; the next copy there removes it
 
+
+def push(board: Board, local: Path, remote_parent: str, name: str) -> Pushed:
+    """Copy ``local`` (a folder of plain files) to ``remote_parent/name`` unless it is there already; a copy goes into
+    ``name.part-<random>`` first and is renamed when whole. Neither rsync nor scp follows a link: a folder holding
+    one is refused before anything moves, and rsync is told not to copy any."""
     t0 = time.monotonic()
+    set_files(local)
+    remote_parent = remote_path(board, remote_parent)
     final = f"{remote_parent}/{name}"
     q = shlex.quote
     probe = ssh(
         board,
-        f"mkdir -p {q(remote_parent)} && {{ test -d {q(final)} && echo cached; command -v rsync >/dev/null && echo rsync; true; }}",
+        f"mkdir -p {q(remote_parent)} && {{ test -d {q(final)} && echo cached; command -v rsync >/dev/null && echo rsync; "
+        f"find {q(remote_parent)} -maxdepth 1 -name '*.part-*' -mmin +{STALE_PART_S // 60} -exec rm -rf {{}} + ; true; }}",
         step="copy",
-    )  # one round trip when the folder is there already
+    )  # one round trip when the folder is there already; stale .part folders of dead copies go
     if "cached" in probe.stdout.split():
         return Pushed(final, False, time.monotonic() - t0, "cached")
     part = f"{final}.part-{secrets.token_hex(4)}"
     ssh(board, f"mkdir {q(part)}", step="copy")
-    host, port = board.destination()
     use_rsync = "rsync" in probe.stdout.split() and shutil.which("rsync")
     if use_rsync:
-        shell = shlex.join(["ssh", *board.ssh_options(), *(["-p", str(port)] if port else [])])
-        argv = ["rsync", "-a", "-e", shell, f"{local}/", f"{host}:{part}/"]
-    else:
-        argv = ["scp", "-q", "-r", *board.ssh_options(), *(["-P", str(port)] if port else [])]
-        argv += [*(str(p) for p in sorted(local.iterdir())), f"{host}:{part}/"]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=3600, stdin=subprocess.DEVNULL)
+        argv = ["rsync", "-rt", "--no-links", "--chmod=D755,F644", "-e", shlex.join(board.ssh_argv()),
+                "--", f"{local}/", board.copy_destination(f"{part}/")]
+    else:  # every entry is a plain file or folder (checked above), so scp -r has no link to follow
+        argv = ["scp", "-q", "-r", *board.ssh_argv()[1:]]
+        argv = [a if a != "-p" else "-P" for a in argv]
+        argv += ["--", *(str(p) for p in sorted(local.iterdir())), board.copy_destination(f"{part}/")]
+    proc = subprocess.run(argv, capture_output=True, text=True, errors="replace", timeout=3600, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
         ssh(board, f"rm -rf {q(part)}", step="copy", check=False)
         raise _why(board, f"copy {local.name}", proc.stderr or proc.stdout, proc.returncode)
@@ -225,13 +398,15 @@ def push_cached(board: Board, local: Path) -> Pushed:
 
 
 def json_answer(board: Board, proc: subprocess.CompletedProcess, step: str) -> dict[str, Any]:
-    """The JSON the board's edgecnn printed, or its error line as a RemoteError."""
+    """The JSON the board's edgecnn printed (cleaned), or its error line as a RemoteError."""
+    from edgecnn.untrusted import clean_json
+
     if proc.returncode != 0:
-        lines = [ln for ln in (proc.stderr or "").splitlines() if ln.strip()]
+        lines = [ln for ln in clean(proc.stderr or "").splitlines() if ln.strip()]
         error = next((ln for ln in lines if ln.startswith("error:")), lines[-1] if lines else f"exit {proc.returncode}")
         hint = next((ln.strip().removeprefix("hint:").strip() for ln in lines if ln.strip().startswith("hint:")), None)
-        raise RemoteError(f"{board.label}: {step}: {error.removeprefix('error: ')}", hint=hint)
-    try:
-        return json.loads(proc.stdout)
-    except json.JSONDecodeError:
-        raise RemoteError(f"{board.label}: {step}: the board's edgecnn did not answer in JSON: {proc.stdout[:200]!r}") from None
+        raise RemoteError(f"{board.label}: {step}: {error.removeprefix('error: ')[:500]}", hint=hint)
+    answer = loads(proc.stdout, f"{board.label}: {step}: the board's answer", error=RemoteError)
+    if not isinstance(answer, dict):
+        raise RemoteError(f"{board.label}: {step}: the board's edgecnn did not answer with a JSON object: {clean(proc.stdout[:200])!r}")
+    return clean_json(answer)
