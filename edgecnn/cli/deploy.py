@@ -1,5 +1,5 @@
 """Device side: edgecnn deploy: an artifact folder to a board over SSH: stage, verify there, switch, restart, watch,
-roll back."""
+roll back; the board runs everything after the copy by itself (edgecnn release) and the host follows it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ HELP = "deploy an artifact folder to a board: stage, verify and self-check there
 
 def add_arguments(p) -> None:
     p.add_argument("artifact", nargs="?", help="artifact folder or conversion output folder (not with --rollback)")
-    p.add_argument("--to", required=True, metavar="DIR", help="the folder on the board: releases/ and the current link")
+    p.add_argument(
+        "--to", required=True, metavar="DIR", help="the folder on the board (absolute, or ~/...): releases/ and the current link"
+    )
     p.add_argument(
         "--restart", metavar="CMD", help="shell command on the board that restarts the service (e.g. systemctl restart edgecnn)"
     )
@@ -21,7 +23,18 @@ def add_arguments(p) -> None:
     p.add_argument("--grace", type=number(0, 3600), default=10.0, help="seconds to watch after the restart (default 10)")
     p.add_argument("--keep", type=integer(1, 1000), default=3, help="releases kept on the board (default 3)")
     p.add_argument("--trust-key", metavar="PUBLIC.pem", help="the board refuses a release not signed by this key")
-    p.add_argument("--rollback", action="store_true", help="switch back to the previous release and restart")
+    p.add_argument("--rollback", action="store_true", help="switch back to the previous release (verified there) and restart")
+    p.add_argument("--status", action="store_true", help="show the board's current and previous release and how the last deploy ended")
+    p.add_argument(
+        "--no-wait", action="store_true", help="refuse at once when another deploy to the same folder is under way (default: wait)"
+    )
+    p.add_argument(
+        "--reconnect",
+        type=number(0, 86400),
+        default=300.0,
+        metavar="SECONDS",
+        help="when the connection drops, keep trying this long to hear how the board ended (default 300)",
+    )
     p.add_argument("--json", action="store_true", help="print what happened as JSON")
     from edgecnn.cli.boards import add_board_arguments
 
@@ -35,37 +48,44 @@ def run(args) -> int:
 
     from edgecnn.cli.boards import board_from
     from edgecnn.errors import ConfigError
-    from edgecnn.remote.deploy import deploy, rollback
+    from edgecnn.remote.deploy import deploy, rollback, status
+    from edgecnn.signing import public_key_pem
 
-    if args.rollback == bool(args.artifact):
-        raise ConfigError("give an artifact folder to deploy, or --rollback (not both)")
+    actions = [bool(args.artifact), args.rollback, args.status]
+    if sum(actions) != 1:
+        raise ConfigError("give an artifact folder to deploy, or --rollback, or --status (one of them)")
     if args.artifact and not Path(args.artifact).is_dir():
         raise ConfigError(f"no such artifact folder: {args.artifact}")
-    if not args.to.startswith("/"):
-        raise ConfigError(f"--to {args.to!r}: give an absolute folder on the board")
+    if not (args.to.startswith("/") or args.to.startswith("~/")):
+        raise ConfigError(f"--to {args.to!r}: give an absolute folder on the board, or one under its home as ~/PATH")
+    if args.trust_key:
+        public_key_pem(args.trust_key)  # a private key given by mistake is refused before any connection
     board = board_from(args)
 
     def say(line: str) -> None:
         print(f"[deploy] {line}", file=sys.stderr, flush=True)
 
+    watch = {"restart": args.restart, "health": args.health, "check": args.check, "trust_key": args.trust_key}
+    common = {"wait": not args.no_wait, "reconnect": args.reconnect, "say": say}
+    if args.status:
+        report = status(board, args.to)
+        print(json.dumps(report, indent=2) if args.json else _status_line(report))
+        return 0
     if args.rollback:
-        report = rollback(board, args.to, restart=args.restart, say=say)
+        report = rollback(board, args.to, **watch, grace=args.grace if args.health or args.check else 0.0, **common)
     else:
-        report = deploy(
-            board,
-            args.artifact,
-            args.to,
-            restart=args.restart,
-            health=args.health,
-            check=args.check,
-            grace=args.grace,
-            trust_key=args.trust_key,
-            keep=args.keep,
-            say=say,
-        )
+        report = deploy(board, args.artifact, args.to, **watch, grace=args.grace, keep=args.keep, **common)
     print(
         json.dumps(report, indent=2)
         if args.json
-        else f"deployed: {board.label}:{args.to}/current -> {report.get('release') or report.get('current')}"
+        else f"{report['outcome']}: {board.label}:{report['to']}/current -> {report.get('current')}"
+        + (" (finished by the board after the connection dropped)" if report.get("recovered") else "")
     )
     return 0
+
+
+def _status_line(report: dict) -> str:
+    last = report.get("last") or {}
+    busy = "; a deploy is under way" if report.get("busy") else ""
+    ended = f"; the last deploy ended: {last.get('outcome')}" if last else ""
+    return f"{report['to']}: current -> {report.get('current')}, previous -> {report.get('previous')}{busy}{ended}"

@@ -1,98 +1,80 @@
 """Deploy an artifact folder to a board so that it is never left without a working model.
 
-On the board, under ``TO``::
-
-    releases/<digest>/   each deployed folder, named by its content (a repeat copies nothing)
-    current -> releases/<digest>     what the service runs (point it at TO/current)
-    previous -> releases/<digest>    what --rollback goes back to
-
-Steps: copy into ``releases/`` (a ``.part`` folder renamed when whole); verify there with the board's own edgecnn
-(hashes, the signature when a key is given, the self-check on the board's runtime; a release none of whose
-artifacts can run there is refused); switch ``current`` in one rename; run the restart command; watch the service's
-health log for a grace period; if the restart fails or the log does not move, switch back and restart the previous
-release. Any failure before the switch leaves the current deployment as it was.
+The host prepares and asks; the board decides. Here, before any connection: the trust key must be one public key,
+the folder must hold plain files only (a link, device or FIFO is refused by name), and with a key the folder must
+verify as a signed set, so nothing unlisted travels; then exactly the verified files are staged and copied into
+``TO/releases/<digest>`` (a ``.part`` folder renamed when whole). On the board, ``edgecnn release`` runs the rest as
+one locked transaction in a process of its own (``edgecnn.remote.release``): verify and self-check there, switch
+``previous`` then ``current``, restart, watch the health log, commit or roll back. The host follows the board's
+journal and, when the connection drops (a restart that kills sshd, a reboot, a network cut), reconnects and reports
+how the board ended, which it does whether or not the host comes back.
 """
 
 from __future__ import annotations
 
-import shlex
+import secrets
+import shutil
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from edgecnn.remote.run import push_key
-from edgecnn.remote.transport import Board, RemoteError, check_version, folder_digest, push, run_edgecnn, ssh
+from edgecnn.remote.transport import (
+    Board,
+    RemoteError,
+    check_version,
+    connect,
+    folder_digest,
+    json_answer,
+    push,
+    remote_path,
+    run_edgecnn,
+    stream_edgecnn,
+)
+from edgecnn.untrusted import loads
 
 KEEP_DEFAULT = 3
+RECONNECT_S = 300.0  # how long the host keeps trying to hear how the board ended
 
 
-def _q(text: str) -> str:
-    return shlex.quote(text)
+@contextmanager
+def staged_release(artifact: Path, trust_key: str | Path | None) -> Iterator[Path]:
+    """A private copy of exactly the files of ``artifact`` (plain files only, checked by name), verified as a signed
+    set when a key is given: what is verified is what travels."""
+    from edgecnn.signing import public_key_pem, set_files
+
+    if trust_key is not None:
+        public_key_pem(trust_key)
+    files = set_files(artifact)
+    with tempfile.TemporaryDirectory(prefix="edgecnn-release-") as tmp:
+        stage = Path(tmp) / artifact.name
+        stage.mkdir()
+        for f in files:
+            dst = stage / f.relative_to(artifact)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, dst, follow_symlinks=False)
+        if trust_key is not None:
+            _verify_here(stage, artifact, trust_key)
+        yield stage
 
 
-def _link(board: Board, to: str, name: str, target: str | None) -> None:
-    """Point ``to/name`` at ``target`` (relative) in one rename; None removes the link."""
-    if target is None:
-        ssh(board, f"rm -f {_q(f'{to}/{name}')}", step=f"switch {name}")
-        return
-    tmp = f"{to}/.{name}.new"
-    ssh(board, f"ln -sfn {_q(target)} {_q(tmp)} && mv -T {_q(tmp)} {_q(f'{to}/{name}')}", step=f"switch {name}")
+def _verify_here(stage: Path, artifact: Path, trust_key: str | Path) -> None:
+    """The signed set checked on the host before anything moves (where model-signing is installed here; the board
+    checks again in any case)."""
+    from edgecnn.errors import ArtifactError, MissingDependencyError
+    from edgecnn.signing import verify_folder
 
-
-def _readlink(board: Board, to: str, name: str) -> str | None:
-    out = ssh(board, f"readlink {_q(f'{to}/{name}')} || true", step=f"read {name}").stdout.strip()
-    return out or None
-
-
-def _board_time(board: Board) -> float:
-    return float(ssh(board, "date +%s.%N", step="watch health").stdout.strip() or 0)
-
-
-def _service_started(board: Board, health: str) -> float:
-    """When the process that wrote the health log's last line started (its ``time`` less its ``t_s``, the board's
-    clock); 0 when there is no line yet, or the last line is a stopped process's final one (``ended_by``). Only a
-    process started after the switch, and still classifying, makes the release healthy."""
-    import json
-
-    out = ssh(board, f"tail -n 1 {_q(health)} 2>/dev/null || true", step="watch health").stdout.strip()
     try:
-        line = json.loads(out) if out else {}
-        return 0.0 if "ended_by" in line else float(line["time"]) - float(line["t_s"])
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return 0.0
-
-
-def _restart(board: Board, command: str | None) -> str | None:
-    """Run the restart command; the reason it failed, or None."""
-    if not command:
-        return None
-    proc = ssh(board, command, step="restart", timeout=300, check=False)
-    if proc.returncode == 255 and not proc.stdout:
-        raise RemoteError(f"{board.label}: restart: the connection failed ({proc.stderr.strip()[:200]})")
-    if proc.returncode != 0:
-        last = (proc.stderr or proc.stdout).strip().splitlines()
-        return f"the restart command exited with status {proc.returncode}" + (f" ({last[-1][:200]})" if last else "")
-    return None
-
-
-def _healthy(board: Board, health: str | None, since: float, grace: float, check: str | None) -> str | None:
-    """Within ``grace`` seconds: None when healthy, else why not (no health line written after ``since``, the board's
-    clock at the switch; or the check command failed)."""
-    deadline = time.monotonic() + grace
-    while health and time.monotonic() < deadline:
-        if _service_started(board, health) > since:
-            break
-        time.sleep(min(1.0, max(0.1, deadline - time.monotonic())))
-    else:
-        if health:
-            return f"no new line in the health log {health} within {grace:g} s (the service is not classifying)"
-        time.sleep(grace)
-    if check:
-        proc = ssh(board, check, step="check", timeout=120, check=False)
-        if proc.returncode != 0:
-            return f"the check command exited with status {proc.returncode}"
-    return None
+        verify_folder(stage, trust_key)
+    except MissingDependencyError:
+        return
+    except ArtifactError as exc:
+        raise RemoteError(
+            f"deploy refused before any copy: {exc.message.replace(str(stage), str(artifact))}", hint=exc.hint
+        ) from None
 
 
 def deploy(
@@ -106,91 +88,152 @@ def deploy(
     grace: float = 10.0,
     trust_key: str | Path | None = None,
     keep: int = KEEP_DEFAULT,
+    wait: bool = True,
+    reconnect: float = RECONNECT_S,
     say: Callable[[str], None] = lambda _: None,
 ) -> dict[str, Any]:
-    """Stage, verify, switch, restart, watch; roll back on an unhealthy restart. Returns what happened."""
+    """Stage, copy, and have the board verify, switch, restart, watch and commit or roll back. Returns what happened;
+    raises RemoteError when the board refused the release or rolled it back."""
     artifact = Path(artifact)
     t0 = time.monotonic()
-    check_version(board)
-    releases = f"{to}/releases"
-    ssh(board, f"mkdir -p {_q(releases)}", step=f"create {releases}")
-    name = folder_digest(artifact)[:16]
-    say(f"copying {artifact} to {board.label}:{releases}/{name}")
-    pushed = push(board, artifact, releases, name)
-    release = pushed.remote
-    _verify_release(board, release, trust_key, say)
-    previous = _readlink(board, to, "current")
-    if previous == f"releases/{name}":
-        say(f"{board.label} already runs this release; restarting nothing")
-        return {"board": board.label, "release": name, "switched": False, "seconds": time.monotonic() - t0}
-    since = _board_time(board) if health else 0.0
-    older = _readlink(board, to, "previous")  # what --rollback went back to before this deploy, restored if it fails
-    _link(board, to, "current", f"releases/{name}")
-    if previous:
-        _link(board, to, "previous", previous)
-    say(f"switched {to}/current -> releases/{name}" + (f" (previous: {previous})" if previous else ""))
-    why = _restart(board, restart) or _healthy(board, health, since, grace, check)
-    report = {"board": board.label, "release": name, "previous": previous, "copied": pushed.copied, "switched": True}
-    if why:
-        say(f"unhealthy: {why}; rolling back")
-        _roll_back_unhealthy(board, to, name, (previous, older), restart, why)
-    pruned = _prune(board, to, keep, {f"releases/{name}", previous})
-    report |= {"pruned": pruned, "seconds": round(time.monotonic() - t0, 2)}
+    with staged_release(artifact, trust_key) as stage:
+        check_version(board)
+        to = remote_path(board, to)
+        name = folder_digest(stage)[:16]
+        say(f"copying {artifact} to {board.label}:{to}/releases/{name}")
+        pushed = push(board, stage, f"{to}/releases", name)
+    key = push_key(board, trust_key)
+    options = ["--release", name, "--grace", f"{grace:g}", "--keep", str(keep)]
+    for flag, value in (("--restart", restart), ("--health", health), ("--check", check), ("--trust-key", key)):
+        options += [flag, value] if value else []
+    end = _transact(board, to, [*options, *([] if wait else ["--no-wait"])], say, reconnect)
+    report = _report(board, name, end, to) | {"copied": pushed.copied, "seconds": round(time.monotonic() - t0, 2)}
     return report
 
 
-def _verify_release(board: Board, release: str, trust_key: str | Path | None, say: Callable[[str], None]) -> None:
-    """The board's edgecnn checks the copy it holds: hashes, the signature, the self-check on its runtime."""
+def rollback(
+    board: Board,
+    to: str,
+    *,
+    restart: str | None = None,
+    health: str | None = None,
+    check: str | None = None,
+    grace: float = 0.0,
+    trust_key: str | Path | None = None,
+    wait: bool = True,
+    reconnect: float = RECONNECT_S,
+    say: Callable[[str], None] = lambda _: None,
+) -> dict[str, Any]:
+    """Switch ``current`` back to ``previous`` (checked: it exists and verifies there) as one board transaction."""
+    if trust_key is not None:
+        from edgecnn.signing import public_key_pem
+
+        public_key_pem(trust_key)
+    check_version(board)
+    to = remote_path(board, to)
     key = push_key(board, trust_key)
-    say(f"verifying {release} on {board.label} (hashes{', signature' if key else ''}, self-check on its runtime)")
-    proc = run_edgecnn(board, ["verify", release, "--run", *(["--trust-key", key] if key else [])], step="verify")
-    if proc.returncode != 0:
-        reason = next((ln for ln in proc.stderr.splitlines() if ln.startswith("error:")), proc.stderr.strip()[-300:])
+    options = ["--rollback", "--grace", f"{grace:g}"]
+    for flag, value in (("--restart", restart), ("--health", health), ("--check", check), ("--trust-key", key)):
+        options += [flag, value] if value else []
+    end = _transact(board, to, [*options, *([] if wait else ["--no-wait"])], say, reconnect)
+    return _report(board, None, end, to)
+
+
+def _transact(board: Board, to: str, options: list[str], say: Callable[[str], None], reconnect: float) -> dict[str, Any]:
+    """Start the board's transaction and follow its journal to its end, reconnecting when the link drops."""
+    txn = secrets.token_hex(6)
+    proc = run_edgecnn(board, ["release", "start", "--to", to, "--id", txn, *options], step="start the deploy", timeout=120)
+    json_answer(board, proc, "start the deploy")
+    say(f"the board runs the deploy itself now (transaction {txn}); following it")
+    return _follow(board, to, txn, say, reconnect)
+
+
+def _follow(board: Board, to: str, txn: str, say: Callable[[str], None], reconnect: float) -> dict[str, Any]:
+    seen: set[str] = set()
+    end: dict[str, Any] = {}
+
+    def on_line(line: str) -> None:
+        if not line.strip() or line in seen:
+            return
+        seen.add(line)
+        try:
+            rec = loads(line, f"{board.label}: the deploy journal", error=RemoteError)
+        except RemoteError:
+            return
+        if isinstance(rec, dict):
+            text = describe(rec)
+            if text:
+                say(text)
+            if rec.get("step") == "end":
+                end.update(rec)
+
+    lost_at: float | None = None
+    delay = 1.0
+    while not end:
+        code, err = stream_edgecnn(board, ["release", "follow", "--to", to, "--id", txn], on_line, timeout=7200)
+        if end:
+            break
+        if code != 255 and code != 0:  # the board's edgecnn answered with an error
+            line = next((ln for ln in err.splitlines() if ln.startswith("error:")), err.strip()[-300:])
+            raise RemoteError(f"{board.label}: follow the deploy: {line.removeprefix('error: ')}")
+        lost_at = lost_at or time.monotonic()
+        if time.monotonic() - lost_at > reconnect:
+            raise RemoteError(
+                f"{board.label}: lost the connection during the deploy and could not reach the board again within "
+                f"{reconnect:g} s; the board finishes (or rolls back) by itself",
+                hint=f"edgecnn deploy --status --to {to} --on {board.label} tells how it ended",
+            )
+        say(f"lost the connection to {board.label}; the board carries on by itself; reconnecting in {delay:g} s")
+        time.sleep(delay)
+        delay = min(delay * 2, 10.0)
+        try:
+            connect(board)
+        except RemoteError:
+            continue
+    return end
+
+
+_SAY = {
+    "waiting": lambda r: f"waiting for the board's lock: {r.get('holder')}",
+    "verifying": lambda r: f"verifying {r.get('release')} on the board (hashes, {'signature, ' if r.get('signature') else ''}"
+    "self-check on its runtime)",
+    "switching": lambda r: f"switching current -> {r.get('to')} (previous: {r.get('from')})",
+    "restarted": lambda r: f"restart failed: {r['error']}" if r.get("error") else "restarted; watching its health",
+    "healthy": lambda r: "healthy",
+    "rolling-back": lambda r: f"unhealthy: {r.get('why')}; rolling back",
+    "recovering": lambda r: "finishing a transaction that was interrupted",
+}
+
+
+def describe(rec: dict[str, Any]) -> str | None:
+    """One journal record as a progress line (None for those not worth a line)."""
+    fn = _SAY.get(str(rec.get("step")))
+    return fn(rec) if fn else None
+
+
+def _report(board: Board, name: str | None, end: dict[str, Any], to: str) -> dict[str, Any]:
+    outcome = end.get("outcome")
+    report = {"board": board.label, "to": to, "outcome": outcome, "current": end.get("current"), "previous": end.get("previous")}
+    if name:
+        report["release"] = name
+    if outcome in ("deployed", "unchanged"):
+        return report | {"switched": outcome == "deployed", "pruned": end.get("pruned", []), "recovered": bool(end.get("recovered"))}
+    if outcome == "rolled-back":
+        back = f"rolled back to {end.get('current')}" if end.get("current") else "no previous release: current removed"
+        again = end.get("restart_error")
         raise RemoteError(
-            f"{board.label}: deploy stopped before the switch: the release fails verification there: "
-            f"{reason.removeprefix('error: ')}; the current deployment is untouched"
+            f"{board.label}: the new release {name or ''} was unhealthy ({end.get('why')}); {back}"
+            + (f"; the restart after the rollback also failed: {again}" if again else ""),
+            hint="the release stays in releases/ for inspection; edgecnn verify --run --on the board tells more",
         )
+    error = str(end.get("error") or "the board gave no reason")
+    if name:
+        error = f"deploy stopped before the switch: {error}; the current deployment is untouched"
+    raise RemoteError(f"{board.label}: {error}", hint=end.get("hint"))
 
 
-def _roll_back_unhealthy(
-    board: Board, to: str, name: str, links: tuple[str | None, str | None], restart: str | None, why: str
-) -> None:
-    """``current`` back to what it was (or removed when there was none) and ``previous`` too, so a later
-    ``--rollback`` goes where it would have gone before this deploy; the service restarted; always raises."""
-    previous, older = links
-    _link(board, to, "current", previous)
-    if older:
-        _link(board, to, "previous", older)
-    elif previous:
-        ssh(board, f"rm -f {_q(f'{to}/previous')}", step="roll back", check=False)
-    again = _restart(board, restart) if previous else None
-    back = f"rolled back to {previous}" if previous else "no previous release: current removed"
-    raise RemoteError(
-        f"{board.label}: the new release {name} was unhealthy ({why}); {back}"
-        + (f"; the restart after the rollback also failed: {again}" if again else ""),
-        hint="the release stays in releases/ for inspection; edgecnn verify --run --on the board tells more",
-    )
-
-
-def rollback(board: Board, to: str, *, restart: str | None = None, say: Callable[[str], None] = lambda _: None) -> dict:
-    """Switch ``current`` back to ``previous`` (and ``previous`` to what was current), then restart."""
-    current, previous = _readlink(board, to, "current"), _readlink(board, to, "previous")
-    if not previous:
-        raise RemoteError(f"{board.label}: nothing to roll back to: {to}/previous does not exist")
-    _link(board, to, "current", previous)
-    _link(board, to, "previous", current)
-    say(f"switched {to}/current -> {previous}")
-    why = _restart(board, restart)
-    if why:
-        raise RemoteError(f"{board.label}: rolled back to {previous}, but {why}")
-    return {"board": board.label, "current": previous, "previous": current}
-
-
-def _prune(board: Board, to: str, keep: int, protected: set[str | None]) -> list[str]:
-    """Remove all but the newest ``keep`` releases (never current or previous)."""
-    out = ssh(board, f"cd {_q(to)} && ls -1t releases", step="prune").stdout.split()
-    old = [f"releases/{n}" for n in out if ".part-" not in n][keep:]
-    gone = [r for r in old if r not in protected]
-    if gone:
-        ssh(board, "cd " + _q(to) + " && rm -rf " + " ".join(_q(r) for r in gone), step="prune")
-    return gone
+def status(board: Board, to: str) -> dict[str, Any]:
+    """The board's deploy folder: current, previous, releases, whether a deploy is under way, how the last ended."""
+    check_version(board)
+    to = remote_path(board, to)
+    return json_answer(board, run_edgecnn(board, ["release", "status", "--to", to], step="status", timeout=60), "status")

@@ -69,7 +69,7 @@ def test_verify_on_a_board_runs_the_self_check_there_and_checks_the_signature(le
     capsys.readouterr()
     assert main(["verify", str(art), "--run", "--trust-key", str(public), *on]) == 0
     out = capsys.readouterr().out
-    assert out.count("signature verified") == 6 and out.count("self-check passed") == 2, out
+    assert out.count("signature verified") == 7 and out.count("self-check passed") == 2, out  # 6 artifacts + the set
     assert all(line.startswith(f"[{on[1]}]") for line in out.splitlines())
     _, other = make_key_pair(tmp_path, "other")
     assert main(["verify", str(art / "tflite-int8"), "--trust-key", str(other), *on]) == 1
