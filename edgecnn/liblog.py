@@ -80,6 +80,8 @@ class Diverted:
         if os.environ.get(PARENT_LOG) == str(self.path):
             del os.environ[PARENT_LOG]
         size = self.path.stat().st_size if self.path.exists() else 0
+        if 0 < size <= 16 * 2**20:  # a library may print a camera's URL with its password (FFmpeg does): masked here
+            _redact_file(self.path)
         if size and self.folder is not None and self.folder.is_dir():
             try:
                 shutil.move(str(self.path), str(self.folder / LOG_NAME))
@@ -90,6 +92,18 @@ class Diverted:
             self.path.unlink(missing_ok=True)
         if failed and size:
             print(f"  library messages: {self.path}", file=sys.stderr)
+
+
+def _redact_file(path: Path) -> None:
+    from edgecnn.redact import redact
+
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+        masked = redact(text)
+        if masked != text:
+            path.write_text(masked, encoding="utf-8")
+    except OSError:
+        pass
 
 
 def divert(verb: str) -> Diverted | None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn import cleanup
-from edgecnn.atomic import check_can_create, new_staging_folder, publish
+from edgecnn.atomic import check_can_create, is_staging, new_staging_folder, publish
 from edgecnn.errors import ArtifactError, ConfigError, DiskFullError, EdgeCNNError
 from edgecnn.manifest import MANIFEST_NAME, RUN_INDEX, Manifest, sha256_file, verify_run
 
@@ -108,6 +108,14 @@ class OutputPlan:
         check_can_create(final)
         entries = [p for p in final.iterdir() if not p.name.startswith(".")] if final.is_dir() else []
         old = _old_set(final) if entries else []
+        foreign = _foreign(final, old) if final.is_dir() else []
+        if foreign and force:  # --force replaces a conversion output whole: never a folder with anything else in it
+            raise ArtifactError(
+                f"--out {final} holds what no edgecnn conversion wrote: {', '.join(foreign[:5])}"
+                + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+                + "; --force replaces only a previous edgecnn conversion output, so nothing was touched",
+                hint="choose another --out, or move those files away first",
+            )
         if entries and not force:
             raise ArtifactError(
                 f"output folder already exists: {final} (it holds {_holds(old, source)})",
@@ -119,6 +127,16 @@ class OutputPlan:
             rows = _old_rows(final, {d.name for d in keep})
             return cls(final, old[0].conversion_id, keep, rows)
         return cls(final, uuid.uuid4().hex, replaces=_replaces(entries, old))
+
+
+# what a conversion writes beside its artifact folders (library.log: the libraries' messages, kept with the set)
+_SET_FILES = frozenset({"summary.json", "summary.md", "edgecnn.sig", "library.log"})
+
+
+def _foreign(final: Path, old: list[Manifest]) -> list[str]:
+    """The entries of ``final`` that are not part of an edgecnn conversion output (hidden ones included)."""
+    ours = _SET_FILES | {m.directory.name for m in old}
+    return sorted(p.name + ("/" if p.is_dir() else "") for p in final.iterdir() if p.name not in ours and not is_staging(p))
 
 
 def _holds(old: list[Manifest], source: SourceFile) -> str:

@@ -9,8 +9,10 @@ the lines of its earlier runs.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any, ClassVar
@@ -77,10 +79,17 @@ class JSONLSink(Sink):
             return
         path = Path(target)
         _writable_file(path, "predictions")
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+        try:  # never blocks: a FIFO with no reader is refused (ENXIO) instead of hanging the command before it starts
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK, 0o666)
         except OSError as exc:
+            if exc.errno == errno.ENXIO:
+                raise StreamError(
+                    f"cannot write predictions to {path}: it is a FIFO with no reader",
+                    hint=f"start the reader first (e.g. cat {path}), or give a regular file",
+                ) from None
             raise StreamError(f"cannot write predictions to {path}: {exc.strerror}") from None
+        self._pipe = stat.S_ISFIFO(os.fstat(fd).st_mode)  # a slow reader must not stall the loop: lines are dropped
+        self.dropped = 0
         try:
             import fcntl
 
@@ -101,7 +110,12 @@ class JSONLSink(Sink):
             sys.stdout.write(line.decode("utf-8"))
             sys.stdout.flush()
         else:
-            os.write(self._fd, line)  # one write of the whole line to an O_APPEND file: never torn
+            try:
+                os.write(self._fd, line)  # one write of the whole line to an O_APPEND file: never torn
+            except BlockingIOError:  # a FIFO whose reader is not keeping up
+                self.dropped += 1
+            except BrokenPipeError:
+                raise StreamError("the reader of the predictions FIFO went away") from None
 
     def close(self) -> None:
         fd, self._fd = self._fd, None

@@ -26,6 +26,7 @@ import numpy as np
 
 from edgecnn import images
 from edgecnn.errors import StreamError
+from edgecnn.redact import redact
 from edgecnn.registry import Registry
 from edgecnn.stream import uri as uris
 from edgecnn.stream.uri import Option, StreamURI
@@ -59,7 +60,9 @@ class FrameSource(ABC):
     uri_options: ClassVar[dict[str, Option]] = {}  # what its URI's query may set (stream.uri.Option)
 
     def __init__(self, uri: StreamURI, options: SourceOptions) -> None:
-        self.uri, self.options = uri.text, options
+        # ``uri`` is what every message, report, health line and page shows: passwords and tokens masked
+        # (edgecnn.redact); only the connection itself sees the text as given (``_given``)
+        self._given, self.uri, self.options = uri.text, redact(uri.text), options
         self.opts = uri.options(self.uri_options)
 
     @classmethod
@@ -233,11 +236,11 @@ class HTTPSource(FrameSource):
         super().__init__(uri, options)
         u = urlsplit(uri.target)
         if not u.hostname:
-            raise StreamError(f"source {uri.text!r} has no host", hint="e.g. http://192.168.1.20:8080/video.mjpg")
+            raise StreamError(f"source {self.uri!r} has no host", hint="e.g. http://192.168.1.20:8080/video.mjpg")
         try:
             self.port = u.port or (443 if u.scheme == "https" else 80)
         except ValueError:
-            raise StreamError(f"source {uri.text!r}: the port must be a number from 1 to 65535") from None
+            raise StreamError(f"source {self.uri!r}: the port must be a number from 1 to 65535") from None
         self.host, self.https = u.hostname, u.scheme == "https"
         self.path = (u.path or "/") + (f"?{u.query}" if u.query else "")
         self.auth = None
@@ -300,8 +303,8 @@ class HTTPSource(FrameSource):
             )
         else:  # video/mp4, HLS, octet-stream...: FFmpeg knows more containers than we parse
             self.close()
-            self._fallback = OpenCVSource(StreamURI(self.uri, "http", self.uri), self.options)
-            self._fallback.target, self._fallback.api, self._fallback.uri = self.uri, cv2.CAP_FFMPEG, self.display
+            self._fallback = OpenCVSource(StreamURI(self._given, "http", self._given), self.options)
+            self._fallback.target, self._fallback.api, self._fallback.uri = self._given, cv2.CAP_FFMPEG, self.display
             self._fallback.open()
             self.mode = "ffmpeg"
 

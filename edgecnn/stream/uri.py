@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from edgecnn.errors import StreamError
+from edgecnn.redact import redact
 from edgecnn.registry import did_you_mean
 
 _URL_SCHEMES = ("http", "https", "rtsp", "rtsps")
@@ -75,7 +76,7 @@ class StreamURI:
         if unknown:
             allowed = ", ".join(f"{k} ({o.describe()})" for k, o in declared.items()) or "none"
             raise StreamError(
-                f"{self.role} {self.text!r}: unknown option {unknown[0]!r} (options of {self.scheme}: {allowed})."
+                f"{self.role} {redact(self.text)!r}: unknown option {unknown[0]!r} (options of {self.scheme}: {allowed})."
                 + did_you_mean(unknown[0], list(declared))
             )
         out = {}
@@ -87,7 +88,7 @@ class StreamURI:
                 out[name] = opt.parse(given[name])
             except (ValueError, OverflowError):
                 raise StreamError(
-                    f"{self.role} {self.text!r}: option {name} must be {opt.describe()}; received {given[name]!r}"
+                    f"{self.role} {redact(self.text)!r}: option {name} must be {opt.describe()}; received {given[name]!r}"
                 ) from None
         return out
 
@@ -116,7 +117,7 @@ def parse(text: str, *, role: str, schemes: list[str], claim: Any) -> StreamURI:
         scheme, rest = claim(text), text
         if scheme is None:
             raise StreamError(
-                f"{role} {text!r} is not a file, folder, camera index or URI" if role == "source" else f"unknown sink {text!r}",
+                f"{role} {redact(text)!r} is not a file, folder, camera index or URI" if role == "source" else f"unknown sink {redact(text)!r}",
                 hint=f"examples: {_EXAMPLES[role]}",
             )
     if scheme not in schemes:
