@@ -11,7 +11,7 @@ pytestmark = pytest.mark.slow
 
 def test_every_class_has_ci_cases_and_every_case_says_what_it_expects():
     classes = {c.klass for c in CASES}
-    assert classes == {"streams", "sinks", "numbers", "recipes", "files", "runtime", "signals"}
+    assert classes == {"streams", "sinks", "numbers", "recipes", "files", "runtime", "signals", "boards"}
     assert classes == {c.klass for c in CASES if c.ci}
     assert len(CASES) >= 90 and all(c.expect for c in CASES)
 

@@ -36,6 +36,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="-1", KERAS_BACKEND="tensorflow", PYTHONUNBUFFERED="1")
@@ -198,6 +199,7 @@ class Ctx:
     run: Path  # the training run it came from
     servers: CameraServers
     folder: Path = Path(".")  # the case's own folder (its cwd)
+    board: Any = None  # a loopback OpenSSH server (tools/loopback_sshd.py), for the boards class
 
 
 @dataclass
@@ -211,6 +213,7 @@ class Case:
     signal_after: float | None = None  # send SIGTERM this many seconds after the start
     creates: tuple[str, ...] = ()  # what the case may leave in its folder (input files are made before the snapshot)
     ci: bool = False  # in the CI-sized subset
+    forbid: str | None = None  # a regex that must NOT appear in the output (a password, a terminal escape)
 
 
 def classify(ctx: Ctx, source: str, *extra: str) -> list[str]:
@@ -742,6 +745,12 @@ CASES: list[Case] = [
 ]
 
 
+sys.path.insert(0, str(Path(__file__).parent))
+from hostile_boards import CASES as _BOARD_CASES  # noqa: E402
+
+CASES += [Case(**case) for case in _BOARD_CASES]
+
+
 def classify_art(path: Path) -> list[str]:
     return ["classify", str(path), "--source", "synthetic:"]
 
@@ -876,8 +885,10 @@ def run_case(case: Case, ctx: Ctx, work: Path) -> Result:
         problems.append(f"exit {proc.returncode}, expected {'/'.join(map(str, case.rc))}")
     if "Traceback (most recent call last)" in err:
         problems.append("a traceback")
-    if not re.search(case.expect, text):
+    if not re.search(case.expect, text, re.S):
         problems.append(f"no /{case.expect}/ in the output")
+    if case.forbid and re.search(case.forbid, text):
+        problems.append(f"/{case.forbid}/ in the output")
     if seconds > case.timeout + 2:
         problems.append(f"took {seconds:.1f} s (limit {case.timeout:g} + 2)")
     if new_files:
@@ -925,8 +936,17 @@ def make_artifact(work: Path) -> tuple[Path, Path]:
 def run_cases(cases: list[Case], *, artifact: Path, run: Path, work: Path, say: Callable[[str], None] = print) -> list[Result]:
     servers = CameraServers()
     results = []
+    board = None
     try:
-        ctx = Ctx(artifact, run, servers)
+        if any(c.klass == "boards" for c in cases):
+            from loopback_sshd import SSHServer, Unavailable
+
+            try:
+                board = SSHServer(work / "board-sshd")
+            except Unavailable as exc:
+                say(f"skipped the boards class: {exc}")
+                cases = [c for c in cases if c.klass != "boards"]
+        ctx = Ctx(artifact, run, servers, board=board)
         for case in cases:
             r = run_case(case, ctx, work)
             results.append(r)
@@ -935,6 +955,8 @@ def run_cases(cases: list[Case], *, artifact: Path, run: Path, work: Path, say: 
             )
     finally:
         servers.close()
+        if board is not None:
+            board.stop()
     return results
 
 
