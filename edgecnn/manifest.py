@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from edgecnn.atomic import write_json_atomic
+from edgecnn.atomic import is_staging, write_json_atomic
 from edgecnn.errors import ArtifactError, ConfigError
 from edgecnn.preprocess import PreprocessSpec
 
@@ -398,3 +398,32 @@ def check_one_conversion(manifests: list[Manifest], where: str | Path) -> None:
         hint="one folder holds one conversion of one model: convert again (--force replaces the whole set), "
         "or keep each conversion in a folder of its own",
     )
+
+
+def artifact_dirs(path: str | Path) -> list[Path]:
+    """The artifact folder itself, or the artifact sub-folders of a conversion output folder."""
+    path = Path(path)
+    if (path / MANIFEST_NAME).is_file():
+        return [path]
+    if path.is_file() and path.name != MANIFEST_NAME:
+        from edgecnn.formats import sniff_model_file
+
+        kind = sniff_model_file(path)  # a broken file is named for what it is
+        raise ArtifactError(
+            f"{path} is a bare model file ({kind}); classifying needs an artifact folder with its labels and preprocessing",
+            hint=f"give the folder 'edgecnn convert' wrote (with {MANIFEST_NAME}); 'edgecnn profile {path}' times a bare file",
+        )
+    if path.is_file():
+        return [path.parent]
+    if not path.is_dir():
+        raise ArtifactError(f"artifact folder not found: {path}")
+    # hidden folders are staging folders of a conversion in progress (or killed): never an artifact to use
+    subs = sorted(p.parent for p in path.glob(f"*/{MANIFEST_NAME}") if not p.parent.name.startswith("."))
+    if not subs:
+        staging = any(p.is_dir() and is_staging(p) for p in path.iterdir())
+        raise ArtifactError(
+            f"{path} holds no edgecnn artifact ({MANIFEST_NAME} not found)"
+            + (" (only the staging folder of a conversion in progress, or killed)" if staging else ""),
+            hint="give an artifact folder made by 'edgecnn convert'",
+        )
+    return subs

@@ -171,7 +171,7 @@ def is_set_folder(path: str | Path) -> bool:
 
 def sign_folder(path: str | Path, key: str | Path, *, password: str | None = None) -> list[Path]:
     """Sign every artifact of ``path`` and, for a conversion folder, the folder as a set; the signatures' paths."""
-    from edgecnn.runtime.select import artifact_dirs
+    from edgecnn.manifest import artifact_dirs
 
     set_files(path)
     sigs = [sign_artifact(d, key, password=password) for d in artifact_dirs(path)]
@@ -183,7 +183,7 @@ def sign_folder(path: str | Path, key: str | Path, *, password: str | None = Non
 def verify_folder(path: str | Path, public_key: str | Path) -> None:
     """``path`` (an artifact or a conversion folder) signed by ``public_key`` over exactly what it holds: the set's
     signature (a conversion folder), then each artifact's own."""
-    from edgecnn.runtime.select import artifact_dirs
+    from edgecnn.manifest import artifact_dirs
 
     set_files(path)
     if is_set_folder(path):

@@ -154,13 +154,22 @@ def host_kills(board: Board, arts: list[Path], n: int, rng: random.Random, relea
     return trials
 
 
+def _txn_seconds(board: Board) -> float:
+    """How long the last finished transaction took on the board, from its start to its end."""
+    recs = board.journal()
+    last = recs[-1]["id"] if recs else None
+    times = [r["time"] for r in recs if r["id"] == last and r["step"] in ("started", "end")]
+    return max(times) - min(times) if len(times) == 2 else 1.5
+
+
 def board_kills(board: Board, arts: list[Path], n: int, rng: random.Random, releases: dict[str, str]) -> list[dict]:
     trials = []
+    span = _txn_seconds(board)
     for i in range(n):
         art = arts[i % 2]
         seen = len(board.journal())
         proc = subprocess.Popen(board.deploy_argv(art), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        delay = rng.uniform(0.05, 1.5)
+        delay = rng.uniform(0, span)  # any moment of the transaction's life
         killed_step = _kill_board_txn(board, seen, delay)
         _, err = proc.communicate(timeout=300)
         settled = board.settled()

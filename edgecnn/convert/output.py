@@ -108,25 +108,30 @@ class OutputPlan:
         check_can_create(final)
         entries = [p for p in final.iterdir() if not p.name.startswith(".")] if final.is_dir() else []
         old = _old_set(final) if entries else []
-        foreign = _foreign(final, old) if final.is_dir() else []
-        if foreign and force:  # --force replaces a conversion output whole: never a folder with anything else in it
-            raise ArtifactError(
-                f"--out {final} holds what no edgecnn conversion wrote: {', '.join(foreign[:5])}"
-                + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
-                + "; --force replaces only a previous edgecnn conversion output, so nothing was touched",
-                hint="choose another --out, or move those files away first",
-            )
-        if entries and not force:
-            raise ArtifactError(
-                f"output folder already exists: {final} (it holds {_holds(old, source)})",
-                hint="use --force to replace it (the set is replaced whole; for the same model, precisions you do not "
-                "convert again are kept), or choose another --out",
-            )
+        _refuse_existing(final, entries, old, force=force, source=source)
         if _same_source(old, source):
             keep = [m.directory for m in old if m.directory.name not in targets]
             rows = _old_rows(final, {d.name for d in keep})
             return cls(final, old[0].conversion_id, keep, rows)
         return cls(final, uuid.uuid4().hex, replaces=_replaces(entries, old))
+
+
+def _refuse_existing(final: Path, entries: list[Path], old: list[Manifest], *, force: bool, source: SourceFile) -> None:
+    """An existing folder without --force; with --force, a folder holding anything no conversion wrote."""
+    foreign = _foreign(final, old) if final.is_dir() else []
+    if foreign and force:  # --force replaces a conversion output whole: never a folder with anything else in it
+        raise ArtifactError(
+            f"--out {final} holds what no edgecnn conversion wrote: {', '.join(foreign[:5])}"
+            + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+            + "; --force replaces only a previous edgecnn conversion output, so nothing was touched",
+            hint="choose another --out, or move those files away first",
+        )
+    if entries and not force:
+        raise ArtifactError(
+            f"output folder already exists: {final} (it holds {_holds(old, source)})",
+            hint="use --force to replace it (the set is replaced whole; for the same model, precisions you do not "
+            "convert again are kept), or choose another --out",
+        )
 
 
 # what a conversion writes beside its artifact folders (library.log: the libraries' messages, kept with the set)

@@ -6,10 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgecnn.atomic import is_staging
 from edgecnn.devices import DeviceProfile
-from edgecnn.errors import ArtifactError, EdgeCNNError, MissingDependencyError, RuntimeBackendError
-from edgecnn.manifest import MANIFEST_NAME, Manifest, check_one_conversion
+from edgecnn.errors import EdgeCNNError, MissingDependencyError, RuntimeBackendError
+from edgecnn.manifest import Manifest, artifact_dirs, check_one_conversion
 from edgecnn.runtime.base import RUNTIMES, open_backend
 
 
@@ -29,41 +28,21 @@ class Selection:
         return lines
 
 
-def artifact_dirs(path: str | Path) -> list[Path]:
-    """The artifact folder itself, or the artifact sub-folders of a conversion output folder."""
-    path = Path(path)
-    if (path / MANIFEST_NAME).is_file():
-        return [path]
-    if path.is_file() and path.name != MANIFEST_NAME:
-        from edgecnn.formats import sniff_model_file
-
-        kind = sniff_model_file(path)  # a broken file is named for what it is
-        raise ArtifactError(
-            f"{path} is a bare model file ({kind}); classifying needs an artifact folder with its labels and preprocessing",
-            hint=f"give the folder 'edgecnn convert' wrote (with {MANIFEST_NAME}); 'edgecnn profile {path}' times a bare file",
-        )
-    if path.is_file():
-        return [path.parent]
-    if not path.is_dir():
-        raise ArtifactError(f"artifact folder not found: {path}")
-    # hidden folders are staging folders of a conversion in progress (or killed): never an artifact to use
-    subs = sorted(p.parent for p in path.glob(f"*/{MANIFEST_NAME}") if not p.parent.name.startswith("."))
-    if not subs:
-        staging = any(p.is_dir() and is_staging(p) for p in path.iterdir())
-        raise ArtifactError(
-            f"{path} holds no edgecnn artifact ({MANIFEST_NAME} not found)"
-            + (" (only the staging folder of a conversion in progress, or killed)" if staging else ""),
-            hint="give an artifact folder made by 'edgecnn convert'",
-        )
-    return subs
-
-
 def load_artifact_set(path: str | Path, *, verify: bool = True) -> list[Manifest]:
     """Every artifact at ``path`` (one artifact folder or a conversion output folder), each checked (digest, and
     hashes unless ``verify`` is False), and all from one conversion of one source model."""
     manifests = [Manifest.load(d, verify=verify) for d in artifact_dirs(path)]
     check_one_conversion(manifests, path)
     return manifests
+
+
+def _verify_trusted(path: str | Path, trust_key: str | Path | None) -> None:
+    """With a trust key: the whole folder (the set and every artifact) before any runtime opens a file."""
+    if trust_key is None:
+        return
+    from edgecnn.signing import verify_folder
+
+    verify_folder(path if Path(path).is_dir() else Path(path).parent, trust_key)
 
 
 def check_runtime_request(runtime: str | None, accelerator: str | None, *, no_fallback: bool = False) -> None:
@@ -158,10 +137,7 @@ def select_runtime(
     signature is never a reason to fall back. ``options`` go to the backend (e.g. ``trt_cache_dir``)."""
     manifests = load_artifact_set(path, verify=verify)
     check_runtime_request(runtime, accelerator)
-    if trust_key is not None:  # the whole folder (the set and every artifact), before any runtime opens a file
-        from edgecnn.signing import verify_folder
-
-        verify_folder(path if Path(path).is_dir() else Path(path).parent, trust_key)
+    _verify_trusted(path, trust_key)
     threads = threads or (profile.threads if profile else None)
     skipped: list[dict[str, str]] = []
     for name, acc in _chain(profile, runtime, accelerator, allow_fallback):

@@ -364,3 +364,21 @@ def test_a_closed_port_is_one_line(lenet_artifacts, capsys):
     assert main(["deploy", str(lenet_artifacts), "--to", "/tmp/x", "--on", f"ssh://root@127.0.0.1:{_free_port()}"]) == 1
     err = capsys.readouterr().err
     assert "connect: connection refused" in err and err.count("error: ") == 1
+
+
+def test_tilde_paths_are_the_board_users_home_in_every_step(rsync_server, lenet_artifacts, device_venv, capsys):
+    import secrets
+
+    name = f"edgecnn-test-{secrets.token_hex(4)}"
+    home = Path.home() / name  # the board's user is this machine's user
+    on = ["--on", rsync_server.url, "--ssh-config", str(rsync_server.config), "--remote-edgecnn",
+          str(device_venv / "bin" / "edgecnn"), "--remote-cache", f"~/{name}/cache"]
+    try:
+        assert main(["deploy", str(lenet_artifacts), "--to", f"~/{name}/app", "--grace", "0", "--json", *on]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert report["to"] == f"{home}/app" and (home / "app" / "current" / "tflite-int8" / "model.tflite").is_file()
+        assert not Path("~").exists() and not list(Path.cwd().glob("~*"))  # no folder literally named '~'
+        assert main(["profile", str(lenet_artifacts / "tflite-int8"), "--runs", "5", "--min-seconds", "0", "--json", *on]) == 0
+        assert json.loads(capsys.readouterr().out)["measured_on"]["remote_path"].startswith(f"{home}/cache/")
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
