@@ -89,20 +89,18 @@ def ssh(work: str, art: str, site: str, root: str) -> None:
     Python (a 64-bit Pi userland reached over SSH), driven by this checkout's edgecnn on x86. One line; exit 1 when
     a step fails, 0 with "skipped" where sshd is not installed."""
     import os
+    import shutil
     import subprocess
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "remote"))
-    import shutil
-
-    from _pytest.outcomes import Skipped
-    from sshd import SSHServer
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from loopback_sshd import SSHServer, Unavailable
 
     w = Path(work)
     shutil.rmtree(w / "sshd", ignore_errors=True)  # fresh keys each run (ssh-keygen will not overwrite)
     try:
         server = SSHServer(w / "sshd")
-    except Skipped as why:
-        print(f"arm64 over SSH: skipped: {why.msg}")
+    except Unavailable as why:
+        print(f"arm64 over SSH: skipped: {why}")
         return
     board = w / "edgecnn-aarch64"  # the board's edgecnn command: the emulated Python with the Pi's package set
     cpu = os.environ.get("QEMU_CPU", "cortex-a72")
