@@ -1,4 +1,4 @@
-"""Both sides: the one redacting form of any URI or line that may hold one (camera and broker passwords, tokens).
+"""Device side: the one redacting form of any URI or line that may hold one (camera and broker passwords, tokens).
 
 Every error, log line, JSON result, health file, page and measurement that names a source, a sink, a broker or a
 board goes through ``redact``: ``rtsp://admin:SECRET@cam/stream?token=abc`` becomes

@@ -1,4 +1,4 @@
-"""Both sides: text and JSON that come from outside (a board's answer, a file someone else wrote), made safe to print
+"""Device side: text and JSON that come from outside (a board's answer, a file someone else wrote), made safe to print
 and to read.
 
 ``clean`` strips every control character and terminal escape sequence (a board's error line could otherwise set the
