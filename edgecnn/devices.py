@@ -215,13 +215,41 @@ def _cpu_model(cpuinfo: str) -> str | None:
     return other.group(1).strip() if other else None
 
 
+# The instruction sets that change which precision runs fastest, read from /proc/cpuinfo (x86 "flags", Arm "Features")
+CPU_FEATURES: dict[str, tuple[str, ...]] = {
+    "int8 dot product": ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp"),
+    "int8 matrix": ("amx_int8", "i8mm"),
+    "bf16": ("avx512_bf16", "amx_bf16", "bf16"),
+    "fp16 arithmetic": ("avx512_fp16", "asimdhp", "fphp"),
+    "vectors": ("avx2", "avx512f", "asimd", "sve", "sve2"),
+}
+
+
+def cpu_features(flags: tuple[str, ...] | list[str]) -> dict[str, list[str]]:
+    """What the CPU offers that matters for inference: capability -> the flags that give it (empty: not there)."""
+    have = set(flags)
+    return {what: [f for f in group if f in have] for what, group in CPU_FEATURES.items()}
+
+
+def int8_outlook(flags: tuple[str, ...] | list[str], arch: str) -> str:
+    """Whether int8 can be faster than fp32 on this CPU, and why (the benchmark and devices --detect say it)."""
+    dot = cpu_features(flags)["int8 dot product"]
+    if dot:
+        return f"int8 can beat fp32 here: the CPU has int8 dot-product instructions ({', '.join(dot)})"
+    if arch.startswith(("aarch64", "arm")):
+        return ("int8 is unlikely to beat fp32 by much here: this Arm CPU has no dot-product instructions (asimddp, "
+                "Armv8.2+; a Cortex-A72 has none, a Cortex-A76 has them); int8 still cuts the model's size by 4x")
+    return ("int8 is unlikely to beat fp32 here: this x86 CPU has no int8 dot-product instructions (AVX-512 VNNI, "
+            "AVX-VNNI or AMX); int8 still cuts the model's size by 4x")
+
+
 def host_facts(root: str | Path = "/", *, query_gpu: bool = True) -> HostFacts:
     root = Path(root)
     cpuinfo = _read(root / "proc/cpuinfo")
     model = _cpu_model(cpuinfo)
     flags_m = re.search(r"^(?:flags|Features)\s*:\s*(.+)$", cpuinfo, re.M)
     flags = set(flags_m.group(1).split()) if flags_m else set()
-    interesting = {"avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "neon", "asimd", "asimddp", "sve"}
+    interesting = {"avx", "fma", "neon", *(f for group in CPU_FEATURES.values() for f in group)}
     mhz = _read(root / "sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
     if mhz.isdigit():
         clock = int(mhz) / 1e6

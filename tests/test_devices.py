@@ -99,3 +99,38 @@ def test_an_arm_cpu_is_named_by_its_part_number(tmp_path):
     assert set(facts.flags) == {"asimd"}
     unknown = PI4_CPUINFO.replace("0xd08", "0xfff")
     assert devices.host_facts(_fake_root(tmp_path / "u", cpuinfo=unknown), query_gpu=False).cpu_model == "BCM2835"
+
+
+@pytest.mark.parametrize(
+    ("cpuinfo", "dot", "bf16", "fp16", "faster"),
+    [
+        (PI4_CPUINFO, [], [], [], False),  # Cortex-A72: no dot product
+        (PI4_CPUINFO.replace("asimd evtstrm", "asimd asimdhp asimddp i8mm bf16 evtstrm").replace("0xd08", "0xd0b"),
+         ["asimddp"], ["bf16"], ["asimdhp"], True),  # a Cortex-A76-class core with the v8.2+ extensions
+        ("processor : 0\nmodel name : Old Xeon\nflags : avx avx2 fma\n", [], [], [], False),
+        ("processor : 0\nmodel name : EPYC\nflags : avx2 avx512f avx512_vnni avx512_bf16 fma\n", ["avx512_vnni"], ["avx512_bf16"], [], True),
+        ("processor : 0\nmodel name : Xeon 4th gen\nflags : avx2 avx512f avx512_vnni avx512_fp16 amx_tile amx_int8 amx_bf16\n",
+         ["avx512_vnni", "amx_int8"], ["amx_bf16"], ["avx512_fp16"], True),
+    ],
+)
+def test_the_instruction_sets_that_decide_int8_and_bf16_are_read_from_cpuinfo(tmp_path, cpuinfo, dot, bf16, fp16, faster):
+    facts = devices.host_facts(_fake_root(tmp_path, cpuinfo=cpuinfo), query_gpu=False)
+    features = devices.cpu_features(facts.flags)
+    assert (features["int8 dot product"], features["bf16"], features["fp16 arithmetic"]) == (dot, bf16, fp16)
+    outlook = devices.int8_outlook(facts.flags, facts.arch)
+    assert outlook.startswith("int8 can beat fp32 here") == faster, outlook
+    if not faster:
+        assert ("Cortex-A72 has none" in outlook) == (facts.arch == "aarch64") and "cuts the model's size by 4x" in outlook
+
+
+def test_profiles_and_detect_record_the_cpu_features(capsys):
+    import json
+
+    from edgecnn.cli import main
+    from edgecnn.profiling.system import cpu_context
+
+    ctx = cpu_context()
+    assert set(ctx["features"]) == set(devices.CPU_FEATURES) and ctx["int8_outlook"]
+    assert main(["devices", "--detect", "--json"]) == 0
+    detected = json.loads(capsys.readouterr().out)
+    assert detected["features"] == ctx["features"] and detected["int8_outlook"] == ctx["int8_outlook"]

@@ -22,14 +22,20 @@ def run(args) -> int:
     if args.detect:
         name, reason = devices.detect()
         profile = devices.load_profile(name)
+        facts = devices.host_facts(query_gpu=False)
+        features = devices.cpu_features(facts.flags)
+        outlook = devices.int8_outlook(facts.flags, facts.arch)
         if args.json:
-            print(json.dumps({"profile": name, "reason": reason, "details": config.to_dict(profile)}, indent=2))
+            print(json.dumps({"profile": name, "reason": reason, "features": features, "int8_outlook": outlook,
+                              "details": config.to_dict(profile)}, indent=2))
         else:
             out.print(f"[bold]{name}[/bold]: {reason}")
             out.print(f"  {profile.description}")
             out.print(
                 f"  peak fp32 {profile.cpu.peak_fp32_gflops} GFLOPS, int8 {profile.cpu.peak_int8_gops} GOPS, flags {' '.join(profile.cpu.flags) or '-'}"
             )
+            out.print("  this CPU: " + "; ".join(f"{k}: {', '.join(v) or 'no'}" for k, v in features.items()), markup=False)
+            out.print(f"  {outlook}", markup=False)
         return 0
     if args.name:
         profile = devices.load_profile(args.name)

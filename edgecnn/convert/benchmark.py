@@ -145,9 +145,13 @@ def run_benchmark(
             say(f"profiling {r.format}/{r.precision} ({measurable.index(r) + 1} of {len(measurable)})")
             row = _measure_row(r, row, out, runs, seconds, device if elsewhere else None, device, board, say)
         rows.append(row)
+    from edgecnn.profiling.system import cpu_context
+
+    here = cpu_context()
     result = {
         "model": summary.model,
         "device": device,
+        "cpu": {"model": here["cpu_model"], "features": here["features"], "int8_outlook": here["int8_outlook"]},
         "measured_on": board.label if board is not None else None,
         "max_drop": max_drop,
         "eval_data": summary.eval_source,
@@ -335,6 +339,7 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"Held-out data: {result['eval_data']}.",
         "",
+        *([f"Measured here on {result['cpu']['model']}: {result['cpu']['int8_outlook']}.", ""] if result.get("cpu") else []),
         *md.table(headers(result), table_rows(result)),
     ]
     rec = result["recommendation"]

@@ -55,7 +55,7 @@ def cpu_context(root: str | Path = "/") -> dict[str, Any]:
     cpu = Path(root, "sys/devices/system/cpu/cpu0/cpufreq")
     cur = _read(cpu / "scaling_cur_freq")
     mx = _read(cpu / "cpuinfo_max_freq")
-    from edgecnn.devices import host_facts
+    from edgecnn.devices import cpu_features, host_facts, int8_outlook
 
     facts = host_facts(root, query_gpu=False)
     return {
@@ -63,6 +63,8 @@ def cpu_context(root: str | Path = "/") -> dict[str, Any]:
         "cores": facts.cores,
         "arch": platform.machine(),
         "flags": list(facts.flags),
+        "features": cpu_features(facts.flags),  # int8 dot product, int8 matrix, bf16, fp16, vectors: what is there
+        "int8_outlook": int8_outlook(facts.flags, platform.machine()),
         "governor": _read(cpu / "scaling_governor"),
         "clock_mhz": int(cur) / 1000 if cur and cur.isdigit() else None,
         "max_clock_mhz": int(mx) / 1000 if mx and mx.isdigit() else None,
