@@ -225,6 +225,9 @@ CPU_FEATURES: dict[str, tuple[str, ...]] = {
 }
 
 
+_INTERESTING = frozenset({"avx", "fma", "neon"}.union(*CPU_FEATURES.values()))  # the flags host_facts keeps
+
+
 def cpu_features(flags: tuple[str, ...] | list[str]) -> dict[str, list[str]]:
     """What the CPU offers that matters for inference: capability -> the flags that give it (empty: not there)."""
     have = set(flags)
@@ -249,7 +252,6 @@ def host_facts(root: str | Path = "/", *, query_gpu: bool = True) -> HostFacts:
     model = _cpu_model(cpuinfo)
     flags_m = re.search(r"^(?:flags|Features)\s*:\s*(.+)$", cpuinfo, re.M)
     flags = set(flags_m.group(1).split()) if flags_m else set()
-    interesting = {"avx", "fma", "neon", *(f for group in CPU_FEATURES.values() for f in group)}
     mhz = _read(root / "sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
     if mhz.isdigit():
         clock = int(mhz) / 1e6
@@ -264,7 +266,7 @@ def host_facts(root: str | Path = "/", *, query_gpu: bool = True) -> HostFacts:
         cpu_model=model or platform.processor() or "unknown",
         cores=cores,
         clock_ghz=round(clock, 2),
-        flags=tuple(sorted(flags & interesting)),
+        flags=tuple(sorted(flags & _INTERESTING)),
         arch=platform.machine() if root == Path("/") else ("aarch64" if {"asimd", "neon"} & flags else "x86_64"),
         memory_gb=round(int(meminfo.group(1)) / 1024 / 1024, 1) if meminfo else 0.0,
         device_tree_model=_read(root / "proc/device-tree/model"),

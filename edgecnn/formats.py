@@ -24,6 +24,7 @@ class Precision(StrEnum):
     DYNAMIC = "dynamic"
     INT8 = "int8"
     INT16X8 = "int16x8"  # int16 activations, int8 weights
+    BF16 = "bf16"  # OpenVINO: fp32 weights, run in bfloat16 where the CPU has it (AVX-512 BF16, AMX, Arm bf16)
 
     @property
     def calibrated(self) -> bool:
@@ -88,7 +89,7 @@ FORMATS: dict[Format, FormatInfo] = {
         ".xml",
         (("model", "model.xml"), ("weights", "model.bin")),
         "openvino",
-        (Precision.FP32, Precision.FP16, Precision.INT8),
+        (Precision.FP32, Precision.FP16, Precision.BF16, Precision.INT8),
         "an OpenVINO IR XML",
         lambda head: head.lstrip()[:64].lower().startswith((b"<?xml", b"<net")),
     ),

@@ -20,23 +20,7 @@ def run(args) -> int:
 
     out = console()
     if args.detect:
-        name, reason = devices.detect()
-        profile = devices.load_profile(name)
-        facts = devices.host_facts(query_gpu=False)
-        features = devices.cpu_features(facts.flags)
-        outlook = devices.int8_outlook(facts.flags, facts.arch)
-        if args.json:
-            print(json.dumps({"profile": name, "reason": reason, "features": features, "int8_outlook": outlook,
-                              "details": config.to_dict(profile)}, indent=2))
-        else:
-            out.print(f"[bold]{name}[/bold]: {reason}")
-            out.print(f"  {profile.description}")
-            out.print(
-                f"  peak fp32 {profile.cpu.peak_fp32_gflops} GFLOPS, int8 {profile.cpu.peak_int8_gops} GOPS, flags {' '.join(profile.cpu.flags) or '-'}"
-            )
-            out.print("  this CPU: " + "; ".join(f"{k}: {', '.join(v) or 'no'}" for k, v in features.items()), markup=False)
-            out.print(f"  {outlook}", markup=False)
-        return 0
+        return _detect(args, out)
     if args.name:
         profile = devices.load_profile(args.name)
         data = config.to_dict(profile)
@@ -76,4 +60,29 @@ def run(args) -> int:
     ]
     table = fitted("device profiles (edgecnn devices NAME shows one in full)", columns, rows, out.width)
     out.print(table)
+    return 0
+
+
+def _detect(args, out) -> int:
+    """The profile that matches this machine, why, and the CPU features that decide int8 and bf16."""
+    import json
+
+    from edgecnn import config, devices
+
+    name, reason = devices.detect()
+    profile = devices.load_profile(name)
+    facts = devices.host_facts(query_gpu=False)
+    features = devices.cpu_features(facts.flags)
+    outlook = devices.int8_outlook(facts.flags, facts.arch)
+    if args.json:
+        print(json.dumps({"profile": name, "reason": reason, "features": features, "int8_outlook": outlook,
+                          "details": config.to_dict(profile)}, indent=2))
+    else:
+        out.print(f"[bold]{name}[/bold]: {reason}")
+        out.print(f"  {profile.description}")
+        out.print(
+            f"  peak fp32 {profile.cpu.peak_fp32_gflops} GFLOPS, int8 {profile.cpu.peak_int8_gops} GOPS, flags {' '.join(profile.cpu.flags) or '-'}"
+        )
+        out.print("  this CPU: " + "; ".join(f"{k}: {', '.join(v) or 'no'}" for k, v in features.items()), markup=False)
+        out.print(f"  {outlook}", markup=False)
     return 0

@@ -71,6 +71,27 @@ def _recovered(model: str, device: str, summary: Any, *, data, out: Path, max_dr
     return again.rows
 
 
+def _inference_precisions(model: str, device: str, summary: Any, *, data, out: Path, max_drop: float, force: bool, say) -> list[Any]:
+    """Where the artifacts run on this machine and its CPU has bfloat16 (AVX-512 BF16, AMX, Arm bf16): openvino/bf16
+    beside openvino/fp32, gated like every precision. Never for a profile without OpenVINO artifacts."""
+    from edgecnn.convert.api import convert
+    from edgecnn.devices import cpu_features, host_facts
+    from edgecnn.formats import Format, Precision
+
+    made = {(r.format, r.precision) for r in summary.rows}
+    if (Format.OPENVINO, Precision.FP32) not in made or (Format.OPENVINO, Precision.BF16) in made:
+        return []
+    bf16 = cpu_features(host_facts(query_gpu=False).flags)["bf16"]
+    if not bf16:
+        return []
+    say(f"this CPU runs bfloat16 ({', '.join(bf16)}): converting openvino/bf16 beside openvino/fp32")
+    again = convert(
+        model, device, precisions=["openvino/bf16"], data=data, out=out / "inference-precisions", gate=True, force=force,
+        max_drop=max_drop, progress=say,
+    )  # fmt: skip
+    return again.rows
+
+
 def _row(r: Any) -> dict[str, Any]:
     """A benchmark row from a conversion row: size, accuracy, agreement, status; a recovered int8 says which layers
     it leaves in float."""
@@ -137,7 +158,10 @@ def run_benchmark(
     summary = convert(model, device, data=data, out=out / "artifacts", gate=False, force=force, max_drop=max_drop, progress=say)
     rows = []
     (out / "profiles").mkdir(parents=True, exist_ok=True)
-    converted = summary.rows + _recovered(model, device, summary, data=data, out=out, max_drop=max_drop, force=force, say=say)
+    extras = {"data": data, "out": out, "max_drop": max_drop, "force": force, "say": say}
+    converted = summary.rows + _recovered(model, device, summary, **extras)
+    if not elsewhere and board is None:  # measured here: the precisions this CPU adds
+        converted += _inference_precisions(model, device, summary, **extras)
     measurable = [r for r in converted if r.path]
     for r in converted:
         row = _row(r)

@@ -1,4 +1,9 @@
-"""Host side: the OpenVINO converter: convert_model from the SavedModel; fp16 compressed weights; int8 with NNCF.
+"""Host side: the OpenVINO converter: convert_model from the SavedModel; fp16 compressed weights; int8 with NNCF;
+bf16, the fp32 IR told to run in bfloat16.
+
+The inference precision travels inside the IR (``runtime_options/INFERENCE_PRECISION_HINT`` in its runtime info,
+covered by the manifest's hashes and the signature): bf16 and fp16 ask for bfloat16 / half arithmetic, which a CPU
+with those instructions uses and any other CPU ignores (it computes in f32). The runtime reads it from there.
 
 Without accuracy control every precision is built as a job in the ``openvino-nncf`` worker, a child process without
 TensorFlow, beside the parent's other work; ``convert`` then takes its files. Accuracy control needs the labelled
@@ -122,7 +127,9 @@ def build(
                 extra["accuracy_control"] = {"max_drop": accuracy[1]}
             else:
                 model = quantize_batched(model, calibration, weights)
-        _save(model, out_dir, labels, preprocess, fp16=precision == Precision.FP16)
+        _save(model, out_dir, labels, preprocess, fp16=precision == Precision.FP16, inference=INFERENCE.get(precision))
+        if precision in INFERENCE:
+            extra["inference_precision"] = INFERENCE[precision]
     except ConversionError:
         raise
     except Exception as exc:
@@ -160,12 +167,20 @@ def quantize_batched(model: Any, calibration: Any, weights: str, ignored: list[s
     )
 
 
-def _save(model: Any, out_dir: Path, labels: list[str], preprocess: dict[str, Any], *, fp16: bool) -> None:
-    """model.xml/.bin with the labels and preprocessing in its runtime info."""
+# the inference precision an artifact asks for (runtime.openvino reads it from the IR); fp32 and int8 ask for none
+INFERENCE = {Precision.BF16: "bf16", Precision.FP16: "f16"}
+
+
+def _save(
+    model: Any, out_dir: Path, labels: list[str], preprocess: dict[str, Any], *, fp16: bool, inference: str | None = None
+) -> None:
+    """model.xml/.bin with the labels, preprocessing and (bf16, fp16) inference precision in its runtime info."""
     import openvino as ov
 
     model.set_rt_info(json.dumps(labels), ["model_info", "labels"])
     model.set_rt_info(json.dumps(preprocess), ["model_info", "edgecnn_preprocess"])
+    if inference:
+        model.set_rt_info(inference, ["runtime_options", "INFERENCE_PRECISION_HINT"])
     ov.save_model(model, str(out_dir / "model.xml"), compress_to_fp16=fp16)
 
 

@@ -16,6 +16,8 @@ class GateThresholds:
     fp32_agreement: float = 0.999
     fp32_max_dp: float = 1e-4
     fp16_agreement: float = 0.995
+    bf16_agreement: float = 0.995  # bfloat16 keeps 8 bits of mantissa: probabilities move by about 1e-2
+    bf16_max_dp: float = 0.05
     max_drop_points: float = 1.0  # int8 and dynamic: accuracy drop in percentage points
 
 
@@ -85,21 +87,33 @@ def check_parity(
     )
     if eval_set.y is not None:
         res.per_class_delta = _per_class(eval_set.y, ref_top, got_top, labels)
-    t = thresholds
+    res.reasons += _reasons(res, precision, thresholds)
+    res.passed = not res.reasons
+    return res
+
+
+def _reasons(res: ParityResult, precision: Precision, t: GateThresholds) -> list[str]:
+    """Why ``res`` fails the gate for its precision (empty: it passes). fp32 and bf16 by agreement and max |dp|,
+    fp16 by agreement, the integer precisions by the accuracy drop."""
+    reasons: list[str] = []
     if precision == Precision.FP32:
         if res.agreement < t.fp32_agreement:
-            res.reasons.append(f"top-1 agreement {res.agreement:.2%} < {t.fp32_agreement:.1%}")
+            reasons.append(f"top-1 agreement {res.agreement:.2%} < {t.fp32_agreement:.1%}")
         if res.max_abs_dp > t.fp32_max_dp:
-            res.reasons.append(f"max|dp| {res.max_abs_dp:.2e} > {t.fp32_max_dp:.0e}")
+            reasons.append(f"max|dp| {res.max_abs_dp:.2e} > {t.fp32_max_dp:.0e}")
     elif precision == Precision.FP16:
         if res.agreement < t.fp16_agreement:
-            res.reasons.append(f"top-1 agreement {res.agreement:.2%} < {t.fp16_agreement:.1%}")
+            reasons.append(f"top-1 agreement {res.agreement:.2%} < {t.fp16_agreement:.1%}")
+    elif precision == Precision.BF16:
+        if res.agreement < t.bf16_agreement:
+            reasons.append(f"top-1 agreement {res.agreement:.2%} < {t.bf16_agreement:.1%}")
+        if res.max_abs_dp > t.bf16_max_dp:
+            reasons.append(f"max|dp| {res.max_abs_dp:.2e} > {t.bf16_max_dp:.0e}")
     else:
         drop = res.accuracy_drop_points
         if drop is None:
             if res.agreement < 0.9:  # no labels: fall back on agreement with Keras
-                res.reasons.append(f"top-1 agreement {res.agreement:.2%} < 90% (no labelled data for an accuracy check)")
+                reasons.append(f"top-1 agreement {res.agreement:.2%} < 90% (no labelled data for an accuracy check)")
         elif drop > t.max_drop_points:
-            res.reasons.append(f"accuracy drop {drop:.2f} points > {t.max_drop_points} (--max-drop)")
-    res.passed = not res.reasons
-    return res
+            reasons.append(f"accuracy drop {drop:.2f} points > {t.max_drop_points} (--max-drop)")
+    return reasons

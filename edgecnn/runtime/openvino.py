@@ -18,21 +18,38 @@ def _meaningful(text: str) -> str:
     return (useful or lines or ["unknown error"])[0][:200]
 
 
-def _config(device: str, threads: int | None) -> dict[str, Any]:
+_ASKED = ["runtime_options", "INFERENCE_PRECISION_HINT"]  # where a bf16 or fp16 artifact's IR asks for its precision
+
+
+def asked_precision(model: Any) -> str:
+    """The inference precision the IR asks for (bf16, f16) when this CPU computes in it, else f32. OpenVINO itself
+    would run f16 in bfloat16 on a CPU with BF16 but no FP16 (measured here: LeNet-5's fp16 artifact lost 0.4 points
+    that way): an artifact is never run in a precision it was not made for."""
+    asked = str(model.get_rt_info(_ASKED).astype(str)) if model.has_rt_info(_ASKED) else "f32"
+    if asked == "f32":
+        return asked
+    from edgecnn.devices import cpu_features, host_facts
+
+    needs = {"bf16": "bf16", "f16": "fp16 arithmetic"}.get(asked)
+    has = cpu_features(host_facts(query_gpu=False).flags)
+    return asked if needs and has[needs] else "f32"
+
+
+def _config(device: str, threads: int | None, asked: str = "f32") -> dict[str, Any]:
     config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
     if device == "CPU":
         # On a CPU with AVX-512 BF16 or AMX, OpenVINO runs every float operation in bfloat16 unless told otherwise:
         # an fp32 artifact then differs from Keras by up to 7e-3 in probability and fails its gate (README,
-        # "Measured here"). The artifact's own precision is what was checked: never lower it silently.
-        config["INFERENCE_PRECISION_HINT"] = "f32"
+        # "Measured here"). The artifact's own precision is what was checked: never lower it silently. A bf16 or
+        # fp16 artifact asks for its precision in its IR (convert.openvino.INFERENCE); a CPU without it uses f32.
+        config["INFERENCE_PRECISION_HINT"] = asked
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
     return config
 
 
-def _compile(core: Any, path: Path, device: str, config: dict[str, Any]) -> tuple[Any, Any, Any, list[TensorSpec]]:
-    """(model, its static-batch copy or None, compiled model, port specs) for one IR."""
-    model = core.read_model(str(path))
+def _compile(core: Any, model: Any, device: str, config: dict[str, Any]) -> tuple[Any, Any, list[TensorSpec]]:
+    """(its static-batch copy or None, compiled model, port specs) for one IR."""
     static = _static_batch(model, 1)
     compiled = core.compile_model(static or model, device, config)
     ports = [*compiled.inputs, *compiled.outputs]
@@ -41,7 +58,7 @@ def _compile(core: Any, path: Path, device: str, config: dict[str, Any]) -> tupl
         TensorSpec(p.get_any_name() if p.get_names() else f"port{i}", pshape(p), p.get_element_type().to_dtype().name)
         for i, p in enumerate(ports)
     ]
-    return model, static, compiled, specs
+    return static, compiled, specs
 
 
 class OpenVINOBackend(BackendBase):
@@ -70,9 +87,10 @@ class OpenVINOBackend(BackendBase):
                     f"OpenVINO device {device} is not available here (available: {', '.join(core.available_devices)})"
                 )
             device = "CPU"
-        config = _config(device, threads)
         try:
-            model, static, compiled, specs = _compile(core, path, device, config)
+            model = core.read_model(str(path))
+            config = _config(device, threads, asked_precision(model))
+            static, compiled, specs = _compile(core, model, device, config)
             executing = compiled.get_property("EXECUTION_DEVICES") if device != "CPU" else ["CPU"]
             inference_precision = compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
             request = compiled.create_infer_request()
