@@ -69,7 +69,12 @@ def test_benchmark_host(lenet_run, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "recommendation: " in out
     data = json.loads((tmp_path / "b" / "benchmark.json").read_text())
-    assert len(data["rows"]) == 6 and all(r["status"] == "ok" and r["p50_ms"] > 0 and r["peak_rss_mb"] > 0 for r in data["rows"])
+    from edgecnn.devices import cpu_features, host_facts
+
+    bf16 = bool(cpu_features(host_facts(query_gpu=False).flags)["bf16"])  # this CPU adds openvino/bf16 beside fp32
+    assert len(data["rows"]) == 6 + bf16 and all(r["status"] == "ok" and r["p50_ms"] > 0 and r["peak_rss_mb"] > 0 for r in data["rows"])
+    assert ("openvino/bf16" in {r["artifact"] for r in data["rows"]}) == bf16
+    assert data["cpu"]["int8_outlook"] in (tmp_path / "b" / "benchmark.md").read_text()
     # profiled in a child process without TensorFlow: far below the ~900 MB a TensorFlow process holds
     assert max(r["peak_rss_mb"] for r in data["rows"]) < 400
     assert data["recommendation"]["artifact"] in {r["artifact"] for r in data["rows"]}
