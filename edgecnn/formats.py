@@ -58,10 +58,13 @@ class FormatInfo:
             p = None
         if p not in self.precisions:
             allowed = ", ".join(self.precisions)
-            raise ConfigError(
-                f"precision '{precision}' is not supported by '{self.format}' (supported: {allowed})",
-                hint=f"use --precision {Precision.INT8 if Precision.INT8 in self.precisions else self.precisions[-1]}",
+            several = [x.strip() for x in precision.split(",") if x.strip()]
+            hint = (
+                "repeat --precision for each: " + " ".join(f"--precision {x}" for x in several)
+                if len(several) > 1
+                else f"use --precision {Precision.INT8 if Precision.INT8 in self.precisions else self.precisions[-1]}"
             )
+            raise ConfigError(f"precision '{precision}' is not supported by '{self.format}' (supported: {allowed})", hint=hint)
         return p
 
 

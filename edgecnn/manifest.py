@@ -405,6 +405,7 @@ def artifact_dirs(path: str | Path) -> list[Path]:
     path = Path(path)
     if (path / MANIFEST_NAME).is_file():
         return [path]
+    _refuse_unconverted(path)
     if path.is_file() and path.name != MANIFEST_NAME:
         from edgecnn.formats import sniff_model_file
 
@@ -427,3 +428,15 @@ def artifact_dirs(path: str | Path) -> list[Path]:
             hint="give an artifact folder made by 'edgecnn convert'",
         )
     return subs
+
+
+def _refuse_unconverted(path: Path) -> None:
+    """A Keras model or a training run where an artifact is needed: say to convert it first."""
+    keras_file = path.is_file() and path.suffix.lower() in (".keras", ".h5")
+    run = path.is_dir() and not (path / MANIFEST_NAME).is_file() and ((path / RUN_INDEX).is_file() or (path / "model.keras").is_file())
+    if keras_file or run:
+        what = "a Keras model file" if keras_file else "a training run"
+        raise ArtifactError(
+            f"{path} is {what}, not an artifact: convert it first",
+            hint=f"edgecnn convert {path} --device DEVICE, then give the artifact folder it writes (out/<model>-<device>)",
+        )

@@ -147,7 +147,10 @@ class CameraSource(OpenCVSource):
 
     @classmethod
     def claims(cls, text: str) -> bool:
-        return text.isdigit()
+        return text.isdigit() or re.fullmatch(r"/dev/video\d+", text) is not None  # a V4L2 device by its path
+
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".h264", ".h265")
 
 
 @register
@@ -179,7 +182,8 @@ class VideoFileSource(OpenCVSource):
 
     @classmethod
     def claims(cls, text: str) -> bool:
-        return Path(text).is_file()
+        # a path that ends like a video is one even when missing: "video file not found" says more than a generic line
+        return Path(text).is_file() or Path(text).suffix.lower() in VIDEO_SUFFIXES
 
     def open(self) -> None:
         try:

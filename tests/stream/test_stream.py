@@ -334,3 +334,21 @@ def test_live_page_address_names_the_machine_when_serving_on_all_interfaces(lene
         assert urllib.request.urlopen(f"http://localhost:{sink.port}/state.json", timeout=5).read() == b"{}"
     finally:
         sink.close()
+
+
+def test_rough_edges_a_new_user_met_each_get_their_own_line(lenet_run, lenet_artifacts, tmp_path, capsys):
+    """Issue #31: a camera by its /dev path, a missing video, a run or a .keras where an artifact goes, a list of
+    precisions."""
+    cases = [
+        (["classify", str(lenet_artifacts), "--source", "/dev/video9"], "camera device /dev/video9 does not exist"),
+        (["classify", str(lenet_artifacts), "--source", str(tmp_path / "clip.mp4")], f"video file not found: {tmp_path / 'clip.mp4'}"),
+        (["classify", str(lenet_run), "--source", "synthetic:"], "is a training run, not an artifact: convert it first"),
+        (["classify", str(lenet_run / "model.keras"), "--source", "synthetic:"], "is a Keras model file, not an artifact: convert it first"),
+        (["convert", str(lenet_run), "--device", "host", "--precision", "int8,fp32", "--out", str(tmp_path / "o")],
+         "hint: repeat --precision for each: --precision int8 --precision fp32"),
+    ]
+    for argv, expected in cases:
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert expected in err and err.count("error: ") == 1, (argv, err)
+    assert not (tmp_path / "o").exists()
