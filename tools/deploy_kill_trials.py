@@ -169,8 +169,10 @@ def board_kills(board: Board, arts: list[Path], n: int, rng: random.Random, rele
         art = arts[i % 2]
         seen = len(board.journal())
         proc = subprocess.Popen(board.deploy_argv(art), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        delay = rng.uniform(0, span)  # any moment of the transaction's life
-        killed_step = _kill_board_txn(board, seen, delay)
+        # every other trial at a random moment of the transaction's life; the rest the instant a step is journaled
+        steps = ("verifying", "switching", "switched", "restarted")
+        at = None if i % 2 == 0 else steps[(i // 2) % len(steps)]
+        killed_step = _kill_board_txn(board, seen, rng.uniform(0, span), at)
         _, err = proc.communicate(timeout=300)
         settled = board.settled()
         live, problems = board.check(releases)
@@ -181,8 +183,9 @@ def board_kills(board: Board, arts: list[Path], n: int, rng: random.Random, rele
     return trials
 
 
-def _kill_board_txn(board: Board, seen: int, delay: float) -> str | None:
-    """SIGKILL the board's transaction process ``delay`` seconds after it started; the step it was in."""
+def _kill_board_txn(board: Board, seen: int, delay: float, at: str | None = None) -> str | None:
+    """SIGKILL the board's transaction process ``delay`` seconds after it started (or the instant it journals the
+    step ``at``); the step it was in."""
     deadline = time.monotonic() + 60
     started = None
     while time.monotonic() < deadline:
@@ -193,7 +196,14 @@ def _kill_board_txn(board: Board, seen: int, delay: float) -> str | None:
         time.sleep(0.01)
     if started is None:
         return None
-    time.sleep(max(0.0, started["time"] + delay - time.time()))
+    if at is not None:
+        while time.monotonic() < deadline:
+            recs = [r for r in board.journal() if r["id"] == started["id"]]
+            if any(r["step"] in (at, "end") for r in recs):
+                break
+            time.sleep(0.002)
+    else:
+        time.sleep(max(0.0, started["time"] + delay - time.time()))
     recs = [r for r in board.journal() if r["id"] == started["id"]]
     if any(r["step"] == "end" for r in recs):
         return "after its end"
