@@ -57,6 +57,7 @@ def run(args) -> int:
         seconds=args.min_seconds,
         force=args.force,
         board=board,
+        cpu_precisions=not boards,  # a fleet measures one set on every board: no row that only this CPU has
         say=say,
     )
     from edgecnn import liblog

@@ -142,6 +142,7 @@ def run_benchmark(
     seconds: float = 3.0,
     force: bool = False,
     board: Any = None,
+    cpu_precisions: bool = True,
     say=lambda m: None,
 ) -> dict[str, Any]:
     """Convert to every (format, precision) the profile allows (gate off), profile each artifact in a process of its
@@ -160,7 +161,7 @@ def run_benchmark(
     (out / "profiles").mkdir(parents=True, exist_ok=True)
     extras = {"data": data, "out": out, "max_drop": max_drop, "force": force, "say": say}
     converted = summary.rows + _recovered(model, device, summary, **extras)
-    if not elsewhere and board is None:  # measured here: the precisions this CPU adds
+    if cpu_precisions and not elsewhere and board is None:  # measured here only: the precisions this CPU adds
         converted += _inference_precisions(model, device, summary, **extras)
     measurable = [r for r in converted if r.path]
     for r in converted:
