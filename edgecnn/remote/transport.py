@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from edgecnn.errors import ConfigError, EdgeCNNError
 
 DEFAULT_CACHE = ".cache/edgecnn/remote"  # relative to the remote user's home
+DEFAULT_VENV = ".local/share/edgecnn/venv"  # under $HOME: where `edgecnn board install` puts edgecnn (#26)
 CONNECT_TIMEOUT_S = 10
 
 
@@ -132,13 +133,15 @@ def ssh(board: Board, command: str, *, step: str, timeout: float = 600, check: b
 def run_edgecnn(board: Board, args: list[str], *, step: str, timeout: float = 1800) -> subprocess.CompletedProcess:
     """The board's edgecnn with ``args``; an edgecnn error there comes back as its own first line."""
     line = shlex.join([board.edgecnn, *args])
+    if board.edgecnn == "edgecnn":  # not on the board's PATH: the venv `edgecnn board install` made (#26)
+        line = f'command -v edgecnn >/dev/null 2>&1 || PATH="$HOME/{DEFAULT_VENV}/bin:$PATH"; {line}'
     proc = ssh(board, line, step=step, timeout=timeout, check=False)
     if proc.returncode == 255:
         raise _why(board, "connect", proc.stderr, 255)
     if proc.returncode == 127:
         raise RemoteError(
             f"{board.label}: no edgecnn there ({board.edgecnn!r}: command not found)",
-            hint='pip install "edgecnn[litert]" on the board, or give its path with --remote-edgecnn',
+            hint=f"edgecnn board install --on {board.label}, or give its path with --remote-edgecnn",
         )
     return proc
 
