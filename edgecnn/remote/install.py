@@ -23,20 +23,15 @@ from edgecnn.remote.board import DEFAULT_PREFIX, MARKER, BoardFacts, check_pytho
 from edgecnn.remote.transport import Board, RemoteError, push_cached, ssh
 from edgecnn.remote.wheelhouse import edgecnn_wheel, folder_size, no_wheels_error, sha256, wheel_metadata
 
-# the first runtime of a profile's chain -> the extra that installs it (a TensorRT/CUDA chain on a Jetson: NVIDIA's
-# onnxruntime-gpu comes from JetPack, `jetson` brings LiteRT as the CPU fallback)
-RUNTIME_EXTRA = {
-    "litert": "litert",
-    "onnxruntime": "onnx",
-    "onnxruntime:CUDA": "gpu",
-    "onnxruntime:TensorRT": "jetson",
-    "openvino": "openvino",
-    "openvino:CPU": "openvino",
-}
+# a profile's first runtime, by accelerator, when its extra is not the runtime's own (runtime.base.RUNTIMES): CUDA
+# is onnxruntime-gpu; TensorRT is a Jetson's, whose onnxruntime-gpu comes from JetPack (`jetson` brings LiteRT, the
+# CPU fallback, and no pip OpenCV)
+ACCELERATOR_EXTRA = {"CUDA": "gpu", "TensorRT": "jetson"}
 NOT_ON_BOARDS = {"train": "the training toolchain", "all": "the training toolchain", "dev": "the test tools"}
-RUNTIME_PACKAGES = ("ai-edge-litert", "tflite-runtime", "onnxruntime", "onnxruntime-gpu", "openvino")
-# what a venv with a runtime takes on disk, at least (measured: litert 190 MB, onnx 230 MB, openvino 330 MB)
-NEEDED_BYTES = 250 * 1024 * 1024
+OTHER_RUNTIME_PACKAGES = ("tflite-runtime", "onnxruntime-gpu")  # what a board may hold instead (README: Install per device)
+# what the venv takes on disk, at least: edgecnn[litert] measured 345 MB on x86_64 and 244 MB on aarch64 (numpy,
+# OpenCV, ai-edge-litert); the other runtimes are larger
+NEEDED_BYTES = 300 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -125,9 +120,13 @@ def choose_extras(profile: str, asked: tuple[str, ...], wheel_extras: list[str])
                 raise ConfigError(f"--extras {extra}: edgecnn has no such extra (allowed: {', '.join(allowed)})")
         return sorted(set(asked))
     from edgecnn.devices import load_profile
+    from edgecnn.runtime.base import RUNTIMES
 
-    chain = load_profile(profile).runtimes
-    return [RUNTIME_EXTRA.get(chain[0], "litert")] if chain else ["litert"]
+    chain = load_profile(profile).runtime_chain()
+    if not chain:
+        raise ConfigError(f"device profile {profile!r} names no runtime", hint="name the extras with --extras")
+    runtime, accelerator = chain[0]
+    return [ACCELERATOR_EXTRA.get(accelerator or "", RUNTIMES.get(runtime).extra)]
 
 
 def _selfcheck_artifact() -> Path:
@@ -167,7 +166,7 @@ def install(board: Board, options: InstallOptions, *, cache: Path, show: bool = 
         _install(board, facts, options, wheel, extras, cache, steps, report)
         _write_marker(board, facts, {"wheel": wheel.name, "sha256": wheel_sha, "extras": extras, "version": version}, report)
     if options.self_check:
-        report.self_check = steps.run("self-check", lambda: self_check(board, report.edgecnn))
+        report.self_check = steps.run("self-check", lambda: self_check(board, report))
     report.steps, report.seconds = steps.times, round(time.monotonic() - t0, 1)
     return report
 
@@ -306,28 +305,35 @@ def _pip_error(board: Board, step: str, output: str, facts: BoardFacts, *, offli
         )
     if re.search(r"Could not find a version that satisfies|No matching distribution", output):
         why = no_wheels_error(output, facts.target.describe(), where="on the board")
-        extra = " in the wheelhouse" if offline else ""
-        return RemoteError(f"{board.label}: {step}: {why.message}{extra}", hint=why.hint)
+        if offline:
+            return RemoteError(f"{board.label}: {step}: {why.message} in the wheelhouse", hint=why.hint)
+        # pip names no connection error when told not to retry: an index it cannot reach looks the same
+        return RemoteError(f"{board.label}: {step}: {why.message}", hint=f"{why.hint}; if the board has no index, use --offline")
     last = [ln for ln in output.splitlines() if ln.strip()]
     error = next((ln for ln in reversed(last) if ln.startswith("ERROR") or "Error" in ln), last[-1] if last else "failed")
     return RemoteError(f"{board.label}: {step}: {error.strip()[:300]}")
 
 
-_INVENTORY = (
-    "import json, importlib.metadata as m\n"
-    f"names = ['edgecnn', 'numpy', 'opencv-python-headless'] + {list(RUNTIME_PACKAGES)!r}\n"
-    "out = {}\n"
-    "for n in names:\n"
-    "    try:\n        out[n] = m.version(n)\n"
-    "    except m.PackageNotFoundError:\n        pass\n"
-    "print(json.dumps(out))\n"
-)
+def _inventory_script() -> str:
+    from edgecnn.runtime.base import RUNTIMES
+
+    names = ["edgecnn", "numpy", "opencv-python-headless"]
+    names += [RUNTIMES.get(n).package for n in RUNTIMES.names()] + list(OTHER_RUNTIME_PACKAGES)
+    return (
+        "import json, importlib.metadata as m\n"
+        f"names = {names!r}\n"
+        "out = {}\n"
+        "for n in names:\n"
+        "    try:\n        out[n] = m.version(n)\n"
+        "    except m.PackageNotFoundError:\n        pass\n"
+        "print(json.dumps(out))\n"
+    )
 
 
 def _inventory(board: Board, prefix: str) -> tuple[dict[str, str], int]:
     """(package versions, bytes on disk) of the install."""
     q = shlex.quote
-    proc = ssh(board, f"{q(prefix)}/bin/python -c {q(_INVENTORY)} && du -sk {q(prefix)}", step="inventory", timeout=300)
+    proc = ssh(board, f"{q(prefix)}/bin/python -c {q(_inventory_script())} && du -sk {q(prefix)}", step="inventory", timeout=300)
     lines = proc.stdout.strip().splitlines()
     return json.loads(lines[0]), int(lines[-1].split()[0]) * 1024
 
@@ -339,12 +345,14 @@ def _write_marker(board: Board, facts: BoardFacts, wheel: dict[str, Any], report
     ssh(board, f"printf '%s\\n' {shlex.quote(json.dumps(marker))} > {shlex.quote(path)}", step="marker")
 
 
-def self_check(board: Board, edgecnn: str) -> str:
+def self_check(board: Board, report: InstallReport) -> str:
     """The installed edgecnn's ``verify --run`` of the artifact bundled with it, on the board's own runtime."""
     from edgecnn.remote.run import verify_on
 
-    there = replace(board, edgecnn=edgecnn)
-    code, out, err = verify_on(there, _selfcheck_artifact(), run=True)
+    artifact = _selfcheck_artifact()
+    if push_cached(board, artifact).copied:  # verify_on finds it in the board's cache: counted here
+        report.bytes_copied += folder_size(artifact)
+    code, out, err = verify_on(replace(board, edgecnn=report.edgecnn), artifact, run=True)
     passed = [ln.strip() for ln in out.splitlines() if "self-check passed" in ln]
     if code != 0 or not passed:
         lines = [ln for ln in (err or out).splitlines() if ln.strip()]

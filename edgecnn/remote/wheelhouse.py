@@ -20,6 +20,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from edgecnn.errors import EdgeCNNError
 
@@ -57,8 +58,8 @@ class Target:
         return [*tags, f"linux_{self.arch}"]  # piwheels (Raspberry Pi OS) publishes linux_armv7l wheels
 
     def describe(self) -> str:
-        tags = self.platforms
-        span = f"{tags[-2]}..{tags[0]}" if len(tags) > 2 else ", ".join(tags)
+        tags = [t for t in self.platforms if not t.startswith("linux_")]
+        span = f"{tags[-1]}..{tags[0]}" if len(tags) > 1 else ", ".join(tags)
         return f"linux {self.arch}, CPython {self.python[0]}.{self.python[1]}, {self.libc} " + (
             f"{self.libc_version[0]}.{self.libc_version[1]} ({span})"
         )
@@ -128,6 +129,13 @@ def _made(folder: Path) -> Path:
 _NOT_IN_WHEEL = ("RECORD", "INSTALLER", "REQUESTED", "direct_url.json")
 
 
+def _in_wheel(f: Any, info: str) -> bool:
+    """An installed file its wheel held: not a script pip wrote (../../bin), a .pyc, or pip's own records."""
+    if f.parts[0] == ".." or f.suffix == ".pyc" or "__pycache__" in f.parts:
+        return False
+    return not (f.parts[0] == info and f.name in _NOT_IN_WHEEL)
+
+
 def _wheel_from_install(cache: Path, name: str = "edgecnn") -> Path:
     """The wheel an installed distribution came from, made again from its RECORD: its packages and .dist-info
     (without what pip added at install time and the scripts it wrote), with a fresh RECORD."""
@@ -144,14 +152,7 @@ def _wheel_from_install(cache: Path, name: str = "edgecnn") -> Path:
         raise WheelhouseError(
             f"{name} here was not installed from a wheel (no RECORD)", hint=f"pip install --force-reinstall {name}"
         )
-    members = [
-        f
-        for f in files
-        if f.parts[0] != ".."
-        and f.suffix != ".pyc"
-        and "__pycache__" not in f.parts
-        and not (f.parts[0] == info and f.name in _NOT_IN_WHEEL)
-    ]
+    members = [f for f in files if _in_wheel(f, info)]
     digest = hashlib.sha256("".join(sorted(f"{f}:{f.hash.value if f.hash else ''}" for f in members)).encode())
     out = (
         cache
@@ -258,11 +259,15 @@ def no_wheels_error(output: str, platform: str, *, where: str) -> WheelhouseErro
     missing = re.search(r"Could not find a version that satisfies the requirement (\S+)(?: \(from ([^)]+)\))?", output)
     if missing:
         why = f" (needed by {missing.group(2)})" if missing.group(2) else ""
-        return WheelhouseError(
-            f"no wheel of {missing.group(1)}{why} for {platform}",
-            hint="ask for a runtime that has wheels for this board with --extras (litert, onnx, openvino), "
-            "or install that runtime there by hand",
+        hint = (
+            "32-bit Raspberry Pi OS: PyPI has no armv7l wheels of it; install connected (the board's pip reads piwheels, "
+            "/etc/pip.conf there) with --extras opencv, then tflite-runtime 2.14 and numpy<2 (README: Install per device), "
+            "or use the 64-bit OS"
+            if "armv7l" in platform
+            else "ask for a runtime that has wheels for this board with --extras (litert, onnx, openvino), "
+            "or install that runtime there by hand"
         )
+        return WheelhouseError(f"no wheel of {missing.group(1)}{why} for {platform}", hint=hint)
     last = next((ln for ln in reversed(output.splitlines()) if ln.startswith("ERROR")), output.strip()[-300:])
     return WheelhouseError(f"pip download failed {where} for {platform}: {last[:300]}")
 
