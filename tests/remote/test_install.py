@@ -247,3 +247,31 @@ def test_a_platform_without_wheels_for_the_runtime_is_named(host_cache):
         "(musllinux_1_0_aarch64..musllinux_1_2_aarch64)"
     )
     assert "--extras" in caught.value.hint
+
+
+@pytest.mark.slow
+@pytest.mark.network
+def test_offline_install_onto_the_emulated_aarch64_pi_then_profile_without_flags(tmp_path, host_cache):
+    """tools/arm64_check.sh's aarch64 root (ARM64_WORK, default ~/.cache/edgecnn/arm64) as a bare Pi 4 over SSH."""
+    import os
+    import shutil
+
+    root = Path(os.environ.get("ARM64_WORK") or Path.home() / ".cache" / "edgecnn" / "arm64") / "root"
+    if not (root / "usr" / "bin" / "python3.11").is_file() or not shutil.which("qemu-aarch64-static"):
+        pytest.skip(f"no emulated aarch64 root at {root} (bash tools/arm64_check.sh builds it) or no qemu-aarch64-static")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+    from arm64_helpers import board_install_on_emulated_pi
+
+    try:
+        r = board_install_on_emulated_pi(tmp_path / "pi", str(root), host_cache)
+    except RuntimeError as why:
+        if "pip cannot reach the package index here" in str(why):
+            pytest.skip(str(why))
+        raise
+    first, again, profile = r["first"], r["again"], r["profile"]
+    assert first["installed"] and first["mode"] == "offline" and first["profile"] == "rpi4" and first["extras"] == ["litert"]
+    assert "aarch64" in first["platform"] and first["bytes_copied"] > 30e6 and "Cortex-A72 (aarch64)" in first["self_check"]
+    assert again["mode"] == "already installed" and again["bytes_copied"] == 0
+    assert (
+        profile["system"]["arch"] == "aarch64" and profile["runtime"]["runtime"] == "litert" and profile["self_check"]["passed"]
+    )
