@@ -28,7 +28,7 @@ from edgecnn.remote.wheelhouse import edgecnn_wheel, folder_size, no_wheels_erro
 # CPU fallback, and no pip OpenCV)
 ACCELERATOR_EXTRA = {"CUDA": "gpu", "TensorRT": "jetson"}
 NOT_ON_BOARDS = {"train": "the training toolchain", "all": "the training toolchain", "dev": "the test tools"}
-OTHER_RUNTIME_PACKAGES = ("tflite-runtime", "onnxruntime-gpu")  # what a board may hold instead (README: Install per device)
+OTHER_RUNTIME_PACKAGES = ("tflite-runtime", "onnxruntime-gpu")  # what a board may hold instead (README: Install, Per device)
 # what the venv takes on disk, at least: edgecnn[litert] measured 345 MB on x86_64 and 244 MB on aarch64 (numpy,
 # OpenCV, ai-edge-litert); the other runtimes are larger
 NEEDED_BYTES = 300 * 1024 * 1024
@@ -80,22 +80,25 @@ class Steps:
             result = fn()
         else:
             from rich.console import Console
+            from rich.text import Text
 
             console = Console(stderr=True, highlight=False)
-            with console.status(f"[{self.board}] {name}") as status:
+            with console.status(Text(f"[{self.board}] {name}")) as status:
                 self._status = (status, name)
                 try:
                     result = fn()
                 finally:
                     self._status = None
-            console.print(f"[{self.board}] {name}: done in {time.monotonic() - t0:.1f} s")
+            console.print(f"[{self.board}] {name}: done in {time.monotonic() - t0:.1f} s", markup=False, soft_wrap=True)
         self.times[name] = round(self.times.get(name, 0) + time.monotonic() - t0, 2)
         return result
 
     def note(self, text: str) -> None:
         if self._status is not None:
             status, name = self._status
-            status.update(f"[{self.board}] {name}: {text}")
+            from rich.text import Text
+
+            status.update(Text(f"[{self.board}] {name}: {text}"))
 
 
 def install_prefix(board: Board, options: InstallOptions) -> str:

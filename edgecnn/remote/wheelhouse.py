@@ -261,7 +261,7 @@ def no_wheels_error(output: str, platform: str, *, where: str) -> WheelhouseErro
         why = f" (needed by {missing.group(2)})" if missing.group(2) else ""
         hint = (
             "32-bit Raspberry Pi OS: PyPI has no armv7l wheels of it; install connected (the board's pip reads piwheels, "
-            "/etc/pip.conf there) with --extras opencv, then tflite-runtime 2.14 and numpy<2 (README: Install per device), "
+            "/etc/pip.conf there) with --extras opencv, then tflite-runtime 2.14 and numpy<2 (README: Install, Per device), "
             "or use the 64-bit OS"
             if "armv7l" in platform
             else "ask for a runtime that has wheels for this board with --extras (litert, onnx, openvino), "

@@ -6,6 +6,7 @@ failure a user meets, each as one line."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -92,6 +93,23 @@ def test_connected_install_is_idempotent_upgrades_in_place_and_profile_finds_it_
     profile = json.loads(capsys.readouterr().out)
     assert profile["runtime"]["runtime"] == "litert" and profile["measured_on"]["edgecnn"] == __version__
 
+    # and by a fleet entry with no edgecnn: key
+    fleet = board.home.parent / "fleet.yaml"
+    fleet.write_text(f"boards:\n  pi:\n    url: {board.url}\n    ssh_config: {board.config}\n")
+    assert main(["fleet", "--json", "--fleet-file", str(fleet)]) == 0
+    (status,) = json.loads(capsys.readouterr().out)
+    assert status["reachable"] and status["edgecnn"] == __version__ and status["detected"] == "host"
+
+    # on a terminal, one line per step (here: forced, as capsys is no terminal)
+    from edgecnn.remote.install import InstallOptions
+    from edgecnn.remote.install import install as install_here
+    from edgecnn.remote.transport import parse_board
+
+    there = parse_board(board.url, ssh_config=str(board.config), cache=str(board.home / "board-cache"))
+    install_here(there, InstallOptions(), cache=Path(os.environ["EDGECNN_CACHE"]) / "board-install", show=True)
+    steps = [ln.split("] ", 1)[1].split(":")[0] for ln in capsys.readouterr().err.splitlines() if ": done in " in ln]
+    assert steps == ["probe", "edgecnn wheel", "self-check"]
+
     # another wheel installed there: refused without --upgrade, replaced in place with it
     (board.prefix / "edgecnn-install.json").write_text(json.dumps({**marker, "sha256": "0" * 64}))
     code, _, err = install(capsys, board)
@@ -135,6 +153,11 @@ def test_offline_install_takes_only_the_wheelhouse_and_a_second_board_copies_it_
 @pytest.mark.slow
 def test_each_failure_is_one_line_naming_the_board_and_the_step(boards, tmp_path, capsys):
     board = boards()
+    assert main(["profile", str(selfcheck_artifact()), *board.on()]) == 1  # nothing installed there yet
+    err = capsys.readouterr().err
+    assert one_error(err) == f"error: {board.url}: no edgecnn there ('edgecnn': command not found)"
+    assert f"hint: edgecnn board install --on {board.url}, or give its path with --remote-edgecnn" in err
+
     code, _, err = install(capsys, board, "--python", "/nowhere/python3")
     assert code == 1 and one_error(err) == (
         f"error: {board.url}: probe: no Python on the board ('/nowhere/python3' is not on its PATH)"
