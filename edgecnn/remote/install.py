@@ -167,6 +167,7 @@ def install(board: Board, options: InstallOptions, *, cache: Path, show: bool = 
     else:
         _check_space(board, facts)
         _install(board, facts, options, wheel, extras, cache, steps, report)
+        extras = report.extras = sorted(set(extras) | set((facts.installed or {}).get("extras", [])))  # pip keeps the old ones
         _write_marker(board, facts, {"wheel": wheel.name, "sha256": wheel_sha, "extras": extras, "version": version}, report)
     if options.self_check:
         report.self_check = steps.run("self-check", lambda: self_check(board, report))
@@ -178,23 +179,24 @@ def _same_install(board: Board, facts: BoardFacts, wheel_sha: str, extras: list[
     """True when the prefix holds this very wheel with these extras (and it still runs); a different one needs
     --upgrade."""
     mine = facts.installed
-    if not mine:
-        if facts.prefix_exists and not options.upgrade:
+    if not mine:  # never into (nor, on failure, removing) a folder edgecnn did not make, --upgrade or not
+        if facts.prefix_exists:
             listing = ssh(board, f"ls -A {shlex.quote(facts.prefix)} | head -3", step="probe", check=False).stdout.split()
             if listing:
                 raise RemoteError(
                     f"{board.label}: probe: {facts.prefix} exists and is not an edgecnn install ({', '.join(listing)} ...)",
-                    hint="choose another --prefix, or remove that folder there",
+                    hint="choose another --prefix, or remove that folder there (an interrupted install leaves its venv)",
                 )
         return False
-    if mine.get("sha256") == wheel_sha and sorted(mine.get("extras", [])) == extras:
+    had = sorted(mine.get("extras", []))
+    if mine.get("sha256") == wheel_sha and set(extras) <= set(had):
         alive = ssh(board, f"{shlex.quote(facts.prefix)}/bin/edgecnn --version", step="probe", check=False)
         return alive.returncode == 0
     if not options.upgrade:
+        what = "from another wheel" if mine.get("sha256") != wheel_sha else f"without {', '.join(sorted(set(extras) - set(had)))}"
         raise RemoteError(
-            f"{board.label}: probe: edgecnn {mine.get('version')} [{','.join(mine.get('extras', []))}] from another wheel "
-            f"is installed at {facts.prefix}",
-            hint="add --upgrade to replace it in place, or choose another --prefix",
+            f"{board.label}: probe: edgecnn {mine.get('version')} [{','.join(had)}] {what} is installed at {facts.prefix}",
+            hint="add --upgrade to replace it in place (extras are added), or choose another --prefix",
         )
     return False
 
@@ -259,7 +261,8 @@ def _venv(board: Board, facts: BoardFacts, extras: list[str], boot: str, options
     if proc.returncode == 255:
         ssh(board, "true", step="venv")  # ssh's own failure, read as ssh reads it
     if proc.returncode != 0:
-        ssh(board, f"rm -rf {q(facts.prefix)}", step="venv", check=False)
+        if not facts.prefix_exists:
+            ssh(board, f"rm -rf {q(facts.prefix)}", step="venv", check=False)
         raise _pip_error(board, "venv", proc.stderr + proc.stdout, facts, offline=options.offline)
 
 
@@ -286,7 +289,7 @@ def _pip_install(
     if proc.returncode == 255:
         ssh(board, "true", step="pip install")
     if proc.returncode != 0:
-        if not before:
+        if not before and not facts.prefix_exists:
             ssh(board, f"rm -rf {q(facts.prefix)}", step="pip install", check=False)
         raise _pip_error(board, "pip install", proc.stderr + proc.stdout, facts, offline=options.offline)
 

@@ -93,6 +93,12 @@ def test_connected_install_is_idempotent_upgrades_in_place_and_profile_finds_it_
     profile = json.loads(capsys.readouterr().out)
     assert profile["runtime"]["runtime"] == "litert" and profile["measured_on"]["edgecnn"] == __version__
 
+    code, _, err = install(capsys, board, "--extras", "onnx")
+    assert code == 1 and one_error(err).endswith(
+        f"probe: edgecnn {__version__} [litert] without onnx is installed at {board.prefix}"
+    )
+    assert "--upgrade" in err
+
     # and by a fleet entry with no edgecnn: key
     fleet = board.home.parent / "fleet.yaml"
     fleet.write_text(f"boards:\n  pi:\n    url: {board.url}\n    ssh_config: {board.config}\n")
