@@ -105,9 +105,25 @@ def edgecnn_wheel(cache: Path, *, log: Callable[[str], None] = lambda _: None) -
     if found:
         return found[0]
     log("building edgecnn's wheel from this checkout")
+    import importlib.util
+
+    # with the build backend here, no index is needed to build (a host that is offline too)
+    isolation = ["--no-build-isolation"] if importlib.util.find_spec("hatchling") else []
     with tempfile.TemporaryDirectory(prefix="edgecnn-wheel-", dir=_made(cache)) as tmp:
         proc = subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "-q", "-w", tmp, str(root)],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--no-deps",
+                *isolation,
+                "--disable-pip-version-check",
+                "-q",
+                "-w",
+                tmp,
+                str(root),
+            ],
             capture_output=True,
             text=True,
             timeout=900,
