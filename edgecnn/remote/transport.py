@@ -129,18 +129,6 @@ def ssh(board: Board, command: str, *, step: str, timeout: float = 600, check: b
     return proc
 
 
-DEFAULT_VENV = ".local/share/edgecnn/venv"  # under $HOME: where `edgecnn board install` puts edgecnn (#26)
-
-
-def edgecnn_line(board: Board, args: list[str]) -> str:
-    """The shell line that runs the board's edgecnn with ``args``: the default command, when it is not on the
-    board's PATH, is the one in the venv `edgecnn board install` made (#26)."""
-    line = shlex.join([board.edgecnn, *args])
-    if board.edgecnn == "edgecnn":
-        line = f'command -v edgecnn >/dev/null 2>&1 || PATH="$HOME/{DEFAULT_VENV}/bin:$PATH"; {line}'
-    return line
-
-
 def run_edgecnn(board: Board, args: list[str], *, step: str, timeout: float = 1800) -> subprocess.CompletedProcess:
     """The board's edgecnn with ``args``; an edgecnn error there comes back as its own first line."""
     line = edgecnn_line(board, args)
@@ -177,6 +165,18 @@ def check_version(board: Board) -> str:
         )
     _VERSIONS[board] = theirs
     return theirs
+
+
+DEFAULT_VENV = ".local/share/edgecnn/venv"  # under $HOME: where `edgecnn board install` puts edgecnn (#26)
+
+
+def edgecnn_line(board: Board, args: list[str]) -> str:
+    """The shell line that runs the board's edgecnn with ``args``: the default command, when it is not on the
+    board's PATH, is the one in the venv `edgecnn board install` made (#26)."""
+    line = shlex.join([board.edgecnn, *args])
+    if board.edgecnn == "edgecnn":
+        line = f'command -v edgecnn >/dev/null 2>&1 || PATH="$HOME/{DEFAULT_VENV}/bin:$PATH"; {line}'
+    return line
 
 
 def folder_digest(folder: Path) -> str:
