@@ -151,6 +151,13 @@ fi
 if ! $X86 tools/arm64_helpers.py ssh "$WORK" "$ART" "$WORK/site-litert" "$ROOT" 2>"$OUT/ssh.log"; then
     checks_failed=1; tail -3 "$OUT/ssh.log"
 fi
+# ---- #26: `edgecnn board install --offline` onto the bare emulated Pi over SSH (its pip reaches no index: only the
+# aarch64 wheelhouse built here can work), again (nothing to install, nothing copied), then `profile --on` with no
+# --remote-edgecnn (skipped, with its reason, without openssh-server)
+if ! $X86 tools/arm64_helpers.py board_install "$WORK" "$ROOT" 2>"$OUT/board-install.log"; then
+    checks_failed=1; tail -3 "$OUT/board-install.log"
+fi
+# ---- end of #26's block
 run_pass tflite-runtime-2.14 "$WORK/site-tflite214" tflite-int8 tflite-dynamic tflite-fp32
 SECONDS_TAKEN=$(( $(date +%s) - T0 ))
 # the decoders compared directly: which pixel values differ between aarch64's and x86's decoding of each video

@@ -7,6 +7,7 @@ python tools/arm64_helpers.py decode VIDEO OUT.npy     # every decoded frame (ru
 python tools/arm64_helpers.py pixels ARM.npy X86.npy   # how many decoded pixel values differ
 python tools/arm64_helpers.py profile PROFILE.json     # one line from an emulated profile
 python tools/arm64_helpers.py ssh WORK ART SITE ROOT   # the emulated Pi as a board over SSH (a real sshd on loopback)
+python tools/arm64_helpers.py board_install WORK ROOT  # edgecnn board install --offline onto the bare emulated Pi (#26)
 """
 
 from __future__ import annotations
@@ -136,6 +137,101 @@ def ssh(work: str, art: str, site: str, root: str) -> None:
         f"{verify.stdout.count('self-check passed')} self-check(s) passed"
     )
     if not (p["system"]["arch"] == "aarch64" and p["self_check"]["passed"] and cached["method"] == "cached"):
+        sys.exit(1)
+
+
+# ---- edgecnn board install onto the bare emulated Pi (#26) --------------------------------------------------------
+def emulated_board(work: Path, root: str):
+    """A bare board over SSH whose python3 is the emulated aarch64 Python (first on its PATH) and whose pip can
+    reach no index. Its python3 is a script running qemu with ``-0``, so that the Python sees its own path as
+    sys.executable: a venv made from it links to the script, and the venv's edgecnn runs under emulation without
+    binfmt_misc. Every file the guest opens is looked up in ROOT first (-L): its /proc/cpuinfo and device-tree
+    model are the Pi 4's."""
+    import os
+    import shutil
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "remote"))
+    from board_server import BoardServer
+
+    shutil.rmtree(work, ignore_errors=True)
+    bin_dir = work / "board-bin"
+    bin_dir.mkdir(parents=True)
+    cpu = os.environ.get("QEMU_CPU", "cortex-a72")
+    python = bin_dir / "python3"
+    python.write_text(
+        f'#!/bin/sh\nexport QEMU_CPU={cpu}\nexec qemu-aarch64-static -L {root} -0 "$0" {root}/usr/bin/python3.11 "$@"\n'
+    )
+    python.chmod(0o755)
+    return BoardServer(
+        work / "board",
+        PATH=f"{bin_dir}:/usr/local/bin:/usr/bin:/bin",
+        PIP_INDEX_URL="http://127.0.0.1:9/simple",
+        PIP_CONFIG_FILE="/dev/null",
+        PIP_RETRIES="1",
+    )
+
+
+def board_install_on_emulated_pi(work: Path, root: str, host_cache: Path) -> dict:
+    """``board install --offline`` twice, then ``profile --on`` with no --remote-edgecnn: wall times, what was copied
+    and what the board measured. Raises RuntimeError naming the step that failed."""
+    import os
+    import subprocess
+    import time
+
+    from edgecnn.resources import resource_dir
+
+    server = emulated_board(work, root)
+    env = {**os.environ, "EDGECNN_CACHE": str(host_cache)}
+
+    def edgecnn(*args: str) -> tuple[dict, float]:
+        t0 = time.monotonic()
+        proc = subprocess.run(
+            [sys.executable, "-m", "edgecnn", *args, *server.on(), "--json"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=1800,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"{args[0]} {args[1]}: {(proc.stderr or proc.stdout).strip()[-400:]}")
+        return json.loads(proc.stdout), time.monotonic() - t0
+
+    try:
+        first, first_s = edgecnn("board", "install", "--offline")
+        again, again_s = edgecnn("board", "install", "--offline")
+        artifact = resource_dir("assets") / "selfcheck" / "lenet5-digits" / "tflite-fp32"
+        profile, _ = edgecnn("profile", str(artifact), "--device", "rpi4", "--runs", "20", "--min-seconds", "0")
+    finally:
+        server.stop()
+    return {"first": first, "first_s": first_s, "again": again, "again_s": again_s, "profile": profile}
+
+
+def board_install(work: str, root: str) -> None:
+    """One line for tools/arm64_check.sh; exit 1 when a step fails, 0 with "skipped" where sshd is not installed."""
+    from _pytest.outcomes import Skipped
+
+    w = Path(work)
+    try:
+        r = board_install_on_emulated_pi(w / "board-install", root, w / "host-cache")
+    except Skipped as why:
+        print(f"arm64 board install: skipped: {why.msg}")
+        return
+    except RuntimeError as why:
+        print(f"arm64 board install: {why}")
+        sys.exit(1)
+    f, a, p = r["first"], r["again"], r["profile"]
+    v = f["versions"]
+    print(
+        f"arm64 board install --offline on the bare emulated {f['profile']} over SSH: {r['first_s']:.0f} s, "
+        f"{f['bytes_copied'] / 2**20:.1f} MB copied (edgecnn {v.get('edgecnn')}, ai-edge-litert {v.get('ai-edge-litert')}, "
+        f"numpy {v.get('numpy')}; {f['size_bytes'] / 2**20:.0f} MB on disk; self-check {f['self_check'][:40]}...); again "
+        f"{r['again_s']:.0f} s, {a['bytes_copied'] / 2**20:.1f} MB copied ({a['mode']}); profile --on without "
+        f"--remote-edgecnn: {p['system']['cpu_model']} ({p['system']['arch']}), {p['runtime']['runtime']}, self-check "
+        f"passed: {p['self_check']['passed']}"
+    )
+    print("arm64 board install: first install's steps (s): " + ", ".join(f"{k} {v:.1f}" for k, v in f["steps"].items()))
+    ok = f["installed"] and not a["installed"] and a["bytes_copied"] == 0 and p["system"]["arch"] == "aarch64"
+    if not (ok and p["self_check"]["passed"] and f["profile"] == "rpi4"):
         sys.exit(1)
 
 

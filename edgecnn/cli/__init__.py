@@ -31,6 +31,7 @@ VERBS = [
     "benchmark",
     "report",
     "fleet",
+    "board",
     "deploy",
     "release",
     "demo",

@@ -274,14 +274,14 @@ def remote_path(board: Board, path: str) -> str:
 
 def run_edgecnn(board: Board, args: list[str], *, step: str, timeout: float = 1800) -> subprocess.CompletedProcess:
     """The board's edgecnn with ``args``; an edgecnn error there comes back as its own first line."""
-    line = shlex.join([board.edgecnn, *args])
+    line = edgecnn_line(board, args)
     proc = ssh(board, line, step=step, timeout=timeout, check=False)
     if proc.returncode == 255:
         raise _why(board, "connect", proc.stderr, 255)
     if proc.returncode == 127:
         raise RemoteError(
             f"{board.label}: no edgecnn there ({board.edgecnn!r}: command not found)",
-            hint='pip install "edgecnn[litert]" on the board, or give its path with --remote-edgecnn',
+            hint=f"edgecnn board install --on {board.label}, or give its path with --remote-edgecnn",
         )
     return proc
 
@@ -333,6 +333,18 @@ def check_version(board: Board) -> str:
         )
     _VERSIONS[board] = theirs
     return theirs
+
+
+DEFAULT_VENV = ".local/share/edgecnn/venv"  # under $HOME: where `edgecnn board install` puts edgecnn (#26)
+
+
+def edgecnn_line(board: Board, args: list[str]) -> str:
+    """The shell line that runs the board's edgecnn with ``args``: the default command, when it is not on the
+    board's PATH, is the one in the venv `edgecnn board install` made (#26)."""
+    line = shlex.join([board.edgecnn, *args])
+    if board.edgecnn == "edgecnn":
+        line = f'command -v edgecnn >/dev/null 2>&1 || PATH="$HOME/{DEFAULT_VENV}/bin:$PATH"; {line}'
+    return line
 
 
 def folder_digest(folder: Path) -> str:
