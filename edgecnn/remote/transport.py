@@ -291,7 +291,7 @@ def stream_edgecnn(board: Board, args: list[str], on_line: Any, *, timeout: floa
     (exit status, its error output). 255 is ssh's: the connection dropped."""
     _keep_connected(board)
     host, _ = board.destination()
-    argv = [*board.ssh_argv(), "--", host, shlex.join([board.edgecnn, *args])]
+    argv = [*board.ssh_argv(), "--", host, edgecnn_line(board, args)]
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, text=True,
                                 errors="replace")
