@@ -92,7 +92,7 @@ def test_devices_verify_and_signatures_on_the_device(device_venv, signed, tmp_pa
     r = _run(device_venv, "verify", art, "--run", "--trust-key", public)
     _no_traceback(r)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.count("signature verified") == 6
+    assert r.stdout.count("signature verified") == 7  # 6 artifacts and the set
     # the self-check replays stored images through the runtimes this install has, and says which it could not
     assert r.stdout.count("self-check passed") == 2 and 'pip install "edgecnn[onnx]"' in r.stdout + r.stderr
     tampered = tmp_path / "tampered"

@@ -877,7 +877,8 @@ def run_case(case: Case, ctx: Ctx, work: Path) -> Result:
     seconds = time.monotonic() - t0
     time.sleep(0.2)  # a child process's last writes
     new_files = sorted(p for p in _snapshot(folder) - before if not any(p.startswith(c) for c in case.creates))
-    new_temp = sorted(_temp_entries() - temp_before)
+    # only what this case's command left (its pid is in the name): another program's exports are not the case's
+    new_temp = sorted(e for e in _temp_entries() - temp_before if re.search(rf"-{proc.pid}-", e))
     text = err + out
     line = next((ln for ln in err.splitlines() if ln.startswith("error:")), err.strip().splitlines()[-1] if err.strip() else "")
     problems = []

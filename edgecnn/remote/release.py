@@ -243,18 +243,26 @@ def healthy(txn: Transaction, since: float) -> str | None:
     return None
 
 
-def prune(to: Path, keep: int) -> list[str]:
-    """The releases beyond the newest ``keep`` (never current or previous) and .part folders of copies that died;
-    only names deploy makes are touched."""
+def prune(to: Path, keep: int, journal: Journal) -> list[str]:
+    """The releases beyond the newest ``keep`` (never current or previous, nor one copied for a deploy still to come)
+    and .part folders of copies that died; only names deploy makes are touched."""
     releases = to / "releases"
     protected = {read_link(to, "current"), read_link(to, "previous")}
     ours = [p for p in releases.iterdir() if RELEASE_NAME.fullmatch(p.name) and p.is_dir() and not p.is_symlink()]
     ours.sort(key=lambda p: p.stat().st_mtime, reverse=True)
-    gone = [p for p in ours[keep:] if f"releases/{p.name}" not in protected]
+    settled = _settled(journal)
+    pending = {p.name for p in ours if p.name not in settled and time.time() - p.stat().st_mtime < STALE_PART_S}
+    gone = [p for p in ours[keep:] if f"releases/{p.name}" not in protected and p.name not in pending]
     stale = [p for p in releases.iterdir() if PART_NAME.fullmatch(p.name) and time.time() - p.stat().st_mtime > STALE_PART_S]
     for p in gone + stale:
         shutil.rmtree(p, ignore_errors=True)
     return [f"releases/{p.name}" for p in gone]
+
+
+def _settled(journal: Journal) -> set[str]:
+    """The releases some transaction has finished with: any other, copied within the hour, waits for its own."""
+    ended = {r.get("id") for r in journal.records() if r.get("step") == "end"}
+    return {Path(str(r.get("release"))).name for r in journal.records() if r.get("step") == "verifying" and r.get("id") in ended}
 
 
 # -- the transaction --------------------------------------------------------------------------------------------------
@@ -329,7 +337,7 @@ def _watch(to: Path, journal: Journal, txn: Transaction, since: float, links: di
     why = why or healthy(txn, since)
     if why is None:
         journal.write(txn.id, "healthy")
-        pruned = prune(to, txn.keep)
+        pruned = prune(to, txn.keep, journal)
         return journal.write(txn.id, "end", outcome="deployed", current=links["to"], previous=links["from"], pruned=pruned)
     return _roll_back(to, journal, txn, links, why)
 
