@@ -1,0 +1,157 @@
+"""One source of the service: its capture loop (``stream.loop.run_loop``, the same as ``classify``) in a thread, its
+region of interest, its debounced state, its health log, and what the outlets read from it.
+
+The loop thread does only the frame's own work (classify, count, debounce) and hands what it has to the outlets,
+which keep it and do their work (JPEG, JSON, network) on threads of their own.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from edgecnn.errors import EdgeCNNError, StreamError
+from edgecnn.redact import redact
+from edgecnn.serve.config import ServeConfig, SourceConfig, health_path
+from edgecnn.serve.state import Debouncer, StateChange
+from edgecnn.stream.capture import Capture, Interrupted
+from edgecnn.stream.loop import _Rate, run_loop
+from edgecnn.stream.sources import SourceOptions, open_source
+
+
+class RegionView:
+    """The model, seen through a source's region of interest: ``classify`` crops the frame first."""
+
+    def __init__(self, model: Any, roi: tuple[int, ...] | None, source: str) -> None:
+        self.model, self.roi, self.source = model, roi, source
+
+    def classify(self, image: np.ndarray, *, source_order: str = "BGR") -> Any:
+        if self.roi is not None:
+            x, y, w, h = self.roi
+            height, width = image.shape[:2]
+            if x + w > width or y + h > height:
+                raise StreamError(
+                    f"source {self.source!r}: the region {x},{y},{w},{h} (x,y,w,h) does not fit its {width}x{height} frames",
+                    hint=f"give a --roi inside 0,0,{width},{height}",
+                )
+            image = image[y : y + h, x : x + w]
+        return self.model.classify(image, source_order=source_order)
+
+
+class SourceRunner:
+    """A source's loop thread and the figures the outlets read (``counters``, ``latest``, ``state``)."""
+
+    def __init__(self, scfg: SourceConfig, cfg: ServeConfig, service: Any) -> None:
+        self.cfg, self.name, self.service = scfg, scfg.name, service
+        self.source = open_source(scfg.uri, SourceOptions(cfg.open_timeout, cfg.read_timeout))  # checked, not opened
+        if scfg.loop:
+            if not hasattr(self.source, "loop"):
+                raise StreamError(f"source {scfg.name!r}: --loop applies to a video file; received {redact(scfg.uri)}")
+            self.source.loop = True
+        self.uri = redact(scfg.uri)
+        self.debouncer = Debouncer(scfg.name, scfg.debounce, scfg.min_confidence, scfg.min_dwell)
+        self.health = (health_path(cfg, scfg.name), cfg.health_every) if cfg.health else None
+        self.view = RegionView(service.model, scfg.roi, scfg.name)
+        self.capture: Capture | None = None
+        self.classified = 0
+        self.fps = 0.0
+        self.latest: tuple[np.ndarray, Any, int, float] | None = None  # (frame, prediction, index, wall time)
+        self.last_frame = time.monotonic()  # the last classified frame (the start until there is one)
+        self.report: dict[str, Any] = {}
+        self.error: EdgeCNNError | None = None
+        self.opened = threading.Event()
+        self.done = threading.Event()
+        self._rate = _Rate()
+        self._thread: threading.Thread | None = None
+
+    # ---- the loop thread -------------------------------------------------------------------
+    def start(self, stop: threading.Event) -> None:
+        self._thread = threading.Thread(target=self._run, args=(stop,), name=f"edgecnn-serve-{self.name}", daemon=True)
+        self._thread.start()
+
+    def _run(self, stop: threading.Event) -> None:
+        log = None
+        try:
+            self.capture = Capture(self.source)
+            try:
+                self.capture.start(stop)
+            except Interrupted:
+                return
+            if not self.source.live:  # a recording plays at its own frame rate, as a camera would
+                self.capture.pace(self.source.watch_fps() or 25.0)
+            self.last_frame = time.monotonic()
+            self.opened.set()
+            if self.health is not None:
+                from edgecnn.stream.health import HealthLog
+
+                log = HealthLog(*self.health)
+            self.report = run_loop(self.view, self.capture, [], stop=stop, on_prediction=self._on_prediction, health=log)
+        except EdgeCNNError as exc:
+            self.error = exc
+        finally:
+            if log is not None:
+                log.close()
+            if self.capture is not None:
+                self.capture.stop()
+            self.opened.set()
+            self.done.set()
+            self.service.source_done(self)
+
+    def _on_prediction(self, frame: Any, pred: Any) -> None:
+        now = time.monotonic()
+        wall = time.time()
+        self.classified += 1
+        self.fps = self._rate.tick(now)
+        self.last_frame = now
+        self.latest = (frame.image, pred, frame.index, wall)
+        self.service.metrics_observe(self.name, pred.timings_ms.get("inference", 0.0) / 1e3, now - frame.t_capture)
+        change = self.debouncer.update(pred.top, frame=frame.index, now=now, wall=wall)
+        if change is not None:
+            self.service.changed(self, change, frame.image)
+        self.service.frame(self)
+
+    def join(self, timeout: float) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    # ---- what the outlets read ---------------------------------------------------------
+    def age(self) -> float:
+        return time.monotonic() - self.last_frame
+
+    def counters(self) -> dict[str, Any]:
+        c = self.capture.stats if self.capture is not None else None
+        return {
+            "read": c.read if c else 0,
+            "classified": self.classified,
+            "dropped": c.dropped if c else 0,
+            "corrupt": c.corrupt if c else 0,
+            "reconnects": c.reconnects if c else 0,
+            "fps": round(self.fps, 2),
+            "age_s": round(self.age(), 3),
+            "state": self.debouncer.state,
+        }
+
+    def attributes(self) -> dict[str, Any]:
+        """The state's attributes: confidence, top-k of the latest frame, fps, latency, the model."""
+        d = self.debouncer
+        latest = self.latest
+        top = [{"label": lab, "p": round(p, 4)} for lab, p in latest[1].top] if latest else []
+        latency = {k: round(v, 3) for k, v in latest[1].timings_ms.items()} if latest else {}
+        return {
+            "state": d.state,
+            "confidence": round(d.confidence, 4),
+            "since": round(d.since, 3) if d.state is not None else None,
+            "changes": d.changes,
+            "top": top,
+            "frame": latest[2] if latest else None,
+            "fps": round(self.fps, 2),
+            "latency_ms": latency,
+            "model_digest": self.service.model.digest,
+            "roi": list(self.cfg.roi) if self.cfg.roi else None,
+        }
+
+    def final(self, change: StateChange | None = None) -> dict[str, Any]:
+        return {"source": self.name, "uri": self.uri, **self.debouncer.to_dict()}
