@@ -108,7 +108,8 @@ class SourceRunner:
         self.last_frame = now
         self.latest = (frame.image, pred, frame.index, wall)
         self.service.metrics_observe(self.name, pred.timings_ms.get("inference", 0.0) / 1e3, now - frame.t_capture)
-        change = self.debouncer.update(pred.top, frame=frame.index, now=now, wall=wall)
+        captured = wall - (now - frame.t_capture)
+        change = self.debouncer.update(pred.top, frame=frame.index, now=now, wall=wall, captured=captured)
         if change is not None:
             self.service.changed(self, change, frame.image)
         self.service.frame(self)

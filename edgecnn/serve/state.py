@@ -30,6 +30,7 @@ class StateChange:
     frame: int  # that frame's capture index
     top: tuple[tuple[str, float], ...] = ()
     seq: int = 0  # 1 for a source's first change, then 2, 3...
+    captured: float = 0.0  # epoch seconds that frame was captured (time less the capture-to-prediction latency)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -40,6 +41,7 @@ class StateChange:
             "time": round(self.time, 3),
             "frame": self.frame,
             "seq": self.seq,
+            "captured": round(self.captured or self.time, 4),
             "top": [{"label": lab, "p": round(p, 4)} for lab, p in self.top],
         }
 
@@ -72,7 +74,13 @@ class Debouncer:
             raise ConfigError(f"source {self.source!r}: min_dwell must be 0 or more seconds; received {self.min_dwell!r}")
 
     def update(
-        self, top: list[tuple[str, float]], *, frame: int = 0, now: float | None = None, wall: float | None = None
+        self,
+        top: list[tuple[str, float]],
+        *,
+        frame: int = 0,
+        now: float | None = None,
+        wall: float | None = None,
+        captured: float = 0.0,
     ) -> StateChange | None:
         """Count one classification (its top-k, best first); the change it completes, or None."""
         now = time.monotonic() if now is None else now
@@ -92,7 +100,7 @@ class Debouncer:
         wall = time.time() if wall is None else wall
         self.changes += 1
         change = StateChange(
-            self.source, label, self.state, p, wall, frame, tuple((lab, float(q)) for lab, q in top), self.changes
+            self.source, label, self.state, p, wall, frame, tuple((lab, float(q)) for lab, q in top), self.changes, captured
         )
         self.state, self.confidence, self.since = label, p, wall
         self._candidate, self._count = None, 0
