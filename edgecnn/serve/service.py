@@ -161,6 +161,7 @@ class Service:
                 self._supervise(stop)
         finally:
             self._stop.set()
+            self.watchdog.stop()  # no ping after STOPPING=1
             self.notifier.send(stopping=1)
             for r in self.runners:
                 r.join(1.5)
