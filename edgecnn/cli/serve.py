@@ -79,7 +79,7 @@ def build_config(args):
 
     from edgecnn.config import load
     from edgecnn.errors import ConfigError
-    from edgecnn.serve.config import MqttConfig, ServeConfig, SourceConfig, check, parse_roi
+    from edgecnn.serve.config import ServeConfig, SourceConfig, check, parse_roi
 
     if args.mqtt_password is not None:
         raise ConfigError(
@@ -100,11 +100,20 @@ def build_config(args):
         per["roi"] = parse_roi(per["roi"])
     cfg = replace(cfg, sources=[replace(s, **per) for s in sources])
     if args.mqtt or cfg.mqtt:
-        m = cfg.mqtt or MqttConfig(url=args.mqtt)
-        over = {"url": args.mqtt, "password_file": args.mqtt_password_file, "ca_file": args.mqtt_ca, "topic": args.mqtt_topic}
-        m = replace(m, **{k: v for k, v in over.items() if v is not None})
-        cfg = replace(cfg, mqtt=replace(m, discovery=False) if args.no_discovery else m)
+        cfg = replace(cfg, mqtt=_mqtt(args, cfg.mqtt))
     return check(cfg, source=args.config or "the command line")
+
+
+def _mqtt(args, m):
+    """serve.yaml's mqtt: with the --mqtt flags on top."""
+    from dataclasses import replace
+
+    from edgecnn.serve.config import MqttConfig
+
+    m = m or MqttConfig(url=args.mqtt)
+    over = {"url": args.mqtt, "password_file": args.mqtt_password_file, "ca_file": args.mqtt_ca, "topic": args.mqtt_topic}
+    m = replace(m, **{k: v for k, v in over.items() if v is not None})
+    return replace(m, discovery=False) if args.no_discovery else m
 
 
 def run(args) -> int:

@@ -151,15 +151,7 @@ def check(cfg: ServeConfig, *, source: str = "the command line") -> ServeConfig:
         raise ConfigError(f"{source}: no source given", hint="--source URI, or a 'sources:' list in serve.yaml")
     if not NAME.match(cfg.name):
         raise ConfigError(f"{source}: the name must be letters, digits, - and _ (at most 64); received {cfg.name!r}")
-    names = [s.name for s in cfg.sources]
-    for s in cfg.sources:
-        if not NAME.match(s.name):
-            raise ConfigError(f"{source}: a source's name must be letters, digits, - and _ (at most 64); received {s.name!r}")
-        if s.roi is not None:
-            parse_roi(",".join(str(v) for v in s.roi), where=f"{source}: source {s.name!r}: roi")
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ConfigError(f"{source}: two sources are named {dupes[0]!r}", hint="give each source its own 'name:'")
+    _check_sources(cfg, source)
     if cfg.mqtt is not None:
         parse_broker(cfg.mqtt.url, where=f"{source}: mqtt.url" if source != "the command line" else "--mqtt")
     if cfg.http is not None:
@@ -170,6 +162,18 @@ def check(cfg: ServeConfig, *, source: str = "the command line") -> ServeConfig:
             hint="e.g. health: /var/lib/edgecnn/health-{source}.jsonl (one log per source)",
         )
     return cfg
+
+
+def _check_sources(cfg: ServeConfig, source: str) -> None:
+    names = [s.name for s in cfg.sources]
+    for s in cfg.sources:
+        if not NAME.match(s.name):
+            raise ConfigError(f"{source}: a source's name must be letters, digits, - and _ (at most 64); received {s.name!r}")
+        if s.roi is not None:
+            parse_roi(",".join(str(v) for v in s.roi), where=f"{source}: source {s.name!r}: roi")
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"{source}: two sources are named {dupes[0]!r}", hint="give each source its own 'name:'")
 
 
 def health_path(cfg: ServeConfig, source: str) -> str | None:

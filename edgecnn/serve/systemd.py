@@ -86,24 +86,7 @@ class Watchdog:
             self._thread.join(timeout=1.0)
 
 
-def unit(
-    argv: list[str],
-    *,
-    user: str = "edgecnn",
-    writable: list[str] | None = None,
-    watchdog_s: int = 30,
-    executable: str | None = None,
-) -> str:
-    """A hardened ``Type=notify`` unit that runs ``edgecnn serve`` with ``argv`` (the serve arguments, without
-    --print-unit): its own user, a read-only system, only ``writable`` (health log, state) writable, restarted on
-    failure and by the watchdog, reloaded by SIGHUP."""
-    if watchdog_s < 2:
-        raise ConfigError(f"--watchdog must be at least 2 seconds; received {watchdog_s}")
-    exe = [executable] if executable else _edgecnn_executable()
-    command = " ".join(shlex.quote(a) for a in [*exe, "serve", *argv])
-    paths = sorted({str(Path(p)) for p in writable or []})
-    rw = f"ReadWritePaths={' '.join(paths)}\n" if paths else ""
-    return f"""[Unit]
+UNIT = """[Unit]
 Description=edgecnn camera classifier (edgecnn serve)
 Documentation=https://pypi.org/project/edgecnn/
 Wants=network-online.target
@@ -150,6 +133,26 @@ UMask=0027
 [Install]
 WantedBy=multi-user.target
 """
+
+
+def unit(
+    argv: list[str],
+    *,
+    user: str = "edgecnn",
+    writable: list[str] | None = None,
+    watchdog_s: int = 30,
+    executable: str | None = None,
+) -> str:
+    """A hardened ``Type=notify`` unit that runs ``edgecnn serve`` with ``argv`` (the serve arguments, without
+    --print-unit): its own user, a read-only system, only ``writable`` (health log, state) writable, restarted on
+    failure and by the watchdog, reloaded by SIGHUP."""
+    if watchdog_s < 2:
+        raise ConfigError(f"--watchdog-sec must be at least 2 seconds; received {watchdog_s}")
+    exe = [executable] if executable else _edgecnn_executable()
+    command = " ".join(shlex.quote(a) for a in [*exe, "serve", *argv])
+    paths = sorted({str(Path(p)) for p in writable or []})
+    rw = f"ReadWritePaths={' '.join(paths)}\n" if paths else ""
+    return UNIT.format(command=command, watchdog_s=watchdog_s, user=user, rw=rw)
 
 
 def _edgecnn_executable() -> list[str]:
