@@ -24,7 +24,7 @@ _TOP = {
     "read_timeout": "read_timeout",
     "trust_key": "trust_key",
 }
-_PER_SOURCE = ("debounce", "min_confidence", "min_dwell", "roi", "loop")
+_PER_SOURCE = ("debounce", "min_confidence", "min_dwell", "roi", "loop", "sink")
 _PATHS = ("artifact", "config", "health", "trust_key", "mqtt_password_file", "mqtt_ca")
 
 
@@ -41,6 +41,11 @@ def add_arguments(p) -> None:
     g.add_argument("--min-dwell", type=number(0, 86_400), help="a new label must win for at least S seconds too (default 0)")
     g.add_argument("--roi", help="classify only this region x,y,w,h of the capture's pixels")
     g.add_argument("--loop", action="store_true", default=None, help="a video file starts again at its end")
+    g.add_argument(
+        "--sink",
+        action="append",
+        help="classify's sinks (repeatable): http://:8080 is the live page, with the state and its history beside the frames",
+    )
     g = p.add_argument_group("outlets")
     g.add_argument(
         "--mqtt", metavar="URL", help="mqtt://[user@]host[:port] or mqtts://...: state, events, Home Assistant discovery"
@@ -98,6 +103,8 @@ def build_config(args):
     per = {k: getattr(args, k) for k in _PER_SOURCE if getattr(args, k) is not None}
     if "roi" in per:
         per["roi"] = parse_roi(per["roi"])
+    if "sink" in per:
+        per["sinks"] = per.pop("sink")
     cfg = replace(cfg, sources=[replace(s, **per) for s in sources])
     if args.mqtt or cfg.mqtt:
         cfg = replace(cfg, mqtt=_mqtt(args, cfg.mqtt))
@@ -175,5 +182,6 @@ def unit_argv(args) -> list[str]:
         if action_dest in _PATHS:
             value = str(Path(value).absolute())
         flag = "--" + action_dest.replace("_", "-")
-        out += [flag] if value is True else [flag, str(value)]
+        for one in value if isinstance(value, list) else [value]:
+            out += [flag] if one is True else [flag, str(one)]
     return out

@@ -39,6 +39,7 @@ class SourceConfig:
     min_confidence: float = bounded(0.0, lo=0.0, hi=1.0)
     min_dwell: float = bounded(0.0, lo=0.0, hi=86_400)
     loop: bool = False  # a video file starts again at its end
+    sinks: list[str] = field(default_factory=list)  # classify's sinks: http://:PORT (the live page, with the state), jsonl:...
 
 
 @dataclass(frozen=True)

@@ -158,6 +158,8 @@ class Service:
                 self.watchdog.start()
                 if self.http is not None:
                     self.say(f"http: {self.http.url()}/state")
+                for line in (line for r in self.runners for line in r.announce()):
+                    self.say(line)
                 self._supervise(stop)
         finally:
             self._stop.set()

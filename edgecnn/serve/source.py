@@ -55,6 +55,7 @@ class SourceRunner:
         self.debouncer = Debouncer(scfg.name, scfg.debounce, scfg.min_confidence, scfg.min_dwell)
         self.health = (health_path(cfg, scfg.name), cfg.health_every) if cfg.health else None
         self.view = RegionView(service.model, scfg.roi, scfg.name)
+        self.sinks = self._open_sinks(scfg.sinks)
         self.capture: Capture | None = None
         self.classified = 0
         self.fps = 0.0
@@ -66,6 +67,29 @@ class SourceRunner:
         self.done = threading.Event()
         self._rate = _Rate()
         self._thread: threading.Thread | None = None
+
+    def _open_sinks(self, uris: list[str]) -> list[Any]:
+        """classify's sinks, checked now (before any frame); the live page shows this source's state too."""
+        from edgecnn.stream.sinks import open_sink
+
+        sinks: list[Any] = []
+        try:
+            for uri in uris:
+                sinks.append(open_sink(uri))
+                if hasattr(sinks[-1], "service_state"):
+                    sinks[-1].service_state = self.debouncer.to_dict
+        except BaseException:
+            self.close_sinks(sinks)
+            raise
+        return sinks
+
+    def announce(self) -> list[str]:
+        return [f"{self.name}: {line}" for s in self.sinks for line in s.announce()]
+
+    @staticmethod
+    def close_sinks(sinks: list[Any]) -> None:
+        for s in sinks:
+            s.close()
 
     # ---- the loop thread -------------------------------------------------------------------
     def start(self, stop: threading.Event) -> None:
@@ -88,7 +112,7 @@ class SourceRunner:
                 from edgecnn.stream.health import HealthLog
 
                 log = HealthLog(*self.health)
-            self.report = run_loop(self.view, self.capture, [], stop=stop, on_prediction=self._on_prediction, health=log)
+            self.report = run_loop(self.view, self.capture, self.sinks, stop=stop, on_prediction=self._on_prediction, health=log)
         except EdgeCNNError as exc:
             self.error = exc
         finally:
@@ -96,6 +120,7 @@ class SourceRunner:
                 log.close()
             if self.capture is not None:
                 self.capture.stop()
+            self.close_sinks(self.sinks)
             self.opened.set()
             self.done.set()
             self.service.source_done(self)

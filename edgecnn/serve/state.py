@@ -114,5 +114,5 @@ class Debouncer:
             "confidence": round(self.confidence, 4),
             "since": round(self.since, 3) if self.state is not None else None,
             "changes": self.changes,
-            "history": [c.to_dict() for c in self.history],
+            "history": [c.to_dict() for c in tuple(self.history)],  # one C-level copy: the loop thread may append meanwhile
         }
