@@ -165,8 +165,9 @@ class Service:
             self._stop.set()
             self.watchdog.stop()  # no ping after STOPPING=1
             self.notifier.send(stopping=1)
+            deadline = time.monotonic() + 1.5  # SIGTERM ends the process within 2 s, however many sources
             for r in self.runners:
-                r.join(1.5)
+                r.join(max(0.0, deadline - time.monotonic()))
             self.close()
         failed = next((r.error for r in self.runners if r.error is not None), None)
         if failed is not None:
