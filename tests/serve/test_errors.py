@@ -133,3 +133,11 @@ def test_out_of_range_flags_are_usage_errors(capsys, lenet_tflite):
     assert "--debounce: must be a whole number from 1 to 10,000; received '0'" in capsys.readouterr().err
     assert main(["serve", str(lenet_tflite), "--source", "synthetic:", "--min-confidence", "1.2"]) == 2
     assert "--min-confidence: must be a number from 0 to 1; received '1.2'" in capsys.readouterr().err
+
+
+def test_a_source_that_never_delivers_ends_the_service_with_its_error(capsys, lenet_tflite):
+    port = free_port()
+    code, err = error_of(capsys, [str(lenet_tflite), "--source", f"http://user:pw@127.0.0.1:{port}/video", "--open-timeout", "1"])
+    assert code == 1
+    assert err.splitlines()[0] == f"error: connection refused by 127.0.0.1:{port}: nothing listens there"
+    assert "pw@" not in err

@@ -62,6 +62,9 @@ def test_state_snapshot_health_metrics_and_classify_of_an_uploaded_image(lenet_t
             frame = cv2.imdecode(np.frombuffer(r.read(), np.uint8), cv2.IMREAD_COLOR)
         assert frame.shape == (64, 64, 3)
         assert get_json(f"{url}/snapshot.jpg?source=garden")[0] == 404
+        with urllib.request.urlopen(f"{url}/event.jpg", timeout=5) as r:  # the frame of the last change: a 7 or a 3
+            event = cv2.imdecode(np.frombuffer(r.read(), np.uint8), cv2.IMREAD_COLOR)
+        assert event.shape == (64, 64, 3)
 
         m = metrics(url)
         classified = m[("edgecnn_frames_classified_total", (("source", "door"),))]
