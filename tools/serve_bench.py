@@ -173,7 +173,7 @@ def summarise(args, order, events, samples, sure, report_err, health) -> dict:
         }
         if sure
         else None,
-        "cpu_percent": {"mean": pct([s[1] for s in warm], 50), "p90": pct([s[1] for s in warm], 90)},
+        "cpu_percent": {"p50": pct([s[1] for s in warm], 50), "p90": pct([s[1] for s in warm], 90)},
         "rss_mb": {
             "start": round(warm[0][2], 1) if warm else None,
             "end": round(warm[-1][2], 1) if warm else None,

@@ -84,7 +84,7 @@ def build_config(args):
 
     from edgecnn.config import load
     from edgecnn.errors import ConfigError
-    from edgecnn.serve.config import ServeConfig, SourceConfig, check, parse_roi
+    from edgecnn.serve.config import ServeConfig, SourceConfig, check
 
     if args.mqtt_password is not None:
         raise ConfigError(
@@ -100,15 +100,23 @@ def build_config(args):
         top["skip_self_check"] = True
     cfg = replace(cfg, **top)
     sources = [SourceConfig(uri=args.source)] if args.source else list(cfg.sources)
+    per = _per_source(args)
+    cfg = replace(cfg, sources=[replace(s, **per) for s in sources])
+    if args.mqtt or cfg.mqtt:
+        cfg = replace(cfg, mqtt=_mqtt(args, cfg.mqtt))
+    return check(cfg, source=args.config or "the command line")
+
+
+def _per_source(args) -> dict:
+    """The flags that apply to every source (a single --source, or each of serve.yaml's)."""
+    from edgecnn.serve.config import parse_roi
+
     per = {k: getattr(args, k) for k in _PER_SOURCE if getattr(args, k) is not None}
     if "roi" in per:
         per["roi"] = parse_roi(per["roi"])
     if "sink" in per:
         per["sinks"] = per.pop("sink")
-    cfg = replace(cfg, sources=[replace(s, **per) for s in sources])
-    if args.mqtt or cfg.mqtt:
-        cfg = replace(cfg, mqtt=_mqtt(args, cfg.mqtt))
-    return check(cfg, source=args.config or "the command line")
+    return per
 
 
 def _mqtt(args, m):

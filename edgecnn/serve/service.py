@@ -172,7 +172,7 @@ class Service:
         failed = next((r.error for r in self.runners if r.error is not None), None)
         if failed is not None:
             raise failed
-        return self.report(stop)
+        return self.report()
 
     def _wait_opened(self, stop: threading.Event) -> None:
         while not all(r.opened.is_set() for r in self.runners) and not self._stop.is_set():
@@ -210,7 +210,7 @@ class Service:
             for outlet in self.outlets:
                 outlet.model_changed()
 
-    def report(self, stop: threading.Event | None = None) -> dict[str, Any]:
+    def report(self) -> dict[str, Any]:
         return {
             "sources": {
                 r.name: r.final() | {"counters": r.counters(), "ended_by": r.report.get("ended_by", "")} for r in self.runners

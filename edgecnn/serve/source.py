@@ -16,7 +16,7 @@ import numpy as np
 from edgecnn.errors import EdgeCNNError, StreamError
 from edgecnn.redact import redact
 from edgecnn.serve.config import ServeConfig, SourceConfig, health_path
-from edgecnn.serve.state import Debouncer, StateChange
+from edgecnn.serve.state import Debouncer
 from edgecnn.stream.capture import Capture, Interrupted
 from edgecnn.stream.loop import _Rate, run_loop
 from edgecnn.stream.sources import SourceOptions, open_source
@@ -179,5 +179,5 @@ class SourceRunner:
             "roi": list(self.cfg.roi) if self.cfg.roi else None,
         }
 
-    def final(self, change: StateChange | None = None) -> dict[str, Any]:
+    def final(self) -> dict[str, Any]:
         return {"source": self.name, "uri": self.uri, **self.debouncer.to_dict()}
