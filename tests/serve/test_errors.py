@@ -141,3 +141,23 @@ def test_a_source_that_never_delivers_ends_the_service_with_its_error(capsys, le
     assert code == 1
     assert err.splitlines()[0] == f"error: connection refused by 127.0.0.1:{port}: nothing listens there"
     assert "pw@" not in err
+
+
+def test_a_missing_optional_package_names_the_extra(capsys, lenet_tflite, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "paho", None)  # import paho... raises ImportError
+    monkeypatch.setitem(sys.modules, "paho.mqtt", None)
+    monkeypatch.setitem(sys.modules, "paho.mqtt.client", None)
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)
+    code, err = error_of(capsys, [str(lenet_tflite), "--source", "synthetic:", "--mqtt", "mqtt://127.0.0.1"])
+    assert code == 1
+    assert err.splitlines() == [
+        "error: the optional package 'paho-mqtt' is not installed (needed for edgecnn serve --mqtt)",
+        '  hint: pip install "edgecnn[serve]"',
+    ]
+    code, err = error_of(capsys, [str(lenet_tflite), "--source", "synthetic:", "--http", "127.0.0.1:0"])
+    assert code == 1
+    assert err.splitlines()[0] == (
+        "error: the optional package 'prometheus-client' is not installed (needed for the /metrics page of edgecnn serve)"
+    )
