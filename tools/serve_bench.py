@@ -179,7 +179,7 @@ def summarise(args, order, events, samples, sure, report_err, health) -> dict:
             "end": round(warm[-1][2], 1) if warm else None,
             "max": round(max(s[2] for s in warm), 1) if warm else None,
         },
-        "health_rss_mb": [ln["rss_mb"] for ln in lines],
+        "health": [[ln["t_s"], ln["rss_mb"], ln["buffers"]["stage_window"]] for ln in lines],  # s, MB, latency window
         "exit": report_err,
     }
 
