@@ -207,6 +207,8 @@ class Service:
         self.say(outcome.line())
         self.notifier.send(ready=1, status=outcome.line())
         if outcome.ok:
+            for r in self.runners:
+                r.model_replaced()
             for outlet in self.outlets:
                 outlet.model_changed()
 

@@ -41,6 +41,44 @@ class RegionView:
         return self.model.classify(image, source_order=source_order)
 
 
+class ServiceHealth:
+    """classify's health log (``stream.health.HealthLog``, the same lines), begun afresh when a new model replaces the
+    old one: deploy reads a log's start (a line's ``time`` less its ``t_s``) as when the serving process started, and
+    a reloaded model is a new start in that sense. A refused reload leaves the log alone, so a deploy that reloads
+    sees no new start and rolls back."""
+
+    def __init__(self, path: str, every: float) -> None:
+        from edgecnn.stream.health import HealthLog
+
+        self._make = lambda: HealthLog(path, every)
+        self._lock = threading.Lock()
+        self.log = self._make()
+
+    def observe(self, timings: dict[str, float]) -> None:
+        with self._lock:
+            self.log.observe(timings)
+
+    def due(self, now: float) -> bool:
+        with self._lock:
+            return self.log.due(now)
+
+    def write(self, now: float, loop: Any, capture: Any, **kw: Any) -> dict[str, Any]:
+        with self._lock:
+            return self.log.write(now, loop, capture, **kw)
+
+    def restart(self) -> None:
+        with self._lock:
+            old = self.log
+            old.close()
+            self.log = self._make()
+            # the first line's fps counts from the old log's last line, not from frame 0
+            self.log._last_classified, self.log._last_t = old._last_classified, old._last_t
+
+    def close(self) -> None:
+        with self._lock:
+            self.log.close()
+
+
 class SourceRunner:
     """A source's loop thread and the figures the outlets read (``counters``, ``latest``, ``state``)."""
 
@@ -57,6 +95,7 @@ class SourceRunner:
         self.view = RegionView(service.model, scfg.roi, scfg.name)
         self.sinks = self._open_sinks(scfg.sinks)
         self.capture: Capture | None = None
+        self.health_log: ServiceHealth | None = None
         self.classified = 0
         self.fps = 0.0
         self.latest: tuple[np.ndarray, Any, int, float] | None = None  # (frame, prediction, index, wall time)
@@ -109,9 +148,7 @@ class SourceRunner:
             self.last_frame = time.monotonic()
             self.opened.set()
             if self.health is not None:
-                from edgecnn.stream.health import HealthLog
-
-                log = HealthLog(*self.health)
+                log = self.health_log = ServiceHealth(*self.health)
             self.report = run_loop(self.view, self.capture, self.sinks, stop=stop, on_prediction=self._on_prediction, health=log)
         except EdgeCNNError as exc:
             self.error = exc
@@ -138,6 +175,10 @@ class SourceRunner:
         if change is not None:
             self.service.changed(self, change, frame.image)
         self.service.frame(self)
+
+    def model_replaced(self) -> None:
+        if self.health_log is not None:
+            self.health_log.restart()
 
     def join(self, timeout: float) -> None:
         if self._thread is not None:

@@ -163,17 +163,34 @@ def test_a_switched_current_link_reloads_the_model_without_dropping_the_camera_a
     _tamper_self_check(releases / "r3")
     current = tmp_path / "current"
     os.symlink(releases / "r1", current)
-    cfg = ServeConfig(artifact=str(current), sources=[SourceConfig(uri="synthetic:?fps=30")], watch_artifact=0.2)
+    health = tmp_path / "health.jsonl"
+    cfg = ServeConfig(
+        artifact=str(current),
+        sources=[SourceConfig(uri="synthetic:?fps=30")],
+        watch_artifact=0.2,
+        health=str(health),
+        health_every=0.2,
+    )
+
+    def started() -> float:  # what deploy reads: when the process (or model) writing the log began
+        last = json.loads(health.read_text().splitlines()[-1])
+        return last["time"] - last["t_s"]
+
     with service_thread(cfg) as (service, outcome):
         first = service.model.digest
         runner = service.runners[0]
         time.sleep(0.5)
+        before_switch = time.time()
+        assert started() < before_switch
         _switch(current, releases / "r2")
         deadline = time.monotonic() + 10
         while service.model.digest == first and time.monotonic() < deadline:
             time.sleep(0.05)
         second = service.model.digest
         assert second != first and service.model.info["precision"] == "fp32"
+        time.sleep(0.5)
+        reloaded_start = started()
+        assert reloaded_start > before_switch, "a reloaded model starts the health log afresh (deploy sees it)"
         before = runner.classified
         _switch(current, releases / "r3")
         while len(service.reloads) < 2 and time.monotonic() < deadline:
@@ -184,6 +201,7 @@ def test_a_switched_current_link_reloads_the_model_without_dropping_the_camera_a
         refused = service.reloads[-1]
         assert refused["ok"] is False and refused["why"].startswith("the artifact's self-check failed here")
         assert service.healthy()
+        assert abs(started() - reloaded_start) < 0.05, "a refused reload leaves the health log as it was"
     assert "error" not in outcome and runner.capture.stats.reconnects == 0
 
 
