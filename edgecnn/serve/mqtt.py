@@ -69,6 +69,7 @@ class MqttOutlet:
         self.broker = parse_broker(cfg.url)
         self.base = f"{cfg.topic.strip('/')}/{device}"
         self.availability = f"{self.base}/availability"
+        self.where = f"{'mqtts' if self.broker.tls else 'mqtt'}://{self.broker.host}:{self.broker.port}"
         self.connected = threading.Event()
         self.published = 0
         self.dropped = 0
@@ -100,7 +101,7 @@ class MqttOutlet:
     # ---- connection ----------------------------------------------------------------------
     def connect(self) -> None:
         """Connect now, before any frame: an unreachable broker or refused credentials end the start with the reason."""
-        where = f"{'mqtts' if self.broker.tls else 'mqtt'}://{self.broker.host}:{self.broker.port}"
+        where = self.where
         try:
             self.client.connect(self.broker.host, self.broker.port, keepalive=self.cfg.keepalive)
         except OSError as exc:
@@ -126,10 +127,14 @@ class MqttOutlet:
             return
         self.connects += 1
         self.connected.set()
+        if self.connects > 1:
+            self.service.say(f"mqtt: connected again to {self.where} (connection {self.connects})")
         self._put(("sync", None))
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         if not self._refused:
+            if self.connected.is_set() and not self._closed.is_set():
+                self.service.say(f"mqtt: lost the connection to {self.where} ({reason}); classification goes on, reconnecting")
             self.connected.clear()
 
     # ---- what the service hands over (any thread; never blocks) ----------------------------

@@ -157,7 +157,9 @@ class Service:
                 self.notifier.send(ready=1, status=f"serving {len(self.runners)} source(s)", mainpid=os.getpid())
                 self.watchdog.start()
                 if self.http is not None:
-                    self.say(f"http: {self.http.url()}/state")
+                    self.say(f"http: {self.http.url()}/state, /healthz, /metrics, /snapshot.jpg, POST /classify")
+                if self.mqtt is not None:
+                    self.say(f"mqtt: {self.mqtt.where}, topics {self.mqtt.base}/..., availability {self.mqtt.availability}")
                 for line in (line for r in self.runners for line in r.announce()):
                     self.say(line)
                 self._supervise(stop)

@@ -130,11 +130,11 @@ def serve_process(*args: str, env: dict | None = None):
 
 
 @contextmanager
-def service_thread(cfg, *, environ: dict | None = None):
+def service_thread(cfg, *, environ: dict | None = None, say=None):
     """The service in this process (its own thread), stopped at exit; yields (service, the thread's outcome)."""
     from edgecnn.serve.service import Service
 
-    service = Service(cfg, environ=environ or {})
+    service = Service(cfg, environ=environ or {}, say=say)
     stop = threading.Event()
     outcome: dict = {}
 

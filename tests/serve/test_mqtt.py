@@ -96,7 +96,8 @@ def test_a_broker_that_goes_away_and_comes_back_gets_everything_again_while_fram
         mqtt=MqttConfig(url=broker.url),
         http="127.0.0.1:0",
     )
-    with service_thread(cfg) as (service, outcome):
+    said: list[str] = []
+    with service_thread(cfg, say=lambda line: said.append(line) if line.startswith("mqtt:") else None) as (service, outcome):
         sub = Subscriber(broker.port, "edgecnn/#")
         sub.wait(lambda: sub.texts("edgecnn/flaky/camera/state"), 10)
         broker.stop()
@@ -116,3 +117,9 @@ def test_a_broker_that_goes_away_and_comes_back_gets_everything_again_while_fram
         assert service.mqtt.connects == 2
         sub.close()
     assert "error" not in outcome
+    where = f"mqtt://127.0.0.1:{broker.port}"
+    assert said[0] == f"mqtt: {where}, topics edgecnn/flaky/..., availability edgecnn/flaky/availability"
+    assert said[1].startswith(f"mqtt: lost the connection to {where} (") and said[1].endswith(
+        "; classification goes on, reconnecting"
+    )
+    assert said[2:] == [f"mqtt: connected again to {where} (connection 2)"]
