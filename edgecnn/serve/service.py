@@ -150,18 +150,13 @@ class Service:
         try:
             for outlet in self.outlets:
                 outlet.start()
+            self._announce()
             for r in self.runners:
                 r.start(self._stop)
             self._wait_opened(stop)
             if not self._stop.is_set():
                 self.notifier.send(ready=1, status=f"serving {len(self.runners)} source(s)", mainpid=os.getpid())
                 self.watchdog.start()
-                if self.http is not None:
-                    self.say(f"http: {self.http.url()}/state, /healthz, /metrics, /snapshot.jpg, POST /classify")
-                if self.mqtt is not None:
-                    self.say(f"mqtt: {self.mqtt.where}, topics {self.mqtt.base}/..., availability {self.mqtt.availability}")
-                for line in (line for r in self.runners for line in r.announce()):
-                    self.say(line)
                 self._supervise(stop)
         finally:
             self._stop.set()
@@ -175,6 +170,15 @@ class Service:
         if failed is not None:
             raise failed
         return self.report()
+
+    def _announce(self) -> None:
+        """Where the outlets are, before the first frame (and the sinks' own lines: the live page's address)."""
+        if self.http is not None:
+            self.say(f"http: {self.http.url()}/state, /healthz, /metrics, /snapshot.jpg, POST /classify")
+        if self.mqtt is not None:
+            self.say(f"mqtt: {self.mqtt.where}, topics {self.mqtt.base}/..., availability {self.mqtt.availability}")
+        for line in (line for r in self.runners for line in r.announce()):
+            self.say(line)
 
     def _wait_opened(self, stop: threading.Event) -> None:
         while not all(r.opened.is_set() for r in self.runners) and not self._stop.is_set():
