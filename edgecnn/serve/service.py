@@ -236,6 +236,9 @@ class Service:
             except EdgeCNNError as exc:
                 self.say(f"while closing: {exc.message}")
         self.outlets = []
+        for r in getattr(self, "runners", []):
+            if not r.started:  # its loop thread closes its sinks; a runner that never ran has its own to close
+                r.close_sinks(r.sinks)
         self.notifier.close()
         self.model.close()
 

@@ -131,6 +131,10 @@ class SourceRunner:
             s.close()
 
     # ---- the loop thread -------------------------------------------------------------------
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
     def start(self, stop: threading.Event) -> None:
         self._thread = threading.Thread(target=self._run, args=(stop,), name=f"edgecnn-serve-{self.name}", daemon=True)
         self._thread.start()

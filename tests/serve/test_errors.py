@@ -161,3 +161,24 @@ def test_a_missing_optional_package_names_the_extra(capsys, lenet_tflite, monkey
     assert err.splitlines()[0] == (
         "error: the optional package 'prometheus-client' is not installed (needed for the /metrics page of edgecnn serve)"
     )
+
+
+def test_a_failed_start_closes_the_live_page_it_opened(capsys, lenet_tflite):
+    import socket
+
+    page = free_port()
+    code, err = error_of(
+        capsys,
+        [
+            str(lenet_tflite),
+            "--source",
+            "synthetic:",
+            "--sink",
+            f"http://127.0.0.1:{page}",
+            "--mqtt",
+            f"mqtt://127.0.0.1:{free_port()}",
+        ],
+    )
+    assert code == 1 and err.startswith("error: cannot reach the MQTT broker")
+    with socket.socket() as s:  # the port is free again: the page's server was closed
+        s.bind(("127.0.0.1", page))
