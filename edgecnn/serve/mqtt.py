@@ -61,8 +61,8 @@ def read_password(cfg: MqttConfig) -> str | None:
 
 
 class MqttOutlet:
-    """Connects at ``start`` (an unreachable broker or refused credentials are an error then), then publishes what
-    the service hands it without ever blocking the caller."""
+    """Connects at ``connect`` (an unreachable broker or refused credentials are an error then), then publishes from
+    ``start`` on what the service hands it, without ever blocking the caller."""
 
     def __init__(self, cfg: MqttConfig, device: str, service: Any) -> None:
         self.cfg, self.device, self.service = cfg, device, service
@@ -110,10 +110,17 @@ class MqttOutlet:
                 hint="check the host and port (1883 for mqtt://, 8883 for mqtts://) and that the broker runs",
             ) from None
         self.client.loop_start()
-        if not self.connected.wait(CONNECT_TIMEOUT_S) or self._refused:
+        answered = self.connected.wait(CONNECT_TIMEOUT_S)
+        if not answered or self._refused:
             self.client.loop_stop()
-            why = self._refused or f"no answer within {CONNECT_TIMEOUT_S:g} s"
-            raise StreamError(f"the MQTT broker at {where} refused the connection: {why}", hint="check the user and password")
+            if not answered:
+                raise StreamError(
+                    f"the MQTT broker at {where} did not accept the connection within {CONNECT_TIMEOUT_S:g} s",
+                    hint="is it an MQTT broker (and mqtts:// for a TLS port)?",
+                )
+            raise StreamError(
+                f"the MQTT broker at {where} refused the connection: {self._refused}", hint="check the user and password"
+            )
 
     def start(self) -> None:
         """Start publishing (availability, discovery and states first: the connection queued a sync)."""

@@ -182,3 +182,23 @@ def test_a_failed_start_closes_the_live_page_it_opened(capsys, lenet_tflite):
     assert code == 1 and err.startswith("error: cannot reach the MQTT broker")
     with socket.socket() as s:  # the port is free again: the page's server was closed
         s.bind(("127.0.0.1", page))
+
+
+def test_a_server_that_does_not_speak_mqtt_is_named(capsys, lenet_tflite, monkeypatch):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "stream"))
+    from mjpeg_server import SilentServer
+
+    from edgecnn.serve import mqtt
+
+    monkeypatch.setattr(mqtt, "CONNECT_TIMEOUT_S", 0.5)
+    with SilentServer() as silent:
+        port = silent.sock.getsockname()[1]
+        code, err = error_of(capsys, [str(lenet_tflite), "--source", "synthetic:", "--mqtt", f"mqtt://127.0.0.1:{port}"])
+    assert code == 1
+    assert err.splitlines()[:2] == [
+        f"error: the MQTT broker at mqtt://127.0.0.1:{port} did not accept the connection within 0.5 s",
+        "  hint: is it an MQTT broker (and mqtts:// for a TLS port)?",
+    ]
