@@ -22,6 +22,8 @@ from edgecnn.serve.config import ServeConfig
 from edgecnn.serve.source import SourceRunner
 from edgecnn.serve.systemd import Notifier, Watchdog, monotonic_usec, status_line
 
+UPLOADS = 2  # POST /classify requests classified at once
+
 
 class Service:
     def __init__(
@@ -42,6 +44,7 @@ class Service:
         self.http: Any = None
         self.mqtt: Any = None
         self._events: dict[str, Any] = {}  # source -> the frame of its last change
+        self._uploads = threading.BoundedSemaphore(UPLOADS)
         self._stop = threading.Event()
         self._reload = reload or threading.Event()
         self.notifier = Notifier(environ)
@@ -132,12 +135,19 @@ class Service:
         return snapshot_jpeg(image, runner.cfg.roi) if image is not None else b""
 
     def classify_upload(self, data: bytes) -> tuple[int, dict[str, Any]]:
-        from edgecnn.serve.http import decode_upload
+        """POST /classify: at most ``UPLOADS`` at once (uploads share the model with the cameras; a flood of them must
+        not starve a camera's loop), the others get 503."""
+        from edgecnn.serve import http
 
-        image, why = decode_upload(data)
-        if image is None:
-            return 400, {"error": f"not a usable image: {why}"}
-        pred = self.model.classify(image)
+        if not self._uploads.acquire(blocking=False):
+            return 503, {"error": f"busy: {UPLOADS} uploaded images are being classified; try again"}
+        try:
+            image, why = http.decode_upload(data)
+            if image is None:
+                return 400, {"error": f"not a usable image: {why}"}
+            pred = self.model.classify(image)
+        finally:
+            self._uploads.release()
         return 200, pred.to_dict() | {"model_digest": self.model.digest, "width": image.shape[1], "height": image.shape[0]}
 
     # ---- the main thread ------------------------------------------------------------------

@@ -107,3 +107,30 @@ def test_a_slow_client_does_not_stall_classification(lenet_tflite):
         for s in [*stuck, reader]:
             s.close()
     assert "error" not in outcome
+
+
+def test_uploads_beyond_two_at_once_are_answered_busy(lenet_tflite, digits, monkeypatch):
+    import threading
+
+    from edgecnn.serve import http
+
+    slow = http.decode_upload
+
+    def decode_slowly(data):  # an upload that takes a second to decode: three at once overlap
+        time.sleep(1.0)
+        return slow(data)
+
+    monkeypatch.setattr(http, "decode_upload", decode_slowly)
+    cfg = ServeConfig(artifact=str(lenet_tflite), sources=[SourceConfig(uri="synthetic:?fps=10")], http="127.0.0.1:0")
+    jpeg = cv2.imencode(".jpg", digits["3"])[1].tobytes()
+    with service_thread(cfg) as (service, outcome):
+        answers: list[tuple[int, dict]] = []
+        posts = [threading.Thread(target=lambda: answers.append(post(f"{service.http.url()}/classify", jpeg))) for _ in range(3)]
+        for t in posts:
+            t.start()
+        for t in posts:
+            t.join(10)
+        assert sorted(code for code, _ in answers) == [200, 200, 503]
+        assert [a for c, a in answers if c == 503][0]["error"] == "busy: 2 uploaded images are being classified; try again"
+        assert all(a["top"][0]["label"] == "3" for c, a in answers if c == 200)
+    assert "error" not in outcome
