@@ -26,6 +26,7 @@ VERBS = [
     "verify",
     "sign",
     "classify",
+    "serve",
     "profile",
     "calibrate",
     "benchmark",

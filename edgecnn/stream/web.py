@@ -3,7 +3,8 @@
 The page shows the frames as they are classified (an MJPEG stream of the picture itself, nothing drawn on it: on a
 64x64 frame any text would cover the subject), scaled up to at least 256 px with square pixels when they are small,
 and beside it the top labels, the frame rate and a latency chart with labelled axes. ``/state.json`` is the latest
-prediction record (what the jsonl sink writes) plus the frame's size; ``/stream.mjpg`` the picture.
+prediction record (what the jsonl sink writes) plus the frame's size (and, under ``edgecnn serve``, ``service``: the
+source's debounced state and its history of changes, shown under the chart); ``/stream.mjpg`` the picture.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 from urllib.parse import urlparse
@@ -34,10 +36,12 @@ h1{font-size:1.2em;font-weight:normal;color:#aaa;margin:0 0 .6em}
 #top{margin:0 0 .6em;padding:0;list-style:none;color:#bbb}
 #stats{color:#bbb;margin-bottom:.8em}
 canvas{background:#1b1b1b;display:block}
+#service{font-size:1.3em;margin:.8em 0 .3em}#history{margin:0;padding-left:1.2em;color:#bbb;font-size:.9em}
 </style></head><body><h1>edgecnn live</h1>
 <div id="main"><img id="video" src="/stream.mjpg" alt="the classified frames">
 <div id="side"><div id="label">waiting...</div><ul id="top"></ul><div id="stats"></div>
-<canvas id="chart" width="480" height="200" aria-label="inference latency of the last frames"></canvas></div></div>
+<canvas id="chart" width="480" height="200" aria-label="inference latency of the last frames"></canvas>
+<div id="service"></div><ol id="history"></ol></div></div>
 <script>
 const MIN_W=__MIN_WIDTH__, N=100, hist=[];
 function fit(w,h){ // whole-number scale so that pixels stay square and sharp
@@ -65,7 +69,15 @@ async function tick(){try{const r=await fetch('/state.json',{cache:'no-store'});
   document.getElementById('stats').textContent='frame '+s.frame+' | '+s.fps.toFixed(1)+' FPS | inference '+
     s.latency_ms.inference.toFixed(2)+' ms | '+s.width+'x'+s.height+' px'+(s.ended?' | the source ended':'');
   if(s.frame!==tick.last){tick.last=s.frame;hist.push(s.latency_ms.inference);if(hist.length>N)hist.shift();chart();}}
+ if(s.service)service(s.service);
 }catch(e){}setTimeout(tick,250)}
+function hms(t){const d=new Date(t*1000),p=n=>String(n).padStart(2,'0');return p(d.getHours())+':'+p(d.getMinutes())+':'+p(d.getSeconds())}
+function esc(t){return String(t).replace(/[&<>]/g,'')}
+function service(v){ // edgecnn serve: the debounced state and its last changes, newest first
+  document.getElementById('service').textContent='state: '+(v.state===null?'unknown':v.state)+
+    (v.since?' since '+hms(v.since):'')+' ('+v.changes+' change'+(v.changes==1?'':'s')+')';
+  document.getElementById('history').innerHTML=v.history.slice(-10).reverse().map(c=>'<li>'+hms(c.time)+' '+
+    esc(c.previous===null?'unknown':c.previous)+' &rarr; '+esc(c.state)+' ('+(100*c.confidence).toFixed(0)+'%)</li>').join('');}
 chart();tick();
 </script></body></html>""".replace("__MIN_WIDTH__", str(MIN_WIDTH_PX))
 
@@ -159,6 +171,7 @@ class WebSink(Sink):
         self._state: dict[str, Any] = {}
         self._cond = threading.Condition()
         self._closed = False
+        self.service_state: Callable[[], dict[str, Any]] | None = None  # edgecnn serve: the debounced state, history
         try:
             self.server = _Server((self.host, port), _Handler)
         except OSError as exc:
@@ -196,7 +209,10 @@ class WebSink(Sink):
 
     def state(self) -> dict[str, Any]:
         with self._cond:
-            return dict(self._state)
+            out = dict(self._state)
+        if self.service_state is not None:
+            out["service"] = self.service_state()
+        return out
 
     def next_jpeg(self, last: bytes | None) -> bytes | None:
         """A frame newer than ``last`` as soon as there is one, else the current one again after 0.5 s (clients that
