@@ -20,6 +20,16 @@ def add_arguments(p) -> None:
         "--health", metavar="FILE", help="the service's classify --health log on the board: it must move after the restart"
     )
     p.add_argument("--check", metavar="CMD", help="shell command on the board that exits 0 when the service is healthy")
+    p.add_argument(
+        "--service",
+        metavar="UNIT",
+        help="an edgecnn serve systemd unit: restarted with systemctl (--restart overrides), judged by --healthz or --health",
+    )
+    p.add_argument(
+        "--healthz",
+        metavar="URL",
+        help="the service's /healthz as the board reaches it (e.g. http://127.0.0.1:8090/healthz): 200 with the new model",
+    )
     p.add_argument("--grace", type=number(0, 3600), default=10.0, help="seconds to watch after the restart (default 10)")
     p.add_argument("--keep", type=integer(1, 1000), default=3, help="releases kept on the board (default 3)")
     p.add_argument("--trust-key", metavar="PUBLIC.pem", help="the board refuses a release not signed by this key")
@@ -44,35 +54,24 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     import json
     import sys
-    from pathlib import Path
 
     from edgecnn.cli.boards import board_from
-    from edgecnn.errors import ConfigError
     from edgecnn.remote.deploy import deploy, rollback, status
-    from edgecnn.signing import public_key_pem
 
-    actions = [bool(args.artifact), args.rollback, args.status]
-    if sum(actions) != 1:
-        raise ConfigError("give an artifact folder to deploy, or --rollback, or --status (one of them)")
-    if args.artifact and not Path(args.artifact).is_dir():
-        raise ConfigError(f"no such artifact folder: {args.artifact}")
-    if not (args.to.startswith("/") or args.to.startswith("~/")):
-        raise ConfigError(f"--to {args.to!r}: give an absolute folder on the board, or one under its home as ~/PATH")
-    if args.trust_key:
-        public_key_pem(args.trust_key)  # a private key given by mistake is refused before any connection
+    watch = _checked(args)  # every option, before any connection
     board = board_from(args)
 
     def say(line: str) -> None:
         print(f"[deploy] {line}", file=sys.stderr, flush=True)
 
-    watch = {"restart": args.restart, "health": args.health, "check": args.check, "trust_key": args.trust_key}
     common = {"wait": not args.no_wait, "reconnect": args.reconnect, "say": say}
     if args.status:
         report = status(board, args.to)
         print(json.dumps(report, indent=2) if args.json else _status_line(report))
         return 0
     if args.rollback:
-        report = rollback(board, args.to, **watch, grace=args.grace if args.health or args.check else 0.0, **common)
+        watched = args.health or args.check or args.healthz
+        report = rollback(board, args.to, **watch, grace=args.grace if watched else 0.0, **common)
     else:
         report = deploy(board, args.artifact, args.to, **watch, grace=args.grace, keep=args.keep, **common)
     print(
@@ -82,6 +81,33 @@ def run(args) -> int:
         + (" (finished by the board after the connection dropped)" if report.get("recovered") else "")
     )
     return 0
+
+
+def _checked(args) -> dict:
+    """The options checked (a private key given as --trust-key refused before any connection); the watch options."""
+    import shlex
+    from pathlib import Path
+
+    from edgecnn.errors import ConfigError
+    from edgecnn.signing import public_key_pem
+
+    if sum([bool(args.artifact), args.rollback, args.status]) != 1:
+        raise ConfigError("give an artifact folder to deploy, or --rollback, or --status (one of them)")
+    if args.artifact and not Path(args.artifact).is_dir():
+        raise ConfigError(f"no such artifact folder: {args.artifact}")
+    if not (args.to.startswith("/") or args.to.startswith("~/")):
+        raise ConfigError(f"--to {args.to!r}: give an absolute folder on the board, or one under its home as ~/PATH")
+    if args.trust_key:
+        public_key_pem(args.trust_key)
+    if args.service and not (args.healthz or args.health or args.check):
+        raise ConfigError(
+            f"--service {args.service}: say how the board judges it: --healthz URL (edgecnn serve's) or --health FILE",
+            hint="e.g. --healthz http://127.0.0.1:8090/healthz: the rollback then rests on the service itself",
+        )
+    if args.healthz and not args.healthz.startswith(("http://", "https://")):
+        raise ConfigError(f"--healthz {args.healthz!r}: give the URL of the service's /healthz (http://HOST:PORT/healthz)")
+    restart = args.restart or (f"systemctl restart {shlex.quote(args.service)}" if args.service else None)
+    return {"restart": restart, "health": args.health, "check": args.check, "healthz": args.healthz, "trust_key": args.trust_key}
 
 
 def _status_line(report: dict) -> str:

@@ -18,6 +18,7 @@ def add_arguments(p) -> None:
     p.add_argument("--restart", metavar="CMD", help="shell command that restarts the service")
     p.add_argument("--health", metavar="FILE", help="the service's health log: it must move after the restart")
     p.add_argument("--check", metavar="CMD", help="shell command that exits 0 when the service is healthy")
+    p.add_argument("--healthz", metavar="URL", help="an edgecnn serve /healthz: 200, serving one of the release's models")
     p.add_argument("--grace", type=number(0, 3600), default=10.0, help="seconds to watch after the restart")
     p.add_argument("--keep", type=integer(1, 1000), default=3, help="releases kept")
     p.add_argument("--trust-key", metavar="PUBLIC.pem", help="refuse a release not signed by this key")
@@ -53,6 +54,7 @@ def run(args) -> int:
         raise ConfigError(f"release: --release must be a release name (16 hex digits); received {args.release!r}")
     txn = release.Transaction(
         to=to, id=args.id, release=args.release, restart=args.restart, health=args.health, check=args.check,
+        healthz=args.healthz,
         grace=args.grace, keep=args.keep, trust_key=args.trust_key, wait=not args.no_wait,
     )
     say(release.start(txn) if args.action == "start" else release.run(txn))

@@ -85,6 +85,7 @@ def deploy(
     restart: str | None = None,
     health: str | None = None,
     check: str | None = None,
+    healthz: str | None = None,
     grace: float = 10.0,
     trust_key: str | Path | None = None,
     keep: int = KEEP_DEFAULT,
@@ -104,7 +105,8 @@ def deploy(
         pushed = push(board, stage, f"{to}/releases", name)
     key = push_key(board, trust_key)
     options = ["--release", name, "--grace", f"{grace:g}", "--keep", str(keep)]
-    for flag, value in (("--restart", restart), ("--health", health), ("--check", check), ("--trust-key", key)):
+    for flag, value in (("--restart", restart), ("--health", health), ("--check", check), ("--healthz", healthz),
+                        ("--trust-key", key)):
         options += [flag, value] if value else []
     end = _transact(board, to, [*options, *([] if wait else ["--no-wait"])], say, reconnect)
     report = _report(board, name, end, to) | {"copied": pushed.copied, "seconds": round(time.monotonic() - t0, 2)}
@@ -118,6 +120,7 @@ def rollback(
     restart: str | None = None,
     health: str | None = None,
     check: str | None = None,
+    healthz: str | None = None,
     grace: float = 0.0,
     trust_key: str | Path | None = None,
     wait: bool = True,
@@ -133,7 +136,8 @@ def rollback(
     to = remote_path(board, to)
     key = push_key(board, trust_key)
     options = ["--rollback", "--grace", f"{grace:g}"]
-    for flag, value in (("--restart", restart), ("--health", health), ("--check", check), ("--trust-key", key)):
+    for flag, value in (("--restart", restart), ("--health", health), ("--check", check), ("--healthz", healthz),
+                        ("--trust-key", key)):
         options += [flag, value] if value else []
     end = _transact(board, to, [*options, *([] if wait else ["--no-wait"])], say, reconnect)
     return _report(board, None, end, to)

@@ -50,6 +50,7 @@ class Transaction:
     restart: str | None = None
     health: str | None = None
     check: str | None = None
+    healthz: str | None = None  # an edgecnn serve /healthz URL: 200, and serving one of the release's models
     grace: float = 10.0
     keep: int = 3
     trust_key: str | None = None
@@ -59,7 +60,7 @@ class Transaction:
         """The ``edgecnn release run`` arguments that carry out this transaction in a process of its own."""
         out = ["--to", self.to, "--id", self.id, "--grace", f"{self.grace:g}", "--keep", str(self.keep)]
         for flag, value in (("--release", self.release), ("--restart", self.restart), ("--health", self.health),
-                            ("--check", self.check), ("--trust-key", self.trust_key)):
+                            ("--check", self.check), ("--healthz", self.healthz), ("--trust-key", self.trust_key)):
             out += [flag, value] if value else []
         return out + ([] if self.wait else ["--no-wait"]) + ([] if self.release else ["--rollback"])
 
@@ -222,16 +223,54 @@ def service_started(health: str) -> float:
         return 0.0
 
 
+def serving(url: str, folder: Path) -> str | None:
+    """None when the edgecnn serve at ``url`` (its /healthz) answers 200 with one of ``folder``'s models, else why not."""
+    import urllib.error
+    import urllib.request
+
+    digests = {_digest(d) for d in sorted(folder.iterdir()) if (d / "edgecnn.json").is_file()}
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - the user's own health URL on the board
+            status, body = resp.status, resp.read(65536)
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, exc.read(65536)
+    except (OSError, ValueError) as exc:
+        return f"{url} did not answer ({exc})"
+    try:
+        answer = json.loads(body)
+    except (ValueError, RecursionError):
+        answer = {}
+    served = str(answer.get("model_digest", "")) if isinstance(answer, dict) else ""
+    if status != 200:
+        return f"{url} answered {status} (the service is not classifying)"
+    if served not in digests:
+        return f"{url} serves the model {served[:12] or '?'}, not one of the new release's"
+    return None
+
+
+def _digest(artifact: Path) -> str:
+    try:
+        return str(json.loads((artifact / "edgecnn.json").read_text())["integrity"]["digest"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+
+
 def healthy(txn: Transaction, since: float) -> str | None:
     """Within the grace period: None when healthy, else why not (no health line from a process started after
-    ``since``; or the check command failed)."""
+    ``since``; /healthz not 200 with the new release's model; or the check command failed)."""
     deadline = time.monotonic() + txn.grace
+    if txn.healthz:
+        folder = Path(txn.to) / "current"
+        while (why := serving(txn.healthz, folder.resolve())) is not None:
+            if time.monotonic() >= deadline:
+                return f"{why} within {txn.grace:g} s"
+            time.sleep(0.25)
     if txn.health:
         while service_started(txn.health) <= since:
             if time.monotonic() >= deadline:
                 return f"no new line in the health log {txn.health} within {txn.grace:g} s (the service is not classifying)"
             time.sleep(0.2)
-    elif not txn.check:
+    elif not (txn.check or txn.healthz):
         time.sleep(txn.grace)
     if txn.check:
         try:
@@ -250,8 +289,7 @@ def prune(to: Path, keep: int, journal: Journal) -> list[str]:
     protected = {read_link(to, "current"), read_link(to, "previous")}
     ours = [p for p in releases.iterdir() if RELEASE_NAME.fullmatch(p.name) and p.is_dir() and not p.is_symlink()]
     ours.sort(key=lambda p: p.stat().st_mtime, reverse=True)
-    settled = _settled(journal)
-    pending = {p.name for p in ours if p.name not in settled and time.time() - p.stat().st_mtime < STALE_PART_S}
+    pending = _pending(ours, journal)
     gone = [p for p in ours[keep:] if f"releases/{p.name}" not in protected and p.name not in pending]
     stale = [p for p in releases.iterdir() if PART_NAME.fullmatch(p.name) and time.time() - p.stat().st_mtime > STALE_PART_S]
     for p in gone + stale:
@@ -259,10 +297,12 @@ def prune(to: Path, keep: int, journal: Journal) -> list[str]:
     return [f"releases/{p.name}" for p in gone]
 
 
-def _settled(journal: Journal) -> set[str]:
-    """The releases some transaction has finished with: any other, copied within the hour, waits for its own."""
-    ended = {r.get("id") for r in journal.records() if r.get("step") == "end"}
-    return {Path(str(r.get("release"))).name for r in journal.records() if r.get("step") == "verifying" and r.get("id") in ended}
+def _pending(releases: list[Path], journal: Journal) -> set[str]:
+    """The releases copied within the hour that no transaction has finished with: each waits for its own deploy."""
+    records = journal.records()
+    ended = {r.get("id") for r in records if r.get("step") == "end"}
+    settled = {Path(str(r.get("release"))).name for r in records if r.get("step") == "verifying" and r.get("id") in ended}
+    return {p.name for p in releases if p.name not in settled and time.time() - p.stat().st_mtime < STALE_PART_S}
 
 
 # -- the transaction --------------------------------------------------------------------------------------------------

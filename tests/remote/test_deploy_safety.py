@@ -382,3 +382,57 @@ def test_tilde_paths_are_the_board_users_home_in_every_step(rsync_server, lenet_
         assert json.loads(capsys.readouterr().out)["measured_on"]["remote_path"].startswith(f"{home}/cache/")
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+SERVE = """#!/bin/sh
+# the service: one `edgecnn serve` on TO/current/tflite-int8 with its /healthz on PORT, restarted by replacing it
+TO="$1"; PORT="$2"
+[ -f "$TO/serve.pid" ] && kill "$(cat "$TO/serve.pid")" 2>/dev/null && sleep 0.5
+nohup {edgecnn} serve "$TO/current/tflite-int8" --source 'synthetic:?fps=10&size=32x32' --http 127.0.0.1:$PORT \\
+    > "$TO/serve.log" 2>&1 < /dev/null &
+echo $! > "$TO/serve.pid"
+"""
+
+
+def test_deploy_service_judges_the_real_service_by_its_healthz(rsync_server, lenet_artifacts, lenet_run, device_venv, tmp_path, capsys):
+    from edgecnn.convert.api import convert
+
+    to = tmp_path / "board" / "app"
+    to.mkdir(parents=True)
+    port = _free_port()
+    service = tmp_path / "serve.sh"
+    service.write_text(SERVE.format(edgecnn=Path(sys.executable).parent / "edgecnn"))  # serve needs the serve extra
+    service.chmod(0o755)
+    on = options(rsync_server, device_venv, tmp_path)
+    healthz = f"http://127.0.0.1:{port}/healthz"
+    args = ["--service", "edgecnn-digits", "--restart", f"{service} {to} {port}", "--healthz", healthz, "--grace", "30"]
+    assert main(["deploy", str(lenet_artifacts), "--to", str(to), "--service", "edgecnn-digits", *on]) == 1
+    assert "say how the board judges it: --healthz URL" in capsys.readouterr().err
+    try:
+        assert main(["deploy", str(lenet_artifacts), "--to", str(to), *args, "--json", *on]) == 0
+        first = json.loads(capsys.readouterr().out)
+        assert first["outcome"] == "deployed"
+        # a set without the int8 artifact the service runs: verified fine, but serve cannot start on it
+        fp32_only = tmp_path / "fp32-only"
+        convert(lenet_run, "host", out=fp32_only, precisions=["tflite/fp32"])
+        assert main(["deploy", str(fp32_only), "--to", str(to), *args[:-1], "10", *on]) == 1
+        err = capsys.readouterr().err
+        assert f"{healthz} did not answer" in err and f"rolled back to releases/{first['release']}" in err, err
+        assert links(to)[0] == f"releases/{first['release']}"
+        import urllib.request
+
+        deadline = time.monotonic() + 30  # the previous release's service is serving again
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(healthz, timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.3)
+        else:
+            pytest.fail("the rolled-back service never answered 200")
+    finally:
+        pid = to / "serve.pid"
+        if pid.is_file():
+            subprocess.run(["kill", pid.read_text().strip()], check=False)
+            time.sleep(0.5)
