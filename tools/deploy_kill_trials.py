@@ -62,23 +62,13 @@ class Board:
     def settled(self, timeout: float = 60) -> bool:
         """Wait until every transaction that took the lock has ended (the board finishes them by itself, or the
         next one to look does) and nobody holds the lock."""
-        import fcntl
+        from edgecnn.remote.release import lock_is_free
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            lock = self.to / ".deploy" / "lock"
-            if lock.exists():
-                fd = os.open(lock, os.O_RDWR)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    free = True
-                except BlockingIOError:
-                    free = False
-                finally:
-                    os.close(fd)
-                if not free:
-                    time.sleep(0.1)
-                    continue
+            if (self.to / ".deploy" / "lock").exists() and not lock_is_free(self.to):
+                time.sleep(0.1)
+                continue
             open_txns = _unfinished(self.journal())
             if not open_txns:
                 return True

@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from sshd import SSHServer, _free_port  # noqa: E402
 
 from edgecnn.cli import main  # noqa: E402
+from edgecnn.remote.release import lock_is_free  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -333,7 +334,7 @@ def test_kill_trials_host_killed_at_random_moments_leave_one_release_live(
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         deadline = time.monotonic() + 30  # the board's own transaction, if it started, finishes by itself
-        while time.monotonic() < deadline and (to / ".deploy" / "lock").exists() and _busy(to):
+        while time.monotonic() < deadline and (to / ".deploy" / "lock").exists() and not lock_is_free(to):
             time.sleep(0.1)
         current, _ = links(to)
         assert current in {f"releases/{p.name}" for p in (to / "releases").iterdir()}
@@ -345,19 +346,6 @@ def test_kill_trials_host_killed_at_random_moments_leave_one_release_live(
     assert subprocess.run(rollback, env=env, capture_output=True, timeout=120).returncode == 0
     assert links(to)[0] == live
     rsync_server.kill_sessions()  # the SSH masters of the killed commands (they would idle out in 120 s)
-
-
-def _busy(to: Path) -> bool:
-    import fcntl
-
-    fd = os.open(to / ".deploy" / "lock", os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return False
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
 
 
 def test_a_closed_port_is_one_line(lenet_artifacts, capsys):
