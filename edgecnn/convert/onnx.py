@@ -156,7 +156,7 @@ class ONNXConverter(Converter):
         return Job(name, "onnx-quantizer", f"{__name__}:int8_job", params, after=("tf2onnx",), needs_calibration=True)
 
     def jobs(self, r: ConvertRequest) -> list[Job]:
-        return [self._export()] + ([self._int8(r)] if r.precision.calibrated and not r.selective else [])
+        return [self._export()] + ([self._int8(r)] if r.precision.calibrated and not r.selective and not r.qat else [])
 
     def _fp32(self) -> Path:
         job = self._export()
@@ -176,6 +176,13 @@ class ONNXConverter(Converter):
         target = out_dir / self.info.files[0][1]
         extra: dict[str, Any] = {"opset": OPSET}
         fp32 = self._fp32()
+        if r.qat:
+            from edgecnn.convert.qat.export import qat_convert
+
+            result = qat_convert(self, r, out_dir)
+            result.tools |= {"tf2onnx": version("tf2onnx")} | {m.__name__: m.__version__ for m in (onnx, onnxruntime)}
+            result.extra |= extra
+            return result
         if r.selective:
             result = selective_convert(self, r, out_dir)
             result.extra |= extra

@@ -37,6 +37,8 @@ class OpenVINOConverter(Converter):
     def _job(self, r: ConvertRequest) -> Job | None:
         if r.precision == Precision.INT8 and r.accuracy_control is not None:
             return None  # needs the labelled held-out data: main process
+        if r.qat:  # from the QAT model's ONNX export, in the main process
+            return None
         if r.selective:  # from the ONNX export (OpenVINOSelective), in the main process
             return self.session.converter(Format.ONNX).jobs(ConvertRequest(Format.ONNX, Precision.FP32))[0]
         s = self.session
@@ -60,6 +62,10 @@ class OpenVINOConverter(Converter):
             require_calibration(self.session.calibration, "int8 OpenVINO")
         if r.selective:
             return selective_convert(self, r, out_dir)
+        if r.qat:
+            from edgecnn.convert.qat.export import qat_convert
+
+            return qat_convert(self, r, out_dir)
         job = self._job(r)
         if job is not None:
             answer = self.session.scheduler.result(job.name)

@@ -177,7 +177,7 @@ class TFLiteConverter(Converter):
         )
 
     def jobs(self, r: ConvertRequest) -> list[Job]:
-        return [self._int8(r)] if r.precision.calibrated and not r.selective else []
+        return [self._int8(r)] if r.precision.calibrated and not r.selective and not r.qat else []
 
     def _blob(self, r: ConvertRequest) -> tuple[bytes, str, bool]:
         """(flatbuffer, TensorFlow version, whether dense layers got one scale per tensor)."""
@@ -196,6 +196,10 @@ class TFLiteConverter(Converter):
     def convert(self, r: ConvertRequest, out_dir: Path) -> ConversionResult:
         if r.selective:
             return selective_convert(self, r, out_dir)
+        if r.qat:
+            from edgecnn.convert.qat.export import qat_convert
+
+            return qat_convert(self, r, out_dir)
         profile = self.session.profile
         blob, tf_version, dense_per_tensor = self._blob(r)
         tpu = profile is not None and any(a.kind == "tpu" for a in profile.accelerators)
