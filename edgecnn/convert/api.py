@@ -267,18 +267,23 @@ def _convert_all(
         queue.remove(request)
         say(f"{request.label}: converting, then checking parity on {len(session.eval_set.x)} inputs")
         try:
-            row = artifact.build(shared, request, staging / request.name)
-            if opts.auto and request.precision == Precision.INT8 and row.status == "FAILED" and row.parity is not None:
-                row = recover(shared, request, staging / request.name, row, opts.max_float_layers, say)
-                if opts.qat and row.status == "FAILED":
-                    row = qat_rung(shared, request, staging / request.name, row, say)
-            rows.append(row)
+            rows.append(_build(shared, request, staging / request.name, opts, say))
         except DiskFullError as exc:
             done = ", ".join(f"{r.format}/{r.precision}" for r in rows if r.path) or "none"
             exc.message += f"; stopped at {request.label} (finished and verified: {done})"
             raise
     order = {r.name: i for i, r in enumerate(requests)}
     return sorted(rows, key=lambda row: order.get(f"{row.format}-{row.precision}", len(order)))
+
+
+def _build(shared: artifact.Shared, request: ConvertRequest, final: Path, opts: ConvertOptions, say: Callable) -> artifact.Row:
+    """One artifact; with ``--keep-float auto`` a failing int8 climbs the ladder: float layers, then (``--qat``) QAT."""
+    row = artifact.build(shared, request, final)
+    if opts.auto and request.precision == Precision.INT8 and row.status == "FAILED" and row.parity is not None:
+        row = recover(shared, request, final, row, opts.max_float_layers, say)
+        if opts.qat and row.status == "FAILED":
+            row = qat_rung(shared, request, final, row, say)
+    return row
 
 
 def _sign(staging: Path, key: str | Path | None) -> None:

@@ -87,7 +87,9 @@ def _trade(steps: list[dict[str, Any]], limit: int, n_layers: int) -> str:
     )
 
 
-def qat_rung(shared: artifact.Shared, request: ConvertRequest, final: Path, failed: artifact.Row, say: Callable[[str], None]) -> artifact.Row:
+def qat_rung(
+    shared: artifact.Shared, request: ConvertRequest, final: Path, failed: artifact.Row, say: Callable[[str], None]
+) -> artifact.Row:
     """``--keep-float auto --qat``: the last rung, when float layers did not pass: the whole model int8 from the
     quantisation-aware fine-tune (convert/qat/), through the same gate."""
     say(f"{request.label}: float layers did not pass; quantisation-aware fine-tuning (the last rung)")

@@ -196,10 +196,12 @@ class TFLiteConverter(Converter):
     def convert(self, r: ConvertRequest, out_dir: Path) -> ConversionResult:
         if r.selective:
             return selective_convert(self, r, out_dir)
-        if r.qat:
-            from edgecnn.convert.qat.export import qat_convert
+        if r.qat:  # the quantisation-aware fine-tuned model's fake-quants folded into int8 (convert/qat/)
+            from edgecnn.convert.qat.export import qat_build, qat_result
 
-            return qat_convert(self, r, out_dir)
+            blob, version = qat_build(self.session).tflite(_io_type(self.session.profile))
+            (out_dir / self.info.files[0][1]).write_bytes(blob)
+            return qat_result(self, out_dir / self.info.files[0][1], {"tensorflow": version})
         profile = self.session.profile
         blob, tf_version, dense_per_tensor = self._blob(r)
         tpu = profile is not None and any(a.kind == "tpu" for a in profile.accelerators)

@@ -14,11 +14,11 @@ through the same ``artifact.build`` as any other: manifest, parity gate against 
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
 from edgecnn.convert.base import ConversionResult
+from edgecnn.convert.qat.check import int8_weight_report
 from edgecnn.errors import ConversionError, first_line
 from edgecnn.formats import Format
 
@@ -34,14 +34,15 @@ class QATBuild:
         self.result = fine_tune(session.source, options, calibration=calib, say=session.say)
         self._sources: dict[str, Any] = {}
         self._onnx: Path | None = None
+        self.onnx_extra: dict[str, Any] = {}
 
     def _saved_model(self, variant: str) -> Path:
-        """The frozen SavedModel of the QAT model (``tflite``) or of its copy with kernels on their grid (``onnx``)."""
+        """The frozen SavedModel of the QAT model (``fake-quant``) or of its copy with kernels on their grid."""
         from edgecnn.convert.source import SourceModel
 
         if variant not in self._sources:
             src = self.session.source
-            model = self.result.model if variant == "tflite" else _grid_copy(self.result.model)
+            model = self.result.model if variant == "fake-quant" else _grid_copy(self.result.model)
             self._sources[variant] = SourceModel(src.path, model, src.labels, src.spec)
         return self._sources[variant].saved_model()
 
@@ -49,7 +50,7 @@ class QATBuild:
         import tensorflow as tf
 
         calib = self.session.calibration
-        conv = tf.lite.TFLiteConverter.from_saved_model(str(self._saved_model("tflite")))
+        conv = tf.lite.TFLiteConverter.from_saved_model(str(self._saved_model("fake-quant")))
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = lambda: ([x[None]] for x in calib.samples[:100])
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -57,29 +58,25 @@ class QATBuild:
         try:
             return conv.convert(), tf.__version__
         except Exception as exc:  # TF raises ConverterError / RuntimeError with long MLIR dumps
-            raise ConversionError(f"tflite/int8 (QAT): TFLiteConverter failed: {first_line(exc)}") from exc
+            raise ConversionError(f"{Format.TFLITE}/int8 (QAT): TFLiteConverter failed: {first_line(exc)}") from exc
 
-    def onnx(self) -> tuple[Path, dict[str, Any]]:
-        """The ONNX model with int8 kernels, and what the pass stored."""
-        from edgecnn.convert.onnx import _tf2onnx_args
+    def onnx(self) -> Path:
+        """The ONNX model with int8 kernels: the ONNX converter's own tf2onnx job on the on-grid SavedModel."""
         from edgecnn.convert.qat.onnx_qdq import int8_weights
-        from edgecnn.convert.scheduler import Job
 
-        s = self.session
-        saved = self._saved_model("onnx")
-        raw, out = saved.parent / "qat-fq.onnx", saved.parent / "qat-int8.onnx"
         if self._onnx is None:
-            params = {"argv": _tf2onnx_args(saved, raw), "out": str(raw), "labels": s.source.labels}
-            params["preprocess"] = s.source.spec.to_dict()
-            job = Job("qat-tf2onnx", "tensorflow", "edgecnn.convert.onnx:export_job", params)
+            s = self.session
+            saved = self._saved_model("on-grid")
+            raw, out = saved.parent / "qat-fq.onnx", saved.parent / "qat-int8.onnx"
+            job = s.converter(Format.ONNX).export_job(saved, raw, name="qat-tf2onnx")
             s.scheduler.add([job])
             try:
                 s.scheduler.result(job.name)
             except ConversionError as exc:
-                raise ConversionError(f"onnx/int8 (QAT): tf2onnx failed: {exc.message}", hint=exc.hint) from None
+                raise ConversionError(f"{Format.ONNX}/int8 (QAT): tf2onnx failed: {exc.message}", hint=exc.hint) from None
             self.onnx_extra = int8_weights(raw, out)
             self._onnx = out
-        return self._onnx, self.onnx_extra
+        return self._onnx
 
     def close(self) -> None:
         for src in self._sources.values():
@@ -103,46 +100,19 @@ def _grid_copy(model: Any) -> Any:
 
 
 def qat_build(session: Any) -> QATBuild:
+    """The session's QAT model, fine-tuned on first use."""
     if session.qat is None:
         session.qat = QATBuild(session, session.qat_options)
     return session.qat
 
 
-def qat_convert(converter: Any, request: Any, out_dir: Path) -> ConversionResult:
-    """``request`` (an int8 request with ``qat``) written by ``converter`` from the session's QAT model."""
-    from edgecnn.convert.qat.check import int8_weight_report
-
-    build = qat_build(converter.session)
-    fmt = request.format
-    name = converter.info.files[0][1]
-    tools: dict[str, str] = {}
+def qat_result(converter: Any, model_file: Path, tools: dict[str, str] | None = None) -> ConversionResult:
+    """The ConversionResult of ``converter``'s QAT artifact once its model file is written: the fine-tune's record
+    and the stored type of every kernel (refused when one is not int8)."""
+    fmt = converter.format
     extra: dict[str, Any] = {"quantization": {"weights": "per-channel (dense: per-tensor)", "by": "quantisation-aware training"}}
-    if fmt == Format.TFLITE:
-        from edgecnn.convert.tflite import _io_type
-
-        blob, tools["tensorflow"] = build.tflite(_io_type(converter.session.profile))
-        (out_dir / name).write_bytes(blob)
-    elif fmt == Format.ONNX:
-        path, extra["onnx_int8"] = build.onnx()
-        shutil.copyfile(path, out_dir / name)
-    elif fmt == Format.OPENVINO:
-        tools |= _openvino(build, out_dir)
-    else:
-        raise ConversionError(f"--qat has no exporter for {fmt}")
-    extra["qat"] = build.result.to_dict() | {"weights": int8_weight_report(fmt, out_dir / name)}
-    return ConversionResult(converter.files(), tools, extra)
-
-
-def _openvino(build: QATBuild, out_dir: Path) -> dict[str, str]:
-    import openvino as ov
-
-    from edgecnn.convert.openvino import _save
-
-    path, _ = build.onnx()
-    src = build.session.source
-    try:
-        model = ov.convert_model(str(path))
-        _save(model, out_dir, src.labels, src.spec.to_dict(), fp16=False)
-    except Exception as exc:
-        raise ConversionError(f"openvino/int8 (QAT): {first_line(exc, with_type=True)}") from exc
-    return {ov.__name__: ov.get_version()}
+    build = converter.session.qat
+    if build.onnx_extra and fmt != Format.TFLITE:
+        extra["onnx_int8"] = build.onnx_extra
+    extra["qat"] = build.result.to_dict() | {"weights": int8_weight_report(fmt, model_file)}
+    return ConversionResult(converter.files(), tools or {}, extra)

@@ -99,7 +99,11 @@ def _bias(g: _Graph, node: Any, w_scale: np.ndarray, x_scale: float) -> None:
     scale = (np.float64(x_scale) * w_scale.astype(np.float64)).astype(np.float32)
     q = np.clip(np.round(b / scale), -(2**31) + 1, 2**31 - 1).astype(np.int32)
     base = g.name(node.name + "_b")
-    inputs = [g.add_init(base + "_int32", q), g.add_init(base + "_scale", scale), g.add_init(base + "_zp", np.zeros(q.shape, np.int32))]
+    inputs = [
+        g.add_init(base + "_int32", q),
+        g.add_init(base + "_scale", scale),
+        g.add_init(base + "_zp", np.zeros(q.shape, np.int32)),
+    ]
     node.input[2] = base + "_dq"
     g.new_nodes.append((node, [helper.make_node("DequantizeLinear", inputs, [base + "_dq"], name=base + "_dq", axis=0)]))
 

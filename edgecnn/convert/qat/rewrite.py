@@ -29,7 +29,19 @@ QUANTISED = {
 }  # fmt: skip
 WEIGHTED = {"Conv2D", "DepthwiseConv2D", "Dense"}
 SUPPORTED = PASS_THROUGH | QUANTISED | WEIGHTED | {"Functional"}
-ACTIVATIONS = {"linear", "relu", "relu6", "softmax", "tanh", "sigmoid", "hard_sigmoid", "hard_swish", "hard_silu", "swish", "silu"}
+ACTIVATIONS = {
+    "linear",
+    "relu",
+    "relu6",
+    "softmax",
+    "tanh",
+    "sigmoid",
+    "hard_sigmoid",
+    "hard_swish",
+    "hard_silu",
+    "swish",
+    "silu",
+}
 _OPERATIONS = {"Add", "Multiply", "Subtract", "Divide", "TrueDivide"}  # Keras ops on symbolic tensors (x + 3.0 in V3)
 
 
@@ -84,19 +96,18 @@ def foldable_pairs(model: Any) -> dict[int, Any]:
         if type(layer).__name__ != "BatchNormalization" or layer.axis not in (-1, 3, [3], [-1]):
             continue
         prev = _producer(layer)
-        if (
-            prev is not None
-            and type(prev).__name__ in WEIGHTED
-            and _activation(prev) == "linear"
-            and len(_consumers(prev)) == 1
-        ):
+        if prev is not None and type(prev).__name__ in WEIGHTED and _activation(prev) == "linear" and len(_consumers(prev)) == 1:
             pairs[id(layer)] = prev
     return pairs
 
 
 def _folded_weights(layer: Any, bn: Any | None) -> list[np.ndarray]:
     kernel = np.asarray(layer.kernel)
-    bias = np.asarray(layer.bias) if layer.bias is not None else np.zeros(kernel.shape[-1 if type(layer).__name__ != "DepthwiseConv2D" else 2], np.float32)
+    bias = (
+        np.asarray(layer.bias)
+        if layer.bias is not None
+        else np.zeros(kernel.shape[-1 if type(layer).__name__ != "DepthwiseConv2D" else 2], np.float32)
+    )
     if bn is None:
         return [kernel, bias]
     gamma = np.asarray(bn.gamma) if bn.gamma is not None else 1.0
