@@ -157,6 +157,9 @@ class ActivationQuant(keras.layers.Layer):
         hi = ops.maximum(hi, lo + 1e-6)
         return keras.quantizers.fake_quant_with_min_max_vars(inputs, lo, hi, num_bits=8, narrow_range=False)
 
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return input_shape
+
     def get_config(self) -> dict[str, Any]:
         return super().get_config() | {"momentum": self.momentum}
 

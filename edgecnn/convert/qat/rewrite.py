@@ -7,7 +7,9 @@ sqrt(var + eps)), the folded batch norm becomes the identity, and an ``Activatio
 an int8 model stores: not the ones an operator passes through unchanged (max-pooling, reshapes, padding, dropout),
 and not a convolution's output that only a batch norm or a ReLU reads (the converters fuse those into the
 convolution, so the int8 model never stores that tensor). A dense layer with a softmax is split into dense,
-quantiser, softmax: every int8 runtime gives the softmax its own fixed output range. Layers outside ``SUPPORTED``
+quantiser, softmax: every int8 runtime gives the softmax its own fixed output range; any other activation but ReLU
+is split the same way (convolution, quantiser, activation, quantiser), since only ReLU fuses into an int8
+convolution everywhere (ONNX Runtime runs a convolution followed by tanh in float otherwise). Layers outside ``SUPPORTED``
 are refused by name.
 """
 
@@ -42,6 +44,7 @@ ACTIVATIONS = {
     "swish",
     "silu",
 }
+FUSED = ("linear", "relu", "relu6")  # activations every int8 runtime fuses into the convolution before it
 _OPERATIONS = {"Add", "Multiply", "Subtract", "Divide", "TrueDivide"}  # Keras ops on symbolic tensors (x + 3.0 in V3)
 
 
@@ -156,13 +159,14 @@ class _Rewriter:
         if kind in QUANT_CLASSES:
             bn = self.bn_of.get(id(layer))
             config["use_bias"] = True
-            if kind == "Dense" and _activation(layer) == "softmax":
+            if _activation(layer) not in FUSED:  # split: the convolution's own output is quantised first
                 config["activation"] = "linear"
             new = QUANT_CLASSES[kind].from_config(config)
             new._edgecnn_weights = _folded_weights(layer, bn)  # noqa: SLF001 - set once built
         else:
             new = layer.__class__.from_config(config)
-            new._edgecnn_weights = [np.asarray(w) for w in layer.get_weights()]  # noqa: SLF001
+            if hasattr(layer, "get_weights"):  # a Keras op on tensors (x + 3.0) has none
+                new._edgecnn_weights = [np.asarray(w) for w in layer.get_weights()]  # noqa: SLF001
             if kind == "BatchNormalization":
                 new.trainable = False  # one not folded keeps its statistics (inference mode)
         self.origin[id(new)] = layer
@@ -184,9 +188,12 @@ class _Rewriter:
                     layer.refresh_range()
         kind = type(old).__name__
         name = getattr(old, "name", "op")
-        if kind == "Dense" and _activation(old) == "softmax":
-            out = ActivationQuant(name=f"{name}_logits_quant")(out)
-            return self.keras.layers.Softmax(name=f"{name}_softmax")(out)
+        if kind in WEIGHTED and _activation(old) not in FUSED:
+            act = _activation(old)
+            out = ActivationQuant(name=f"{name}_linear_quant")(out)
+            if act == "softmax":
+                return self.keras.layers.Softmax(name=f"{name}_softmax")(out)
+            out = self.keras.layers.Activation(act, name=f"{name}_{act}")(out)
         if _stores_output(old, self.folded) and (kind in SUPPORTED or kind in _OPERATIONS):
             out = ActivationQuant(name=f"{name}_quant")(out)
         return out
