@@ -105,13 +105,9 @@ def convert(
         check_layer_names(list(opts.float_layers), keras_layers(source.model))
     from edgecnn.convert.output import staged_set
 
+    qat_options = _qat_options(source, opts)
     with ConversionSession(source, profile) as session, staged_set(plan) as staging:
-        if opts.qat:
-            from edgecnn.convert.qat.finetune import QATOptions
-            from edgecnn.convert.qat.rewrite import check_supported
-
-            check_supported(source.model)  # refused before anything is converted
-            session.qat_options = QATOptions(epochs=opts.qat_epochs, data=opts.qat_data)
+        session.qat_options = qat_options
         rows = _convert_all(session, requests, staging, opts, say, conversion={"id": plan.conversion_id})
         size_ratios(rows, source)
         for r in rows:  # the paths the artifacts will have once the set is published
@@ -128,6 +124,19 @@ def convert(
         write_summary(summary, staging)
         _sign(staging, opts.sign_key)
     return summary
+
+
+def _qat_options(source: Any, opts: ConvertOptions) -> Any:
+    """--qat's fine-tune options, once the model's layers and the fine-tune's data are known to be usable."""
+    if not opts.qat:
+        return None
+    from edgecnn.convert.qat.finetune import QATOptions, require_data
+    from edgecnn.convert.qat.rewrite import check_supported
+
+    check_supported(source.model)
+    options = QATOptions(epochs=opts.qat_epochs, data=opts.qat_data)
+    require_data(source, options)
+    return options
 
 
 class _Timeline:

@@ -111,16 +111,33 @@ def _from_folder(folder: str, labels: list[str], spec: Any, opts: QATOptions) ->
     return _Data(x[0], train.labels, x[1], val.labels, f"{folder} ({len(train)} images, {len(val)} for validation)")
 
 
+def require_data(source: Any, opts: QATOptions) -> None:
+    """Refuse, before any work, a fine-tune that has no data: a bare .keras without ``data``, a folder that is
+    missing or whose class folders are not the model's labels."""
+    opts.check()
+    if opts.data:
+        folder = Path(opts.data)
+        if not folder.is_dir():
+            raise ConfigError(f"--qat-data {folder}: no such folder", hint="a labelled image folder: one sub-folder per class")
+        classes = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+        if classes != sorted(source.labels):
+            raise DataError(
+                f"--qat-data {folder}: its class folders {classes} are not the model's labels {sorted(source.labels)}",
+                hint="one sub-folder per label, named as in labels.txt",
+            )
+    elif source.run_dir is None or not (Path(source.run_dir) / RECIPE).is_file():
+        raise ConfigError(
+            f"{source.path}: quantisation-aware training needs labelled training images, and a .keras file has none",
+            hint="pass --qat-data DIR (class sub-folders named as the labels), or convert the edgecnn run folder",
+        )
+
+
 def training_data(source: Any, opts: QATOptions) -> _Data:
-    """The fine-tune's data: ``opts.data``, else the run's training split; a clear error for a bare file."""
+    """The fine-tune's data: ``opts.data``, else the run's training split."""
+    require_data(source, opts)
     if opts.data:
         return _from_folder(opts.data, source.labels, source.spec, opts)
-    if source.run_dir is not None and (Path(source.run_dir) / RECIPE).is_file():
-        return _from_run(Path(source.run_dir), source.labels)
-    raise ConfigError(
-        f"{source.path}: quantisation-aware training needs labelled training images, and a .keras file has none",
-        hint="pass --qat-data DIR (class sub-folders named as the labels), or convert the edgecnn run folder",
-    )
+    return _from_run(Path(source.run_dir), source.labels)
 
 
 def _activation_quantisers(model: Any) -> list[Any]:

@@ -29,7 +29,7 @@ def make_qat_model(
     """Fine-tune ``model`` (a run folder or .keras file) with fake quantisation into ``out``; the qat.json record."""
     from edgecnn.atomic import staged_directory
     from edgecnn.convert.output import locate_source
-    from edgecnn.convert.qat.finetune import QATOptions, fine_tune
+    from edgecnn.convert.qat.finetune import QATOptions, fine_tune, require_data
     from edgecnn.convert.qat.rewrite import check_supported
     from edgecnn.convert.source import load_source
 
@@ -43,6 +43,7 @@ def make_qat_model(
         raise ConfigError(f"output folder already exists: {out}", hint="use --force to replace it")
     source = load_source(model, trust=trust, located=located)
     check_supported(source.model)
+    require_data(source, opts)
     result = fine_tune(source, opts, say=progress)
     record = result.to_dict() | {"source_model": {"path": str(source.path), "sha256": source.sha256}}
     with staged_directory(out, force=force) as tmp:
