@@ -176,7 +176,7 @@ class ONNXConverter(Converter):
 
             shutil.copyfile(qat_build(self.session).onnx(), target)
             tools = {"tf2onnx": version("tf2onnx")} | {m.__name__: m.__version__ for m in (onnx, onnxruntime)}
-            result = qat_result(self, target, tools)
+            result = qat_result(self, r, target, tools)
             result.extra |= extra
             return result
         if r.selective:

@@ -84,7 +84,7 @@ class OpenVINOConverter(Converter):
             _save(ov.convert_model(str(path)), out_dir, s.source.labels, s.source.spec.to_dict(), fp16=False)
         except Exception as exc:
             raise ConversionError(f"openvino/int8 (QAT): {first_line(exc, with_type=True)}") from exc
-        return qat_result(self, out_dir / "model.xml", {ov.__name__: ov.get_version()})
+        return qat_result(self, r, out_dir / "model.xml", {ov.__name__: ov.get_version()})
 
     def _with_accuracy_control(self, r: ConvertRequest, out_dir: Path) -> ConversionResult:
         s = self.session

@@ -201,7 +201,7 @@ class TFLiteConverter(Converter):
 
             blob, version = qat_build(self.session).tflite(_io_type(self.session.profile))
             (out_dir / self.info.files[0][1]).write_bytes(blob)
-            return qat_result(self, out_dir / self.info.files[0][1], {"tensorflow": version})
+            return qat_result(self, r, out_dir / self.info.files[0][1], {"tensorflow": version})
         profile = self.session.profile
         blob, tf_version, dense_per_tensor = self._blob(r)
         tpu = profile is not None and any(a.kind == "tpu" for a in profile.accelerators)

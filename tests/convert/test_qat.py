@@ -105,7 +105,8 @@ def test_the_ladder_ends_with_qat_where_float_layers_fail(outliers, tmp_path):
     assert steps[0]["drop_points"] > 5 and steps[-1]["drop_points"] <= 1.0
     assert row["keep_float"] == [] and any(n.startswith("QAT rung passed") for n in row["notes"]), row["notes"]
     manifest = json.loads((out / "tflite-int8" / "edgecnn.json").read_text())
-    assert manifest["extra"]["qat"]["weights"]["stored_as"] == "int8" and len(manifest["extra"]["keep_float"]["steps"]) == 2
+    ladder = manifest["extra"]["ladder"]["steps"]
+    assert manifest["extra"]["qat"]["weights"]["stored_as"] == "int8" and [s["float_layers"] for s in ladder] == [[], ["conv3"]]
 
 
 @pytest.mark.slow
@@ -187,20 +188,23 @@ def test_mobilenet_v2_nested_base_gets_int8_kernels_in_every_format(outliers, tm
     ds = load_dataset("bundled:digits")
     model = create_model("mobilenet_v2", num_classes=10, input_size=32, channels=1, alpha=0.35, bn_momentum=0.9)
     model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy")
-    model.fit(preprocess_batch(ds.images, spec, source_order=ds.source_order), ds.labels, epochs=4, batch_size=32, verbose=0)
+    x = preprocess_batch(ds.images[:600], spec, source_order=ds.source_order)
+    model.fit(x, ds.labels[:600], epochs=2, batch_size=32, verbose=0)
     folder = tmp_path / "mnv2"
     folder.mkdir()
     model.save(folder / "model.keras")
     for f in ("labels.txt", "preprocess.json"):
         shutil.copy(outliers / f, folder / f)
     out = tmp_path / "mnv2-qat"
-    args = ["--precision", "int8", "--qat", "--qat-epochs", "2", "--max-drop", "100", "--out", str(out)]
+    args = ["--precision", "int8", "--qat", "--qat-epochs", "1", "--out", str(out)]
     assert main(["convert", str(folder / "model.keras"), *args, *_common(outliers)]) == 0
     for fmt in FORMATS:
         path = out / f"{fmt}-int8" / ("model.xml" if fmt == "openvino" else f"model.{fmt}")
         kinds = kernel_dtypes(fmt, path)
         assert len(kinds) >= 30 and set(kinds.values()) <= {"int8", "i8"}, (fmt, kinds)
     assert tflite_ops(out / "tflite-int8" / "model.tflite").count("DEPTHWISE_CONV_2D") == 17
+    for fmt in FORMATS:  # through the gate: at most 1 point below the float model
+        assert _row(out, fmt)["status"] == "ok", fmt
 
 
 # --- bad input, each refused clearly ---------------------------------------------------------------------------

@@ -106,13 +106,15 @@ def qat_build(session: Any) -> QATBuild:
     return session.qat
 
 
-def qat_result(converter: Any, model_file: Path, tools: dict[str, str] | None = None) -> ConversionResult:
+def qat_result(converter: Any, request: Any, model_file: Path, tools: dict[str, str] | None = None) -> ConversionResult:
     """The ConversionResult of ``converter``'s QAT artifact once its model file is written: the fine-tune's record
-    and the stored type of every kernel (refused when one is not int8)."""
+    and the stored type of every kernel (refused when one is not int8); with the ladder, the rungs below it."""
     fmt = converter.format
     extra: dict[str, Any] = {"quantization": {"weights": "per-channel (dense: per-tensor)", "by": "quantisation-aware training"}}
     build = converter.session.qat
     if build.onnx_extra and fmt != Format.TFLITE:
         extra["onnx_int8"] = build.onnx_extra
     extra["qat"] = build.result.to_dict() | {"weights": int8_weight_report(fmt, model_file)}
+    if request.steps:  # --keep-float auto --qat: the rungs below, as the float-layer steps record them
+        extra["ladder"] = {"steps": list(request.steps), "passed_with": "quantisation-aware training"}
     return ConversionResult(converter.files(), tools or {}, extra)

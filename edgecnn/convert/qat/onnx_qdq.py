@@ -20,7 +20,7 @@ import numpy as np
 
 from edgecnn.errors import ConversionError
 
-_PASS = {"MaxPool", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity"}
+_PASS = {"MaxPool", "Pad", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity"}
 
 
 class _Graph:
