@@ -140,11 +140,11 @@ def test_lenet_qat_int8_is_as_accurate_as_post_training_int8(lenet_run, lenet_ar
 def test_zoo_models_rewrite_to_the_same_function_with_batch_norm_folded(name, options):
     """Before quantisation (quantisers passing through) the QAT copy computes the model's function: batch norm
     folded into the convolutions, nested base models included, V3's hard-swish and squeeze-excite blocks too."""
+    import keras
+
     from edgecnn.convert.qat.finetune import _activation_quantisers
     from edgecnn.convert.qat.rewrite import qat_model
     from edgecnn.models import create_model
-
-    import keras
 
     keras.utils.set_random_seed(0)
     size = 32 if name == "lenet5" else 64
