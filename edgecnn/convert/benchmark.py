@@ -48,9 +48,12 @@ def profile_in_child(
     return json.loads(out.read_text())
 
 
-def _recovered(model: str, device: str, summary: Any, *, data, out: Path, max_drop: float, force: bool, say) -> list[Any]:
+def _recovered(
+    model: str, device: str, summary: Any, *, data, out: Path, max_drop: float, force: bool, say, qat: dict | None = None
+) -> list[Any]:
     """When plain int8 misses the budget in a format, that format's ways out, gated: int8 with its most sensitive
-    layers in float (``--keep-float auto``) and, where the format has it, int16x8. None when int8 is within it."""
+    layers in float (``--keep-float auto``), where the format has it int16x8, and with ``qat`` (convert's qat
+    options) int8 from the quantisation-aware fine-tune. None when int8 is within it."""
     from edgecnn.convert.api import convert
     from edgecnn.formats import FORMATS, Format, Precision
 
@@ -68,16 +71,25 @@ def _recovered(model: str, device: str, summary: Any, *, data, out: Path, max_dr
         model, device, precisions=asked, data=data, out=out / "recovered", gate=True, force=force, max_drop=max_drop,
         keep_float="auto", progress=say,
     )  # fmt: skip
-    return again.rows
+    if not qat:
+        return again.rows
+    say(f"and {', '.join(asked[: len(missed)])} by quantisation-aware fine-tuning (--qat)")
+    tuned = convert(
+        model, device, precisions=asked[: len(missed)], data=data, out=out / "qat", gate=True, force=force,
+        max_drop=max_drop, progress=say, qat=True, **qat,
+    )  # fmt: skip
+    return again.rows + tuned.rows
 
 
 def _row(r: Any) -> dict[str, Any]:
     """A benchmark row from a conversion row: size, accuracy, agreement, status; a recovered int8 says which layers
     it leaves in float."""
     label = f"{r.format}/{r.precision}" + (f" ({len(r.keep_float)} float: {', '.join(r.keep_float)})" if r.keep_float else "")
+    label += " (QAT)" if r.qat else ""
     row: dict[str, Any] = {
         "artifact": label,
         "keep_float": list(r.keep_float),
+        "qat": r.qat,
         "format": r.format,
         "precision": r.precision,
         "status": r.status.lower() if r.status != "ERROR" else "error",
@@ -121,6 +133,7 @@ def run_benchmark(
     seconds: float = 3.0,
     force: bool = False,
     board: Any = None,
+    qat: dict | None = None,
     say=lambda m: None,
 ) -> dict[str, Any]:
     """Convert to every (format, precision) the profile allows (gate off), profile each artifact in a process of its
@@ -128,7 +141,8 @@ def run_benchmark(
 
     With ``board`` (edgecnn.remote.Board) each artifact is also measured there by the board's own edgecnn: its p50s
     fill the latency columns, the one measured here and the estimate (with its error) stand beside them, the
-    recommendation goes by the board's figures, and each (estimate, measurement) pair is kept for later refits."""
+    recommendation goes by the board's figures, and each (estimate, measurement) pair is kept for later refits.
+    With ``qat`` ({"qat_epochs": N, "qat_data": DIR}) a format whose int8 misses the budget also gets its QAT int8."""
     from edgecnn.convert.api import convert
     from edgecnn.devices import detect
 
@@ -137,7 +151,8 @@ def run_benchmark(
     summary = convert(model, device, data=data, out=out / "artifacts", gate=False, force=force, max_drop=max_drop, progress=say)
     rows = []
     (out / "profiles").mkdir(parents=True, exist_ok=True)
-    converted = summary.rows + _recovered(model, device, summary, data=data, out=out, max_drop=max_drop, force=force, say=say)
+    recovered = _recovered(model, device, summary, data=data, out=out, max_drop=max_drop, force=force, say=say, qat=qat)
+    converted = summary.rows + recovered
     measurable = [r for r in converted if r.path]
     for r in converted:
         row = _row(r)
@@ -170,7 +185,7 @@ def _measure_row(
     ``board``, there too; a failing runtime makes a row with its reason, not a crash."""
     from edgecnn.runtime.base import runtime_for
 
-    target = out / "profiles" / f"{r.format}-{r.precision}{'-float' if r.keep_float else ''}.json"
+    target = out / "profiles" / f"{r.format}-{r.precision}{'-float' if r.keep_float else ''}{'-qat' if r.qat else ''}.json"
     try:
         row |= _measured(
             profile_in_child(r.path, runtime_for(r.format), runs=runs, seconds=seconds, out=target, device=estimate_for)
