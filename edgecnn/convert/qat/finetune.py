@@ -4,7 +4,8 @@ The data is the run's own: its training and validation splits, preprocessing and
 run's ``recipe.resolved.yaml`` exactly as ``edgecnn train`` made them (``train.trainer.prepare``). A bare .keras
 file has no run: ``data`` (``--qat-data``) names a labelled image folder (class sub-folders named as the model's
 labels), of which ``validation`` is held back for early stopping. The learning rate is low (the run's / 10, else
-1e-4), the epochs few (``epochs``, default 5), and early stopping on the validation loss keeps the best epoch.
+1e-4), the epochs few (``epochs``, default 5), and early stopping on the validation loss keeps the best epoch; when
+no epoch beats the calibrated start on the validation images, the start is kept (``kept`` in the record says which).
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class QATResult:
     accuracy: dict[str, float | None]  # float / qat_before / qat_after, on the validation images
     equalised: list[dict[str, Any]] = field(default_factory=list)
     learning_rate: float = 0.0
+    kept: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -74,6 +76,7 @@ class QATResult:
             "seconds": round(self.seconds, 2),
             "data": self.data,
             "learning_rate": self.learning_rate,
+            "kept": self.kept,
             "validation_accuracy": self.accuracy,
             "equalised": self.equalised,
         }
@@ -172,7 +175,8 @@ def _accuracy(model: Any, x: np.ndarray, y: np.ndarray) -> float | None:
     return round(float(np.mean(probs.argmax(1) == y)), 4)
 
 
-def _fit(model: Any, data: _Data, opts: QATOptions, lr: float, batch: int) -> int:
+def _fit(model: Any, data: _Data, opts: QATOptions, lr: float, batch: int) -> tuple[int, str]:
+    """(epochs run, which weights were kept)."""
     import keras
     import tensorflow as tf
 
@@ -186,8 +190,16 @@ def _fit(model: Any, data: _Data, opts: QATOptions, lr: float, batch: int) -> in
     if len(data.x_val):
         val = (data.x_val, data.y_val)
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=opts.patience, restore_best_weights=True))
+        start, start_loss = model.get_weights(), _val_loss(model, val)
     history = model.fit(ds.prefetch(2), validation_data=val, epochs=opts.epochs, verbose=0, callbacks=callbacks)
-    return len(history.history["loss"])
+    if val is not None and min(history.history["val_loss"]) >= start_loss:
+        model.set_weights(start)
+        return len(history.history["loss"]), "the calibrated start (no epoch lowered the validation loss)"
+    return len(history.history["loss"]), "the epoch with the lowest validation loss" if val is not None else "the last epoch"
+
+
+def _val_loss(model: Any, val: tuple[np.ndarray, np.ndarray]) -> float:
+    return float(model.evaluate(val[0], val[1], verbose=0, return_dict=True)["loss"])
 
 
 def fine_tune(source: Any, opts: QATOptions, *, calibration: np.ndarray | None = None, say: Any = None) -> QATResult:
@@ -210,7 +222,7 @@ def fine_tune(source: Any, opts: QATOptions, *, calibration: np.ndarray | None =
     batch = opts.batch_size or data.batch_size
     say(f"QAT: fine-tuning on {data.source}: up to {opts.epochs} epochs at learning rate {lr:g}")
     t0 = time.perf_counter()
-    epochs = _fit(model, data, opts, lr, batch)
+    epochs, kept = _fit(model, data, opts, lr, batch)
     seconds = time.perf_counter() - t0
     refresh_ranges(model)
     accuracy = {
@@ -218,5 +230,5 @@ def fine_tune(source: Any, opts: QATOptions, *, calibration: np.ndarray | None =
         "qat_before": before,
         "qat_after": _accuracy(model, data.x_val, data.y_val),
     }
-    say(f"QAT: {epochs} epochs in {seconds:.1f} s; validation accuracy {accuracy}")
-    return QATResult(model, epochs, seconds, data.source, accuracy, pairs, lr)
+    say(f"QAT: {epochs} epochs in {seconds:.1f} s, kept {kept}; validation accuracy {accuracy}")
+    return QATResult(model, epochs, seconds, data.source, accuracy, pairs, lr, kept)
