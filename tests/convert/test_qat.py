@@ -304,3 +304,21 @@ def test_qat_verb_writes_the_qat_model_and_refuses_an_existing_folder(lenet_run,
     assert (out / "labels.txt").read_text().split() == [str(i) for i in range(10)]
     err = _refused(capsys, "qat", str(lenet_run), "--out", str(out))
     assert "output folder already exists" in err and "--force" in err
+
+
+def test_benchmark_labels_a_qat_candidate_and_can_recommend_it():
+    from edgecnn.convert.artifact import Row
+    from edgecnn.convert.benchmark import _row, recommend
+    from edgecnn.convert.parity import ParityResult
+
+    def row(fmt, precision, acc, qat=False, keep=()):
+        parity = ParityResult(n=100, data="d", agreement=0.9, max_abs_dp=0.1, keras_accuracy=0.93, artifact_accuracy=acc)
+        return Row(fmt, precision, size_mb=1.0, parity=parity, qat=qat, keep_float=list(keep))
+
+    rows = [_row(row("tflite", "fp32", 0.93)), _row(row("tflite", "int8", 0.80)), _row(row("tflite", "int8", 0.935, qat=True))]
+    rows += [_row(row("tflite", "int8", 0.93, keep=["conv2", "conv3"]))]
+    assert rows[2]["artifact"] == "tflite/int8 (QAT)" and rows[2]["qat"] and not rows[1]["qat"]
+    for r, p50 in zip(rows, (1.0, 0.3, 0.31, 0.6)):
+        r["p50_ms"] = p50
+    best = recommend(rows, 1.0)
+    assert best["artifact"] == "tflite/int8 (QAT)" and "gains 0.5 points" in best["why"], best
