@@ -246,7 +246,7 @@ def test_a_bare_keras_file_needs_qat_data(outliers, tmp_path, capsys):
         "--out",
         str(tmp_path / "o"),
     )
-    assert "quantisation-aware training needs labelled training images" in err and "--qat-data DIR" in err
+    assert "quantisation-aware training needs labelled training images" in err and "convert --qat-data DIR" in err
 
 
 def test_qat_data_with_other_classes_is_refused(outliers, tmp_path, capsys):

@@ -106,7 +106,7 @@ def _from_folder(folder: str, labels: list[str], spec: Any, opts: QATOptions) ->
     ds = load_dataset(folder)
     if list(ds.class_names) != list(labels):
         raise DataError(
-            f"--qat-data {folder}: its classes {ds.class_names} are not the model's labels {labels}",
+            f"QAT data {folder}: its classes {ds.class_names} are not the model's labels {labels}",
             hint="one sub-folder per label, named as in labels.txt",
         )
     train, val, _ = ds.split(validation=opts.validation, test=0.0, seed=opts.seed)
@@ -121,17 +121,18 @@ def require_data(source: Any, opts: QATOptions) -> None:
     if opts.data:
         folder = Path(opts.data)
         if not folder.is_dir():
-            raise ConfigError(f"--qat-data {folder}: no such folder", hint="a labelled image folder: one sub-folder per class")
+            raise ConfigError(f"QAT data {folder}: no such folder", hint="a labelled image folder: one sub-folder per class")
         classes = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
         if classes != sorted(source.labels):
             raise DataError(
-                f"--qat-data {folder}: its class folders {classes} are not the model's labels {sorted(source.labels)}",
+                f"QAT data {folder}: its class folders {classes} are not the model's labels {sorted(source.labels)}",
                 hint="one sub-folder per label, named as in labels.txt",
             )
     elif source.run_dir is None or not (Path(source.run_dir) / RECIPE).is_file():
         raise ConfigError(
             f"{source.path}: quantisation-aware training needs labelled training images, and a .keras file has none",
-            hint="pass --qat-data DIR (class sub-folders named as the labels), or convert the edgecnn run folder",
+            hint="name a labelled image folder (class sub-folders named as the labels): convert --qat-data DIR, "
+            "qat --data DIR; or use the edgecnn run folder",
         )
 
 
