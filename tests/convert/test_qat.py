@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +17,8 @@ FORMATS = ("tflite", "onnx", "openvino")
 
 
 @pytest.fixture(scope="module")
-def outliers(tmp_path_factory) -> Path:
-    sys.path.insert(0, str(REPO / "tools"))
-    from outlier_model import build
-
-    out = tmp_path_factory.mktemp("qat-outliers")
-    assert build(out)["float_accuracy"] > 0.9
-    return out
+def outliers(outlier_model) -> Path:
+    return outlier_model  # built once per session (conftest.py), shared with test_int8_recovery.py
 
 
 def _common(model_dir: Path) -> list[str]:
