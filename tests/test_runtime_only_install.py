@@ -25,6 +25,7 @@ HOST_VERBS = {
     "train": ["{repo}/recipes/lenet5-digits.yaml", "--out", "{work}/run"],
     "convert": ["{run}", "--device", "host", "--out", "{work}/out"],
     "sensitivity": ["{run}", "--device", "host", "--out", "{work}/sens"],
+    "qat": ["{run}", "--out", "{work}/qat"],
     "calibrate-check": ["{run}", "--calibration", "{work}"],
     "benchmark": ["{run}", "--device", "host", "--out", "{work}/bench"],
     "calibrate": ["--out", "{work}/cal.json"],

@@ -21,6 +21,7 @@ VERBS = [
     "validate",
     "train",
     "convert",
+    "qat",
     "sensitivity",
     "calibrate-check",
     "verify",

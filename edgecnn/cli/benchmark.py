@@ -17,6 +17,11 @@ def add_arguments(p) -> None:
     p.add_argument("--out", help="output folder (default bench/<model>-<device>)")
     p.add_argument("--force", action="store_true")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument(
+        "--qat", action="store_true", help="where int8 misses the budget, also its int8 by quantisation-aware fine-tuning"
+    )
+    p.add_argument("--qat-epochs", type=int, default=5, help="--qat: at most this many epochs (default 5)")
+    p.add_argument("--qat-data", help="--qat: labelled image folder to fine-tune on (default: the run's training split)")
     from edgecnn.cli.boards import add_board_arguments
 
     add_board_arguments(p)
@@ -58,6 +63,7 @@ def run(args) -> int:
         force=args.force,
         board=board,
         cpu_precisions=not boards,  # a fleet measures one set on every board: no row that only this CPU has
+        qat={"qat_epochs": args.qat_epochs, "qat_data": args.qat_data} if args.qat else None,
         say=say,
     )
     from edgecnn import liblog

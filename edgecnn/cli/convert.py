@@ -47,6 +47,7 @@ def add_arguments(p) -> None:
         help="write each int8 artifact's per-layer sensitivity (sensitivity.json/.md/.png): every weighted "
         "layer quantised alone, ranked by its error",
     )
+    _qat_arguments(p)
     p.add_argument("--labels", help="for a bare .keras: a text file with one label per line (default: labels.txt beside it)")
     p.add_argument("--trust-model", action="store_true", help="allow Lambda layers / custom code in the .keras file")
     p.add_argument("--input-scale", type=number(above=0), help="for a bare .keras: pixel scale (x = (p*scale - mean)/std)")
@@ -60,6 +61,21 @@ def add_arguments(p) -> None:
     )
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def _qat_arguments(p) -> None:
+    p.add_argument(
+        "--qat",
+        action="store_true",
+        help="make every int8 artifact by quantisation-aware fine-tuning (batch norm folded, weights per channel, "
+        "activations per tensor) with real int8 weights in every format; with --keep-float auto: only as the last "
+        "rung, when float layers do not pass",
+    )
+    p.add_argument("--qat-epochs", type=int, default=5, help="--qat: at most this many fine-tuning epochs (default 5)")
+    p.add_argument(
+        "--qat-data",
+        help="--qat: labelled image folder to fine-tune on (default: the run's training split; needed for a bare .keras)",
+    )
 
 
 def run(args) -> int:
@@ -88,6 +104,9 @@ def run(args) -> int:
         keep_float=args.keep_float,
         max_float_layers=args.max_float_layers,
         sensitivity=args.sensitivity,
+        qat=args.qat,
+        qat_epochs=args.qat_epochs,
+        qat_data=args.qat_data,
         progress=say,
     )
     from edgecnn import liblog

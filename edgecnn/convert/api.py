@@ -17,7 +17,7 @@ from edgecnn.convert import artifact
 from edgecnn.convert.base import ConvertRequest, parse_targets
 from edgecnn.convert.data import conversion_data, random_eval, require_calibration
 from edgecnn.convert.parity import GateThresholds
-from edgecnn.convert.recovery import recover
+from edgecnn.convert.recovery import qat_rung, recover
 from edgecnn.convert.session import ConversionSession
 from edgecnn.convert.source import load_source
 from edgecnn.convert.summary import HEADERS, ConversionSummary, raise_if_failed, size_ratios, summary_rows, write_summary
@@ -48,6 +48,9 @@ class ConvertOptions:
             fails the gate, leave the most sensitive layers in float one at a time until it passes, at most
             ``max_float_layers`` (convert/selective.py).
         sensitivity: write each int8 artifact's per-layer sensitivity report into it.
+        qat: make every int8 artifact from a quantisation-aware fine-tuned copy of the model; with
+            ``keep_float="auto"``, only as the last rung, when float layers did not pass (convert/qat/).
+        qat_epochs, qat_data: the fine-tune's epochs and labelled image folder (default: the run's training split).
     """
 
     precisions: tuple[str, ...] | list[str] | None = None
@@ -68,6 +71,9 @@ class ConvertOptions:
     max_float_layers: int = 4
     sensitivity: bool = False
     sensitivity_check: bool = False
+    qat: bool = False
+    qat_epochs: int = 5
+    qat_data: str | None = None
 
     @property
     def auto(self) -> bool:
@@ -99,7 +105,9 @@ def convert(
         check_layer_names(list(opts.float_layers), keras_layers(source.model))
     from edgecnn.convert.output import staged_set
 
+    qat_options = _qat_options(source, opts)
     with ConversionSession(source, profile) as session, staged_set(plan) as staging:
+        session.qat_options = qat_options
         rows = _convert_all(session, requests, staging, opts, say, conversion={"id": plan.conversion_id})
         size_ratios(rows, source)
         for r in rows:  # the paths the artifacts will have once the set is published
@@ -116,6 +124,19 @@ def convert(
         write_summary(summary, staging)
         _sign(staging, opts.sign_key)
     return summary
+
+
+def _qat_options(source: Any, opts: ConvertOptions) -> Any:
+    """--qat's fine-tune options, once the model's layers and the fine-tune's data are known to be usable."""
+    if not opts.qat:
+        return None
+    from edgecnn.convert.qat.finetune import QATOptions, require_data
+    from edgecnn.convert.qat.rewrite import check_supported
+
+    check_supported(source.model)
+    options = QATOptions(epochs=opts.qat_epochs, data=opts.qat_data)
+    require_data(source, options)
+    return options
 
 
 class _Timeline:
@@ -148,6 +169,7 @@ def _plan(model: str | Path, device: str, opts: ConvertOptions) -> tuple[Any, li
             keep_float=opts.float_layers if precision == Precision.INT8 else (),
             sensitivity=(opts.sensitivity or opts.sensitivity_check) and precision == Precision.INT8,
             sensitivity_check=opts.sensitivity_check and precision == Precision.INT8,
+            qat=opts.qat and not opts.auto and precision == Precision.INT8,
         )
         for fmt, precision in parse_targets(list(opts.precisions or []), list(profile.artifacts))
     ]
@@ -175,6 +197,10 @@ def _check_recovery_options(opts: ConvertOptions, requests: list[ConvertRequest]
             hint="add --precision int8",
         )
     _check_keep_float(opts, requests)
+    if opts.qat or opts.qat_data:
+        from edgecnn.convert.recovery import check_qat_options
+
+        check_qat_options(opts, requests)
 
 
 def _check_keep_float(opts: ConvertOptions, requests: list[ConvertRequest]) -> None:
@@ -250,16 +276,23 @@ def _convert_all(
         queue.remove(request)
         say(f"{request.label}: converting, then checking parity on {len(session.eval_set.x)} inputs")
         try:
-            row = artifact.build(shared, request, staging / request.name)
-            if opts.auto and request.precision == Precision.INT8 and row.status == "FAILED" and row.parity is not None:
-                row = recover(shared, request, staging / request.name, row, opts.max_float_layers, say)
-            rows.append(row)
+            rows.append(_build(shared, request, staging / request.name, opts, say))
         except DiskFullError as exc:
             done = ", ".join(f"{r.format}/{r.precision}" for r in rows if r.path) or "none"
             exc.message += f"; stopped at {request.label} (finished and verified: {done})"
             raise
     order = {r.name: i for i, r in enumerate(requests)}
     return sorted(rows, key=lambda row: order.get(f"{row.format}-{row.precision}", len(order)))
+
+
+def _build(shared: artifact.Shared, request: ConvertRequest, final: Path, opts: ConvertOptions, say: Callable) -> artifact.Row:
+    """One artifact; with ``--keep-float auto`` a failing int8 climbs the ladder: float layers, then (``--qat``) QAT."""
+    row = artifact.build(shared, request, final)
+    if opts.auto and request.precision == Precision.INT8 and row.status == "FAILED" and row.parity is not None:
+        row = recover(shared, request, final, row, opts.max_float_layers, say)
+        if opts.qat and row.status == "FAILED":
+            row = qat_rung(shared, request, final, row, say)
+    return row
 
 
 def _sign(staging: Path, key: str | Path | None) -> None:

@@ -41,6 +41,7 @@ class Row:
     seconds: dict[str, float] = field(default_factory=dict)  # convert / parity wall-clock time
     keep_float: list[str] = field(default_factory=list)  # Keras layers left in float
     recovery: list[dict[str, Any]] = field(default_factory=list)  # --keep-float auto: each step's figures
+    qat: bool = False  # made from the quantisation-aware fine-tuned model (convert/qat/)
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in self.__dict__.items() if k != "parity"}
@@ -113,7 +114,7 @@ def build(shared: Shared, request: ConvertRequest, final: Path) -> Row:
     """Convert, describe, check and stage one artifact as ``final``; the row says what became of it.
 
     A full disk stops the whole conversion (DiskFullError); any other EdgeCNNError is this row's ERROR."""
-    row = Row(str(request.format), str(request.precision))
+    row = Row(str(request.format), str(request.precision), qat=request.qat)
     try:
         with staged_directory(final) as tmp:
             t0 = time.perf_counter()

@@ -35,6 +35,7 @@ class ConvertRequest:
     sensitivity: bool = False  # also write the per-layer sensitivity report into the artifact
     sensitivity_check: bool = False  # and the brute-force check beside it (each layer alone left in float)
     steps: tuple[dict, ...] = ()  # --keep-float auto: the steps before this one (the manifest records the trade)
+    qat: bool = False  # int8 from the quantisation-aware fine-tuned model (convert/qat/)
 
     @property
     def selective(self) -> bool:

@@ -12,6 +12,7 @@ from typing import Any
 
 from edgecnn import markdown as md
 from edgecnn.atomic import write_atomic, write_json_atomic
+from edgecnn.convert.candidates import candidates
 from edgecnn.errors import EdgeCNNError
 
 HEADERS = ["artifact", "status", "size MB", "accuracy", "agreement", "p50 ms", "p90 ms", "peak RSS MB", "load ms", "note"]
@@ -48,57 +49,15 @@ def profile_in_child(
     return json.loads(out.read_text())
 
 
-def _recovered(model: str, device: str, summary: Any, *, data, out: Path, max_drop: float, force: bool, say) -> list[Any]:
-    """When plain int8 misses the budget in a format, that format's ways out, gated: int8 with its most sensitive
-    layers in float (``--keep-float auto``) and, where the format has it, int16x8. None when int8 is within it."""
-    from edgecnn.convert.api import convert
-    from edgecnn.formats import FORMATS, Format, Precision
-
-    missed = [
-        r.format
-        for r in summary.rows
-        if r.precision == Precision.INT8 and r.parity and (r.parity.accuracy_drop_points or 0) > max_drop
-    ]
-    if not missed:
-        return []
-    asked = [f"{f}/{Precision.INT8}" for f in missed]
-    asked += [f"{f}/{Precision.INT16X8}" for f in missed if Precision.INT16X8 in FORMATS[Format(f)].precisions]
-    say(f"int8 misses the budget in {', '.join(missed)}: converting {', '.join(asked)} with --keep-float auto")
-    again = convert(
-        model, device, precisions=asked, data=data, out=out / "recovered", gate=True, force=force, max_drop=max_drop,
-        keep_float="auto", progress=say,
-    )  # fmt: skip
-    return again.rows
-
-
-def _inference_precisions(model: str, device: str, summary: Any, *, data, out: Path, max_drop: float, force: bool, say) -> list[Any]:
-    """Where the artifacts run on this machine and its CPU has bfloat16 (AVX-512 BF16, AMX, Arm bf16): openvino/bf16
-    beside openvino/fp32, gated like every precision. Never for a profile without OpenVINO artifacts."""
-    from edgecnn.convert.api import convert
-    from edgecnn.devices import cpu_features, host_facts
-    from edgecnn.formats import Format, Precision
-
-    made = {(r.format, r.precision) for r in summary.rows}
-    if (Format.OPENVINO, Precision.FP32) not in made or (Format.OPENVINO, Precision.BF16) in made:
-        return []
-    bf16 = cpu_features(host_facts(query_gpu=False).flags)["bf16"]
-    if not bf16:
-        return []
-    say(f"this CPU runs bfloat16 ({', '.join(bf16)}): converting openvino/bf16 beside openvino/fp32")
-    again = convert(
-        model, device, precisions=["openvino/bf16"], data=data, out=out / "inference-precisions", gate=True, force=force,
-        max_drop=max_drop, progress=say,
-    )  # fmt: skip
-    return again.rows
-
-
 def _row(r: Any) -> dict[str, Any]:
     """A benchmark row from a conversion row: size, accuracy, agreement, status; a recovered int8 says which layers
     it leaves in float."""
     label = f"{r.format}/{r.precision}" + (f" ({len(r.keep_float)} float: {', '.join(r.keep_float)})" if r.keep_float else "")
+    label += " (QAT)" if r.qat else ""
     row: dict[str, Any] = {
         "artifact": label,
         "keep_float": list(r.keep_float),
+        "qat": r.qat,
         "format": r.format,
         "precision": r.precision,
         "status": r.status.lower() if r.status != "ERROR" else "error",
@@ -143,6 +102,7 @@ def run_benchmark(
     force: bool = False,
     board: Any = None,
     cpu_precisions: bool = True,
+    qat: dict | None = None,
     say=lambda m: None,
 ) -> dict[str, Any]:
     """Convert to every (format, precision) the profile allows (gate off), profile each artifact in a process of its
@@ -150,7 +110,8 @@ def run_benchmark(
 
     With ``board`` (edgecnn.remote.Board) each artifact is also measured there by the board's own edgecnn: its p50s
     fill the latency columns, the one measured here and the estimate (with its error) stand beside them, the
-    recommendation goes by the board's figures, and each (estimate, measurement) pair is kept for later refits."""
+    recommendation goes by the board's figures, and each (estimate, measurement) pair is kept for later refits.
+    With ``qat`` ({"qat_epochs": N, "qat_data": DIR}) a format whose int8 misses the budget also gets its QAT int8."""
     from edgecnn.convert.api import convert
     from edgecnn.devices import detect
 
@@ -159,10 +120,9 @@ def run_benchmark(
     summary = convert(model, device, data=data, out=out / "artifacts", gate=False, force=force, max_drop=max_drop, progress=say)
     rows = []
     (out / "profiles").mkdir(parents=True, exist_ok=True)
-    extras = {"data": data, "out": out, "max_drop": max_drop, "force": force, "say": say}
-    converted = summary.rows + _recovered(model, device, summary, **extras)
-    if cpu_precisions and not elsewhere and board is None:  # measured here only: the precisions this CPU adds
-        converted += _inference_precisions(model, device, summary, **extras)
+    here = cpu_precisions and not elsewhere and board is None  # measured here only: the precisions this CPU adds
+    converted = summary.rows + candidates(model, device, summary, data=data, out=out, max_drop=max_drop, force=force,
+                                          say=say, qat=qat, here=here)
     measurable = [r for r in converted if r.path]
     for r in converted:
         row = _row(r)
@@ -199,7 +159,7 @@ def _measure_row(
     ``board``, there too; a failing runtime makes a row with its reason, not a crash."""
     from edgecnn.runtime.base import runtime_for
 
-    target = out / "profiles" / f"{r.format}-{r.precision}{'-float' if r.keep_float else ''}.json"
+    target = out / "profiles" / f"{r.format}-{r.precision}{'-float' if r.keep_float else ''}{'-qat' if r.qat else ''}.json"
     try:
         row |= _measured(
             profile_in_child(r.path, runtime_for(r.format), runs=runs, seconds=seconds, out=target, device=estimate_for)

@@ -133,18 +133,13 @@ class ONNXConverter(Converter):
 
     def _export(self) -> Job:
         s = self.session
-        out = s.workdir / "fp32.onnx"
-        return Job(
-            "tf2onnx",
-            "tensorflow",
-            f"{__name__}:export_job",
-            {
-                "argv": _tf2onnx_args(s.source.saved_model(), out),
-                "out": str(out),
-                "labels": s.source.labels,
-                "preprocess": s.source.spec.to_dict(),
-            },
-        )
+        return self.export_job(s.source.saved_model(), s.workdir / "fp32.onnx")
+
+    def export_job(self, saved_model: Path, out: Path, *, name: str = "tf2onnx") -> Job:
+        """tf2onnx of ``saved_model`` into ``out`` in the ``tensorflow`` worker (the QAT export uses it too)."""
+        s = self.session
+        params = {"argv": _tf2onnx_args(saved_model, out), "out": str(out), "labels": s.source.labels}
+        return Job(name, "tensorflow", f"{__name__}:export_job", params | {"preprocess": s.source.spec.to_dict()})
 
     selective_class = "onnx:ONNXSelective"
 
@@ -156,7 +151,7 @@ class ONNXConverter(Converter):
         return Job(name, "onnx-quantizer", f"{__name__}:int8_job", params, after=("tf2onnx",), needs_calibration=True)
 
     def jobs(self, r: ConvertRequest) -> list[Job]:
-        return [self._export()] + ([self._int8(r)] if r.precision.calibrated and not r.selective else [])
+        return [self._export()] + ([self._int8(r)] if r.precision.calibrated and not r.selective and not r.qat else [])
 
     def _fp32(self) -> Path:
         job = self._export()
@@ -176,6 +171,14 @@ class ONNXConverter(Converter):
         target = out_dir / self.info.files[0][1]
         extra: dict[str, Any] = {"opset": OPSET}
         fp32 = self._fp32()
+        if r.qat:  # the quantisation-aware fine-tuned model, int8 initialisers (convert/qat/)
+            from edgecnn.convert.qat.export import qat_build, qat_result
+
+            shutil.copyfile(qat_build(self.session).onnx(), target)
+            tools = {"tf2onnx": version("tf2onnx")} | {m.__name__: m.__version__ for m in (onnx, onnxruntime)}
+            result = qat_result(self, r, target, tools)
+            result.extra |= extra
+            return result
         if r.selective:
             result = selective_convert(self, r, out_dir)
             result.extra |= extra

@@ -42,6 +42,8 @@ class OpenVINOConverter(Converter):
     def _job(self, r: ConvertRequest) -> Job | None:
         if r.precision == Precision.INT8 and r.accuracy_control is not None:
             return None  # needs the labelled held-out data: main process
+        if r.qat:  # from the QAT model's ONNX export, in the main process
+            return None
         if r.selective:  # from the ONNX export (OpenVINOSelective), in the main process
             return self.session.converter(Format.ONNX).jobs(ConvertRequest(Format.ONNX, Precision.FP32))[0]
         s = self.session
@@ -65,6 +67,8 @@ class OpenVINOConverter(Converter):
             require_calibration(self.session.calibration, "int8 OpenVINO")
         if r.selective:
             return selective_convert(self, r, out_dir)
+        if r.qat:
+            return self._qat(r, out_dir)
         job = self._job(r)
         if job is not None:
             answer = self.session.scheduler.result(job.name)
@@ -72,6 +76,20 @@ class OpenVINOConverter(Converter):
                 shutil.copyfile(Path(job.params["out"]) / name, out_dir / name)
             return ConversionResult(self.files(), answer["tools"], answer["extra"])
         return self._with_accuracy_control(r, out_dir)
+
+    def _qat(self, r: ConvertRequest, out_dir: Path) -> ConversionResult:
+        """From the QAT model's ONNX export: its int8 initialisers stay i8 Constants in the IR (convert/qat/)."""
+        import openvino as ov
+
+        from edgecnn.convert.qat.export import qat_build, qat_result
+
+        s = self.session
+        path = qat_build(s).onnx()
+        try:
+            _save(ov.convert_model(str(path)), out_dir, s.source.labels, s.source.spec.to_dict(), fp16=False)
+        except Exception as exc:
+            raise ConversionError(f"openvino/int8 (QAT): {first_line(exc, with_type=True)}") from exc
+        return qat_result(self, r, out_dir / "model.xml", {ov.__name__: ov.get_version()})
 
     def _with_accuracy_control(self, r: ConvertRequest, out_dir: Path) -> ConversionResult:
         s = self.session

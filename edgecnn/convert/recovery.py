@@ -18,7 +18,7 @@ from typing import Any
 from edgecnn.convert import artifact
 from edgecnn.convert.base import ConvertRequest
 from edgecnn.convert.selective import SENSITIVITY_IMAGES
-from edgecnn.errors import EdgeCNNError
+from edgecnn.errors import ConfigError, EdgeCNNError
 
 
 def _step(float_layers: tuple[str, ...], row: artifact.Row) -> dict[str, Any]:
@@ -85,3 +85,45 @@ def _trade(steps: list[dict[str, Any]], limit: int, n_layers: int) -> str:
         f"--keep-float auto: recovered with {len(last['float_layers'])} layer(s) in float "
         f"({', '.join(last['float_layers'])}): drop {drop(last)} points (plain int8: {drop(plain)}); " + ", ".join(ratio)
     )
+
+
+def qat_rung(
+    shared: artifact.Shared, request: ConvertRequest, final: Path, failed: artifact.Row, say: Callable[[str], None]
+) -> artifact.Row:
+    """``--keep-float auto --qat``: the last rung, when float layers did not pass: the whole model int8 from the
+    quantisation-aware fine-tune (convert/qat/), through the same gate."""
+    say(f"{request.label}: float layers did not pass; quantisation-aware fine-tuning (the last rung)")
+    steps = failed.recovery or [_step(tuple(failed.keep_float), failed)]
+    row = artifact.build(shared, dataclasses.replace(request, keep_float=(), qat=True, steps=tuple(steps)), final)
+    row.recovery = [*steps, _step(("QAT",), row)]
+    p = row.parity
+    drop = f"{p.accuracy_drop_points:.2f}" if p and p.accuracy_drop_points is not None else "?"
+    qat = shared.session.qat.result if shared.session.qat is not None else None
+    cost = f"fine-tune {qat.epochs} epoch(s), {qat.seconds:.1f} s" if qat else "no fine-tune"
+    plain = steps[0]
+    ratio = ""
+    if plain["size_mb"] and row.size_mb:
+        ratio = f", size {row.size_mb / plain['size_mb']:.2f}x plain int8"
+    verdict = "passed" if row.status == "ok" else "still over the budget"
+    row.notes.append(f"QAT rung {verdict}: drop {drop} points, every layer int8; {cost}{ratio}")
+    return row
+
+
+def check_qat_options(opts: Any, requests: list[ConvertRequest]) -> None:
+    """--qat's refusals, before anything loads."""
+    from edgecnn.formats import Precision
+
+    if opts.qat_data and not opts.qat:
+        raise ConfigError("--qat-data is the fine-tune's data: it needs --qat")
+    if not any(r.precision == Precision.INT8 for r in requests):
+        precisions = ", ".join(sorted({str(r.precision) for r in requests}))
+        raise ConfigError(f"--qat makes int8 artifacts; this conversion makes {precisions}", hint="add --precision int8")
+    if opts.float_layers:
+        raise ConfigError(
+            f"--qat quantises every layer; it cannot keep {', '.join(opts.float_layers)} in float",
+            hint="use --keep-float auto --qat (QAT as the last rung) or --qat alone",
+        )
+    if opts.accuracy_control:
+        raise ConfigError("--accuracy-control keeps OpenVINO layers in float; --qat quantises them all: use one")
+    if opts.qat_epochs < 1:
+        raise ConfigError(f"--qat-epochs must be at least 1; received {opts.qat_epochs}")

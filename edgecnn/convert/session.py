@@ -30,6 +30,8 @@ class ConversionSession:
         self.say: Any = None  # the conversion's progress callback, for long steps inside a converter
         self.calibration_check: list[str] = []  # warnings about the calibration images (convert/calibration_check.py)
         self._reference: tuple[np.ndarray, np.ndarray] | None = None
+        self.qat_options: Any = None  # --qat: the fine-tune's options (convert/qat/finetune.py)
+        self.qat: Any = None  # its QATBuild, made when the first QAT artifact is asked for
 
     def converter(self, fmt: str) -> Converter:
         if fmt not in self._converters:
@@ -71,6 +73,8 @@ class ConversionSession:
     def close(self) -> None:
         for c in self._converters.values():
             c.close()
+        if self.qat is not None:
+            self.qat.close()
         self.scheduler.close()
         self.source.cleanup()
 

@@ -177,11 +177,15 @@ class TFLiteConverter(Converter):
         )
 
     def jobs(self, r: ConvertRequest) -> list[Job]:
-        return [self._int8(r)] if r.precision.calibrated and not r.selective else []
+        return [self._int8(r)] if r.precision.calibrated and not r.selective and not r.qat else []
 
     def _blob(self, r: ConvertRequest) -> tuple[bytes, str, bool]:
         """(flatbuffer, TensorFlow version, whether dense layers got one scale per tensor)."""
         s = self.session
+        if r.qat:  # the quantisation-aware fine-tuned model's fake-quants folded into int8 (convert/qat/)
+            from edgecnn.convert.qat.export import qat_build
+
+            return (*qat_build(s).tflite(_io_type(s.profile)), False)
         if r.precision.calibrated:
             require_calibration(s.calibration, f"{r.label} TFLite")
             job = self._int8(r)
@@ -206,6 +210,10 @@ class TFLiteConverter(Converter):
         (out_dir / self.info.files[0][1]).write_bytes(blob)
         if r.precision.calibrated:
             result.extra["quantization"] = {"weights": r.weights}
+        if r.qat:
+            from edgecnn.convert.qat.export import qat_result
+
+            result.extra |= qat_result(self, r, out_dir / self.info.files[0][1]).extra
         if dense_per_tensor:
             result.extra["quantization"] = {
                 "dense_layers": f"per-tensor (loads in tflite-runtime {profile.litert_floor}, the profile's litert_floor)"

@@ -23,15 +23,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def outliers(tmp_path_factory) -> Path:
-    sys.path.insert(0, str(REPO / "tools"))
-    from outlier_model import build
-
-    out = tmp_path_factory.mktemp("outliers")
-    facts = build(out)
-    assert facts["max_abs_dp_from_rescaling"] < 1e-5  # the float model is the same function
-    assert facts["float_accuracy"] > 0.9
-    return out
+def outliers(outlier_model) -> Path:
+    return outlier_model  # built once per session (conftest.py), shared with test_qat.py
 
 
 def _convert(outliers: Path, out: Path, **options):
