@@ -47,14 +47,12 @@ def push_key(board: Board, key: str | Path | None) -> str | None:
 def profile_on(board: Board, model: str | Path, args: list[str], *, trust_key: str | Path | None = None) -> dict[str, Any]:
     """``edgecnn profile MODEL ARGS --json`` on the board; the result gains ``measured_on`` (the board, and what the
     copy cost: nothing when the artifact was in its cache)."""
-    from edgecnn.untrusted import clean_json
-
     version = check_version(board)
     remote, pushed = _push_model(board, Path(model))
     key = push_key(board, trust_key)
     extra = ["--trust-key", key] if key else []
     proc = run_edgecnn(board, ["profile", remote, *args, *extra, "--json", "--with-samples"], step="profile")
-    result = clean_json(json_answer(board, proc, "profile"))
+    result = json_answer(board, proc, "profile")  # cleaned of control characters there
     result["measured_on"] = {
         "board": board.label,
         "url": board.url,
