@@ -62,7 +62,7 @@ class Board:
     def settled(self, timeout: float = 60) -> bool:
         """Wait until every transaction that took the lock has ended (the board finishes them by itself, or the
         next one to look does) and nobody holds the lock."""
-        from edgecnn.remote.release import lock_is_free
+        from edgecnn.remote.journal import lock_is_free
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

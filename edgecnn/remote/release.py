@@ -18,26 +18,23 @@ the new release is kept if its service came up healthy, else both links go back 
 
 from __future__ import annotations
 
-import fcntl
-import json
 import os
 import re
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from edgecnn.errors import ArtifactError, ConfigError, EdgeCNNError
+from edgecnn.remote.journal import Journal, lock_is_free, locked, refuse_if_busy
+from edgecnn.remote.watch import healthy, restart
 
 RELEASE_NAME = re.compile(r"[0-9a-f]{16}")
 PART_NAME = re.compile(r"[0-9a-f]{16}\.part-[0-9a-f]{8}")
 STALE_PART_S = 3600
-MAX_JOURNAL_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -63,95 +60,6 @@ class Transaction:
                             ("--check", self.check), ("--healthz", self.healthz), ("--trust-key", self.trust_key)):
             out += [flag, value] if value else []
         return out + ([] if self.wait else ["--no-wait"]) + ([] if self.release else ["--rollback"])
-
-
-class Journal:
-    """TO/.deploy/journal.jsonl: appended one whole line per write (O_APPEND), read by anyone."""
-
-    def __init__(self, to: str | Path) -> None:
-        self.folder = Path(to) / ".deploy"
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.path = self.folder / "journal.jsonl"
-
-    def write(self, txn: str, step: str, /, **fields: Any) -> dict[str, Any]:
-        record = {"id": txn, "step": step, "time": round(time.time(), 3), "pid": os.getpid(), **fields}
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, (json.dumps(record, separators=(",", ":")) + "\n").encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        return record
-
-    def records(self, txn: str | None = None) -> list[dict[str, Any]]:
-        try:
-            lines = self.path.read_text(encoding="utf-8", errors="replace").splitlines()
-        except FileNotFoundError:
-            return []
-        out = []
-        for line in lines:
-            try:
-                rec = json.loads(line)
-            except (ValueError, RecursionError):
-                continue  # a line cut by a crash
-            if isinstance(rec, dict) and (txn is None or rec.get("id") == txn):
-                out.append(rec)
-        return out
-
-    def rotate(self) -> None:
-        """Keep the journal small: past MAX_JOURNAL_BYTES it moves to journal.1 (called under the lock)."""
-        if self.path.is_file() and self.path.stat().st_size > MAX_JOURNAL_BYTES:
-            os.replace(self.path, self.path.with_suffix(".jsonl.1"))
-
-
-@contextmanager
-def locked(to: Path, journal: Journal, txn: str, *, wait: bool, quiet: bool = False) -> Iterator[None]:
-    """Hold TO's exclusive lock; waiting for it is said in the journal (or refused with ``wait`` False). ``quiet``:
-    no journal records (a recovery's own lock, which is no transaction)."""
-    fd = os.open(journal.folder / "lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _holder(fd)
-            if not wait:
-                raise _busy(to, holder) from None
-            if not quiet:
-                journal.write(txn, "waiting", holder=holder)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps({"id": txn, "pid": os.getpid(), "since": time.time()}).encode(), 0)
-        if not quiet:
-            journal.write(txn, "locked")
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
-
-
-def _busy(to: Path, holder: str) -> ConfigError:
-    return ConfigError(
-        f"another deploy to {to} is under way ({holder}); not waiting (--no-wait)",
-        hint="run it again when that one has finished, or without --no-wait to queue behind it",
-    )
-
-
-def _holder(fd: int) -> str:
-    try:
-        info = json.loads(os.pread(fd, 4096, 0) or b"{}")
-        return f"transaction {info['id']}, pid {info['pid']}, for {time.time() - float(info['since']):.0f} s"
-    except (ValueError, KeyError, TypeError):
-        return "another transaction"
-
-
-def lock_is_free(to: Path) -> bool:
-    fd = os.open(Path(to) / ".deploy" / "lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        return False
-    finally:
-        os.close(fd)
 
 
 # -- links -----------------------------------------------------------------------------------------------------------
@@ -193,93 +101,6 @@ def release_folder(to: Path, target: str | None, what: str) -> Path:
 
 
 # -- the service ------------------------------------------------------------------------------------------------------
-
-
-def restart(command: str | None) -> str | None:
-    """Run the restart command here; the reason it failed, or None."""
-    if not command:
-        return None
-    try:
-        proc = subprocess.run(["/bin/sh", "-c", command], capture_output=True, text=True, errors="replace", timeout=300,
-                              stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        return "the restart command did not finish within 300 s"
-    if proc.returncode != 0:
-        last = (proc.stderr or proc.stdout).strip().splitlines()
-        return f"the restart command exited with status {proc.returncode}" + (f" ({last[-1][:200]})" if last else "")
-    return None
-
-
-def service_started(health: str) -> float:
-    """When the process that wrote the health log's last line started (its ``time`` less its ``t_s``); 0 when there
-    is no line yet, or the last line is a stopped process's final one (``ended_by``)."""
-    try:
-        with open(health, "rb") as f:
-            f.seek(max(0, os.fstat(f.fileno()).st_size - 65536))
-            lines = f.read().decode("utf-8", "replace").strip().splitlines()
-        line = json.loads(lines[-1]) if lines else {}
-        return 0.0 if "ended_by" in line else float(line["time"]) - float(line["t_s"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError):
-        return 0.0
-
-
-def serving(url: str, folder: Path) -> str | None:
-    """None when the edgecnn serve at ``url`` (its /healthz) answers 200 with one of ``folder``'s models, else why not."""
-    import urllib.error
-    import urllib.request
-
-    digests = {_digest(d) for d in sorted(folder.iterdir()) if (d / "edgecnn.json").is_file()}
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - the user's own health URL on the board
-            status, body = resp.status, resp.read(65536)
-    except urllib.error.HTTPError as exc:
-        status, body = exc.code, exc.read(65536)
-    except (OSError, ValueError) as exc:
-        return f"{url} did not answer ({exc})"
-    try:
-        answer = json.loads(body)
-    except (ValueError, RecursionError):
-        answer = {}
-    served = str(answer.get("model_digest", "")) if isinstance(answer, dict) else ""
-    if status != 200:
-        return f"{url} answered {status} (the service is not classifying)"
-    if served not in digests:
-        return f"{url} serves the model {served[:12] or '?'}, not one of the new release's"
-    return None
-
-
-def _digest(artifact: Path) -> str:
-    try:
-        return str(json.loads((artifact / "edgecnn.json").read_text())["integrity"]["digest"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return ""
-
-
-def healthy(txn: Transaction, since: float) -> str | None:
-    """Within the grace period: None when healthy, else why not (no health line from a process started after
-    ``since``; /healthz not 200 with the new release's model; or the check command failed)."""
-    deadline = time.monotonic() + txn.grace
-    if txn.healthz:
-        folder = Path(txn.to) / "current"
-        while (why := serving(txn.healthz, folder.resolve())) is not None:
-            if time.monotonic() >= deadline:
-                return f"{why} within {txn.grace:g} s"
-            time.sleep(0.25)
-    if txn.health:
-        while service_started(txn.health) <= since:
-            if time.monotonic() >= deadline:
-                return f"no new line in the health log {txn.health} within {txn.grace:g} s (the service is not classifying)"
-            time.sleep(0.2)
-    elif not (txn.check or txn.healthz):
-        time.sleep(txn.grace)
-    if txn.check:
-        try:
-            proc = subprocess.run(["/bin/sh", "-c", txn.check], capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired:
-            return "the check command did not finish within 120 s"
-        if proc.returncode != 0:
-            return f"the check command exited with status {proc.returncode}"
-    return None
 
 
 def prune(to: Path, keep: int, journal: Journal) -> list[str]:
@@ -446,9 +267,8 @@ def start(txn: Transaction) -> dict[str, Any]:
     if not to.is_dir():
         raise ConfigError(f"{to}: no such folder on the board")
     journal = Journal(to)
-    if not txn.wait and not lock_is_free(to):
-        with open(journal.folder / "lock", "rb") as f:
-            raise _busy(to, _holder(f.fileno()))
+    if not txn.wait:
+        refuse_if_busy(to, journal)
     log = open(journal.folder / f"{txn.id}.log", "ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "edgecnn", "release", "run", *txn.argv()],

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from sshd import SSHServer, _free_port  # noqa: E402
 
 from edgecnn.cli import main  # noqa: E402
-from edgecnn.remote.release import lock_is_free  # noqa: E402
+from edgecnn.remote.journal import lock_is_free  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
