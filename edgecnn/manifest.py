@@ -433,6 +433,10 @@ def artifact_dirs(path: str | Path) -> list[Path]:
 def _refuse_unconverted(path: Path) -> None:
     """A Keras model or a training run where an artifact is needed: say to convert it first."""
     keras_file = path.is_file() and path.suffix.lower() in (".keras", ".h5")
+    if keras_file:
+        from edgecnn.formats import sniff_model_file
+
+        sniff_model_file(path)  # an empty or broken file is named for what it is first
     run = path.is_dir() and not (path / MANIFEST_NAME).is_file() and ((path / RUN_INDEX).is_file() or (path / "model.keras").is_file())
     if keras_file or run:
         what = "a Keras model file" if keras_file else "a training run"

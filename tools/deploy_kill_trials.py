@@ -66,7 +66,7 @@ class Board:
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if (self.to / ".deploy" / "lock").exists() and not lock_is_free(self.to):
+            if _release_running(self.to) or ((self.to / ".deploy" / "lock").exists() and not lock_is_free(self.to)):
                 time.sleep(0.1)
                 continue
             open_txns = _unfinished(self.journal())
@@ -100,6 +100,18 @@ class Board:
         if _unfinished(self.journal()):
             problems.append(f"unfinished transactions: {_unfinished(self.journal())}")
         return releases.get(current, "none"), problems
+
+
+def _release_running(to: Path) -> bool:
+    """An `edgecnn release` process for ``to`` still runs (a killed deploy's `release start` may still be starting
+    its transaction)."""
+    import psutil
+
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        cmd = proc.info["cmdline"] or []
+        if proc.info["status"] != psutil.STATUS_ZOMBIE and "release" in cmd and str(to) in cmd and "follow" not in cmd:
+            return True
+    return False
 
 
 def _unfinished(journal: list[dict]) -> list[str]:

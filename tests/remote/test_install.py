@@ -78,7 +78,7 @@ def test_connected_install_is_idempotent_upgrades_in_place_and_profile_finds_it_
     assert "tensorflow" not in first["versions"] and not list(board.prefix.glob("lib/python3*/site-packages/tensorflow"))
     assert first["self_check"].startswith("top-1 8/8") and "litert" in first["self_check"]
     assert 2e6 < first["bytes_copied"] < 10e6  # edgecnn's wheel, pip's and the self-check artifact: no dependency
-    assert first["size_bytes"] > 100e6 and first["seconds"] <= time.monotonic() - t0
+    assert first["size_bytes"] > 100e6 and first["seconds"] <= time.monotonic() - t0 + 0.05  # its figure is rounded
     marker = json.loads((board.prefix / "edgecnn-install.json").read_text())
     assert marker["mode"] == "connected" and marker["extras"] == ["litert"] and len(marker["sha256"]) == 64
 
