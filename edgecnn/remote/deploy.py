@@ -105,10 +105,8 @@ def deploy(
         pushed = push(board, stage, f"{to}/releases", name)
     key = push_key(board, trust_key)
     options = ["--release", name, "--grace", f"{grace:g}", "--keep", str(keep)]
-    for flag, value in (("--restart", restart), ("--health", health), ("--check", check), ("--healthz", healthz),
-                        ("--trust-key", key)):
-        options += [flag, value] if value else []
-    end = _transact(board, to, [*options, *([] if wait else ["--no-wait"])], say, reconnect)
+    options += _board_options(restart=restart, health=health, check=check, healthz=healthz, trust_key=key, wait=wait)
+    end = _transact(board, to, options, say, reconnect)
     report = _report(board, name, end, to) | {"copied": pushed.copied, "seconds": round(time.monotonic() - t0, 2)}
     return report
 
@@ -136,11 +134,15 @@ def rollback(
     to = remote_path(board, to)
     key = push_key(board, trust_key)
     options = ["--rollback", "--grace", f"{grace:g}"]
-    for flag, value in (("--restart", restart), ("--health", health), ("--check", check), ("--healthz", healthz),
-                        ("--trust-key", key)):
-        options += [flag, value] if value else []
-    end = _transact(board, to, [*options, *([] if wait else ["--no-wait"])], say, reconnect)
+    options += _board_options(restart=restart, health=health, check=check, healthz=healthz, trust_key=key, wait=wait)
+    end = _transact(board, to, options, say, reconnect)
     return _report(board, None, end, to)
+
+
+def _board_options(*, wait: bool, **values: str | None) -> list[str]:
+    """The board transaction's watch options (``--restart CMD``, ...) for the values given, and ``--no-wait``."""
+    out = [arg for key, value in values.items() if value for arg in (f"--{key.replace('_', '-')}", str(value))]
+    return out + ([] if wait else ["--no-wait"])
 
 
 def _transact(board: Board, to: str, options: list[str], say: Callable[[str], None], reconnect: float) -> dict[str, Any]:
