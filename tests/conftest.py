@@ -21,43 +21,80 @@ def repo() -> Path:
     return REPO
 
 
+def shared(tmp_path_factory, name: str, build):
+    """``build(folder) -> Path`` once per test run, also under pytest-xdist: the first worker to ask builds into the
+    run's common temp folder while holding a lock, the others wait for it and reuse the result (a LeNet-5 run and its
+    conversion would otherwise be made once per worker). A build that fails leaves no result: the next one tries again.
+    """
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        return build(tmp_path_factory.mktemp(name))
+    import fcntl
+    import json
+
+    common = tmp_path_factory.getbasetemp().parent  # one per run, shared by its workers
+    done = common / f"{name}.json"
+    with open(common / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also when this worker dies
+        if not done.is_file():
+            folder = common / name
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            done.write_text(json.dumps(str(build(folder))))
+        return Path(json.loads(done.read_text()))
+
+
+@pytest.fixture(scope="session")
+def build_once(tmp_path_factory):
+    """``build_once(name, build)``: ``shared`` for fixtures in other conftest files."""
+    return lambda name, build: shared(tmp_path_factory, name, build)
+
+
 @pytest.fixture(scope="session")
 def lenet_run(tmp_path_factory) -> Path:
     """recipes/lenet5-digits.yaml trained once (about 40 s on 2 cores)."""
-    from edgecnn.train.recipe import load_recipe
-    from edgecnn.train.trainer import train
 
-    out = tmp_path_factory.mktemp("runs") / "lenet5-digits"
-    return train(load_recipe(REPO / "recipes" / "lenet5-digits.yaml"), out, quiet=True)
+    def build(folder: Path) -> Path:
+        from edgecnn.train.recipe import load_recipe
+        from edgecnn.train.trainer import train
+
+        return train(load_recipe(REPO / "recipes" / "lenet5-digits.yaml"), folder / "lenet5-digits", quiet=True)
+
+    return shared(tmp_path_factory, "runs", build)
 
 
 @pytest.fixture(scope="session")
 def lenet_artifacts(lenet_run, tmp_path_factory) -> Path:
     """The LeNet-5 run converted for the host profile: 6 artifacts in 3 formats."""
-    from edgecnn.convert.api import convert
 
-    out = tmp_path_factory.mktemp("artifacts") / "lenet5-host"
-    summary = convert(lenet_run, "host", out=out)
-    assert summary.ok, [(r.format, r.precision, r.status, r.error) for r in summary.rows]
-    return out
+    def build(folder: Path) -> Path:
+        from edgecnn.convert.api import convert
+
+        summary = convert(lenet_run, "host", out=folder / "lenet5-host")
+        assert summary.ok, [(r.format, r.precision, r.status, r.error) for r in summary.rows]
+        return folder / "lenet5-host"
+
+    return shared(tmp_path_factory, "artifacts", build)
 
 
 @pytest.fixture(scope="session")
 def device_venv(tmp_path_factory, repo):
     """A fresh venv with only `pip install ".[litert,sign]"`: a board's install (no TensorFlow, no matplotlib)."""
-    import subprocess
-    import venv
 
-    d = tmp_path_factory.mktemp("litert-venv")
-    venv.EnvBuilder(with_pip=True).create(d)
-    py = d / "bin" / "python"
-    proc = subprocess.run(
-        [str(py), "-m", "pip", "install", "-q", f"{repo}[litert,sign]"], capture_output=True, text=True, timeout=900
-    )
-    if proc.returncode != 0 and ("Could not find a version" in proc.stderr or "Failed to establish" in proc.stderr):
-        pytest.skip(f"package registry unreachable: {proc.stderr.strip().splitlines()[-1]}")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return d
+    def build(d: Path) -> Path:
+        import subprocess
+        import venv
+
+        venv.EnvBuilder(with_pip=True).create(d)
+        py = d / "bin" / "python"
+        proc = subprocess.run(
+            [str(py), "-m", "pip", "install", "-q", f"{repo}[litert,sign]"], capture_output=True, text=True, timeout=900
+        )
+        if proc.returncode != 0 and ("Could not find a version" in proc.stderr or "Failed to establish" in proc.stderr):
+            pytest.skip(f"package registry unreachable: {proc.stderr.strip().splitlines()[-1]}")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return d
+
+    return shared(tmp_path_factory, "litert-venv", build)
 
 
 @pytest.fixture()
@@ -115,3 +152,19 @@ def leaves_nothing_running():
         except psutil.NoSuchProcess:
             pass
     assert not left, f"the test left {len(left)} process(es) running: {left}"
+
+
+def pytest_collection_modifyitems(config, items):
+    """tools/test.sh runs the suite in two parts: the tests marked ``serial`` (their clocks matter) are left out of the
+    parallel part (pytest-xdist workers) and are the only ones in the serial part (EDGECNN_TEST_PART=serial). A plain
+    ``pytest`` runs everything."""
+    serial_part = os.environ.get("EDGECNN_TEST_PART") == "serial"
+    parallel_part = os.environ.get("PYTEST_XDIST_WORKER") is not None
+    if not (serial_part or parallel_part):
+        return
+    keep, drop = [], []
+    for item in items:
+        (keep if (item.get_closest_marker("serial") is not None) == serial_part else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep

@@ -42,6 +42,7 @@ def _cli(*args: str) -> list[str]:
     return ["convert", *args, "--device", "host", "--quiet"]
 
 
+@pytest.mark.serial
 def test_out_equal_to_inside_or_around_the_input_is_refused_before_any_work(lenet_run, tmp_path, capsys):
     for out, says in (
         (lenet_run, "is inside the input"),

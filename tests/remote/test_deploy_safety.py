@@ -314,35 +314,54 @@ def test_a_board_transaction_killed_after_the_switch_is_rolled_back_by_the_next_
     assert links(to)[0] == before[0] and links(to)[1] is None
 
 
-def test_kill_trials_host_killed_at_random_moments_leave_one_release_live(
+def test_kill_trials_host_killed_at_each_moment_of_a_deploy_leave_one_release_live(
     rsync_server, lenet_artifacts, device_venv, tmp_path
 ):
-    """A small version of tools/deploy_kill_trials.py: the deploy command SIGKILLed at random moments."""
-    import random
-
+    """The fast version of tools/deploy_kill_trials.py (which kills at random moments, many times): the deploy
+    command SIGKILLed the instant it reaches each moment that matters (copying; the board's transaction started; the
+    links switched; the service restarted), found by watching the board's folder and journal, not by sleeping."""
     to = tmp_path / "board" / "app"
-    env = dict(os.environ)
+    journal = to / ".deploy" / "journal.jsonl"
     arts = [release_copy(lenet_artifacts, tmp_path / f"r{i}", f"r{i}") for i in range(2)]
     base = [sys.executable, "-m", "edgecnn", "deploy", "--to", str(to), *watch(to),
             *options(rsync_server, device_venv, tmp_path)]
-    assert subprocess.run([*base, str(arts[0])], env=env, capture_output=True, timeout=120).returncode == 0
-    rng = random.Random(25)
+    assert subprocess.run([*base, str(arts[0])], capture_output=True, timeout=120).returncode == 0
+
+    def steps_after(seen: int) -> list[str]:
+        return [json.loads(line)["step"] for line in journal.read_text().splitlines()[seen:]]
+
+    moments = {
+        "copying": lambda seen: any(to.glob("releases/*.part-*")) or bool(steps_after(seen)),
+        "started": lambda seen: "started" in steps_after(seen),
+        "switched": lambda seen: "switched" in steps_after(seen),
+        "restarted": lambda seen: "restarted" in steps_after(seen),
+    }
+    releases = {f"releases/{p.name}" for p in (to / "releases").iterdir()}
     try:
-        for i in range(4):
-            proc = subprocess.Popen([*base, str(arts[(i + 1) % 2])], env=env, stdout=subprocess.DEVNULL,
+        for i, (moment, reached) in enumerate(moments.items()):
+            seen = len(journal.read_text().splitlines())
+            proc = subprocess.Popen([*base, str(arts[(i + 1) % 2])], stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL, start_new_session=True)
-            time.sleep(rng.uniform(0.2, 3.0))
-            os.killpg(proc.pid, signal.SIGKILL)
+            deadline = time.monotonic() + 60
+            while not reached(seen) and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.002)
+            killed = proc.poll() is None
+            os.killpg(proc.pid, signal.SIGKILL) if killed else None
             proc.wait()
-            assert _settled(to), "the board's own transaction did not end within 60 s"
-            current, _ = links(to)
-            assert current in {f"releases/{p.name}" for p in (to / "releases").iterdir()}
+            assert killed or moment == "copying", f"the deploy ended before it reached {moment!r}"
+            assert _settled(to), f"killed at {moment!r}: the board's own transaction did not end within 60 s"
+            releases |= {f"releases/{p.name}" for p in (to / "releases").iterdir()}
+            current, previous = links(to)
+            assert current in releases and previous in releases | {None} and current != previous, (moment, links(to))
+            records = [json.loads(line) for line in journal.read_text().splitlines()]
+            locked = {r["id"] for r in records if r["step"] == "locked"}
+            assert locked <= {r["id"] for r in records if r["step"] == "end"}, f"killed at {moment!r}: a transaction never ended"
         # and the board still deploys and rolls back as ever
         live, _ = links(to)
         third = release_copy(lenet_artifacts, tmp_path / "r2", "r2")
-        assert subprocess.run([*base, str(third)], env=env, capture_output=True, timeout=120).returncode == 0
+        assert subprocess.run([*base, str(third)], capture_output=True, timeout=120).returncode == 0
         rollback = [*base[:4], "--rollback", *base[4:6], *options(rsync_server, device_venv, tmp_path)]
-        assert subprocess.run(rollback, env=env, capture_output=True, timeout=120).returncode == 0
+        assert subprocess.run(rollback, capture_output=True, timeout=120).returncode == 0
         assert links(to)[0] == live
     finally:
         rsync_server.kill_sessions()  # the SSH masters of the killed commands (they would idle out in 120 s)

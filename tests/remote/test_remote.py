@@ -149,6 +149,8 @@ def test_deploy_switches_restarts_and_rolls_back_when_the_service_does_not_come_
     service.write_text(SERVICE.format(edgecnn=device_venv / "bin" / "edgecnn"))
     service.chmod(0o755)
     watch = ["--restart", f"{service} {to}", "--health", str(to / "health.jsonl"), "--grace", "15"]
+    # a deploy that must fail waits out its whole grace: a short one (a healthy service writes within 1-2 s)
+    doomed = [*watch[:-1], "4"]
     try:
         assert main(["deploy", str(lenet_artifacts), "--to", str(to), *watch, "--json", *on]) == 0
         first = json.loads(capsys.readouterr().out)
@@ -159,9 +161,9 @@ def test_deploy_switches_restarts_and_rolls_back_when_the_service_does_not_come_
         # a set without the int8 artifact the service runs: verified fine, but the service cannot start on it
         fp32_only = tmp_path / "fp32-only"
         convert(lenet_run, "host", out=fp32_only, precisions=["tflite/fp32"])
-        assert main(["deploy", str(fp32_only), "--to", str(to), *watch, *on]) == 1
+        assert main(["deploy", str(fp32_only), "--to", str(to), *doomed, *on]) == 1
         err = capsys.readouterr().err
-        assert "was unhealthy (no new line in the health log" in err and f"rolled back to releases/{first['release']}" in err
+        assert "was unhealthy (no new line in the health log" in err and "within 4 s" in err and f"rolled back to releases/{first['release']}" in err
         assert (to / "current").resolve() == (to / "releases" / first["release"]).resolve()
         time.sleep(1.5)
         last = json.loads((to / "health.jsonl").read_text().splitlines()[-1])
@@ -190,7 +192,7 @@ def test_deploy_switches_restarts_and_rolls_back_when_the_service_does_not_come_
         assert (to / "previous").resolve() == (to / "releases" / second["release"]).resolve()
 
         # a failed deploy leaves both links as they were: --rollback still goes where it went before
-        assert main(["deploy", str(fp32_only), "--to", str(to), *watch, *on]) == 1
+        assert main(["deploy", str(fp32_only), "--to", str(to), *doomed, *on]) == 1
         assert "was unhealthy" in capsys.readouterr().err
         assert (to / "current").resolve() == (to / "releases" / first["release"]).resolve()
         assert (to / "previous").resolve() == (to / "releases" / second["release"]).resolve()

@@ -56,6 +56,7 @@ def test_a_video_gives_exactly_its_debounced_state_changes_discovery_and_offline
     assert attributes["model_digest"] == events[0]["model_digest"]
 
 
+@pytest.mark.serial
 def test_sigkill_leaves_the_last_will_and_sigterm_offline_retained_within_2_s(broker, subscriber, lenet_tflite):
     sub = subscriber("edgecnn/#")
     args = (str(lenet_tflite), "--source", "synthetic:?fps=15", "--mqtt", broker.url, "--debounce", "1")

@@ -81,6 +81,7 @@ def test_the_notifier_speaks_to_abstract_sockets_and_is_silent_outside_systemd()
     assert not off.enabled and off.send(ready=1) is False
 
 
+@pytest.mark.serial
 def test_watchdog_pings_while_frames_flow_and_none_while_the_source_is_stalled(lenet_tflite, tmp_path):
     from mjpeg_server import MJPEGServer
 

@@ -138,6 +138,7 @@ def test_image_folder_with_corrupt_file(tmp_path):
     assert cap.stats.errors[0] == f"corrupt image {tmp_path / '1b.png'}: truncated PNG (no IEND chunk)"
 
 
+@pytest.mark.serial
 def test_silent_server_open_times_out():
     with SilentServer() as srv:
         t0 = time.monotonic()
@@ -170,6 +171,7 @@ def test_mjpeg_stall_is_detected_and_stream_resumes():
     assert len(after) >= 20 and cap.stats.reconnects == 1
 
 
+@pytest.mark.serial
 @pytest.mark.slow
 def test_stale_frame_bound_with_slow_model():
     """30 fps source, a model slowed to 5 Hz: every classified frame is at most 2 intervals + 1 inference old."""
