@@ -10,7 +10,7 @@ import pytest
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # as edgecnn._tfenv sets it for the product
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # as edgecnn.host._tfenv sets it for the product
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")  # CPU-only tests: no 'cuInit failed' noise on GPU-less CI
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,8 +54,8 @@ def lenet_run(tmp_path_factory) -> Path:
     """recipes/lenet5-digits.yaml trained once (about 40 s on 2 cores)."""
 
     def build(folder: Path) -> Path:
-        from edgecnn.train.recipe import load_recipe
-        from edgecnn.train.trainer import train
+        from edgecnn.host.train.recipe import load_recipe
+        from edgecnn.host.train.trainer import train
 
         return train(load_recipe(REPO / "recipes" / "lenet5-digits.yaml"), folder / "lenet5-digits", quiet=True)
 
@@ -67,7 +67,7 @@ def lenet_artifacts(lenet_run, tmp_path_factory) -> Path:
     """The LeNet-5 run converted for the host profile: 6 artifacts in 3 formats."""
 
     def build(folder: Path) -> Path:
-        from edgecnn.convert.api import convert
+        from edgecnn.host.convert.api import convert
 
         summary = convert(lenet_run, "host", out=folder / "lenet5-host")
         assert summary.ok, [(r.format, r.precision, r.status, r.error) for r in summary.rows]
@@ -107,7 +107,7 @@ def artifact_copy(lenet_artifacts, tmp_path):
 
 @pytest.fixture(scope="session")
 def digits_test_split():
-    from edgecnn.data import load_dataset
+    from edgecnn.host.data import load_dataset
 
     ds = load_dataset("bundled:digits")
     return ds.split(validation=0.15, test=0.15, seed=0)[2]

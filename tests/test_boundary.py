@@ -1,15 +1,15 @@
-"""The host/device boundary (DESIGN.md), computed from what each module declares.
-
-Every top-level module and every package's ``__init__`` opens its docstring with ``Device side:`` or ``Host side:``;
-a module inside a subpackage belongs to its package's side unless it declares its own (``cli/`` holds verbs of both).
-Device-side modules never import a host-side module or the host toolchain, not even lazily: this reads every import
-statement, so an import on a path the runtime-only install test does not take is caught too.
-tests/test_runtime_only_install.py proves the same by running the device verbs in a venv without TensorFlow.
+"""The host/device boundary (DESIGN.md) as a path rule: everything under ``edgecnn/host/`` is the host wing, everything
+else is the device side, and no device-side module imports the host wing or the host toolchain, not even lazily: this
+reads every import statement, so an import on a path the runtime-only install test does not take is caught too.
+A module's docstring may say which side it is on (``Device side:`` / ``Host side:``; top-level ones must), and then
+it must agree with its path. tests/test_runtime_only_install.py proves the same by running the device verbs in a venv
+without TensorFlow.
 """
 
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from pathlib import Path
 
@@ -32,15 +32,25 @@ def declared_side(path: Path) -> str | None:
     return match.group(1).lower() if match else None
 
 
+def side_by_path(name: str) -> str:
+    return "host" if name == "edgecnn.host" or name.startswith("edgecnn.host.") else "device"
+
+
 def sides(package: Path = PACKAGE) -> dict[str, str]:
-    """module name -> "device" | "host"; a module without a declaration takes its package's side."""
+    """module name -> "device" | "host" by its path; a module that declares a side must agree with its path, and every
+    top-level module and package declares one."""
     found: dict[str, str] = {}
-    for path in sorted(package.rglob("*.py"), key=lambda p: (len(p.parts), p.name != "__init__.py", str(p))):
+    for path in sorted(package.rglob("*.py")):
         name = module_name(path, package.parent)
-        parent = name.rpartition(".")[0] if path.name != "__init__.py" else ""
-        side = declared_side(path) or (found.get(parent) if "." in parent else None)  # top-level modules declare
-        if side is None:
+        declared, side = declared_side(path), side_by_path(name)
+        top_level = name.count(".") == 1 or path.parent == package
+        if declared is None and top_level:
             raise AssertionError(f"{path.relative_to(package.parent)}: no 'Device side:' or 'Host side:' first docstring line")
+        if declared is not None and declared != side:
+            raise AssertionError(
+                f"{path.relative_to(package.parent)}: declares '{declared.capitalize()} side:' but lives on the {side} side "
+                f"({'under' if side == 'host' else 'outside'} edgecnn/host/)"
+            )
         found[name] = side
     return found
 
@@ -77,11 +87,14 @@ def test_every_module_declares_its_side_and_the_packages_split_as_the_readme_say
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## Layout: two worlds", 1)[1].split("\n## ", 1)[0]
     device_part, host_part = section.split("Host side", 1)
-    top = {n.split(".")[1] for n in side_of if n.count(".") == 1 and n not in ("edgecnn.cli", "edgecnn.__main__")}
+    # the top level of each wing: edgecnn.X on the device side, edgecnn.host.X in the host wing
+    top = [n for n in side_of if n.count(".") == 1 and n not in ("edgecnn.cli", "edgecnn.__main__", "edgecnn.host")]
+    top += [n for n in side_of if n.count(".") == 2 and n.startswith("edgecnn.host.") and n != "edgecnn.host.cli"]
     for name in sorted(top):
-        shown = f"`{name}/`" if (PACKAGE / name).is_dir() else f"`{name}.py`"
-        assert shown in (device_part if side_of[f"edgecnn.{name}"] == "device" else host_part), (name, side_of[f"edgecnn.{name}"])
-    assert {"edgecnn.convert", "edgecnn.train", "edgecnn.models", "edgecnn.data", "edgecnn.hardening"} <= {
+        short = name.rsplit(".", 1)[1]
+        shown = f"`{short}/`" if (ROOT / name.replace(".", "/")).is_dir() else f"`{short}.py`"
+        assert shown in (device_part if side_of[name] == "device" else host_part), (name, side_of[name])
+    assert {"edgecnn.host.convert", "edgecnn.host.train", "edgecnn.host.models", "edgecnn.host.data", "edgecnn.host.hardening"} <= {
         n for n, s in side_of.items() if s == "host"
     }
     assert {"edgecnn.runtime", "edgecnn.stream", "edgecnn.profiling", "edgecnn.cli", "edgecnn.manifest"} <= {
@@ -90,30 +103,39 @@ def test_every_module_declares_its_side_and_the_packages_split_as_the_readme_say
 
 
 def test_the_scanner_sees_lazy_and_relative_imports():
-    side_of = {"edgecnn.convert": "host", "edgecnn.convert.api": "host", "edgecnn.runtime.base": "device"}
+    side_of = {"edgecnn.host.convert": "host", "edgecnn.host.convert.api": "host", "edgecnn.runtime.base": "device"}
     probe = PACKAGE / "runtime" / "_probe_for_the_test.py"
     probe.write_text(
         "import numpy\nfrom edgecnn.runtime.base import open_backend\n"
-        "def f():\n    import keras\n    from scipy.optimize import nnls\n    from ..convert import api\n"
+        "def f():\n    import keras\n    from scipy.optimize import nnls\n    from ..host.convert import api\n"
     )
     try:
-        assert crossings(probe, side_of) == ["edgecnn.convert", "edgecnn.convert.api", "keras", "scipy.optimize"]
+        assert crossings(probe, side_of) == ["edgecnn.host.convert", "edgecnn.host.convert.api", "keras", "scipy.optimize"]
     finally:
         probe.unlink()
 
 
-def test_a_module_without_a_declaration_is_named(tmp_path):
+def test_a_module_is_on_its_paths_side_and_a_declaration_that_disagrees_is_named(tmp_path):
     (tmp_path / "edgecnn" / "runtime").mkdir(parents=True)
+    (tmp_path / "edgecnn" / "host" / "convert").mkdir(parents=True)
     (tmp_path / "edgecnn" / "__init__.py").write_text('"""Device side: the package."""\n')
     (tmp_path / "edgecnn" / "runtime" / "__init__.py").write_text('"""Device side: runtimes."""\n')
-    (tmp_path / "edgecnn" / "runtime" / "fast.py").write_text('"""A backend: inherits its package side."""\n')
-    (tmp_path / "edgecnn" / "runtime" / "tool.py").write_text('"""Host side: declares its own."""\n')
+    (tmp_path / "edgecnn" / "runtime" / "fast.py").write_text('"""A backend: takes the side of its path."""\n')
+    (tmp_path / "edgecnn" / "host" / "__init__.py").write_text('"""Host side: the wing."""\n')
+    (tmp_path / "edgecnn" / "host" / "convert" / "__init__.py").write_text('"""Host side: converters."""\n')
+    (tmp_path / "edgecnn" / "host" / "convert" / "tflite.py").write_text('"""TFLite."""\n')
     assert sides(tmp_path / "edgecnn") == {
         "edgecnn": "device",
         "edgecnn.runtime": "device",
         "edgecnn.runtime.fast": "device",
-        "edgecnn.runtime.tool": "host",
+        "edgecnn.host": "host",
+        "edgecnn.host.convert": "host",
+        "edgecnn.host.convert.tflite": "host",
     }
+    (tmp_path / "edgecnn" / "runtime" / "tool.py").write_text('"""Host side: declares the other side."""\n')
+    with pytest.raises(AssertionError, match=r"runtime/tool.py: declares 'Host side:' but lives on the device side"):
+        sides(tmp_path / "edgecnn")
+    (tmp_path / "edgecnn" / "runtime" / "tool.py").unlink()
     (tmp_path / "edgecnn" / "loose.py").write_text('"""Helpers."""\n')
     with pytest.raises(AssertionError, match="loose.py: no 'Device side:' or 'Host side:'"):
         sides(tmp_path / "edgecnn")
@@ -126,4 +148,9 @@ def _device_files() -> list[Path]:
 
 @pytest.mark.parametrize("module", _device_files(), ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_device_side_never_imports_the_host_side(module):
-    assert crossings(module, sides()) == []
+    assert crossings(module, _package_sides()) == []
+
+
+@functools.cache
+def _package_sides() -> dict[str, str]:
+    return sides()

@@ -67,7 +67,7 @@ def test_truncated_and_lying_images(tmp_path):
 
 
 def test_recipe_ranges_and_the_yaml_float_hint(tmp_path):
-    from edgecnn.train.recipe import load_recipe
+    from edgecnn.host.train.recipe import load_recipe
 
     base = "name: t\ndata: bundled:digits\nmodel: {name: lenet5, input_size: 32, channels: 1}\n"
     cases = {

@@ -198,7 +198,7 @@ def test_a_folder_mixing_two_conversions_is_refused_by_verify_and_by_runtime_sel
     import shutil
 
     from edgecnn.cli import main
-    from edgecnn.convert.api import convert
+    from edgecnn.host.convert.api import convert
     from edgecnn.runtime import Classifier
 
     other = convert(lenet_run, "host", precisions=["tflite/fp32"], out=tmp_path / "other")

@@ -21,7 +21,7 @@ def test_cells_holding_pipes_and_line_breaks_stay_one_cell():
 
 
 def test_every_conversion_summary_renders_with_as_many_cells_as_headers(lenet_artifacts):
-    from edgecnn.convert.summary import HEADERS
+    from edgecnn.host.convert.summary import HEADERS
 
     text = (lenet_artifacts / "summary.md").read_text()
     counts = _rendered_rows(text)

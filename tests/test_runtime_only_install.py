@@ -105,7 +105,7 @@ def test_devices_verify_and_signatures_on_the_device(device_venv, signed, tmp_pa
 
 
 def test_classify_into_every_sink_without_tensorflow(device_venv, signed, tmp_path, digits_test_split):
-    from edgecnn.data.video import write_video
+    from edgecnn.host.data.video import write_video
 
     art, public = signed
     video = write_video(digits_test_split.images[:40], tmp_path / "d.avi", size=(64, 64))
@@ -166,7 +166,7 @@ def test_classify_into_every_sink_without_tensorflow(device_venv, signed, tmp_pa
 
 
 def test_the_live_page_serves_until_stopped(device_venv, lenet_artifacts, tmp_path, digits_test_split):
-    from edgecnn.data.video import write_video
+    from edgecnn.host.data.video import write_video
 
     video = write_video(digits_test_split.images[:10], tmp_path / "d.avi", size=(64, 64), fps=20)
     with socket.socket() as s:

@@ -35,9 +35,9 @@ def keys(folder: str) -> None:
 
 def videos(run: str, folder: str) -> None:
     """Lossless, so that both machines classify the same pixels; and MJPEG, as a camera or encoder delivers them."""
-    from edgecnn.data import load_dataset
-    from edgecnn.data.video import write_video
-    from edgecnn.train.recipe import load_recipe
+    from edgecnn.host.data import load_dataset
+    from edgecnn.host.data.video import write_video
+    from edgecnn.host.train.recipe import load_recipe
 
     r = load_recipe(f"{run}/recipe.resolved.yaml")
     test = load_dataset(r.data).split(validation=r.split.validation, test=r.split.test, seed=r.seed)[2]

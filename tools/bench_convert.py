@@ -52,7 +52,7 @@ def photo_crops(folder: Path, n: int = 200, size: int = 224) -> Path:
 def make_model(out: Path, classes: int) -> Path:
     import keras
 
-    from edgecnn.models import create_model, get_spec
+    from edgecnn.host.models import create_model, get_spec
 
     keras.utils.set_random_seed(0)
     m = create_model("mobilenet_v2", num_classes=classes, input_size=224)
@@ -69,8 +69,8 @@ def main() -> int:
     ap.add_argument("--classes", type=int, nargs="+", default=[1000, 10])
     ap.add_argument("--seconds", type=float, default=3.0)
     args = ap.parse_args()
-    from edgecnn.convert.api import convert
-    from edgecnn.convert.benchmark import profile_in_child
+    from edgecnn.host.convert.api import convert
+    from edgecnn.host.lab.benchmark import profile_in_child
     from edgecnn.runtime.base import runtime_for
 
     out = Path(args.out)

@@ -53,10 +53,10 @@ def build(out: Path, photos: Path) -> dict[str, Path]:
     sys.path.insert(0, str(REPO / "tools"))
     from bench_convert import photo_crops
 
-    from edgecnn.convert.api import convert
-    from edgecnn.models import create_model, get_spec
-    from edgecnn.train.recipe import load_recipe
-    from edgecnn.train.trainer import train
+    from edgecnn.host.convert.api import convert
+    from edgecnn.host.models import create_model, get_spec
+    from edgecnn.host.train.recipe import load_recipe
+    from edgecnn.host.train.trainer import train
 
     photo_crops(photos, n=100)
     arts = {}
@@ -224,8 +224,8 @@ def fidelity(arts: dict[str, Path], threads: int, seconds: float, rounds: int) -
 
 
 def estimate_error(arts: dict[str, Path], out: Path, threads: int) -> list[dict]:
-    from edgecnn.convert.latency_calibration import calibrate, checks_from_artifacts
     from edgecnn.devices import load_profile
+    from edgecnn.host.lab.latency_calibration import calibrate, checks_from_artifacts
 
     cals = calibrate(
         load_profile("host"),

@@ -33,9 +33,9 @@ def main() -> int:
     from bench_convert import photo_crops
     from bench_int8_recovery import _time_interleaved
 
-    from edgecnn.convert.api import convert
     from edgecnn.devices import cpu_features, host_facts
-    from edgecnn.models import create_model, get_spec
+    from edgecnn.host.convert.api import convert
+    from edgecnn.host.models import create_model, get_spec
     from edgecnn.runtime import Classifier
 
     args.out.mkdir(parents=True, exist_ok=True)

@@ -63,7 +63,7 @@ def main() -> int:
     args = ap.parse_args()
     from outlier_model import build
 
-    from edgecnn.convert.api import convert
+    from edgecnn.host.convert.api import convert
 
     out = Path(args.out)
     model_dir = out / "model"

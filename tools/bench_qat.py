@@ -37,8 +37,8 @@ def _outliers(out: Path) -> tuple[str, dict]:
 
 
 def _train(recipe_text: str, out: Path) -> Path:
-    from edgecnn.train.recipe import load_recipe
-    from edgecnn.train.trainer import train
+    from edgecnn.host.train.recipe import load_recipe
+    from edgecnn.host.train.trainer import train
 
     if not (out / "model.keras").is_file():
         path = out.with_suffix(".yaml")
@@ -76,7 +76,7 @@ MODELS = {"outliers": _outliers, "lenet5": _lenet, "mobilenet_v2": _mobilenet}
 def _bench(name: str, out: Path, rounds: int) -> dict:
     from bench_int8_recovery import _time_interleaved
 
-    from edgecnn.convert.api import convert
+    from edgecnn.host.convert.api import convert
 
     model, extra = MODELS[name](out)
     common = {k: v for k, v in extra.items() if k != "qat_data"} | {"force": True}

@@ -93,7 +93,7 @@ def make_video(path: Path, size: tuple[int, int], n: int = 150) -> Path:
     import cv2
     from skimage import data
 
-    from edgecnn.data.video import write_video
+    from edgecnn.host.data.video import write_video
 
     photos = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket()]
     imgs = [cv2.resize(photos[i % 4], size) for i in range(n)]

@@ -43,8 +43,8 @@ def main() -> int:
     )
     ap.add_argument("--cache-only", action="store_true", help="skip the 3-seed comparison")
     args = ap.parse_args()
-    from edgecnn.train.recipe import load_recipe
-    from edgecnn.train.trainer import train
+    from edgecnn.host.train.recipe import load_recipe
+    from edgecnn.host.train.trainer import train
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -67,7 +67,7 @@ def main() -> int:
         print(f"mean gain over {len(gains)} seeds: {results['mean_gain_points']:+.1f} points (target >= +8)")
 
     # cached features: the same head stage with the frozen base run every epoch vs once
-    from edgecnn.train.recipe import Augmentation
+    from edgecnn.host.train.recipe import Augmentation
 
     results["cache_features"] = {}
     for size in args.cache_size:

@@ -38,7 +38,7 @@ def main() -> int:
     from rich.console import Console
     from rich.progress import Progress
 
-    from edgecnn.hardening.fuzz import fuzz_artifact
+    from edgecnn.host.hardening.fuzz import fuzz_artifact
     from edgecnn.markdown import table
     from edgecnn.runtime.select import artifact_dirs
 
@@ -46,14 +46,14 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     run = args.run or args.out / "lenet5-run"
     if not (run / "model.keras").is_file():
-        from edgecnn.train.recipe import load_recipe
-        from edgecnn.train.trainer import train
+        from edgecnn.host.train.recipe import load_recipe
+        from edgecnn.host.train.trainer import train
 
         console.print(f"training recipes/lenet5-digits.yaml -> {run}")
         train(load_recipe(REPO / "recipes/lenet5-digits.yaml"), run, quiet=True)
     artifacts = args.artifacts or args.out / "lenet5-host"
     if not args.artifacts and not (artifacts / "summary.json").is_file():
-        from edgecnn.convert.api import convert
+        from edgecnn.host.convert.api import convert
 
         console.print(f"converting {run} for host -> {artifacts}")
         convert(run, "host", out=artifacts, force=True)

@@ -43,7 +43,7 @@ def build(out: str | Path, *, epochs: int = EPOCHS, gain: float = GAIN, seed: in
     """Train, add the outlier channels, write the model and its data into ``out``; the float accuracies."""
     import keras
 
-    from edgecnn.data.bundled import load_bundled
+    from edgecnn.host.data.bundled import load_bundled
     from edgecnn.preprocess import PreprocessSpec, preprocess_batch
 
     out = Path(out)

@@ -47,7 +47,7 @@ def frame_of(img: np.ndarray) -> np.ndarray:
 
 def digit_frames(artifact: str) -> tuple[dict[str, np.ndarray], bool]:
     """label -> a frame the model classifies right with p >= 0.9 after JPEG (and True), or any digit per label (False)."""
-    from edgecnn.data import load_dataset
+    from edgecnn.host.data import load_dataset
     from edgecnn.runtime import Classifier
 
     ds = load_dataset("bundled:digits")

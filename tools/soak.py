@@ -39,8 +39,8 @@ def video_frames(out: Path, n: int = 300) -> tuple[Path, list[bytes]]:
     """A real video file of held-out digits, decoded back into JPEG frames for the server to loop."""
     import cv2
 
-    from edgecnn.data import load_dataset
-    from edgecnn.data.video import write_video
+    from edgecnn.host.data import load_dataset
+    from edgecnn.host.data.video import write_video
 
     test = load_dataset("bundled:digits").split(validation=0.15, test=0.15, seed=0)[2]
     video = write_video(test.images[:n], out / "digits_loop.avi", fps=30, size=(64, 64))
@@ -169,9 +169,9 @@ def plot(health: list[dict], samples: list[dict], drops_t: list[float], warmup_s
 
 
 def ensure_artifact(out: Path) -> Path:
-    from edgecnn.convert.api import convert
-    from edgecnn.train.recipe import load_recipe
-    from edgecnn.train.trainer import train
+    from edgecnn.host.convert.api import convert
+    from edgecnn.host.train.recipe import load_recipe
+    from edgecnn.host.train.trainer import train
 
     run = out / "lenet5-run"
     if not (run / "model.keras").is_file():

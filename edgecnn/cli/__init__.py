@@ -14,6 +14,9 @@ import traceback
 from edgecnn import __version__
 from edgecnn.errors import EdgeCNNError
 
+# The verbs in --help order; those of the host wing (edgecnn.host.cli) need the training toolchain and say so.
+HOST_VERBS = ("models", "inspect", "validate", "train", "convert", "qat", "sensitivity", "calibrate-check", "calibrate",
+              "benchmark", "demo")
 VERBS = [
     "models",
     "inspect",
@@ -38,22 +41,31 @@ VERBS = [
     "release",
     "demo",
 ]
+_NEEDS_TRAIN = " [host: needs edgecnn[train]]"
+
+
+def verb_module(verb: str) -> str:
+    """The module that implements ``verb``: edgecnn.cli.NAME on the device side, edgecnn.host.cli.NAME for the host."""
+    wing = "edgecnn.host.cli" if verb in HOST_VERBS else "edgecnn.cli"
+    return f"{wing}.{verb.replace('-', '_')}"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgecnn",
         description="Train, convert, quantise, run and profile CNN image classifiers for edge devices.",
+        epilog="Commands marked [host: ...] need the training toolchain; a board's install runs the others.",
     )
     parser.add_argument("--version", action="version", version=f"edgecnn {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="COMMAND")
     for verb in VERBS:
-        module = importlib.import_module(f"edgecnn.cli.{verb.replace('-', '_')}")
-        p = sub.add_parser(verb, help=module.HELP, description=module.HELP)
+        module = importlib.import_module(verb_module(verb))
+        host = verb in HOST_VERBS
+        p = sub.add_parser(verb, help=module.HELP + (_NEEDS_TRAIN if host else ""), description=module.HELP)
         p.add_argument("--debug", action="store_true", help="show full tracebacks")
         p.add_argument("-v", "--verbose", action="store_true", help="say more (runtime choices, skipped candidates)")
         module.add_arguments(p)
-        p.set_defaults(_run=module.run, _host_side=(module.__doc__ or "").startswith("Host side:"))
+        p.set_defaults(_run=module.run, _host_side=host)
     return parser
 
 

@@ -28,7 +28,7 @@ def test_inspect_lenet5(capsys):
 
 
 def test_inspect_keras_file_and_errors(tmp_path, capsys):
-    from edgecnn.models import create_model
+    from edgecnn.host.models import create_model
 
     create_model("lenet5", num_classes=4).save(tmp_path / "mine.keras")
     assert main(["inspect", str(tmp_path / "mine.keras"), "--json"]) == 0

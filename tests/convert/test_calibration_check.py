@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from edgecnn.cli import main
-from edgecnn.convert.api import convert
 from edgecnn.errors import DataError
+from edgecnn.host.convert.api import convert
 
 pytestmark = pytest.mark.slow
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def digits_folder(tmp_path_factory) -> Path:
     """300 training-split digits in class folders, as a user's calibration folder would be."""
-    from edgecnn.data.bundled import load_bundled
+    from edgecnn.host.data.bundled import load_bundled
 
     ds = load_bundled("digits")
     train, _, _ = ds.split(validation=0.15, test=0.15, seed=0)

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from edgecnn.cli import main
-from edgecnn.convert.api import convert
-from edgecnn.convert.base import parse_targets
 from edgecnn.errors import ConfigError, DataError, ModelError
 from edgecnn.formats import format_of
+from edgecnn.host.convert.api import convert
+from edgecnn.host.convert.base import parse_targets
 from edgecnn.manifest import Manifest
 
 
@@ -152,7 +152,7 @@ def test_bad_requests(lenet_run, tmp_path, capsys):
 def test_user_keras_model_checks(tmp_path):
     import keras
 
-    from edgecnn.models import create_model
+    from edgecnn.host.models import create_model
 
     m = create_model("lenet5", num_classes=3)
     m.save(tmp_path / "mine.keras")
@@ -182,7 +182,7 @@ def test_user_keras_model_checks(tmp_path):
 def test_user_model_with_data_folder_and_calibration_range(lenet_run, tmp_path, digits_test_split):
     import cv2
 
-    from edgecnn.data.calibration import CalibrationSet
+    from edgecnn.host.data.calibration import CalibrationSet
     from edgecnn.preprocess import PreprocessSpec
 
     data = tmp_path / "digits"
@@ -210,7 +210,7 @@ def test_user_model_with_data_folder_and_calibration_range(lenet_run, tmp_path, 
 
 
 def test_converter_failure_is_one_error_line(lenet_run, tmp_path, monkeypatch, capsys):
-    import edgecnn.convert.onnx as onnx_mod
+    import edgecnn.host.convert.onnx as onnx_mod
 
     real = onnx_mod._tf2onnx_args
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from edgecnn.convert.api import convert
+from edgecnn.host.convert.api import convert
 from edgecnn.manifest import Manifest
 
 
@@ -116,7 +116,7 @@ def test_int8_tflite_stores_each_zero_point_vector_once(lenet_artifacts):
     scales and zero points, and re-encoding it without sharing makes it bigger and gives the same outputs."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from edgecnn.convert.tflite import _same_outputs, share_zero_point_vectors
+    from edgecnn.host.convert.tflite import _same_outputs, share_zero_point_vectors
 
     path = lenet_artifacts / "tflite-int8" / "model.tflite"
     extra = Manifest.load(lenet_artifacts / "tflite-int8").extra["flatbuffer"]
@@ -141,7 +141,7 @@ def test_int8_tflite_stores_each_zero_point_vector_once(lenet_artifacts):
 
 
 def test_zero_point_sharing_keeps_the_converters_model_when_outputs_differ(lenet_artifacts, monkeypatch):
-    from edgecnn.convert import tflite
+    from edgecnn.host.convert import tflite
 
     unshared = _unshared((lenet_artifacts / "tflite-int8" / "model.tflite").read_bytes())
     monkeypatch.setattr(tflite, "_same_outputs", lambda a, b: False)  # stands for a re-encoding that changed a result
@@ -158,8 +158,8 @@ def test_onnx_calibration_ranges_match_onnxruntimes_own(lenet_artifacts, tmp_pat
     from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from edgecnn.convert.onnx import _calibrate_ranges, _Reader
-    from edgecnn.data.calibration import CalibrationSet
+    from edgecnn.host.convert.onnx import _calibrate_ranges, _Reader
+    from edgecnn.host.data.calibration import CalibrationSet
 
     pre = tmp_path / "pre.onnx"
     quant_pre_process(str(lenet_artifacts / "onnx-fp32" / "model.onnx"), str(pre), skip_symbolic_shape=True)

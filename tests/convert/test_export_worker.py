@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgecnn.convert.scheduler import Scheduler
-from edgecnn.convert.source import SourceModel, load_source
 from edgecnn.errors import ConversionError, UnknownNameError
+from edgecnn.host.convert.scheduler import Scheduler
+from edgecnn.host.convert.source import SourceModel, load_source
 from edgecnn.manifest import Manifest
 from edgecnn.preprocess import PreprocessSpec
 
@@ -64,7 +64,7 @@ def test_model_that_cannot_be_frozen_goes_through_keras_export(tmp_path):
 
 
 def _job(name, worker, function, **params):
-    from edgecnn.convert.scheduler import Job
+    from edgecnn.host.convert.scheduler import Job
 
     calibration = params.pop("needs_calibration", False)
     after = params.pop("after", ())
@@ -73,14 +73,14 @@ def _job(name, worker, function, **params):
 
 @pytest.mark.slow
 def test_worker_failures_are_clear_errors(tmp_path):
-    import edgecnn.convert.onnx  # noqa: F401 - registers the workers
-    import edgecnn.convert.tflite  # noqa: F401
+    import edgecnn.host.convert.onnx  # noqa: F401 - registers the workers
+    import edgecnn.host.convert.tflite  # noqa: F401
 
     scheduler = Scheduler()
     np.save(tmp_path / "c.npy", np.zeros((2, 8, 8, 1), np.float32))
     scheduler.calibration = tmp_path / "c.npy"
     int8 = _job(
-        "tflite-int8-per-channel", "tensorflow", "edgecnn.convert.tflite:int8_job", needs_calibration=True,
+        "tflite-int8-per-channel", "tensorflow", "edgecnn.host.convert.tflite:int8_job", needs_calibration=True,
         saved_model=str(tmp_path / "missing"), out=str(tmp_path / "o.tflite"), io="int8", weights="per-channel",
     )  # fmt: skip
     try:
@@ -89,7 +89,7 @@ def test_worker_failures_are_clear_errors(tmp_path):
             scheduler.result(int8.name)
         log = Path(err.value.hint.removeprefix("the conversion process's full log: "))
         assert "SavedModel file does not exist" in log.read_text()  # the traceback is there
-        export = _job("tf2onnx", "tensorflow", "edgecnn.convert.onnx:export_job", argv=["--saved-model", str(tmp_path / "missing")],
+        export = _job("tf2onnx", "tensorflow", "edgecnn.host.convert.onnx:export_job", argv=["--saved-model", str(tmp_path / "missing")],
                       out="x.onnx", labels=["a"], preprocess={})  # fmt: skip
         scheduler.add([export])
         scheduler.worker("tensorflow")._proc.kill()  # as the kernel's out-of-memory killer would
@@ -104,13 +104,13 @@ def test_worker_failures_are_clear_errors(tmp_path):
 
 @pytest.mark.slow
 def test_a_job_whose_dependency_failed_is_never_run_and_says_why(tmp_path):
-    import edgecnn.convert.onnx  # noqa: F401 - registers the workers
+    import edgecnn.host.convert.onnx  # noqa: F401 - registers the workers
 
     scheduler = Scheduler()
     scheduler.calibration = tmp_path / "c.npy"
-    export = _job("tf2onnx", "tensorflow", "edgecnn.convert.onnx:export_job", argv=["--saved-model", str(tmp_path / "missing")],
+    export = _job("tf2onnx", "tensorflow", "edgecnn.host.convert.onnx:export_job", argv=["--saved-model", str(tmp_path / "missing")],
                   out=str(tmp_path / "x.onnx"), labels=["a"], preprocess={})  # fmt: skip
-    int8 = _job("onnx-int8-choose", "onnx-quantizer", "edgecnn.convert.onnx:int8_job", after=("tf2onnx",),
+    int8 = _job("onnx-int8-choose", "onnx-quantizer", "edgecnn.host.convert.onnx:int8_job", after=("tf2onnx",),
                 needs_calibration=True, fp32=str(tmp_path / "x.onnx"), out=str(tmp_path / "q.onnx"), int8_weights=None)  # fmt: skip
     try:
         scheduler.add([export, int8])
@@ -125,15 +125,15 @@ def test_a_job_whose_dependency_failed_is_never_run_and_says_why(tmp_path):
 
 @pytest.mark.slow
 def test_onnx_and_openvino_worker_failures_name_the_format(tmp_path):
-    import edgecnn.convert.onnx  # noqa: F401 - registers the workers
-    import edgecnn.convert.openvino  # noqa: F401
+    import edgecnn.host.convert.onnx  # noqa: F401 - registers the workers
+    import edgecnn.host.convert.openvino  # noqa: F401
 
     np.save(tmp_path / "c.npy", np.zeros((2, 8, 8, 1), np.float32))
     scheduler = Scheduler()
     scheduler.calibration = tmp_path / "c.npy"
-    q = _job("q", "onnx-quantizer", "edgecnn.convert.onnx:int8_job", needs_calibration=True,
+    q = _job("q", "onnx-quantizer", "edgecnn.host.convert.onnx:int8_job", needs_calibration=True,
              fp32=str(tmp_path / "missing.onnx"), out=str(tmp_path / "q.onnx"), int8_weights=None)  # fmt: skip
-    v = _job("v", "openvino-nncf", "edgecnn.convert.openvino:build_job", saved_model=str(tmp_path / "missing"), precision="fp32",
+    v = _job("v", "openvino-nncf", "edgecnn.host.convert.openvino:build_job", saved_model=str(tmp_path / "missing"), precision="fp32",
              out=str(tmp_path / "ov"), labels=["a"], preprocess={}, weights="per-channel")  # fmt: skip
     try:
         scheduler.add([q, v])

@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from edgecnn.convert.parity import GateThresholds, check_parity
 from edgecnn.devices import cpu_features, host_facts
 from edgecnn.formats import Precision
+from edgecnn.host.convert.parity import GateThresholds, check_parity
 
 HAS = cpu_features(host_facts(query_gpu=False).flags)
 
@@ -19,7 +19,7 @@ HAS = cpu_features(host_facts(query_gpu=False).flags)
 def test_openvino_bf16_is_gated_recorded_and_run_in_bfloat16_where_the_cpu_has_it(lenet_run, tmp_path):
     import openvino as ov
 
-    from edgecnn.convert.api import convert
+    from edgecnn.host.convert.api import convert
     from edgecnn.runtime import Classifier
 
     out = tmp_path / "out"

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from edgecnn.cli import main
-from edgecnn.convert.api import convert
 from edgecnn.errors import ConfigError
+from edgecnn.host.convert.api import convert
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -136,7 +136,7 @@ def test_sensitivity_top_layer_is_in_the_brute_force_top_three_on_mobilenet_v2(t
     import keras
     from bench_convert import photo_crops
 
-    from edgecnn.models import create_model, get_spec
+    from edgecnn.host.models import create_model, get_spec
 
     keras.utils.set_random_seed(0)
     m = create_model("mobilenet_v2", num_classes=10, input_size=96, alpha=0.35)

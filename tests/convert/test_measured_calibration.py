@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from edgecnn.cli import main
-from edgecnn.convert.measured_calibration import from_measurements
 from edgecnn.devices import load_profile
 from edgecnn.errors import ConfigError
+from edgecnn.host.lab.measured_calibration import from_measurements
 from edgecnn.profiling.estimate import COEFFICIENTS, KINDS, estimate, features, find_device_calibration
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from edgecnn.cli import main
-from edgecnn.convert.api import convert
+from edgecnn.host.convert.api import convert
 from edgecnn.runtime.select import load_artifact_set
 
 FP32 = ["--precision", "tflite/fp32", "--precision", "onnx/fp32"]

@@ -43,7 +43,7 @@ def _row(out: Path, fmt: str) -> dict:
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_qat_passes_the_gate_with_int8_kernels(qat_set, fmt):
-    from edgecnn.convert.qat.check import kernel_dtypes
+    from edgecnn.host.convert.qat.check import kernel_dtypes
     from edgecnn.manifest import Manifest
 
     row = _row(qat_set, fmt)
@@ -65,7 +65,7 @@ def test_the_runtimes_run_integer_kernels(qat_set):
     import onnxruntime as ort
     import openvino as ov
 
-    from edgecnn.convert.qat.check import tflite_ops
+    from edgecnn.host.convert.qat.check import tflite_ops
     from edgecnn.runtime.litert import _interpreter_class
 
     tfl = qat_set / "tflite-int8" / "model.tflite"
@@ -136,9 +136,9 @@ def test_zoo_models_rewrite_to_the_same_function_with_batch_norm_folded(name, op
     folded into the convolutions, nested base models included, V3's hard-swish and squeeze-excite blocks too."""
     import keras
 
-    from edgecnn.convert.qat.finetune import _activation_quantisers
-    from edgecnn.convert.qat.rewrite import qat_model
-    from edgecnn.models import create_model
+    from edgecnn.host.convert.qat.finetune import _activation_quantisers
+    from edgecnn.host.convert.qat.rewrite import qat_model
+    from edgecnn.host.models import create_model
 
     keras.utils.set_random_seed(0)
     size = 32 if name == "lenet5" else 64
@@ -173,8 +173,8 @@ def test_mobilenet_v2_nested_base_gets_int8_kernels_in_every_format(outliers, tm
     QAT model agree (the accuracy comparison with post-training int8 is tools/bench_qat.py's, on a transfer run)."""
     import keras
 
-    from edgecnn.convert.qat.check import kernel_dtypes, tflite_ops
-    from edgecnn.models import create_model
+    from edgecnn.host.convert.qat.check import kernel_dtypes, tflite_ops
+    from edgecnn.host.models import create_model
 
     keras.utils.set_random_seed(0)
     model = create_model("mobilenet_v2", num_classes=10, input_size=32, channels=1, alpha=0.35)
@@ -286,7 +286,7 @@ def test_unsupported_layers_are_refused_by_name(tmp_path, capsys, make, named):
 def test_qat_verb_writes_the_qat_model_and_refuses_an_existing_folder(lenet_run, tmp_path, capsys):
     import keras
 
-    from edgecnn.convert.qat import layers  # noqa: F401 - registers the QAT layers for loading
+    from edgecnn.host.convert.qat import layers  # noqa: F401 - registers the QAT layers for loading
 
     out = tmp_path / "qat"
     assert main(["qat", str(lenet_run), "--out", str(out), "--epochs", "1", "--json"]) == 0
@@ -301,9 +301,9 @@ def test_qat_verb_writes_the_qat_model_and_refuses_an_existing_folder(lenet_run,
 
 
 def test_benchmark_labels_a_qat_candidate_and_can_recommend_it():
-    from edgecnn.convert.artifact import Row
-    from edgecnn.convert.benchmark import _row, recommend
-    from edgecnn.convert.parity import ParityResult
+    from edgecnn.host.convert.artifact import Row
+    from edgecnn.host.convert.parity import ParityResult
+    from edgecnn.host.lab.benchmark import _row, recommend
 
     def row(fmt, precision, acc, qat=False, keep=()):
         parity = ParityResult(n=100, data="d", agreement=0.9, max_abs_dp=0.1, keras_accuracy=0.93, artifact_accuracy=acc)

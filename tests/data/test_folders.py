@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from edgecnn.cli import main
-from edgecnn.data import load_dataset
-from edgecnn.data.folders import validate_folder
 from edgecnn.errors import DataError
+from edgecnn.host.data import load_dataset
+from edgecnn.host.data.folders import validate_folder
 
 
 def _png(path, value=128, shape=(12, 12, 3), dtype=np.uint8):

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from edgecnn.hardening.fuzz import fuzz_artifact, mutate
-from edgecnn.hardening.isolate import IsolatedRunner, probe_isolated
+from edgecnn.host.hardening.fuzz import fuzz_artifact, mutate
+from edgecnn.host.hardening.isolate import IsolatedRunner, probe_isolated
 
 pytestmark = pytest.mark.slow
 

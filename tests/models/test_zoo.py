@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from edgecnn.errors import ModelError, UnknownNameError
-from edgecnn.models import MODELS, create_model, get_spec, min_input_size
-from edgecnn.models.inspect import analyse, conv_geometry
-from edgecnn.models.zoo import conv_output_size
+from edgecnn.host.models import MODELS, create_model, get_spec, min_input_size
+from edgecnn.host.models.inspect import analyse, conv_geometry
+from edgecnn.host.models.zoo import conv_output_size
 
 
 def test_lenet5_exact_layers():
@@ -173,7 +173,7 @@ def test_imagenet_from_local_cache(monkeypatch, tmp_path):
 
 
 def test_keras_file_errors(tmp_path):
-    from edgecnn.models.io import load_keras_model
+    from edgecnn.host.models.io import load_keras_model
 
     bad = tmp_path / "bad.keras"
     bad.write_text("<html>not found</html>")

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from edgecnn.cli import main
-from edgecnn.convert.benchmark import recommend
+from edgecnn.host.lab.benchmark import recommend
 
 
 def test_recommendation_logic():
@@ -116,7 +116,7 @@ def test_report_compares_and_flags(lenet_artifacts, tmp_path, capsys):
 
 
 def test_pareto_plot_cannot_make_one_image_look_dramatic(tmp_path):
-    from edgecnn.convert.benchmark import pareto
+    from edgecnn.host.lab.benchmark import pareto
 
     rows = [
         {

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from edgecnn.cli import main
-from edgecnn.convert.latency_calibration import calibrate, checks_from_artifacts, fit
 from edgecnn.devices import load_profile
 from edgecnn.errors import ArtifactError, ConfigError
+from edgecnn.host.lab.latency_calibration import calibrate, checks_from_artifacts, fit
 from edgecnn.profiling.estimate import COEFFICIENTS, features, find_calibration, layer_costs, roofline_by_kind
 
 
@@ -21,8 +21,8 @@ def _x86_host():
 
 
 def test_lenet_layers_become_operators_with_kinds():
-    from edgecnn.models import create_model
-    from edgecnn.models.inspect import analyse
+    from edgecnn.host.models import create_model
+    from edgecnn.host.models.inspect import analyse
 
     rows = layer_costs(analyse(create_model("lenet5", num_classes=10, input_size=32, channels=1)))
     assert [r[4] for r in rows] == [
@@ -40,8 +40,8 @@ def test_lenet_layers_become_operators_with_kinds():
 
 
 def test_mobilenet_batchnorm_and_relu_are_folded():
-    from edgecnn.models import create_model
-    from edgecnn.models.inspect import analyse
+    from edgecnn.host.models import create_model
+    from edgecnn.host.models.inspect import analyse
 
     rows = layer_costs(analyse(create_model("mobilenet_v2", num_classes=10, input_size=96, alpha=0.35)))
     kinds = [r[4] for r in rows]

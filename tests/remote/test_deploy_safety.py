@@ -422,7 +422,7 @@ echo $! > "$TO/serve.pid"
 
 
 def test_deploy_service_judges_the_real_service_by_its_healthz(rsync_server, lenet_artifacts, lenet_run, device_venv, tmp_path, capsys):
-    from edgecnn.convert.api import convert
+    from edgecnn.host.convert.api import convert
 
     to = tmp_path / "board" / "app"
     to.mkdir(parents=True)

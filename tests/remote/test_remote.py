@@ -142,7 +142,7 @@ echo $! > "$TO/service.pid"
 def test_deploy_switches_restarts_and_rolls_back_when_the_service_does_not_come_up(
     lenet_artifacts, lenet_run, on, device_venv, tmp_path, capsys
 ):
-    from edgecnn.convert.api import convert
+    from edgecnn.host.convert.api import convert
 
     to = tmp_path / "board" / "models" / "digits"
     service = tmp_path / "service.sh"

@@ -16,7 +16,7 @@ ARTIFACTS = ["tflite-fp32", "tflite-int8", "onnx-fp32", "onnx-int8", "openvino-f
 
 @pytest.fixture(scope="module")
 def keras_reference(lenet_run, digits_test_split):
-    from edgecnn.models.io import load_keras_model
+    from edgecnn.host.models.io import load_keras_model
     from edgecnn.preprocess import PreprocessSpec, preprocess_batch
 
     spec = PreprocessSpec.load(lenet_run / "preprocess.json")

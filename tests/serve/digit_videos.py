@@ -14,7 +14,7 @@ SIZE = 64  # the video's frame size (the digits are 32 px in the model; scaled b
 def sure_digits(classify, labels: list[str], min_p: float = 0.9) -> dict[str, np.ndarray]:
     """One BGR frame per label that ``classify`` (BGR image -> Prediction) gets right with at least ``min_p`` after a
     JPEG round trip at the video's quality."""
-    from edgecnn.data import load_dataset
+    from edgecnn.host.data import load_dataset
 
     ds = load_dataset("bundled:digits")
     found: dict[str, tuple[float, np.ndarray]] = {}

@@ -27,7 +27,7 @@ from mjpeg_server import MJPEGServer, SilentServer  # noqa: E402
 
 @pytest.fixture(scope="module")
 def digits_video(tmp_path_factory, digits_test_split):
-    from edgecnn.data.video import write_video
+    from edgecnn.host.data.video import write_video
 
     d = tmp_path_factory.mktemp("video")
     write_video(digits_test_split.images[:100], d / "digits.avi", size=(64, 64))
@@ -69,8 +69,8 @@ def test_colour_order_survives_the_video_path(tmp_path):
     """A model that names the dominant RGB channel: red frames must come out 'red' (BGR/RGB never swapped)."""
     import keras
 
-    from edgecnn.convert.api import convert
-    from edgecnn.data.video import write_video
+    from edgecnn.host.convert.api import convert
+    from edgecnn.host.data.video import write_video
 
     inp = keras.Input((16, 16, 3))
     x = keras.layers.GlobalAveragePooling2D()(inp)
@@ -301,7 +301,7 @@ def test_classify_health_log_lines(lenet_artifacts, tmp_path, capsys):
 def test_live_page_plays_a_file_at_its_rate_and_serves_until_ctrl_c(lenet_artifacts, tmp_path, digits_test_split):
     from live_page import LivePage
 
-    from edgecnn.data.video import write_video
+    from edgecnn.host.data.video import write_video
 
     video = write_video(digits_test_split.images[:20], tmp_path / "d.avi", size=(64, 64), fps=10)
     page = LivePage(lenet_artifacts / "tflite-fp32", f"file:{video}")

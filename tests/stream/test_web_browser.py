@@ -97,7 +97,7 @@ def test_live_page_screenshot_small_frame_scaled_up_overlay_off_picture_chart_wi
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from edgecnn.data.video import write_video
+    from edgecnn.host.data.video import write_video
 
     sys.path.insert(0, str(Path(__file__).parent))
     from live_page import LivePage

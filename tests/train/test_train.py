@@ -8,7 +8,7 @@ import pytest
 
 from edgecnn.cli import main
 from edgecnn.errors import ConfigError, UnknownNameError
-from edgecnn.train.recipe import load_recipe
+from edgecnn.host.train.recipe import load_recipe
 
 
 def test_lenet5_digits_reaches_97_percent(lenet_run):
@@ -70,7 +70,7 @@ def test_cli_train_bad_inputs(tmp_path, capsys, lenet_run):
 @pytest.mark.slow
 def test_transfer_from_previous_run(tmp_path, lenet_run):
     """Stage 1 (frozen base, new head) then stage 2 (fine-tune) from an edgecnn run, offline."""
-    from edgecnn.train.trainer import train
+    from edgecnn.host.train.trainer import train
 
     r = _recipe(
         tmp_path,

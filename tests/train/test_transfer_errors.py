@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from edgecnn.cli import main
-from edgecnn.models import create_model
+from edgecnn.host.models import create_model
 
 
 def test_base_with_other_channels_is_refused(tmp_path, capsys):

@@ -1,8 +1,0 @@
-"""Host side: datasets, image folders and bundled offline datasets, as uint8 images + integer labels."""
-
-from __future__ import annotations
-
-from edgecnn.data.dataset import ImageDataset
-from edgecnn.data.load import load_dataset
-
-__all__ = ["ImageDataset", "load_dataset"]

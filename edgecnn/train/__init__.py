@@ -1,5 +1,0 @@
-"""Host side: training and transfer learning from YAML recipes (imports TensorFlow)."""
-
-from edgecnn._tfenv import prepare
-
-prepare()
