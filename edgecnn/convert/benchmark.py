@@ -250,8 +250,7 @@ def recommend(rows: list[dict[str, Any]], max_drop: float, *, device: str | None
     """The fastest artifact within the accuracy budget: by the estimate for ``device`` when every candidate has
     one (the device is not this host), else by the latency measured ``where`` (here, or on a board). ``why`` does not
     repeat its name."""
-    usable = [r for r in rows if r.get("p50_ms") and r["status"] in ("ok", "failed")]
-    within = [r for r in usable if r.get("drop_points") is None or r["drop_points"] <= max_drop]
+    usable, within = _candidates(rows, max_drop)
     if not within:
         return {"artifact": None, "why": f"no artifact stays within {max_drop} accuracy points of the Keras model"}
     by_estimate = device is not None and all(r.get("estimate_p50_ms") for r in usable)
@@ -264,6 +263,12 @@ def recommend(rows: list[dict[str, Any]], max_drop: float, *, device: str | None
         "why": _why(best, ref, key, f"on {device} (estimated)" if by_estimate else where, max_drop),
         "ranked_by": key,
     }
+
+
+def _candidates(rows: list[dict[str, Any]], max_drop: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(the rows with a latency that converted, those of them within the accuracy budget)."""
+    usable = [r for r in rows if r.get("p50_ms") and r["status"] in ("ok", "failed")]
+    return usable, [r for r in usable if r.get("drop_points") is None or r["drop_points"] <= max_drop]
 
 
 def _why(best: dict[str, Any], ref: dict[str, Any], key: str, where: str, max_drop: float) -> str:

@@ -114,17 +114,7 @@ def parse_board(text: str, *, fleet: dict[str, Board] | None = None, **overrides
     from edgecnn.registry import did_you_mean
 
     if text.startswith("ssh://"):
-        u = urlsplit(text)
-        try:
-            port = u.port
-        except ValueError:
-            raise ConfigError(f"--on {redact(text)!r}: the port must be a number from 1 to 65535") from None
-        if (u.path not in ("", "/")) or u.query or u.fragment:
-            raise ConfigError(f"--on {redact(text)!r}: write ssh://[user@]host[:port], nothing after the host and port")
-        _check_url_parts(text, u)
-        if port == 0:
-            raise ConfigError(f"--on {text!r}: the port must be a number from 1 to 65535")
-        board = Board(url=text.rstrip("/"))
+        board = Board(url=_checked_url(text))
     elif fleet and text in fleet:
         board = fleet[text]
     elif re.fullmatch(r"[A-Za-z0-9_.-]+", text):
@@ -136,6 +126,21 @@ def parse_board(text: str, *, fleet: dict[str, Board] | None = None, **overrides
     else:
         raise ConfigError(f"--on {clean(redact(text))[:200]!r}: write ssh://[user@]host[:port] or the name of a board in fleet.yaml")
     return replace(board, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _checked_url(text: str) -> str:
+    """An ``ssh://[user@]host[:port]`` URL checked (a port from 1 to 65535, nothing after it), without its last '/'."""
+    u = urlsplit(text)
+    try:
+        port = u.port
+    except ValueError:
+        raise ConfigError(f"--on {redact(text)!r}: the port must be a number from 1 to 65535") from None
+    if (u.path not in ("", "/")) or u.query or u.fragment:
+        raise ConfigError(f"--on {redact(text)!r}: write ssh://[user@]host[:port], nothing after the host and port")
+    _check_url_parts(text, u)
+    if port == 0:
+        raise ConfigError(f"--on {text!r}: the port must be a number from 1 to 65535")
+    return text.rstrip("/")
 
 
 # -- one connection per board and command: a ControlMaster in a private folder, closed at exit -------------------------
