@@ -71,7 +71,7 @@ def main() -> int:
     args = ap.parse_args()
     from edgecnn.convert.api import convert
     from edgecnn.convert.benchmark import profile_in_child
-    from edgecnn.runtime.base import runtime_for
+    from edgecnn.formats import runtime_for
 
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
