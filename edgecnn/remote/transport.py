@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 from edgecnn.errors import ConfigError, EdgeCNNError
 from edgecnn.redact import redact
 from edgecnn.signing import set_files
-from edgecnn.untrusted import clean, loads
+from edgecnn.untrusted import clean
 
 DEFAULT_CACHE = "~/.cache/edgecnn/remote"
 CONNECT_TIMEOUT_S = 10
@@ -412,18 +412,3 @@ def push_cached(board: Board, local: Path) -> Pushed:
     """``local`` in the board's content-addressed cache: ``CACHE/<digest>/<folder name>``. Repeating copies nothing."""
     digest = folder_digest(local)
     return push(board, local, f"{board.cache}/{digest[:32]}", local.name)
-
-
-def json_answer(board: Board, proc: subprocess.CompletedProcess, step: str) -> dict[str, Any]:
-    """The JSON the board's edgecnn printed (cleaned), or its error line as a RemoteError."""
-    from edgecnn.untrusted import clean_json
-
-    if proc.returncode != 0:
-        lines = [ln for ln in clean(proc.stderr or "").splitlines() if ln.strip()]
-        error = next((ln for ln in lines if ln.startswith("error:")), lines[-1] if lines else f"exit {proc.returncode}")
-        hint = next((ln.strip().removeprefix("hint:").strip() for ln in lines if ln.strip().startswith("hint:")), None)
-        raise RemoteError(f"{board.label}: {step}: {error.removeprefix('error: ')[:500]}", hint=hint)
-    answer = loads(proc.stdout, f"{board.label}: {step}: the board's answer", error=RemoteError)
-    if not isinstance(answer, dict):
-        raise RemoteError(f"{board.label}: {step}: the board's edgecnn did not answer with a JSON object: {clean(proc.stdout[:200])!r}")
-    return clean_json(answer)
