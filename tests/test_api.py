@@ -37,7 +37,10 @@ def test_import_edgecnn_loads_no_toolchain_no_runtime_and_no_numpy():
 def test_the_public_functions_are_typed_and_documented():
     import inspect
 
-    for name in ("convert", "classify_stream", "profile"):
+    import edgecnn.convert.api  # noqa: F401 - the name edgecnn.convert now holds the package, which calls the function
+
+    assert inspect.signature(edgecnn.convert) == inspect.signature(edgecnn._public_convert)
+    for name in ("_public_convert", "classify_stream", "profile"):
         fn = getattr(edgecnn, name)
         doc = inspect.getdoc(fn)
         assert "Args:" in doc and "Returns:" in doc, name  # Google style

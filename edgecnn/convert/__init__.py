@@ -3,7 +3,7 @@
 Until this package moves into the host wing (issue 31), its name is also the public function ``edgecnn.convert``:
 importing ``edgecnn.convert.<module>`` makes Python set the package as the attribute ``convert`` of ``edgecnn``,
 over the function. So the package is callable, and calling it is calling ``edgecnn.convert`` (the same function,
-the same signature and documentation): ``edgecnn.convert(model, device)`` works whichever of the two the name holds.
+with its signature): ``edgecnn.convert(model, device)`` works whichever of the two the name holds.
 """
 
 import sys
