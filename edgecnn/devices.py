@@ -314,19 +314,29 @@ def complete_host(profile: DeviceProfile, facts: HostFacts | None = None) -> Dev
 
 
 def detect(root: str | Path = "/", *, facts: HostFacts | None = None) -> tuple[str, str]:
-    """Name the profile that matches this machine, with the evidence: (profile, reason)."""
+    """Name the profile that matches this machine, with the evidence: (profile, reason). The strongest evidence
+    first: the device tree's model, then Jetson's release file, then an NVIDIA GPU."""
     facts = facts or host_facts(root)
     candidates = [load_profile(n) for n in list_profiles() if n != "host"]
-    for p in candidates:
-        rule = p.detect
-        if rule.device_tree_model and rule.device_tree_model in facts.device_tree_model:
-            return p.name, f"/proc/device-tree/model says {facts.device_tree_model!r}"
-    for p in candidates:
-        rule = p.detect
-        if facts.tegra_release and any(s in facts.tegra_release for s in rule.tegra_release):
-            return p.name, f"/etc/nv_tegra_release says {facts.tegra_release.splitlines()[0][:60]!r}"
-    if facts.gpus:
+    for rule in (_by_device_tree, _by_tegra_release, _by_gpu):
         for p in candidates:
-            if p.detect.nvidia_smi:
-                return p.name, f"nvidia-smi lists {', '.join(facts.gpus)}"
+            reason = rule(p.detect, facts)
+            if reason:
+                return p.name, reason
     return "host", f"no board signature found; {facts.cpu_model}, {facts.cores} cores, flags {' '.join(facts.flags) or 'none'}"
+
+
+def _by_device_tree(rule: DetectRule, facts: HostFacts) -> str | None:
+    if rule.device_tree_model and rule.device_tree_model in facts.device_tree_model:
+        return f"/proc/device-tree/model says {facts.device_tree_model!r}"
+    return None
+
+
+def _by_tegra_release(rule: DetectRule, facts: HostFacts) -> str | None:
+    if facts.tegra_release and any(s in facts.tegra_release for s in rule.tegra_release):
+        return f"/etc/nv_tegra_release says {facts.tegra_release.splitlines()[0][:60]!r}"
+    return None
+
+
+def _by_gpu(rule: DetectRule, facts: HostFacts) -> str | None:
+    return f"nvidia-smi lists {', '.join(facts.gpus)}" if facts.gpus and rule.nvidia_smi else None

@@ -119,6 +119,34 @@ def formats_read_by(runtime: str) -> tuple[Format, ...]:
     return tuple(info.format for info in FORMATS.values() if info.runtime == runtime)
 
 
+def runtime_for(what: Format | str | Path) -> str:
+    """The device runtime that reads a format or a model file: the one answer to "which runtime reads this".
+
+    Args:
+        what: a format (``Format.ONNX`` or its name, ``"onnx"``), or a model file's path (by its suffix:
+            ``model.xml`` is OpenVINO's).
+
+    Returns:
+        The runtime's registered name (``"litert"``, ``"onnxruntime"``, ``"openvino"``).
+
+    Raises:
+        ModelError: a file no runtime reads: a Keras model (convert it first), or an unknown suffix.
+    """
+    if isinstance(what, str) and what in Format.__members__.values():
+        return FORMATS[Format(what)].runtime
+    path = Path(what)
+    info = format_for_suffix(path.suffix)
+    if info is not None:
+        return info.runtime
+    known = ", ".join(i.suffix for i in FORMATS.values())
+    if path.suffix.lower() in (".keras", ".h5"):
+        raise ModelError(
+            f"{path} is a Keras model: no device runtime reads it (they read {known})",
+            hint=f"convert it first: edgecnn convert {path} --device NAME",
+        )
+    raise ModelError(f"{path} is not a model file a runtime reads (expected {known}, or an artifact folder)")
+
+
 def parse_pair(text: str) -> tuple[Format, Precision]:
     """``tflite/int8`` (a device profile's entry, a --precision value) checked against the table."""
     fmt, sep, prec = text.partition("/")

@@ -108,12 +108,22 @@ def problem(data: bytes, suffix: str, *, limit: int | None = None) -> str | None
     expected = _EXT_KIND.get(suffix.lower())
     if expected and expected != kind:
         return f"extension says {expected} but the file is {kind}"
+    return _damage(data, kind) or _too_large(data, kind, limit)
+
+
+def _damage(data: bytes, kind: str) -> str | None:
+    """A truncated file, or a JPEG in CMYK."""
     if kind == "jpeg" and not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
         return "truncated JPEG (no end-of-image marker)"
     if kind == "png" and b"IEND" not in data[-16:]:
         return "truncated PNG (no IEND chunk)"
     if kind == "jpeg" and (_jpeg_info(data) or (0, 0, 3))[2] == 4:
         return "CMYK JPEG; convert it to RGB"
+    return None
+
+
+def _too_large(data: bytes, kind: str, limit: int | None) -> str | None:
+    """More pixels once decoded than the limit allows (read from the header, before any decoding)."""
     size = dimensions(data, kind)
     cap = max_pixels(limit)
     if size and size[0] * size[1] > cap:

@@ -5,7 +5,8 @@
 - functions over 60 lines (from ``def`` to the last line of the body);
 - functions over cyclomatic complexity 15, as radon counts them (boolean operators included; ruff's C901, which
   the lint runs with max 15, counts fewer);
-- import circles among edgecnn's modules, lazy imports inside functions included (strongly connected components);
+- import circles among edgecnn's modules (strongly connected components) of any kind: lazy imports inside functions
+  and imports for annotations only (under ``if TYPE_CHECKING:``) included, since either ties two modules together;
 - format and runtime names written as string literals outside formats.py, the registrations and the device
   profiles' YAML ("tflite", "onnxruntime", ...), and the files they are in: a fourth format would have to be
   added to each of those files by hand.
@@ -57,24 +58,11 @@ def complex_functions(files: dict[str, Path], limit: int = 15) -> list[tuple[str
     return sorted(out, key=lambda x: -x[1])
 
 
-def _type_checking_only(tree: ast.AST) -> set[int]:
-    """Nodes under ``if TYPE_CHECKING:``: imports for annotations, never made at run time."""
-    out: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and getattr(node.test, "id", getattr(node.test, "attr", "")) == "TYPE_CHECKING":
-            out |= {id(n) for stmt in node.body for n in ast.walk(stmt)}
-    return out
-
-
 def import_graph(files: dict[str, Path]) -> dict[str, set[str]]:
     graph: dict[str, set[str]] = defaultdict(set)
     for name, p in files.items():
         package = name if p.name == "__init__.py" else name.rpartition(".")[0]
-        tree = ast.parse(p.read_text())
-        skip = _type_checking_only(tree)
-        for node in ast.walk(tree):
-            if id(node) in skip:
-                continue
+        for node in ast.walk(ast.parse(p.read_text())):
             targets = []
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]

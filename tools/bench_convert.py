@@ -69,9 +69,9 @@ def main() -> int:
     ap.add_argument("--classes", type=int, nargs="+", default=[1000, 10])
     ap.add_argument("--seconds", type=float, default=3.0)
     args = ap.parse_args()
+    from edgecnn.formats import runtime_for
     from edgecnn.host.convert.api import convert
     from edgecnn.host.lab.benchmark import profile_in_child
-    from edgecnn.runtime.base import runtime_for
 
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)

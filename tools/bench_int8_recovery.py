@@ -29,8 +29,9 @@ def _time_interleaved(paths: dict[str, Path], rounds: int, block: int = 200) -> 
     """invoke() p50 (ms) per artifact, interleaved ABC..CBA, the median of each round's block p50."""
     import numpy as np
 
+    from edgecnn.formats import runtime_for
     from edgecnn.manifest import Manifest
-    from edgecnn.runtime.base import open_backend, runtime_for
+    from edgecnn.runtime.base import open_backend
 
     backends = {}
     for name, path in paths.items():

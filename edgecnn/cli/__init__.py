@@ -50,14 +50,32 @@ def verb_module(verb: str) -> str:
     return f"{wing}.{verb.replace('-', '_')}"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+JSON_ERRORS = "--json-errors"  # before the verb: how the host's remote side (edgecnn.remote.verbs) runs a board's edgecnn
+
+
+class _JSONErrorParser(argparse.ArgumentParser):
+    """A usage error as the JSON error object (exit 2), for ``--json-errors``."""
+
+    def error(self, message: str):  # type: ignore[override]
+        report_error({"type": "UsageError", "message": f"{self.prog}: {message}", "hint": f"{self.prog} --help"}, json_errors=True)
+        self.exit(2)
+
+
+def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
+    cls = _JSONErrorParser if json_errors else argparse.ArgumentParser
+    parser = cls(
         prog="edgecnn",
         description="Train, convert, quantise, run and profile CNN image classifiers for edge devices.",
         epilog="Commands marked [host: ...] need the training toolchain; a board's install runs the others.",
     )
     parser.add_argument("--version", action="version", version=f"edgecnn {__version__}")
-    sub = parser.add_subparsers(dest="verb", metavar="COMMAND")
+    parser.add_argument(
+        JSON_ERRORS,
+        action="store_true",
+        help='an error as one JSON object on stderr, {"error": {"type", "message", "hint", "exit"}}, instead of '
+        "'error:' lines (what the host reads when it runs edgecnn on a board over SSH)",
+    )
+    sub = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=cls)
     for verb in VERBS:
         module = importlib.import_module(verb_module(verb))
         host = verb in HOST_VERBS
@@ -75,7 +93,8 @@ def main(argv: list[str] | None = None, *, divert_library_output: bool = False) 
 
     ``divert_library_output`` (the process entry point's choice): the libraries' own output goes to a log file, not
     the terminal, unless -v or --debug (edgecnn.liblog)."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(json_errors=JSON_ERRORS in argv[: _verb_at(argv)])
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
@@ -99,6 +118,11 @@ def main(argv: list[str] | None = None, *, divert_library_output: bool = False) 
     return code
 
 
+def _verb_at(argv: list[str]) -> int:
+    """Where the verb stands in ``argv`` (the options before it are edgecnn's own)."""
+    return next((i for i, a in enumerate(argv) if a in VERBS), len(argv))
+
+
 # A library a verb needs and this install lacks -> what it is for and how to get it (an install on a board has no
 # host toolchain; a Jetson may have no pip OpenCV).
 _HOST_TOOLCHAIN = ("tensorflow", "keras", "tf2onnx", "nncf", "sklearn", "skimage", "scipy")
@@ -118,41 +142,55 @@ _MISSING = {
 
 
 def _guarded(args: argparse.Namespace) -> int:
-    """The verb, with edgecnn's errors as one ``error:`` line (and a hint) and the exit codes of ``main``."""
+    """The verb, with edgecnn's errors reported (``report_error``: one ``error:`` line and a hint, or with
+    ``--json-errors`` one JSON object) and the exit codes of ``main``."""
     try:
         return _run(args)
-    except ModuleNotFoundError as exc:
+    except (ModuleNotFoundError, EdgeCNNError, KeyboardInterrupt, OSError) as exc:
+        error = _error_of(exc, args)
+        if error is None:
+            raise
+        if args.debug and not isinstance(exc, ModuleNotFoundError):
+            traceback.print_exc()
+        report_error(error, json_errors=args.json_errors)
+        return error["exit"]
+
+
+def _error_of(exc: BaseException, args: argparse.Namespace) -> dict | None:
+    """The error as {"type", "message", "hint", "exit"}; None for one to raise (a bug, or --debug's traceback)."""
+    from edgecnn.redact import redact
+    from edgecnn.untrusted import clean
+
+    if isinstance(exc, ModuleNotFoundError):
         missing = _MISSING.get((exc.name or "").split(".")[0])
         if missing is None or args.debug:
-            raise
+            return None
         what, install = missing
-        print(
-            f"error: edgecnn {args.verb} needs {what}, which this install lacks (no module named {exc.name!r})", file=sys.stderr
-        )
-        print(f"  hint: {install}", file=sys.stderr)
-        return 1
-    except EdgeCNNError as exc:
-        from edgecnn.redact import redact
-        from edgecnn.untrusted import clean
-
-        if args.debug:
-            traceback.print_exc()
+        message = f"edgecnn {args.verb} needs {what}, which this install lacks (no module named {exc.name!r})"
+        return {"type": "MissingDependencyError", "message": message, "hint": install, "exit": 1}
+    if isinstance(exc, EdgeCNNError):
         # the last guard: no password of a URL and no terminal escape of a board's text reaches the terminal or a log
-        print(f"error: {clean(redact(exc.message))}", file=sys.stderr)
-        if exc.hint:
-            print(f"  hint: {clean(redact(exc.hint))}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:  # raised by a library that handles SIGINT itself
-        if args.debug:
-            traceback.print_exc()
-        print("error: interrupted by Ctrl-C", file=sys.stderr)
-        return 130
-    except OSError as exc:  # the environment, not edgecnn: a full or read-only disk, a permission, a vanished file
-        if args.debug or exc.errno is None:
-            raise
-        where = f": {exc.filename}" if exc.filename else ""
-        print(f"error: {exc.strerror}{where}", file=sys.stderr)
-        return 1
+        hint = clean(redact(exc.hint)) if exc.hint else None
+        return {"type": type(exc).__name__, "message": clean(redact(exc.message)), "hint": hint, "exit": 1}
+    if isinstance(exc, KeyboardInterrupt):  # raised by a library that handles SIGINT itself
+        return {"type": "Interrupted", "message": "interrupted by Ctrl-C", "hint": None, "exit": 130}
+    if args.debug or getattr(exc, "errno", None) is None:  # the environment: a full disk, a permission, a vanished file
+        return None
+    where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+    return {"type": type(exc).__name__, "message": f"{exc.strerror}{where}", "hint": None, "exit": 1}
+
+
+def report_error(error: dict, *, json_errors: bool) -> None:
+    """``error: MESSAGE`` and ``  hint: HINT`` on stderr, or with ``json_errors`` one line
+    ``{"error": {"type", "message", "hint", "exit"}}`` that a program reads (the host, of a board's edgecnn)."""
+    if json_errors:
+        import json
+
+        print(json.dumps({"error": {"hint": None, "exit": 2} | error}), file=sys.stderr, flush=True)
+        return
+    print(f"error: {error['message']}", file=sys.stderr)
+    if error.get("hint"):
+        print(f"  hint: {error['hint']}", file=sys.stderr)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -57,29 +57,12 @@ def run(args) -> int:
     import json
     import sys
 
-    from edgecnn.devices import detect, load_profile
-    from edgecnn.runtime import Classifier, selfcheck
-    from edgecnn.runtime.select import check_runtime_request
-    from edgecnn.signing import trust_key_from
-    from edgecnn.stream.loop import classify_stream
-    from edgecnn.stream.sources import SourceOptions, open_source
+    import edgecnn
+    from edgecnn.stream.sources import SourceOptions
 
-    check_runtime_request(args.runtime, args.accelerator, no_fallback=args.no_fallback)
-    source = open_source(args.source, SourceOptions(args.open_timeout, args.read_timeout))  # checked, not opened yet
-    profile = load_profile(args.device or detect()[0])
-    clf = Classifier(
-        args.artifact,
-        profile=profile,
-        runtime=args.runtime,
-        accelerator=args.accelerator,
-        threads=args.threads,
-        top_k=args.top_k,
-        allow_fallback=not args.no_fallback,
-        trust_key=trust_key_from(args.trust_key),
-    )
     log = sys.stderr
-    with clf:
-        checked = selfcheck.require(clf, skip=args.skip_self_check)
+
+    def ready(clf, checked) -> None:
         if args.verbose:
             for line in clf.selection.explain():
                 print(f"[classify] {line}", file=log)
@@ -89,17 +72,26 @@ def run(args) -> int:
                 f"[classify] note: --top-k {args.top_k} but the model has {len(clf.labels)} labels: all of them are given",
                 file=log,
             )
-        report = classify_stream(
-            clf,
-            source,
-            args.sink,
-            max_frames=args.max_frames,
-            duration=args.duration,
-            health=(args.health, args.health_every) if args.health else None,
-            say=lambda line: print(f"[classify] {line}", file=log, flush=True),
-        )
-    report["runtime"] = clf.describe()
-    report["self_check"] = checked
+
+    report = edgecnn.classify_stream(
+        args.artifact,
+        args.source,
+        args.sink,
+        device=args.device,
+        runtime=args.runtime,
+        accelerator=args.accelerator,
+        threads=args.threads,
+        top_k=args.top_k,
+        allow_fallback=not args.no_fallback,
+        trust_key=args.trust_key,
+        self_check=not args.skip_self_check,
+        source_options=SourceOptions(args.open_timeout, args.read_timeout),
+        max_frames=args.max_frames,
+        duration=args.duration,
+        health=(args.health, args.health_every) if args.health else None,
+        on_ready=ready,
+        say=lambda line: print(f"[classify] {line}", file=log, flush=True),
+    )
     if args.json:
         print(json.dumps(report, indent=2, default=str))
     print(summary_line(report), file=log)

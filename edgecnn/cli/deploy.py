@@ -99,6 +99,15 @@ def _checked(args) -> dict:
         raise ConfigError(f"--to {args.to!r}: give an absolute folder on the board, or one under its home as ~/PATH")
     if args.trust_key:
         public_key_pem(args.trust_key)
+    _check_watch(args)
+    restart = args.restart or (f"systemctl restart {shlex.quote(args.service)}" if args.service else None)
+    return {"restart": restart, "health": args.health, "check": args.check, "healthz": args.healthz, "trust_key": args.trust_key}
+
+
+def _check_watch(args) -> None:
+    """How the board judges the restarted service: --service needs a judge; --healthz is a URL."""
+    from edgecnn.errors import ConfigError
+
     if args.service and not (args.healthz or args.health or args.check):
         raise ConfigError(
             f"--service {args.service}: say how the board judges it: --healthz URL (edgecnn serve's) or --health FILE",
@@ -106,8 +115,6 @@ def _checked(args) -> dict:
         )
     if args.healthz and not args.healthz.startswith(("http://", "https://")):
         raise ConfigError(f"--healthz {args.healthz!r}: give the URL of the service's /healthz (http://HOST:PORT/healthz)")
-    restart = args.restart or (f"systemctl restart {shlex.quote(args.service)}" if args.service else None)
-    return {"restart": restart, "health": args.health, "check": args.check, "healthz": args.healthz, "trust_key": args.trust_key}
 
 
 def _status_line(report: dict) -> str:

@@ -78,34 +78,34 @@ def _print(result, args) -> None:
 
 
 def run(args) -> int:
+    import edgecnn
     from edgecnn.cli.progress import timed_bar
-    from edgecnn.devices import detect, load_profile
-    from edgecnn.profiling.measure import profile
     from edgecnn.profiling.report import write_outputs
     from edgecnn.signing import trust_key_from
 
     opts = _options(args)
     if args.on:
         return _run_on_board(args)
-    host_name = detect()[0]
-    target = load_profile(args.device or host_name)
-    measured_on = load_profile(host_name) if target.name != host_name else target
     with timed_bar("profiling", opts, enabled=not (args.quiet or args.json)) as tick:
-        result = profile(
+        result = edgecnn.profile(
             args.model,
-            profile=target if target is measured_on else _host_chain(target, measured_on),
+            device=args.device,
             runtime=args.runtime,
-            opts=opts,
-            tick=tick,
+            runs=opts.runs,
+            min_seconds=opts.min_seconds,
+            warmup=opts.warmup,
+            threads=opts.threads,
+            batch=opts.batch,
+            input_shape=opts.input_shape,
+            calibration=args.calibration,
             trust_key=trust_key_from(args.trust_key),
             self_check=not args.skip_self_check,
+            tick=tick,
         )
     if result.get("self_check"):
         from edgecnn.cli.classify import note_self_check
 
         note_self_check(result["self_check"], "profile", verbose=args.verbose)
-    if target is not measured_on:
-        result["estimate"] = _estimate(result, measured_on, target, args)
     if args.out:
         import sys
 
@@ -128,10 +128,10 @@ def _run_on_board(args) -> int:
         from edgecnn.errors import ConfigError
 
         raise ConfigError("--calibration is for an estimate made here; with --on the board measures, nothing is estimated")
-    forward = _forward(args, args.device or board.device)
     if not (args.quiet or args.json):
         print(f"[profile] measuring on {board.label}" + (f" ({board.url})" if board.name else ""), file=sys.stderr)
-    result = profile_on(board, args.model, forward, trust_key=args.trust_key)
+    result = profile_on(board, args.model, _options(args), device=args.device or board.device, runtime=args.runtime,
+                        self_check=not args.skip_self_check, trust_key=args.trust_key)
     copy = result["measured_on"]["copy"]
     if not (args.quiet or args.json):
         how = f"copied by {copy['method']} in {copy['seconds']:.1f} s" if copy["copied"] else "already in its cache"
@@ -141,55 +141,3 @@ def _run_on_board(args) -> int:
             print(f"[profile] note: {note}", file=sys.stderr)
     _print(result, args)
     return 0
-
-
-def _forward(args, device):
-    """The options the board's own ``edgecnn profile`` gets."""
-    return [
-        *(["--device", device] if device else []),
-        *(["--runtime", args.runtime] if args.runtime else []),
-        *(["--threads", str(args.threads)] if args.threads else []),
-        *["--runs", str(args.runs), "--min-seconds", str(args.min_seconds), "--warmup", str(args.warmup)],
-        *["--batch", str(args.batch)],
-        *(["--input-shape", args.input_shape] if args.input_shape else []),
-        *(["--skip-self-check"] if args.skip_self_check else []),
-    ]
-
-
-def _host_chain(target, host):
-    """Measure here with the target's runtime chain and threads (capped at this host's cores)."""
-    import dataclasses
-
-    return dataclasses.replace(target, threads=min(target.threads, host.cpu.cores))
-
-
-def _estimate(result, host, target, args):
-    from edgecnn.profiling.estimate import estimate, find_calibration, find_device_calibration
-
-    artifact = result["model"].get("artifact")
-    if not artifact:
-        return {
-            "device": target.name,
-            "note": "no estimate for a bare model file: per-layer costs come from an edgecnn artifact's manifest",
-        }
-    from edgecnn.manifest import Manifest
-
-    m = Manifest.load(artifact, verify=False)
-    layers = (m.extra.get("cost") or {}).get("layers")
-    if not layers:
-        return {"device": target.name, "note": "the artifact's manifest has no per-layer costs (converted by an older edgecnn?)"}
-    threads = result["threads"] or host.threads
-    runtime = result["runtime"]["runtime"]
-    calibration = find_calibration(runtime, m.precision, threads, cpu_model=host.cpu.model, path=args.calibration)
-    from_boards = None if target.name == host.name else find_device_calibration(target.name, runtime, m.precision, target.threads)
-    return estimate(
-        layers,
-        m.precision,
-        host=host,
-        target=target,
-        measured_host_ms=result["invoke"]["p50"],
-        measured_host_p90_ms=result["invoke"]["p90"],
-        host_threads=threads,
-        calibration=calibration,
-        device_calibration=from_boards,
-    )

@@ -18,6 +18,12 @@ def add_arguments(p) -> None:
         metavar="PUBLIC.pem",
         help="refuse any artifact not signed by this public key (default: $EDGECNN_TRUST_KEY if set)",
     )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object a line for each thing checked ({kind, path, text, ...}; kind: set, artifact, run, "
+        "self-check, skipped): what the host reads of a board's verify",
+    )
     from edgecnn.cli.boards import add_board_arguments
 
     add_board_arguments(p)
@@ -33,18 +39,22 @@ def run(args) -> int:
     key = trust_key_from(args.trust_key)  # the option or $EDGECNN_TRUST_KEY, parsed before anything else
     if args.on:
         return _verify_on_board(path, args)
+    say = _sayer(args.json)
     if _is_training_run(path):
-        return _verify_run(path, args, key)
+        return _verify_run(path, args, key, say)
     manifests = load_artifact_set(path)
     if key is not None:
         verify_folder(path, key)
         if is_set_folder(path):
-            print(f"ok: {path} (the set: {len(set_files(path))} file(s), none added, removed or linked, signature verified)")
+            files = len(set_files(path))
+            say("set", path, f"ok: {path} (the set: {files} file(s), none added, removed or linked, signature verified)",
+                files=files, signature=True)
     ran = 0
     for m in manifests:
-        print(f"ok: {m.directory} ({_describe(m)}{', signature verified' if key is not None else ''})")
+        text = f"ok: {m.directory} ({_describe(m)}{', signature verified' if key is not None else ''})"
+        say("artifact", m.directory, text, format=str(m.format), precision=str(m.precision), signature=key is not None)
         if args.run:
-            ran += _self_check(m)
+            ran += _self_check(m, say)
     if args.run and not ran:
         from edgecnn.errors import RuntimeBackendError
 
@@ -55,23 +65,27 @@ def run(args) -> int:
     return 0
 
 
-def _verify_on_board(path, args) -> int:
-    """The board's own edgecnn verifies the copy it received (and runs the self-check on its runtime with --run)."""
-    import sys
+def _sayer(as_json: bool):
+    """say(kind, path, text, **facts): the text line, or with --json the record (the text in it)."""
+    import json
 
+    def say(kind: str, path, text: str, **facts) -> None:
+        print(json.dumps({"kind": kind, "path": str(path), "text": text, **facts}) if as_json else text, flush=True)
+
+    return say
+
+
+def _verify_on_board(path, args) -> int:
+    """The board's own edgecnn verifies the copy it received (and runs the self-check on its runtime with --run);
+    each record it answers is shown as it would be there, then its error, if any, is raised here."""
     from edgecnn.cli.boards import board_from
     from edgecnn.remote.run import verify_on
     from edgecnn.signing import trust_key_from
 
     board = board_from(args)
-    code, out, err = verify_on(board, path, run=args.run, trust_key=trust_key_from(args.trust_key))
-    for line in out.splitlines():  # cleaned of control characters by the transport
-        print(f"[{board.label}] {line}")
-    for line in err.splitlines():
-        print(
-            f"[{board.label}] {line}" if not line.startswith("error:") else f"error: {board.label}: {line[7:]}", file=sys.stderr
-        )
-    return code
+    verify_on(board, path, run=args.run, trust_key=trust_key_from(args.trust_key),
+              on_record=lambda r: print(f"[{board.label}] {r.get('text', '')}"))
+    return 0
 
 
 def _is_training_run(path) -> bool:
@@ -90,7 +104,7 @@ def _is_training_run(path) -> bool:
     return run
 
 
-def _verify_run(path, args, key) -> int:
+def _verify_run(path, args, key, say) -> int:
     """A training run folder: every file against its recorded sha256 (a lone .keras file is refused)."""
     from edgecnn.errors import ConfigError
     from edgecnn.manifest import verify_run
@@ -109,7 +123,7 @@ def _verify_run(path, args, key) -> int:
             hint=f"verify signed artifacts here, or unset {TRUST_KEY_ENV} for this command",
         )
     data = verify_run(path)
-    print(f"ok: {path} (training run, {len(data['files'])} file(s) match their sha256)")
+    say("run", path, f"ok: {path} (training run, {len(data['files'])} file(s) match their sha256)", files=len(data["files"]))
     return 0
 
 
@@ -122,21 +136,22 @@ def _describe(m) -> str:
     return f"{m.format}/{m.precision}, {len(m.files)} file(s) match their sha256, {len(m.labels)} labels, {status}"
 
 
-def _self_check(m) -> int:
+def _self_check(m, say) -> int:
     """One artifact's self-check with its format's runtime here; 0 when that runtime is not installed."""
     from edgecnn.errors import MissingDependencyError
+    from edgecnn.formats import runtime_for
     from edgecnn.runtime import Classifier, selfcheck
-    from edgecnn.runtime.base import RUNTIMES
 
-    runtime = next(name for name in RUNTIMES if m.format in RUNTIMES.get(name).formats)
+    runtime = runtime_for(m.format)
     try:
         clf = Classifier(m.directory, runtime=runtime, allow_fallback=False)
     except MissingDependencyError as exc:
-        print(f"  skipped the self-check of {m.directory.name}: {exc.message} ({exc.hint})")
+        say("skipped", m.directory, f"  skipped the self-check of {m.directory.name}: {exc.message} ({exc.hint})",
+            reason=exc.message)
         return 0
     with clf:
         result = selfcheck.run(clf)
-    print(f"  {result.line()}")
+    say("self-check", m.directory, f"  {result.line()}", result=result.to_dict())
     if not result.passed:
         from edgecnn.errors import RuntimeBackendError
 

@@ -95,9 +95,9 @@ def _convert(out: Path, results: dict, *, device: str, **_: Any) -> None:
 
 def _profile(out: Path, results: dict, *, device: str, profile_seconds: float, **_: Any) -> None:
     """Profile each host artifact in its own process, as on a device: no TensorFlow in memory, honest RSS."""
+    from edgecnn.formats import runtime_for
     from edgecnn.host.lab.benchmark import pareto, profile_in_child
     from edgecnn.manifest import Manifest
-    from edgecnn.runtime.base import runtime_for
     from edgecnn.runtime.select import artifact_dirs
 
     rows = []

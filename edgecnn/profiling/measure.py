@@ -12,10 +12,11 @@ import numpy as np
 
 from edgecnn.devices import DeviceProfile
 from edgecnn.errors import ConfigError, EdgeCNNError, RuntimeBackendError
+from edgecnn.formats import runtime_for
 from edgecnn.manifest import Manifest, sha256_file
 from edgecnn.profiling import system
 from edgecnn.profiling.stats import summarize
-from edgecnn.runtime.base import RUNTIMES, open_backend
+from edgecnn.runtime.base import open_backend
 
 SCHEMA = "edgecnn.profile"
 SCHEMA_VERSION = 1
@@ -50,13 +51,6 @@ class Target:
     self_check: dict[str, Any] | None = None
 
 
-def runtime_for_file(path: Path) -> str:
-    for name in RUNTIMES:
-        if path.suffix in RUNTIMES.get(name).suffixes:
-            return name
-    raise ConfigError(f"{path} is not a model file edgecnn can profile (expected .tflite, .onnx or .xml, or an artifact folder)")
-
-
 def open_target(
     path: str | Path,
     profile: DeviceProfile | None,
@@ -75,7 +69,7 @@ def open_target(
         from edgecnn.formats import sniff_model_file
 
         sniff_model_file(path)
-        name = runtime or runtime_for_file(path)
+        name = runtime or runtime_for(path)
         backend = open_backend(name, path, threads=threads)
         return Target(backend, None, path, (time.perf_counter() - t0) * 1e3, [])
     from edgecnn.runtime import Classifier, selfcheck

@@ -12,6 +12,7 @@ how the board ended, which it does whether or not the host comes back.
 
 from __future__ import annotations
 
+import json
 import secrets
 import shutil
 import tempfile
@@ -21,20 +22,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from edgecnn.remote import verbs
 from edgecnn.remote.run import push_key
-from edgecnn.remote.transport import (
-    Board,
-    RemoteError,
-    check_version,
-    connect,
-    folder_digest,
-    json_answer,
-    push,
-    remote_path,
-    run_edgecnn,
-    stream_edgecnn,
-)
-from edgecnn.untrusted import loads
+from edgecnn.remote.transport import Board, RemoteError, check_version, connect, folder_digest, push, remote_path
 
 KEEP_DEFAULT = 3
 RECONNECT_S = 300.0  # how long the host keeps trying to hear how the board ended
@@ -104,8 +94,8 @@ def deploy(
         say(f"copying {artifact} to {board.label}:{to}/releases/{name}")
         pushed = push(board, stage, f"{to}/releases", name)
     key = push_key(board, trust_key)
-    options = ["--release", name, "--grace", f"{grace:g}", "--keep", str(keep)]
-    options += _board_options(restart=restart, health=health, check=check, healthz=healthz, trust_key=key, wait=wait)
+    options = verbs.release_options(release=name, grace=grace, keep=keep, wait=wait, restart=restart, health=health,
+                                    check=check, healthz=healthz, trust_key=key)
     end = _transact(board, to, options, say, reconnect)
     report = _report(board, name, end, to) | {"copied": pushed.copied, "seconds": round(time.monotonic() - t0, 2)}
     return report
@@ -133,55 +123,41 @@ def rollback(
     check_version(board)
     to = remote_path(board, to)
     key = push_key(board, trust_key)
-    options = ["--rollback", "--grace", f"{grace:g}"]
-    options += _board_options(restart=restart, health=health, check=check, healthz=healthz, trust_key=key, wait=wait)
+    options = verbs.release_options(rollback=True, grace=grace, wait=wait, restart=restart, health=health, check=check,
+                                    healthz=healthz, trust_key=key)
     end = _transact(board, to, options, say, reconnect)
     return _report(board, None, end, to)
-
-
-def _board_options(*, wait: bool, **values: str | None) -> list[str]:
-    """The board transaction's watch options (``--restart CMD``, ...) for the values given, and ``--no-wait``."""
-    out = [arg for key, value in values.items() if value for arg in (f"--{key.replace('_', '-')}", str(value))]
-    return out + ([] if wait else ["--no-wait"])
 
 
 def _transact(board: Board, to: str, options: list[str], say: Callable[[str], None], reconnect: float) -> dict[str, Any]:
     """Start the board's transaction and follow its journal to its end, reconnecting when the link drops."""
     txn = secrets.token_hex(6)
-    proc = run_edgecnn(board, ["release", "start", "--to", to, "--id", txn, *options], step="start the deploy", timeout=120)
-    json_answer(board, proc, "start the deploy")
+    verbs.release_start(board, to, txn, options)
     say(f"the board runs the deploy itself now (transaction {txn}); following it")
     return _follow(board, to, txn, say, reconnect)
 
 
 def _follow(board: Board, to: str, txn: str, say: Callable[[str], None], reconnect: float) -> dict[str, Any]:
-    seen: set[str] = set()
+    seen: set[str] = set()  # a reconnected follow replays the journal from its start
     end: dict[str, Any] = {}
 
-    def on_line(line: str) -> None:
-        if not line.strip() or line in seen:
+    def on_record(rec: dict[str, Any]) -> None:
+        key = json.dumps(rec, sort_keys=True)
+        if key in seen:
             return
-        seen.add(line)
-        try:
-            rec = loads(line, f"{board.label}: the deploy journal", error=RemoteError)
-        except RemoteError:
-            return
-        if isinstance(rec, dict):
-            text = describe(rec)
-            if text:
-                say(text)
-            if rec.get("step") == "end":
-                end.update(rec)
+        seen.add(key)
+        text = describe(rec)
+        if text:
+            say(text)
+        if rec.get("step") == "end":
+            end.update(rec)
 
     lost_at: float | None = None
     delay = 1.0
     while not end:
-        code, err = stream_edgecnn(board, ["release", "follow", "--to", to, "--id", txn], on_line, timeout=7200)
+        verbs.release_follow(board, to, txn, on_record)  # raises the board's own error; returns when the link drops
         if end:
             break
-        if code != 255 and code != 0:  # the board's edgecnn answered with an error
-            line = next((ln for ln in err.splitlines() if ln.startswith("error:")), err.strip()[-300:])
-            raise RemoteError(f"{board.label}: follow the deploy: {line.removeprefix('error: ')}")
         lost_at = lost_at or time.monotonic()
         if time.monotonic() - lost_at > reconnect:
             raise RemoteError(
@@ -242,4 +218,4 @@ def status(board: Board, to: str) -> dict[str, Any]:
     """The board's deploy folder: current, previous, releases, whether a deploy is under way, how the last ended."""
     check_version(board)
     to = remote_path(board, to)
-    return json_answer(board, run_edgecnn(board, ["release", "status", "--to", to], step="status", timeout=60), "status")
+    return verbs.release_status(board, to)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn.errors import EdgeCNNError
+from edgecnn.profiling.measure import ProfileOptions
 from edgecnn.remote.fleet import PARALLEL
 from edgecnn.remote.run import profile_on
 from edgecnn.remote.transport import Board, check_version
@@ -53,9 +54,8 @@ def measure_fleet(
         folder.mkdir(parents=True, exist_ok=True)
         for name, path, runtime in artifacts:
             update(board, name, state="measuring")
-            args = ["--runtime", runtime, "--runs", str(runs), "--min-seconds", str(seconds)]
             try:
-                p = profile_on(board, path, [*args, *(["--device", board.device] if board.device else [])])
+                p = profile_on(board, path, ProfileOptions(runs=runs, min_seconds=seconds), runtime=runtime, device=board.device)
             except EdgeCNNError as exc:
                 update(board, name, state="error", error=exc.message)
                 continue

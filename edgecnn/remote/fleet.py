@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn.errors import ConfigError, EdgeCNNError
-from edgecnn.remote.transport import DEFAULT_CACHE, Board, check_version, parse_board, run_edgecnn, ssh
+from edgecnn.remote import verbs
+from edgecnn.remote.transport import DEFAULT_CACHE, Board, check_version, parse_board, ssh
 
 _KEYS = {"url", "device", "edgecnn", "cache", "ssh_config", "labels"}
 PARALLEL = 8  # boards asked at once
@@ -93,12 +94,7 @@ def board_status(board: Board) -> dict[str, Any]:
     status: dict[str, Any] = {"board": board.label, "url": board.url, "device": board.device, "labels": list(board.labels)}
     try:
         status["edgecnn"] = check_version(board)
-        proc = run_edgecnn(board, ["devices", "--detect", "--json"], step="devices --detect", timeout=120)
-        if proc.returncode == 0:
-            import json
-
-            detected = json.loads(proc.stdout)
-            status["detected"] = detected.get("profile") if isinstance(detected, dict) else None
+        status["detected"] = verbs.detect(board).get("profile")
         probe = ssh(
             board,
             "python3 -c 'import platform; print(platform.machine())' 2>/dev/null || uname -m; "

@@ -358,9 +358,10 @@ def self_check(board: Board, report: InstallReport) -> str:
     artifact = _selfcheck_artifact()
     if push_cached(board, artifact).copied:  # verify_on finds it in the board's cache: counted here
         report.bytes_copied += folder_size(artifact)
-    code, out, err = verify_on(replace(board, edgecnn=report.edgecnn), artifact, run=True)
-    passed = [ln.strip() for ln in out.splitlines() if "self-check passed" in ln]
-    if code != 0 or not passed:
-        lines = [ln for ln in (err or out).splitlines() if ln.strip()]
-        raise RemoteError(f"{board.label}: self-check: {lines[-1].strip() if lines else f'exit {code}'}")
-    return passed[0].removeprefix("self-check passed: ")
+    records = verify_on(replace(board, edgecnn=report.edgecnn), artifact, run=True)
+    checks = [r for r in records if r.get("kind") == "self-check"]
+    passed = [r for r in checks if (r.get("result") or {}).get("passed")]
+    if not passed:
+        why = (checks or [r for r in records if r.get("kind") == "skipped"] or [{"text": "no self-check ran"}])[0]
+        raise RemoteError(f"{board.label}: self-check: {str(why.get('text', '')).strip()}")
+    return str(passed[0]["text"]).strip().removeprefix("self-check passed: ")

@@ -134,8 +134,8 @@ def verify_release(folder: Path, trust_key: str | None) -> list[str]:
     the self-check on this board's runtime; one line per artifact. A release none of whose artifacts can run here
     is refused."""
     from edgecnn.errors import MissingDependencyError
+    from edgecnn.formats import runtime_for
     from edgecnn.runtime import Classifier, selfcheck
-    from edgecnn.runtime.base import RUNTIMES
     from edgecnn.runtime.select import load_artifact_set
     from edgecnn.signing import verify_folder
 
@@ -144,7 +144,7 @@ def verify_release(folder: Path, trust_key: str | None) -> list[str]:
         verify_folder(folder, trust_key)
     lines = []
     for m in manifests:
-        runtime = next(name for name in RUNTIMES if m.format in RUNTIMES.get(name).formats)
+        runtime = runtime_for(m.format)
         try:
             clf = Classifier(m.directory, runtime=runtime, allow_fallback=False)
         except MissingDependencyError:

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from edgecnn.errors import ConfigError
-from edgecnn.remote.transport import Board, Pushed, check_version, json_answer, push_cached, run_edgecnn
+from edgecnn.profiling.measure import ProfileOptions
+from edgecnn.remote import verbs
+from edgecnn.remote.transport import Board, Pushed, check_version, push_cached
 
 
 def _push_model(board: Board, model: Path) -> tuple[str, Pushed]:
@@ -44,15 +47,22 @@ def push_key(board: Board, key: str | Path | None) -> str | None:
         return f"{push_cached(board, folder).remote}/public.pem"
 
 
-def profile_on(board: Board, model: str | Path, args: list[str], *, trust_key: str | Path | None = None) -> dict[str, Any]:
-    """``edgecnn profile MODEL ARGS --json`` on the board; the result gains ``measured_on`` (the board, and what the
-    copy cost: nothing when the artifact was in its cache)."""
+def profile_on(
+    board: Board,
+    model: str | Path,
+    opts: ProfileOptions,
+    *,
+    device: str | None = None,
+    runtime: str | None = None,
+    self_check: bool = True,
+    trust_key: str | Path | None = None,
+) -> dict[str, Any]:
+    """The board's own ``edgecnn profile`` of ``model`` (copied into its cache first; ``verbs.profile``); the
+    result gains ``measured_on`` (the board, and what the copy cost: nothing when the artifact was in its cache)."""
     version = check_version(board)
     remote, pushed = _push_model(board, Path(model))
     key = push_key(board, trust_key)
-    extra = ["--trust-key", key] if key else []
-    proc = run_edgecnn(board, ["profile", remote, *args, *extra, "--json", "--with-samples"], step="profile")
-    result = json_answer(board, proc, "profile")  # cleaned of control characters there
+    result = verbs.profile(board, remote, opts, device=device, runtime=runtime, self_check=self_check, trust_key=key)
     result["measured_on"] = {
         "board": board.label,
         "url": board.url,
@@ -63,12 +73,17 @@ def profile_on(board: Board, model: str | Path, args: list[str], *, trust_key: s
     return result
 
 
-def verify_on(board: Board, artifact: str | Path, *, run: bool, trust_key: str | Path | None = None) -> tuple[int, str, str]:
-    """``edgecnn verify`` on the board: (exit code, its output, its errors)."""
+def verify_on(
+    board: Board,
+    artifact: str | Path,
+    *,
+    run: bool,
+    trust_key: str | Path | None = None,
+    on_record: Callable[[dict[str, Any]], None] = lambda _: None,
+) -> list[dict[str, Any]]:
+    """The board's own ``edgecnn verify`` of ``artifact`` (copied into its cache first; ``verbs.verify``): the
+    records of what it checked, each handed to ``on_record`` as well; its error raised after them."""
     check_version(board)
     remote, _ = _push_model(board, Path(artifact))
     key = push_key(board, trust_key)
-    proc = run_edgecnn(
-        board, ["verify", remote, *(["--run"] if run else []), *(["--trust-key", key] if key else [])], step="verify"
-    )
-    return proc.returncode, proc.stdout, proc.stderr
+    return verbs.verify(board, remote, run=run, trust_key=key, on_record=on_record)

@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 from edgecnn.errors import ConfigError, EdgeCNNError
 from edgecnn.redact import redact
 from edgecnn.signing import set_files
-from edgecnn.untrusted import clean, loads
+from edgecnn.untrusted import clean
 
 DEFAULT_CACHE = "~/.cache/edgecnn/remote"
 CONNECT_TIMEOUT_S = 10
@@ -114,17 +114,7 @@ def parse_board(text: str, *, fleet: dict[str, Board] | None = None, **overrides
     from edgecnn.registry import did_you_mean
 
     if text.startswith("ssh://"):
-        u = urlsplit(text)
-        try:
-            port = u.port
-        except ValueError:
-            raise ConfigError(f"--on {redact(text)!r}: the port must be a number from 1 to 65535") from None
-        if (u.path not in ("", "/")) or u.query or u.fragment:
-            raise ConfigError(f"--on {redact(text)!r}: write ssh://[user@]host[:port], nothing after the host and port")
-        _check_url_parts(text, u)
-        if port == 0:
-            raise ConfigError(f"--on {text!r}: the port must be a number from 1 to 65535")
-        board = Board(url=text.rstrip("/"))
+        board = Board(url=_checked_url(text))
     elif fleet and text in fleet:
         board = fleet[text]
     elif re.fullmatch(r"[A-Za-z0-9_.-]+", text):
@@ -136,6 +126,21 @@ def parse_board(text: str, *, fleet: dict[str, Board] | None = None, **overrides
     else:
         raise ConfigError(f"--on {clean(redact(text))[:200]!r}: write ssh://[user@]host[:port] or the name of a board in fleet.yaml")
     return replace(board, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _checked_url(text: str) -> str:
+    """An ``ssh://[user@]host[:port]`` URL checked (a port from 1 to 65535, nothing after it), without its last '/'."""
+    u = urlsplit(text)
+    try:
+        port = u.port
+    except ValueError:
+        raise ConfigError(f"--on {redact(text)!r}: the port must be a number from 1 to 65535") from None
+    if (u.path not in ("", "/")) or u.query or u.fragment:
+        raise ConfigError(f"--on {redact(text)!r}: write ssh://[user@]host[:port], nothing after the host and port")
+    _check_url_parts(text, u)
+    if port == 0:
+        raise ConfigError(f"--on {text!r}: the port must be a number from 1 to 65535")
+    return text.rstrip("/")
 
 
 # -- one connection per board and command: a ControlMaster in a private folder, closed at exit -------------------------
@@ -407,18 +412,3 @@ def push_cached(board: Board, local: Path) -> Pushed:
     """``local`` in the board's content-addressed cache: ``CACHE/<digest>/<folder name>``. Repeating copies nothing."""
     digest = folder_digest(local)
     return push(board, local, f"{board.cache}/{digest[:32]}", local.name)
-
-
-def json_answer(board: Board, proc: subprocess.CompletedProcess, step: str) -> dict[str, Any]:
-    """The JSON the board's edgecnn printed (cleaned), or its error line as a RemoteError."""
-    from edgecnn.untrusted import clean_json
-
-    if proc.returncode != 0:
-        lines = [ln for ln in clean(proc.stderr or "").splitlines() if ln.strip()]
-        error = next((ln for ln in lines if ln.startswith("error:")), lines[-1] if lines else f"exit {proc.returncode}")
-        hint = next((ln.strip().removeprefix("hint:").strip() for ln in lines if ln.strip().startswith("hint:")), None)
-        raise RemoteError(f"{board.label}: {step}: {error.removeprefix('error: ')[:500]}", hint=hint)
-    answer = loads(proc.stdout, f"{board.label}: {step}: the board's answer", error=RemoteError)
-    if not isinstance(answer, dict):
-        raise RemoteError(f"{board.label}: {step}: the board's edgecnn did not answer with a JSON object: {clean(proc.stdout[:200])!r}")
-    return clean_json(answer)

@@ -68,11 +68,6 @@ RUNTIMES.add(
 )
 
 
-def runtime_for(fmt: str) -> str:
-    """The runtime that reads a format (its device-side counterpart)."""
-    return FORMATS[Format(fmt)].runtime
-
-
 @dataclass
 class TensorSpec:
     name: str
@@ -183,7 +178,7 @@ def open_backend(
     """Open ``model_path`` with the named runtime; raise a clear error when it cannot."""
     info = RUNTIMES.get(runtime)
     path = Path(model_path)
-    if path.suffix not in info.suffixes:
+    if path.suffix.lower() not in info.suffixes:
         raise RuntimeBackendError(f"runtime '{runtime}' reads {', '.join(info.suffixes)} files; received {path.name}")
     if accelerator and accelerator not in info.accelerators:
         raise RuntimeBackendError(

@@ -33,8 +33,8 @@ def _interpreter_class(info: RuntimeInfo | None = None) -> tuple[Any, str, str]:
     tf = sys.modules.get("tensorflow")
     if tf is not None and hasattr(tf, "lite"):
         return tf.lite.Interpreter, "tensorflow.lite", tf.__version__
-    from edgecnn.formats import Format
-    from edgecnn.runtime.base import RUNTIMES, runtime_for
+    from edgecnn.formats import Format, runtime_for
+    from edgecnn.runtime.base import RUNTIMES
 
     raise (info or RUNTIMES.get(runtime_for(Format.TFLITE))).missing("running .tflite models")
 

@@ -51,17 +51,7 @@ class ONNXRuntimeBackend(BackendBase):
                 f"onnxruntime has no {wanted} here (available: {', '.join(available)})",
                 hint='install "edgecnn[gpu]" (onnxruntime-gpu) with a working CUDA, or allow fallback to the CPU',
             )
-        so = ort.SessionOptions()
-        if threads:
-            so.intra_op_num_threads = threads
-        so.log_severity_level = 3
-        try:
-            sess = ort.InferenceSession(str(path), sess_options=so, providers=_providers(accelerator, trt_cache_dir))
-            i, o = sess.get_inputs(), sess.get_outputs()
-            shape = lambda s: tuple(d if isinstance(d, int) else -1 for d in s)  # noqa: E731
-            specs = [TensorSpec(t.name, shape(t.shape), _DTYPES.get(t.type, t.type)) for t in (*i, *o)]
-        except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf/RuntimeException types
-            raise RuntimeBackendError(f"onnxruntime cannot load {path}: {first_line(exc, 200, with_type=True)}") from exc
+        sess, i, o, specs = _session(ort, path, threads, _providers(accelerator, trt_cache_dir))
         in_use = sess.get_providers()
         if wanted not in in_use and not allow_fallback:
             raise RuntimeBackendError(f"onnxruntime did not enable {wanted} for {path.name} (in use: {', '.join(in_use)})")
@@ -99,3 +89,19 @@ class ONNXRuntimeBackend(BackendBase):
 
     def close(self) -> None:
         self._sess = None
+
+
+def _session(ort: Any, path: Path, threads: int | None, providers: list) -> tuple[Any, list, list, list[TensorSpec]]:
+    """The InferenceSession, its inputs and outputs, and their specs; one RuntimeBackendError when it cannot load."""
+    so = ort.SessionOptions()
+    if threads:
+        so.intra_op_num_threads = threads
+    so.log_severity_level = 3
+    try:
+        sess = ort.InferenceSession(str(path), sess_options=so, providers=providers)
+        i, o = sess.get_inputs(), sess.get_outputs()
+        specs = [TensorSpec(t.name, tuple(d if isinstance(d, int) else -1 for d in t.shape), _DTYPES.get(t.type, t.type))
+                 for t in (*i, *o)]
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf/RuntimeException types
+        raise RuntimeBackendError(f"onnxruntime cannot load {path}: {first_line(exc, 200, with_type=True)}") from exc
+    return sess, i, o, specs

@@ -8,6 +8,7 @@ from typing import Any
 
 from edgecnn.devices import DeviceProfile
 from edgecnn.errors import EdgeCNNError, MissingDependencyError, RuntimeBackendError
+from edgecnn.formats import runtime_for
 from edgecnn.manifest import Manifest, artifact_dirs, check_one_conversion
 from edgecnn.runtime.base import RUNTIMES, open_backend
 
@@ -142,7 +143,7 @@ def select_runtime(
     skipped: list[dict[str, str]] = []
     for name, acc in _chain(profile, runtime, accelerator, allow_fallback):
         info, label = RUNTIMES.get(name), f"{name}[{acc}]" if acc else name
-        matching = sorted((m for m in manifests if m.format in info.formats), key=lambda m: _preference(profile, m))
+        matching = sorted((m for m in manifests if runtime_for(m.format) == name), key=lambda m: _preference(profile, m))
         if not matching:
             skipped.append(_skip(label, f"no {'/'.join(info.formats)} artifact in {path}", "no-artifact"))
             continue

@@ -3,6 +3,8 @@ conversion worker's failures."""
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -92,9 +94,10 @@ def test_worker_failures_are_clear_errors(tmp_path):
         export = _job("tf2onnx", "tensorflow", "edgecnn.host.convert.onnx:export_job", argv=["--saved-model", str(tmp_path / "missing")],
                       out="x.onnx", labels=["a"], preprocess={})  # fmt: skip
         scheduler.add([export])
-        scheduler.worker("tensorflow")._proc.kill()  # as the kernel's out-of-memory killer would
-        with pytest.raises(ConversionError, match=r"^tf2onnx: the conversion process died \(exit -9\)"):
+        os.kill(scheduler.worker("tensorflow")._child.pid, signal.SIGKILL)  # as the kernel's out-of-memory killer would
+        with pytest.raises(ConversionError, match=r"^tf2onnx: the conversion process died \(exit -9, SIGKILL\): .*; its log: ") as died:
             scheduler.result("tf2onnx")
+        assert Path(died.value.message.rpartition("; its log: ")[2]).is_file()  # named, and kept for the user
         assert not scheduler.busy("tf2onnx")
     finally:
         scheduler.close()

@@ -110,8 +110,8 @@ def _on_fleet(boards, result, out, args) -> int:
 
     from edgecnn.atomic import write_json_atomic
     from edgecnn.cli import console
+    from edgecnn.formats import runtime_for
     from edgecnn.remote.farm import measure_fleet
-    from edgecnn.runtime.base import runtime_for
 
     artifacts = [
         (r["artifact"].replace("/", "-"), out / "artifacts" / r["artifact"].replace("/", "-"), runtime_for(r["format"]))

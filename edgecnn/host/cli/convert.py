@@ -81,11 +81,12 @@ def _qat_arguments(p) -> None:
 def run(args) -> int:
     import sys
 
-    from edgecnn.host.convert.api import HEADERS, convert, raise_if_failed, summary_rows
+    import edgecnn
+    from edgecnn.host.convert.api import HEADERS, raise_if_failed, summary_rows
 
     preprocess = _preprocess_from_flags(args)
     say = None if args.quiet or args.json else (lambda msg: print(f"[convert] {msg}", file=sys.stderr, flush=True))
-    summary = convert(
+    summary = edgecnn.host.convert(
         args.model,
         args.device,
         precisions=args.precision,

@@ -17,7 +17,7 @@ import numpy as np
 from edgecnn import __version__
 from edgecnn.atomic import staged_directory
 from edgecnn.errors import DiskFullError, EdgeCNNError
-from edgecnn.formats import FORMATS
+from edgecnn.formats import runtime_for
 from edgecnn.host.convert.base import ConversionResult, ConvertRequest
 from edgecnn.host.convert.parity import GateThresholds, ParityResult, check_parity
 from edgecnn.manifest import Manifest
@@ -75,7 +75,7 @@ def _tensor_entry(spec: Any) -> dict[str, Any]:
 def _manifest(shared: Shared, request: ConvertRequest, result: ConversionResult, folder: Path) -> Manifest:
     s = shared.session
     source, calib = s.source, s.calibration
-    with open_backend(FORMATS[request.format].runtime, folder / result.files["model"]["path"]) as backend:
+    with open_backend(runtime_for(request.format), folder / result.files["model"]["path"]) as backend:
         inp, out = _tensor_entry(backend.input), _tensor_entry(backend.output)
     extra = result.extra | {"cost": shared.cost, "export": source.export_method}
     if calib is not None and request.precision.calibrated:

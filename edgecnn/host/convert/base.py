@@ -13,14 +13,12 @@ import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
+from edgecnn.devices import DeviceProfile
 from edgecnn.formats import FORMATS, Format, Precision, format_of
+from edgecnn.host.convert.scheduler import Job, Scheduler
 from edgecnn.registry import Registry
-
-if TYPE_CHECKING:
-    from edgecnn.host.convert.scheduler import Job
-    from edgecnn.host.convert.session import ConversionSession
 
 
 @dataclass(frozen=True)
@@ -64,6 +62,29 @@ class ConversionResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+class Session(Protocol):
+    """What a converter reads of its conversion: ``convert/session.py``'s ``ConversionSession`` is the one
+    implementation. Named here, as a protocol, so that this module needs nothing of that one (which builds the
+    converters from this registry): converters depend on what a session offers, not on its class."""
+
+    source: Any  # the SourceModel (convert/source.py)
+    profile: DeviceProfile
+    scheduler: Scheduler
+    calibration: Any  # a CalibrationSet, once the data is prepared
+    eval_set: Any
+    say: Any  # the conversion's progress callback
+    calibration_check: list[str]
+    qat_options: Any
+    qat: Any
+
+    @property
+    def workdir(self) -> Path: ...
+
+    def converter(self, fmt: str) -> Converter: ...
+
+    def calibration_reference(self, n: int) -> tuple[Any, Any]: ...
+
+
 class Converter(ABC):
     """One format's converter for one conversion session; it keeps its intermediate results as its own state."""
 
@@ -71,7 +92,7 @@ class Converter(ABC):
 
     selective_class: ClassVar[str | None] = None  # "module:Class" of its Selective (convert/selective.py), if any
 
-    def __init__(self, session: ConversionSession) -> None:
+    def __init__(self, session: Session) -> None:
         self.session = session
         self._selective: dict[tuple[str, str], Any] = {}
 

@@ -6,30 +6,27 @@ looked up by the child), its parameters, the jobs it must wait for, and whether 
 The ``Scheduler`` starts each worker the first time a job needs it, so that the child imports its libraries while
 the parent is still exporting the SavedModel, submits a job as soon as what it waits for is there, and answers
 "is it done", "wait for any answer" and "give me its result" (a failed job is one ConversionError line, and its
-worker's full log is kept and named). Jobs are JSON lines on a worker's stdin; answers are JSON lines on its stdout;
-its stderr (and whatever the libraries print) goes to a log file.
+worker's full log is kept and named). Jobs and answers are JSON lines (``edgecnn.childproc``, shared with the
+model-file probe): a worker's stderr (and whatever the libraries print) goes to a log file.
 
     python -m edgecnn.host.convert.scheduler MODULE...      # a worker: imports MODULEs, then runs jobs until stdin closes
 """
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgecnn import cleanup
+from edgecnn.childproc import LOG_PREFIX, Child, ChildError, serve
 from edgecnn.errors import ConversionError, first_line
 from edgecnn.registry import Registry
 
 WORKERS: Registry[tuple[str, ...]] = Registry("conversion worker")  # worker name -> the modules it imports first
-LOG_PREFIX = "edgecnn-worker-"  # + pid: a killed conversion's worker logs are removed by the next one
+__all__ = ["LOG_PREFIX", "WORKERS", "Job", "Scheduler", "Worker"]  # LOG_PREFIX: the sweep of dead workers' logs
 
 
 @dataclass(frozen=True)
@@ -59,46 +56,33 @@ def die_with_parent() -> None:
 
 
 class Worker:
-    """Parent side of one worker process: submit jobs by name, ask whether one is still running, read its answer."""
+    """Parent side of one worker process: submit jobs by name, ask whether one is still running, read its answer.
+    ``interpreter``: the Python it runs on (default this one; a toolchain in an environment of its own names its
+    python there)."""
 
-    def __init__(self, kind: str, cond: threading.Condition | None = None) -> None:
+    def __init__(self, kind: str, cond: threading.Condition | None = None, *, interpreter: str | None = None) -> None:
         preload = WORKERS.get(kind)
         self.kind = kind
-        self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in close()
-            prefix=f"{LOG_PREFIX}{os.getpid()}-{kind}-", suffix=".log", delete=False
-        )
-        self.log_path = Path(self._log.name)
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow")
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "edgecnn.host.convert.scheduler", *preload],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            text=True,
-            env=env,
-            preexec_fn=die_with_parent,
-        )
-        cleanup.remember_process(self._proc)
-        cleanup.remember(self.log_path)
-        if self._proc.stdin is None or self._proc.stdout is None:  # Popen gives both for PIPE; never seen otherwise
-            self._proc.kill()
-            raise ConversionError(f"the {kind} conversion worker started without its job and answer pipes")
-        self._jobs, self._replies = self._proc.stdin, self._proc.stdout
+        try:
+            self._child = Child(["-m", "edgecnn.host.convert.scheduler", *preload], name=f"{kind} conversion worker",
+                                interpreter=interpreter, env=env, limit=die_with_parent)
+        except ChildError as exc:
+            raise ConversionError(exc.message) from None
         self._answers: dict[str, dict[str, Any]] = {}
         self._submitted: set[str] = set()
         self._cond = cond or threading.Condition()  # shared by a scheduler's workers: wait_any() waits on all
         self._eof = False
-        self._keep_log = False
         threading.Thread(target=self._read, name="edgecnn-worker-reader", daemon=True).start()
 
+    @property
+    def log_path(self) -> Path:
+        return self._child.log_path
+
     def _read(self) -> None:
-        for line in self._replies:
-            try:
-                answer = json.loads(line)
-            except ValueError:
-                continue  # a library printed to stdout: not one of ours
+        for answer in self._child.answers():
             with self._cond:
-                self._answers[answer["name"]] = answer
+                self._answers[str(answer.get("name"))] = answer
                 self._cond.notify_all()
         with self._cond:
             self._eof = True
@@ -108,11 +92,7 @@ class Worker:
         if job.name in self._submitted:
             return
         self._submitted.add(job.name)
-        try:
-            self._jobs.write(json.dumps({"name": job.name, "function": job.function, "params": params}) + "\n")
-            self._jobs.flush()
-        except (BrokenPipeError, OSError):
-            pass  # it died: result() reports why
+        self._child.send({"name": job.name, "function": job.function, "params": params})  # dead: result() says why
 
     def answered(self, name: str | None = None) -> int | bool:
         """How many jobs have been answered, or whether ``name`` has been (read under the shared condition)."""
@@ -138,50 +118,18 @@ class Worker:
         if not done:
             raise ConversionError(f"{name}: the conversion process did not finish within {timeout / 60:.0f} minutes")
         if answer is None or not answer["ok"]:
-            self._keep(name)
-            hint = f"the conversion process's full log: {self.log_path}"
             if answer is None:
-                self._proc.wait(timeout=10)
-                raise ConversionError(
-                    f"{name}: the conversion process died (exit {self._proc.returncode}): {self.last_log_line()}", hint=hint
-                )
+                self._child.wait(timeout=10)
+                raise ConversionError(f"{name}: {self._child.death('the conversion process')}")
+            hint = f"the conversion process's full log: {self._child.keep_log(name)}"
             raise ConversionError(answer["error"], hint=answer.get("hint") or hint)
         return answer
 
     def last_log_line(self) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            text = ""
-        lines = [ln for ln in text.splitlines() if ln.strip()]
-        return (lines or ["no output"])[-1][:300]
+        return self._child.last_log_line()
 
     def close(self) -> None:
-        if self._proc.poll() is None:
-            self._proc.kill()
-        self._proc.wait()
-        cleanup.forget_process(self._proc)
-        cleanup.forget(self.log_path)
-        try:
-            self._jobs.close()
-        except OSError:
-            pass
-        # stdout is left to the reader thread, which ends at EOF (closing it here would wait on that thread's read)
-        self._log.close()
-        if not self._keep_log:
-            self.log_path.unlink(missing_ok=True)
-
-    def _keep(self, job: str) -> None:
-        """Keep the log for the user (named in the error), out of the next run's sweep of dead workers' logs."""
-        if not self._keep_log:
-            kept = self.log_path.with_name(f"edgecnn-kept-log-{job}-{self.log_path.name[len(LOG_PREFIX) :]}")
-            try:
-                os.replace(self.log_path, kept)
-                cleanup.forget(self.log_path)
-                self.log_path = kept
-            except OSError:
-                pass
-        self._keep_log = True
+        self._child.close()
 
 
 class Scheduler:
@@ -271,39 +219,31 @@ class Scheduler:
 def _main(preload: list[str]) -> int:
     import importlib
     import logging
+
+    def prepare() -> None:
+        for module in preload:  # imported now, while the parent is still exporting the SavedModel
+            importlib.import_module(module)
+        logging.getLogger("tf2onnx").setLevel(logging.WARNING)
+
+    return serve(_run_job, prepare=prepare)
+
+
+def _run_job(job: dict[str, Any]) -> dict[str, Any]:
+    """One job in the worker: its function's answer, or its failure as one line (the traceback to the log)."""
+    import importlib
     import traceback
 
     from edgecnn.errors import EdgeCNNError
 
-    # Jobs and answers travel on private copies of fds 0 and 1; the standard streams become /dev/null and the log.
-    # OpenVINO's telemetry forks this process (multiprocessing) from a thread while the main thread waits on the
-    # jobs: a child that inherited sys.stdin locked by that wait hung in multiprocessing's stdin close, and a child
-    # that inherited the answers' pipe kept the parent from ever seeing this worker end. Forked children close both.
-    jobs, out = os.fdopen(os.dup(0), "r"), os.fdopen(os.dup(1), "w")
-    null = os.open(os.devnull, os.O_RDWR)
-    # (pointed at /dev/null rather than closed, so that the numbers are never reused for another file)
-    if hasattr(os, "register_at_fork"):  # POSIX (Windows has no fork)
-        os.register_at_fork(after_in_child=lambda: [os.dup2(null, f) for f in (jobs.fileno(), out.fileno())])
-    os.dup2(null, 0)
-    os.dup2(2, 1)  # whatever the libraries print goes to the log, not into the answers
-    sys.stdin, sys.stdout = open(os.devnull), sys.stderr  # noqa: SIM115
-    for module in preload:  # imported now, while the parent is still exporting the SavedModel
-        importlib.import_module(module)
-    logging.getLogger("tf2onnx").setLevel(logging.WARNING)
-    for line in jobs:
-        job = json.loads(line)
-        module, _, function = job["function"].partition(":")
-        try:
-            answer = {"name": job["name"], "ok": True, **getattr(importlib.import_module(module), function)(**job["params"])}
-        except EdgeCNNError as exc:
-            traceback.print_exc()  # with the library's own message it was raised from
-            answer = {"name": job["name"], "ok": False, "error": exc.message, "hint": exc.hint}
-        except Exception as exc:  # noqa: BLE001 - reported to the parent as one line, the traceback to the log
-            traceback.print_exc()
-            answer = {"name": job["name"], "ok": False, "error": first_line(exc, 300, with_type=True)}
-        out.write(json.dumps(answer) + "\n")
-        out.flush()
-    return 0
+    module, _, function = job["function"].partition(":")
+    try:
+        return {"name": job["name"], "ok": True, **getattr(importlib.import_module(module), function)(**job["params"])}
+    except EdgeCNNError as exc:
+        traceback.print_exc()  # with the library's own message it was raised from
+        return {"name": job["name"], "ok": False, "error": exc.message, "hint": exc.hint}
+    except Exception as exc:  # noqa: BLE001 - reported to the parent as one line, the traceback to the log
+        traceback.print_exc()
+        return {"name": job["name"], "ok": False, "error": first_line(exc, 300, with_type=True)}
 
 
 if __name__ == "__main__":

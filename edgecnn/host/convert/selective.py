@@ -47,7 +47,8 @@ _SUFFIX = re.compile(r"_\d+$")
 
 def run_model(fmt: Format, path: Path, x: np.ndarray, threads: int | None = None) -> np.ndarray:
     """Probabilities of a model file on ``x`` through the device's backend, in batches of 32."""
-    from edgecnn.runtime.base import open_backend, runtime_for
+    from edgecnn.formats import runtime_for
+    from edgecnn.runtime.base import open_backend
 
     with open_backend(runtime_for(fmt), path, threads=threads) as backend:
         return np.concatenate([backend.run(x[i : i + 32]) for i in range(0, len(x), 32)])

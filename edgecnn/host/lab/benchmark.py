@@ -21,31 +21,20 @@ HEADERS = ["artifact", "status", "size MB", "accuracy", "agreement", "p50 ms", "
 def profile_in_child(
     path: str | Path, runtime: str, *, runs: int, seconds: float, out: Path, device: str | None = None
 ) -> dict[str, Any]:
-    """``edgecnn profile`` in a fresh process (as on a device: no TensorFlow in memory, honest RSS); returns its JSON."""
+    """``edgecnn profile`` in a fresh process (as on a device: no TensorFlow in memory, honest RSS), with the argv a
+    board's profile gets (``remote.verbs``); returns its JSON."""
     from edgecnn.errors import RuntimeBackendError
+    from edgecnn.profiling.measure import ProfileOptions
+    from edgecnn.remote.verbs import board_argv, json_error, profile_argv
 
-    cmd = [
-        sys.executable,
-        "-m",
-        "edgecnn",
-        "profile",
-        str(path),
-        "--runtime",
-        runtime,
-        "--runs",
-        str(runs),
-        "--min-seconds",
-        str(seconds),
-        "--out",
-        str(out),
-        "--quiet",
-        *(["--device", device] if device else []),
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    argv = profile_argv(str(path), ProfileOptions(runs=runs, min_seconds=seconds), runtime=runtime, device=device)
+    proc = subprocess.run([sys.executable, "-m", "edgecnn", *board_argv("profile", *argv), "--out", str(out)],
+                          capture_output=True, text=True, timeout=1800)
     if proc.returncode != 0:
+        error = json_error(proc.stderr)
         lines = proc.stderr.strip().splitlines()
-        reason = next((ln.removeprefix("error: ") for ln in lines if ln.startswith("error:")), lines[-1] if lines else "crashed")
-        raise RuntimeBackendError(f"profiling {path} failed: {reason}")
+        reason = error["message"] if error else (lines[-1] if lines else f"crashed (exit {proc.returncode})")
+        raise RuntimeBackendError(f"profiling {path} failed: {reason}", hint=error["hint"] if error else None)
     return json.loads(out.read_text())
 
 
@@ -157,7 +146,7 @@ def _measure_row(
 ) -> dict[str, Any]:
     """One artifact measured here in a process of its own (with an estimate for ``estimate_for``) and, with
     ``board``, there too; a failing runtime makes a row with its reason, not a crash."""
-    from edgecnn.runtime.base import runtime_for
+    from edgecnn.formats import runtime_for
 
     target = out / "profiles" / f"{r.format}-{r.precision}{'-float' if r.keep_float else ''}{'-qat' if r.qat else ''}.json"
     try:
@@ -185,11 +174,11 @@ def _measured_on_board(
     board: Any, path: Path, runtime: str, here: dict[str, Any], runs: int, seconds: float, device: str
 ) -> dict[str, Any]:
     """The board's own measurement of one artifact: it takes the latency columns; here and the estimate move aside."""
+    from edgecnn.profiling.measure import ProfileOptions
     from edgecnn.remote.run import profile_on
 
-    args = ["--runtime", runtime, "--runs", str(runs), "--min-seconds", str(seconds)]
     on = board.device or (device if device != "host" else None)  # --device rpi4 --on ssh://pi: the board is a rpi4
-    p = profile_on(board, path, [*args, *(["--device", on] if on else [])])
+    p = profile_on(board, path, ProfileOptions(runs=runs, min_seconds=seconds), runtime=runtime, device=on)
     row = {
         "here_p50_ms": here.get("p50_ms"),
         "p50_ms": p["invoke"]["p50"],
@@ -250,8 +239,7 @@ def recommend(rows: list[dict[str, Any]], max_drop: float, *, device: str | None
     """The fastest artifact within the accuracy budget: by the estimate for ``device`` when every candidate has
     one (the device is not this host), else by the latency measured ``where`` (here, or on a board). ``why`` does not
     repeat its name."""
-    usable = [r for r in rows if r.get("p50_ms") and r["status"] in ("ok", "failed")]
-    within = [r for r in usable if r.get("drop_points") is None or r["drop_points"] <= max_drop]
+    usable, within = _candidates(rows, max_drop)
     if not within:
         return {"artifact": None, "why": f"no artifact stays within {max_drop} accuracy points of the Keras model"}
     by_estimate = device is not None and all(r.get("estimate_p50_ms") for r in usable)
@@ -264,6 +252,12 @@ def recommend(rows: list[dict[str, Any]], max_drop: float, *, device: str | None
         "why": _why(best, ref, key, f"on {device} (estimated)" if by_estimate else where, max_drop),
         "ranked_by": key,
     }
+
+
+def _candidates(rows: list[dict[str, Any]], max_drop: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(the rows with a latency that converted, those of them within the accuracy budget)."""
+    usable = [r for r in rows if r.get("p50_ms") and r["status"] in ("ok", "failed")]
+    return usable, [r for r in usable if r.get("drop_points") is None or r["drop_points"] <= max_drop]
 
 
 def _why(best: dict[str, Any], ref: dict[str, Any], key: str, where: str, max_drop: float) -> str:
