@@ -4,7 +4,7 @@ The public API, the same functions the command line calls::
 
     import edgecnn
 
-    summary = edgecnn.host.convert("runs/lenet", "rpi4")                  # host: needs edgecnn[train]
+    summary = edgecnn.convert("runs/lenet", "rpi4")                  # host: needs edgecnn[train]
     with edgecnn.Classifier("out/lenet-rpi4/tflite-int8") as clf:    # device: numpy + one runtime
         print(clf.classify(image).top)
     report = edgecnn.classify_stream("out/lenet-rpi4", "synthetic:?frames=50")
@@ -156,8 +156,6 @@ def profile(
     return profile_for(model, device=device, runtime=runtime, opts=opts, calibration=calibration, trust_key=trust_key,
                        self_check=self_check, tick=tick)
 
-
-_public_convert = convert  # what the package edgecnn.host.convert calls when the name ``convert`` holds it (see there)
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,4 @@
-"""The public API (issue 31): ``edgecnn.host.convert``, ``Classifier``, ``classify_stream`` and ``profile`` from Python,
+"""The public API (issue 31): ``edgecnn.convert``, ``Classifier``, ``classify_stream`` and ``profile`` from Python,
 on the session's LeNet-5 artifacts; ``import edgecnn`` stays light; the CLI verbs call these same functions."""
 
 from __future__ import annotations
@@ -37,10 +37,10 @@ def test_import_edgecnn_loads_no_toolchain_no_runtime_and_no_numpy():
 def test_the_public_functions_are_typed_and_documented():
     import inspect
 
-    import edgecnn.host.convert.api  # noqa: F401 - the name edgecnn.host.convert now holds the package, which calls the function
+    import edgecnn.host.convert.api  # noqa: F401 - the host wing's package no longer shadows the public function
 
-    assert inspect.signature(edgecnn.host.convert) == inspect.signature(edgecnn._public_convert)
-    for name in ("_public_convert", "classify_stream", "profile"):
+    assert inspect.isfunction(edgecnn.convert) and edgecnn.convert.__module__ == "edgecnn"
+    for name in ("convert", "classify_stream", "profile"):
         fn = getattr(edgecnn, name)
         doc = inspect.getdoc(fn)
         assert "Args:" in doc and "Returns:" in doc, name  # Google style
@@ -88,11 +88,11 @@ def test_classify_stream_from_python_writes_its_sinks_and_reports(lenet_artifact
 def test_convert_from_python_and_the_name_it_shares_with_the_package(lenet_run, tmp_path):
     import edgecnn.host.convert.api  # noqa: F401 - Python now sets the package as edgecnn.host.convert: it stays callable
 
-    summary = edgecnn.host.convert(lenet_run, "host", precisions=["tflite/fp32"], out=tmp_path / "out")
+    summary = edgecnn.convert(lenet_run, "host", precisions=["tflite/fp32"], out=tmp_path / "out")
     assert [(r.format, r.precision, r.status) for r in summary.rows] == [("tflite", "fp32", "ok")]
     assert (tmp_path / "out" / "tflite-fp32" / "model.tflite").is_file()
     with pytest.raises(edgecnn.EdgeCNNError, match="precision 'int4' is not supported"):
-        edgecnn.host.convert(lenet_run, "host", precisions=["tflite/int4"], out=tmp_path / "bad")
+        edgecnn.convert(lenet_run, "host", precisions=["tflite/int4"], out=tmp_path / "bad")
 
 
 def test_the_cli_verbs_call_the_public_functions(lenet_artifacts, monkeypatch, tmp_path, capsys):
@@ -119,11 +119,9 @@ def test_the_cli_verbs_call_the_public_functions(lenet_artifacts, monkeypatch, t
     class Summary:
         out, model, device, rows, eval_source = tmp_path, "m", "host", [], "test split"
 
-    import importlib
+    import edgecnn.host.convert.api as api
 
-    api = importlib.import_module("edgecnn.host.convert.api")  # (by sys.modules: the name edgecnn.host.convert is patched next)
     monkeypatch.setattr(api, "raise_if_failed", lambda summary: None)
-    monkeypatch.setattr(edgecnn, "_public_convert", recorder("convert", Summary()))
     monkeypatch.setattr(edgecnn, "convert", recorder("convert", Summary()))
     assert main(["convert", "run-folder", "--device", "rpi4", "--precision", "tflite/int8", "--quiet"]) == 0
     args, kwargs = calls["convert"]

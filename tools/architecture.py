@@ -1,6 +1,6 @@
 """Figures of the package's shape (issue 17): long and complex functions, import circles, spelled-out format names.
 
-    python tools/architecture.py [--root edgecnn] [--json]
+    python tools/architecture.py [--root edgecnn] [--json] [--graph imports.png|imports.dot]
 
 - functions over 60 lines (from ``def`` to the last line of the body);
 - functions over cyclomatic complexity 15, as radon counts them (boolean operators included; ruff's C901, which
@@ -10,6 +10,11 @@
 - format and runtime names written as string literals outside formats.py, the registrations and the device
   profiles' YAML ("tflite", "onnxruntime", ...), and the files they are in: a fourth format would have to be
   added to each of those files by hand.
+
+``--graph`` draws the import graph between packages (``edgecnn.X`` and ``edgecnn.host.X``; every module's imports,
+lazy ones included, summed per pair of packages) in two bands, the host wing above the device side, and counts the
+edges from the device side into the host wing. The package root (the public API) is drawn apart: its ``convert`` is
+the one door into the host wing, imported when called.
 """
 
 from __future__ import annotations
@@ -77,6 +82,70 @@ def import_graph(files: dict[str, Path]) -> dict[str, set[str]]:
                 if t and t != name and not name.startswith(t + "."):  # a package's __init__ is not a circle of its own
                     graph[name].add(t)
     return graph
+
+
+def band(name: str) -> str:
+    return "host" if name.startswith("edgecnn.host") else "device"
+
+
+def package_of(name: str) -> str:
+    """edgecnn.runtime.litert -> edgecnn.runtime; edgecnn.host.convert.qat.model -> edgecnn.host.convert; the root stays."""
+    parts = name.split(".")
+    depth = 3 if parts[:2] == ["edgecnn", "host"] and len(parts) > 2 else 2
+    return ".".join(parts[:depth])
+
+
+def package_graph(graph: dict[str, set[str]]) -> dict[tuple[str, str], int]:
+    edges: dict[tuple[str, str], int] = defaultdict(int)
+    for src, targets in graph.items():
+        for dst in targets:
+            a, b = package_of(src), package_of(dst)
+            if a != b and b != "edgecnn.host":
+                edges[(a, b)] += 1
+    return dict(edges)
+
+
+def draw(edges: dict[tuple[str, str], int], path: Path) -> dict:
+    """The two bands as DOT (``.dot``) or a picture (``.png``/``.svg``, matplotlib); returns the crossing counts."""
+    nodes = sorted({n for e in edges for n in e})
+    crossing = {e: n for e, n in edges.items() if band(e[0]) == "device" and band(e[1]) == "host"}
+    front = {e: n for e, n in crossing.items() if e[0] == "edgecnn"}
+    counts = {"device_to_host": sum(crossing.values()) - sum(front.values()), "public_api_doors": sorted(b for _, b in front),
+              "host_to_device": sum(n for e, n in edges.items() if band(e[0]) == "host" and band(e[1]) == "device")}
+    short = {n: n.replace("edgecnn.host.", "host/").replace("edgecnn.", "") for n in nodes}
+    if path.suffix == ".dot":
+        lines = ["digraph edgecnn {", "  rankdir=TB; node [shape=box];"]
+        for b in ("host", "device"):
+            lines.append(f'  subgraph cluster_{b} {{ label="{b}"; ' + " ".join(f'"{short[n]}";' for n in nodes if band(n) == b and n != "edgecnn") + " }")
+        lines += [f'  "{short[a]}" -> "{short[b]}" [label={n}];' for (a, b), n in sorted(edges.items())]
+        path.write_text("\n".join(lines + ["}"]) + "\n")
+        return counts
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = {"host": [n for n in nodes if band(n) == "host"], "device": [n for n in nodes if band(n) == "device" and n != "edgecnn"]}
+    xy = {n: (i / max(1, len(rows["host"]) - 1), 2.0) for i, n in enumerate(rows["host"])}
+    xy |= {n: (i / max(1, len(rows["device"]) - 1), 0.0) for i, n in enumerate(rows["device"])}
+    xy["edgecnn"] = (-0.12, 1.0)
+    fig, ax = plt.subplots(figsize=(16, 6))
+    for (a, b), n in edges.items():
+        colour = "red" if band(a) == "device" and band(b) == "host" and a != "edgecnn" else ("orange" if a == "edgecnn" and band(b) == "host" else "0.75")
+        ax.annotate("", xy=xy[b], xytext=xy[a], arrowprops={"arrowstyle": "->", "color": colour, "lw": 0.6 + 0.1 * min(n, 20)})
+    for n, (x, y) in xy.items():
+        ax.text(x, y, short[n] if n != "edgecnn" else "edgecnn\n(public API)", ha="center", va="center", fontsize=8, rotation=30 if n != "edgecnn" else 0,
+                bbox={"boxstyle": "round", "fc": "#dbe9f6" if band(n) == "device" else "#f6e3db", "ec": "0.4"})
+    ax.text(1.08, 2.0, "host wing\n(edgecnn/host/)", va="center", fontsize=10)
+    ax.text(1.08, 0.0, "device side\n(edgecnn/)", va="center", fontsize=10)
+    ax.set_xlim(-0.2, 1.2)
+    ax.set_ylim(-0.6, 2.6)
+    ax.axis("off")
+    ax.set_title(f"edgecnn imports between packages: device -> host {counts['device_to_host']}, host -> device {counts['host_to_device']}, "
+                 f"public API doors {', '.join(counts['public_api_doors']) or 'none'}")
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return counts
 
 
 def circles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -159,8 +228,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[1] / "edgecnn")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--graph", type=Path, help="draw the import graph in two bands (.dot, .png or .svg)")
     args = ap.parse_args()
     m = measure(args.root)
+    if args.graph:
+        counts = draw(package_graph(import_graph(modules(args.root))), args.graph)
+        print(f"import graph: {args.graph} (device -> host edges: {counts['device_to_host']}; host -> device: "
+              f"{counts['host_to_device']}; the public API's doors into the host wing: {', '.join(counts['public_api_doors']) or 'none'})")
     if args.json:
         print(json.dumps(m, indent=2))
         return 0
