@@ -100,6 +100,9 @@ def run(args) -> int:
             trust_key=trust_key_from(args.trust_key),
             self_check=not args.skip_self_check,
         )
+    # where it was measured, apart from the profile whose chain and threads it used: 'rpi4' measured on this
+    # workstation is this workstation's latency (issue #31: report read it as a Pi's)
+    result["measured_profile"] = host_name
     if result.get("self_check"):
         from edgecnn.cli.classify import note_self_check
 
@@ -188,7 +191,7 @@ def _estimate(result, host, target, args):
         host=host,
         target=target,
         measured_host_ms=result["invoke"]["p50"],
-        measured_host_p90_ms=result["invoke"]["p90"],
+        host_samples_ms=result["raw_ms"]["invoke"],
         host_threads=threads,
         calibration=calibration,
         device_calibration=from_boards,
