@@ -63,6 +63,8 @@ def test_classify_video_file_jsonl(lenet_artifacts, digits_video, tmp_path, caps
     assert "frames read 100, classified 100, dropped 0, corrupt 0, reconnects 0" in err
     cap = cv2.VideoCapture(str(tmp_path / "annotated.avi"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 100
+    size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    assert size == (512, 512), size  # the 64x64 frames scaled up 8x for a readable overlay (issue #31)
 
 
 def test_colour_order_survives_the_video_path(tmp_path):
