@@ -40,20 +40,37 @@ VERBS = [
 ]
 
 
+TRAIN_MARK = "[needs edgecnn[train]]"
+
+
+def toolchain_missing() -> bool:
+    """True on an install without the host toolchain (a device install: no TensorFlow or Keras)."""
+    import importlib.util
+
+    return any(importlib.util.find_spec(name) is None for name in ("tensorflow", "keras"))
+
+
 def build_parser() -> argparse.ArgumentParser:
+    device_install = toolchain_missing()
     parser = argparse.ArgumentParser(
         prog="edgecnn",
         description="Train, convert, quantise, run and profile CNN image classifiers for edge devices.",
+        epilog=f'This install has no TensorFlow/Keras: the commands marked {TRAIN_MARK} need pip install "edgecnn[train]" '
+        "(on the build host); the others run here."
+        if device_install
+        else None,
     )
     parser.add_argument("--version", action="version", version=f"edgecnn {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="COMMAND")
     for verb in VERBS:
         module = importlib.import_module(f"edgecnn.cli.{verb.replace('-', '_')}")
-        p = sub.add_parser(verb, help=module.HELP, description=module.HELP)
+        host_side = (module.__doc__ or "").startswith("Host side:")
+        text = f"{TRAIN_MARK} {module.HELP}" if host_side and device_install else module.HELP
+        p = sub.add_parser(verb, help=text, description=text)
         p.add_argument("--debug", action="store_true", help="show full tracebacks")
         p.add_argument("-v", "--verbose", action="store_true", help="say more (runtime choices, skipped candidates)")
         module.add_arguments(p)
-        p.set_defaults(_run=module.run, _host_side=(module.__doc__ or "").startswith("Host side:"))
+        p.set_defaults(_run=module.run, _host_side=host_side)
     return parser
 
 
