@@ -66,15 +66,16 @@ def measured_elsewhere(r: dict[str, Any]) -> bool:
     if not target or target == "host":
         return False
     here = r.get("measured_profile")
-    if isinstance(here, str):
+    if isinstance(here, str) and here != "host":
         return here != target
+    # recorded as 'host' (no board signature found, as on an emulated board) or not recorded: judged by the CPU
     from edgecnn.devices import load_profile
     from edgecnn.errors import EdgeCNNError
 
     try:
         p = load_profile(target)
     except EdgeCNNError:  # a profile this edgecnn does not know: nothing to judge it by
-        return False
+        return here is not None
     arch, cpu = str(r["system"].get("arch") or ""), r["system"]["cpu_model"].lower()
     return bool((p.arch and arch and p.arch != arch) or (p.cpu.model and p.cpu.model.lower() not in cpu))
 

@@ -189,12 +189,14 @@ def test_report_says_where_each_result_was_measured_apart_from_its_profile(tmp_p
         _result_file(tmp_path / "old.json", profile="rpi4", measured_profile=None, cpu="AMD EPYC 7B13"),
         _result_file(tmp_path / "pi.json", profile="rpi4", measured_profile="rpi4", cpu="Cortex-A72", arch="aarch64"),
         _result_file(tmp_path / "oldpi.json", profile="rpi4", measured_profile=None, cpu="Cortex-A72", arch="aarch64"),
+        # an emulated Cortex-A72 has no device tree: its own profile is 'host', its CPU the rpi4's
+        _result_file(tmp_path / "qemu.json", profile="rpi4", measured_profile="host", cpu="Cortex-A72", arch="aarch64"),
     ]
     assert main(["report", *files, "--out", str(tmp_path / "cmp.png")]) == 0
     out = capsys.readouterr().out
     lines = {ln.split("│")[1].strip(): ln for ln in out.splitlines() if ln.count("│") > 5}
     assert "AMD EPYC 7B13 (host)" in lines["demo"] and "rpi4: NOT measured (est. 0.1, likely 0.077-0.13 ms)" in lines["demo"]
     assert "rpi4: NOT measured" in lines["old"]
-    assert "Cortex-A72 (rpi4)" in lines["pi"] and "NOT" not in lines["pi"] and "NOT" not in lines["oldpi"]
+    assert "Cortex-A72 (rpi4)" in lines["pi"] and not any("NOT" in lines[k] for k in ("pi", "oldpi", "qemu"))
     notes = [ln for ln in out.splitlines() if ln.startswith("note:")]
     assert len([n for n in notes if "measured on AMD EPYC" in n and "not a rpi4's" in n]) == 2, notes
