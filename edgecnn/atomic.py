@@ -245,3 +245,26 @@ def remove_stale_temp(prefixes: tuple[str, ...], folder: str | Path | None = Non
                 p.unlink(missing_ok=True)
             removed.append(p)
     return removed
+
+
+def temporary_directory(prefix: str) -> _Temporary:
+    """``tempfile.TemporaryDirectory`` named ``<prefix><pid>-...`` that a stopped command removes too (``stop_now``
+    ends the process without unwinding: the ``with`` block's own clean-up never runs, issue #31), and that a later
+    command removes when a kill -9 left it (``remove_stale_temp`` with the same prefix)."""
+    return _Temporary(prefix)
+
+
+class _Temporary:
+    def __init__(self, prefix: str) -> None:
+        remove_stale_temp((prefix,))
+        self._tmp = tempfile.TemporaryDirectory(prefix=f"{prefix}{os.getpid()}-")
+        cleanup.remember(self._tmp.name)
+
+    def __enter__(self) -> str:
+        return self._tmp.name
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self._tmp.cleanup()
+        finally:
+            cleanup.forget(self._tmp.name)

@@ -26,6 +26,7 @@ _lock = threading.Lock()
 _paths: dict[str, Path] = {}
 _processes: dict[int, Any] = {}
 _stoppers: list[tuple[threading.Event, dict[str, str]]] = []
+_on_stop: list[Any] = []  # callables run first by undo(): what a path or a pid cannot express (SSH masters to close)
 _watching = False
 SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
@@ -56,6 +57,13 @@ def forget_process(proc: Any) -> None:
         _processes.pop(proc.pid, None)
 
 
+def on_stop(fn: Any) -> None:
+    """Run ``fn()`` when a signal stops the command (before processes are killed and paths removed)."""
+    with _lock:
+        if fn not in _on_stop:
+            _on_stop.append(fn)
+
+
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
@@ -69,6 +77,13 @@ def undo() -> tuple[int, int]:
     global _closing
     with _lock:
         _closing = True
+        callbacks = list(_on_stop)
+    for fn in callbacks:
+        try:
+            fn()
+        except Exception:  # noqa: BLE001 - the rest of the clean-up goes on whatever one step raised
+            pass
+    with _lock:
         procs, paths = list(_processes.values()), list(_paths.values())
         _processes.clear()
     for proc in procs:

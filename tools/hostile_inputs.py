@@ -831,9 +831,12 @@ def _snapshot(folder: Path) -> set[str]:
     return {str(p.relative_to(folder)) for p in folder.rglob("*")} if folder.exists() else set()
 
 
-def _temp_entries() -> set[str]:
-    tmp = Path(tempfile.gettempdir())
-    return {p.name for p in tmp.iterdir() if p.name.startswith(("edgecnn-export-", "edgecnn-worker-", ".edgecnn"))}
+# what edgecnn puts in the temp folder and must remove (a log kept for the user, edgecnn-kept-log-*, may stay)
+TEMP_PREFIXES = ("edgecnn-export-", "edgecnn-worker-", "edgecnn-ssh-", "edgecnn-release-", ".edgecnn")
+
+
+def _temp_entries(tmp: Path) -> set[str]:
+    return {p.name for p in tmp.iterdir() if p.name.startswith(TEMP_PREFIXES)}
 
 
 @dataclass
@@ -858,10 +861,14 @@ def run_case(case: Case, ctx: Ctx, work: Path) -> Result:
         keras_models(folder)
     ctx.folder = folder
     argv = case.argv(ctx)
-    before, temp_before = _snapshot(folder), _temp_entries()
+    before = _snapshot(folder)
+    # a temp folder of the case's own (short: it holds SSH control sockets): only what its command and that command's
+    # children made is in it, not what another program left in the machine's temp folder (issue #31)
+    tmp = Path(tempfile.mkdtemp(prefix="hostile-", dir="/tmp" if Path("/tmp").is_dir() else None))
     t0 = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edgecnn", *argv], cwd=folder, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "edgecnn", *argv], cwd=folder, env={**ENV, "TMPDIR": str(tmp)}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
     )
     if case.signal_after is not None:
         try:
@@ -873,12 +880,13 @@ def run_case(case: Case, ctx: Ctx, work: Path) -> Result:
     except subprocess.TimeoutExpired:
         proc.kill()
         out, err = proc.communicate()
+        shutil.rmtree(tmp, ignore_errors=True)
         return Result(case, False, time.monotonic() - t0, None, f"hung: still running after {case.timeout + 2:g} s", err[-300:])
     seconds = time.monotonic() - t0
     time.sleep(0.2)  # a child process's last writes
     new_files = sorted(p for p in _snapshot(folder) - before if not any(p.startswith(c) for c in case.creates))
-    # only what this case's command left (its pid is in the name): another program's exports are not the case's
-    new_temp = sorted(e for e in _temp_entries() - temp_before if re.search(rf"-{proc.pid}-", e))
+    new_temp = sorted(_temp_entries(tmp))
+    shutil.rmtree(tmp, ignore_errors=True)
     text = err + out
     line = next((ln for ln in err.splitlines() if ln.startswith("error:")), err.strip().splitlines()[-1] if err.strip() else "")
     problems = []

@@ -41,7 +41,16 @@ VERBS = [
     "release",
     "demo",
 ]
-_NEEDS_TRAIN = " [host: needs edgecnn[train]]"
+
+
+TRAIN_MARK = "[needs edgecnn[train]]"
+
+
+def toolchain_missing() -> bool:
+    """True on an install without the host toolchain (a device install: no TensorFlow or Keras)."""
+    import importlib.util
+
+    return any(importlib.util.find_spec(name) is None for name in ("tensorflow", "keras"))
 
 
 def verb_module(verb: str) -> str:
@@ -62,11 +71,15 @@ class _JSONErrorParser(argparse.ArgumentParser):
 
 
 def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
+    device_install = toolchain_missing()
     cls = _JSONErrorParser if json_errors else argparse.ArgumentParser
     parser = cls(
         prog="edgecnn",
         description="Train, convert, quantise, run and profile CNN image classifiers for edge devices.",
-        epilog="Commands marked [host: ...] need the training toolchain; a board's install runs the others.",
+        epilog=f'This install has no TensorFlow/Keras: the commands marked {TRAIN_MARK} need pip install "edgecnn[train]" '
+        "(on the build host); the others run here."
+        if device_install
+        else None,
     )
     parser.add_argument("--version", action="version", version=f"edgecnn {__version__}")
     parser.add_argument(
@@ -78,12 +91,13 @@ def build_parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=cls)
     for verb in VERBS:
         module = importlib.import_module(verb_module(verb))
-        host = verb in HOST_VERBS
-        p = sub.add_parser(verb, help=module.HELP + (_NEEDS_TRAIN if host else ""), description=module.HELP)
+        host_side = verb in HOST_VERBS
+        text = f"{TRAIN_MARK} {module.HELP}" if host_side and device_install else module.HELP
+        p = sub.add_parser(verb, help=text, description=text)
         p.add_argument("--debug", action="store_true", help="show full tracebacks")
         p.add_argument("-v", "--verbose", action="store_true", help="say more (runtime choices, skipped candidates)")
         module.add_arguments(p)
-        p.set_defaults(_run=module.run, _host_side=host)
+        p.set_defaults(_run=module.run, _host_side=host_side)
     return parser
 
 

@@ -64,8 +64,9 @@ def run(args) -> int:
 
     def ready(clf, checked) -> None:
         if args.verbose:
-            for line in clf.selection.explain():
+            for line in clf.selection.explain()[:-1]:  # the runtimes passed over, and why
                 print(f"[classify] {line}", file=log)
+        print(f"[classify] {chosen_line(clf.describe())}", file=log, flush=True)
         note_self_check(checked, "classify", verbose=args.verbose)
         if args.top_k > len(clf.labels):
             print(
@@ -96,6 +97,19 @@ def run(args) -> int:
         print(json.dumps(report, indent=2, default=str))
     print(summary_line(report), file=log)
     return 0
+
+
+def chosen_line(d: dict) -> str:
+    """The one line that says what classify runs: the artifact, its format and precision, and the runtime on what."""
+    from pathlib import Path
+
+    where = Path(d["artifact"])
+    threads = f", {d['threads']} threads" if d.get("threads") else ""
+    providers = f" [{', '.join(d['providers'])}]" if d.get("providers") and d["providers"] != [d["accelerator"]] else ""
+    return (
+        f"artifact {where.parent.name}/{where.name} ({d['format']}/{d['precision']}) with {d['runtime']} {d['version']} "
+        f"on {d['accelerator']}{threads}{providers}"
+    )
 
 
 def summary_line(report: dict) -> str:

@@ -25,9 +25,12 @@ def run(args) -> int:
         check_can_create(chart, "chart")  # before reading anything
     results = load_results(args.results)
     out = console()
-    keep = {"RSS MB": 0, "CPU": 1, "threads": 2, "invoke p90": 3, "runtime": 4, "precision": 5, "fresh p50": 6, "FPS": 7}
+    keep = {"RSS MB": 0, "threads": 2, "invoke p90": 3, "runtime": 4, "precision": 5, "fresh p50": 6, "FPS": 7}
+    left = ("measured on", "profile", "runtime", "result")
+    # where it was measured and for which profile are never left out: they fold instead (issue #31)
+    fold = {"measured on": 14, "profile": 14}
     columns = [
-        Column(h, keep=keep.get(h), justify="right" if h in keep and h not in ("CPU", "runtime") else "left") for h in HEADERS
+        Column(h, keep=keep.get(h), justify="left" if h in left else "right", fold_to=fold.get(h)) for h in HEADERS
     ]
     out.print(fitted("latency across devices (ms)", columns, rows(results), out.width))
     from rich.markup import escape

@@ -106,8 +106,9 @@ def _latency(profiles: list[dict[str, Any]], device: str) -> list[str]:
         "",
         "`invoke` leaves the input unchanged between runs (what benchmark_model and benchmark_app measure); "
         "`fresh-input` writes a new input every run, as a camera does. The estimate for the other device is a "
-        "per-layer roofline scaled by this host's measured efficiency, with the range its own error here gives: an "
-        "estimate, not a measurement.",
+        "per-layer roofline scaled by this host's measured efficiency, with a likely range of at least +-30% (wider when "
+        "the medians of this run's slices moved: a busy host): an estimate, not a measurement. The plots below are "
+        "titled with their artifact and clip their axis at p99.5, counting the slower runs.",
         "",
         *md.table([*headers, f"{device} estimate ms"], rows),
         "",

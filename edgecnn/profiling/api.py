@@ -43,6 +43,9 @@ def profile_for(
         trust_key=trust_key_from(str(trust_key) if trust_key else None),  # or $EDGECNN_TRUST_KEY, checked first
         self_check=self_check,
     )
+    # where it was measured, apart from the profile whose chain and threads it used: 'rpi4' measured on this
+    # workstation is this workstation's latency (issue #31: report read it as a Pi's)
+    result["measured_profile"] = host_name
     if target is not measured_on:
         result["estimate"] = _estimate(result, measured_on, target, calibration)
     return result
@@ -78,7 +81,7 @@ def _estimate(result: dict[str, Any], host: DeviceProfile, target: DeviceProfile
         host=host,
         target=target,
         measured_host_ms=result["invoke"]["p50"],
-        measured_host_p90_ms=result["invoke"]["p90"],
+        host_samples_ms=result["raw_ms"]["invoke"],
         host_threads=threads,
         calibration=found,
         device_calibration=from_boards,

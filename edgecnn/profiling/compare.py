@@ -14,7 +14,7 @@ HOT_C = 80.0
 _FIELDS = (
     ("runtime.runtime", str), ("threads", (int, type(None))), ("model.precision", str), ("system.cpu_model", str),
     ("invoke.p50", float), ("invoke.p90", float), ("invoke.fps", float), ("fresh_input.p50", float),
-    ("memory.peak_rss_mb", float), ("device_profile", (str, type(None))),
+    ("memory.peak_rss_mb", float), ("device_profile", (str, type(None))), ("measured_profile", (str, type(None))),
 )
 
 
@@ -58,6 +58,48 @@ def load_results(paths: list[str]) -> list[dict[str, Any]]:
     return out
 
 
+def measured_elsewhere(r: dict[str, Any]) -> bool:
+    """True when the result's device profile is not the machine that measured it (``profile --device rpi4`` run on
+    a workstation: that profile gave the runtime chain and threads; the latencies are the workstation's). Results
+    from before ``measured_profile`` was recorded are judged by the profile's architecture and CPU model."""
+    target = r.get("device_profile")
+    if not target or target == "host":
+        return False
+    here = r.get("measured_profile")
+    if isinstance(here, str) and here != "host":
+        return here != target
+    # recorded as 'host' (no board signature found, as on an emulated board) or not recorded: judged by the CPU
+    from edgecnn.devices import load_profile
+    from edgecnn.errors import EdgeCNNError
+
+    try:
+        p = load_profile(target)
+    except EdgeCNNError:  # a profile this edgecnn does not know: nothing to judge it by
+        return here is not None
+    arch, cpu = str(r["system"].get("arch") or ""), r["system"]["cpu_model"].lower()
+    return bool((p.arch and arch and p.arch != arch) or (p.cpu.model and p.cpu.model.lower() not in cpu))
+
+
+def measured_on(r: dict[str, Any]) -> str:
+    """The machine that measured: its CPU, and its own profile where recorded (``AMD EPYC 7B13 (host)``)."""
+    cpu = r["system"]["cpu_model"][:30]
+    here = r.get("measured_profile")
+    return f"{cpu} ({here})" if isinstance(here, str) else cpu
+
+
+def target_cell(r: dict[str, Any]) -> str:
+    """The device profile; one the machine is not is marked, with its estimate when the result carries one."""
+    target = r.get("device_profile") or "-"
+    if not measured_elsewhere(r):
+        return target
+    est = r.get("estimate") or {}
+    if isinstance(est.get("estimated_p50_ms"), float) and est.get("device") == target:
+        rng = est.get("range_ms")
+        span = f", likely {rng[0]:.3g}-{rng[1]:.3g}" if isinstance(rng, list) and len(rng) == 2 else ""
+        return f"{target}: NOT measured (est. {est['estimated_p50_ms']:.3g}{span} ms)"
+    return f"{target}: NOT measured"
+
+
 def flags(results: list[dict[str, Any]]) -> list[str]:
     notes = []
     for key, get in (
@@ -70,12 +112,18 @@ def flags(results: list[dict[str, Any]]) -> list[str]:
         if len(values) > 1:
             notes.append(f"{key} differs between results ({', '.join(sorted(values))}): latencies are not like for like")
     for r in results:
+        name = Path(r["_file"]).name
+        if measured_elsewhere(r):
+            notes.append(
+                f"{name}: profile {r['device_profile']} but measured on {measured_on(r)}: its latencies are that "
+                f"machine's, not a {r['device_profile']}'s (measure on the board: edgecnn profile ... --on BOARD)"
+            )
         temps = r["system"].get("temperatures_after_c") or {}
         if temps and max(temps.values()) >= HOT_C:
-            notes.append(f"{Path(r['_file']).name}: {max(temps.values()):.0f} C after the run (thermal throttling likely)")
+            notes.append(f"{name}: {max(temps.values()):.0f} C after the run (thermal throttling likely)")
         thr = r["system"].get("throttling")
         if thr and thr.get("now"):
-            notes.append(f"{Path(r['_file']).name}: throttled during the run ({', '.join(thr['now'])})")
+            notes.append(f"{name}: throttled during the run ({', '.join(thr['now'])})")
     return notes
 
 
@@ -83,8 +131,8 @@ def rows(results: list[dict[str, Any]]) -> list[list[str]]:
     return [
         [
             Path(r["_file"]).stem,
-            r.get("device_profile") or "-",
-            r["system"]["cpu_model"][:30],
+            measured_on(r),
+            target_cell(r),
             r["runtime"]["runtime"],
             str(r["threads"]),
             r["model"]["precision"],
@@ -100,8 +148,8 @@ def rows(results: list[dict[str, Any]]) -> list[list[str]]:
 
 HEADERS = [
     "result",
+    "measured on",
     "profile",
-    "CPU",
     "runtime",
     "threads",
     "precision",

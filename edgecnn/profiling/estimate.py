@@ -284,12 +284,41 @@ def find_device_calibration(device: str, runtime: str, precision: str, threads: 
 # How far a p50 measured on one machine moves between runs of the same command (README, "Measured here"): the least
 # uncertainty an estimate scaled from one measurement can honestly claim.
 RUN_TO_RUN_SPREAD = 0.3
+MEDIAN_BLOCKS = 5
 
 
 def likely_range(value: float, *spreads: float | None) -> list[float]:
     """[low, high] around ``value`` for the largest relative spread given (never less than RUN_TO_RUN_SPREAD)."""
     u = max([RUN_TO_RUN_SPREAD, *(abs(s) for s in spreads if s is not None)])
     return [value / (1 + u), value * (1 + u)]
+
+
+def median_spread(samples: list[float] | None, blocks: int = MEDIAN_BLOCKS) -> float | None:
+    """How far this run's p50 itself is uncertain: the largest relative distance of the median of any of ``blocks``
+    consecutive slices of the samples from the median of all (None with fewer than 4 samples a slice).
+
+    Not p90/p50 (what the range used before): on a shared machine a tenth of the runs of a 0.05 ms model can be
+    preempted for milliseconds, p90 lands on those hiccups, and the range swung from 0.066-0.153 ms to 0.002-27 ms
+    between four runs of the same demo (issue #31). Hiccups spread over the run barely move any slice's median; a
+    load that comes or goes during the run moves some slices' medians, and so widens the range, as it should."""
+    if not samples or len(samples) < 4 * blocks:
+        return None
+    import numpy as np
+
+    values = np.asarray(samples, dtype=float)
+    whole = float(np.median(values))
+    if whole <= 0:
+        return None
+    return max(abs(float(np.median(part)) / whole - 1) for part in np.array_split(values, blocks))
+
+
+def ratio_spread(ratio_minus_one: float | None) -> float | None:
+    """A prediction's error ``predicted / measured - 1`` as a spread, the same either way: 0.5x and 2x both give 1.0
+    (a plain |error| would call 0.1x a 90 % error and 10x a 900 % one)."""
+    if ratio_minus_one is None or ratio_minus_one <= -1:
+        return None
+    r = 1 + ratio_minus_one
+    return max(r, 1 / r) - 1
 
 
 def _from_boards(cal: dict[str, Any], layers: list[list[Any]], precision: str, target: DeviceProfile, here_ms: float, tail):
@@ -316,7 +345,7 @@ def estimate(
     host: DeviceProfile,
     target: DeviceProfile,
     measured_host_ms: float,
-    measured_host_p90_ms: float | None = None,
+    host_samples_ms: list[float] | None = None,
     host_threads: int | None = None,
     efficiency: float | None = None,
     calibration: dict[str, Any] | None = None,
@@ -329,10 +358,11 @@ def estimate(
     With a calibration: the calibrated cost formula evaluated for the target, and the same formula's prediction
     for this host next to the measurement (``host_check_error``), the figure that says how far to trust it.
     Without: the target's roofline times this model's measured efficiency here (``efficiency`` overrides it).
-    ``range_ms`` widens the figure by the largest of: a p50's run-to-run spread, this run's p90/p50 spread here, and
-    (calibrated) the formula's error on this host.
+    ``range_ms`` widens the figure by the largest of: a p50's run-to-run spread, how far the medians of slices of
+    this run's ``host_samples_ms`` lie from its p50 (``median_spread``), and (calibrated) the formula's error on this
+    host, either way (``ratio_spread``).
     """
-    tail = measured_host_p90_ms / measured_host_ms - 1 if measured_host_p90_ms and measured_host_ms > 0 else None
+    tail = median_spread(host_samples_ms)
     host_roof = roofline_ms(layers, precision, host, host_threads)
     target_roof = roofline_ms(layers, precision, target)
     if device_calibration is not None and efficiency is None:
@@ -344,7 +374,7 @@ def estimate(
         return {
             "device": target.name,
             "estimated_p50_ms": value,
-            "range_ms": likely_range(value, tail, check, calibration.get("fit_error_median_abs")),
+            "range_ms": likely_range(value, tail, ratio_spread(check), calibration.get("fit_error_median_abs")),
             "roofline_ms": target_roof,
             "host_predicted_ms": predicted_here,
             "host_measured_ms": measured_host_ms,

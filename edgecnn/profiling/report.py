@@ -23,7 +23,8 @@ def markdown(result: dict[str, Any], *, skipped: bool = True) -> str:
         f"# Profile: {Path(m['path']).name} ({m['format']}/{m['precision']})",
         "",
         f"- runtime: {r['runtime']} {r['version']} on {r['accelerator']} (providers: {', '.join(r['providers'])}), threads {result['threads']}",
-        f"- host: {s['cpu_model']}, {s['cores']} cores, governor {s['governor'] or '?'}, clock {s['clock_mhz'] or '?'} MHz",
+        f"- measured on: {s['cpu_model']}, {s['cores']} cores, governor {s['governor'] or '?'}, clock {s['clock_mhz'] or '?'} MHz"
+        + _profile_note(result),
         f"- temperatures before/after: {s['temperatures_before_c'] or '-'} / {s['temperatures_after_c'] or '-'}",
         f"- throttling: {s['throttling'] or 'not readable here (no vcgencmd)'}",
         f"- load {result['load_ms']:.1f} ms, first inference {result['first_inference_ms']:.2f} ms, warm-up {result['warmup_runs']} runs discarded",
@@ -44,6 +45,14 @@ def markdown(result: dict[str, Any], *, skipped: bool = True) -> str:
         lines += [f"- skipped {sk['candidate']}: {sk['reason']}" for sk in result.get("skipped_runtimes") or []]
     lines += _estimate_lines(result.get("estimate"))
     return "\n".join(lines) + "\n"
+
+
+def _profile_note(result: dict[str, Any]) -> str:
+    """The device profile beside the machine: a profile measured on another machine says so (issue #31)."""
+    target, here = result.get("device_profile"), result.get("measured_profile")
+    if not target or here is None or here == target:
+        return f" (profile {target})" if target else ""
+    return f" (this machine's profile: {here}; the {target} profile gave the runtime chain and threads, not the latency)"
 
 
 def _self_check_lines(sc: dict[str, Any] | None) -> list[str]:
@@ -87,45 +96,78 @@ def _estimate_lines(est: dict[str, Any] | None) -> list[str]:
     return lines
 
 
-def plot(result: dict[str, Any], path: Path) -> None:
+PLOT_PERCENTILE = 99.5  # the latency axes end here: the slowest runs (scheduler hiccups) are counted, not drawn
+FENCE_IQR = 5.0  # ... or at p75 + 5 x the interquartile range when that is lower (7 sigma of a normal spread)
+
+
+def plot_title(result: dict[str, Any]) -> str:
+    """What the plot shows, so that two plots never look alike: the artifact (its folder, format and precision), the
+    runtime and where it ran (the CPU, and the device profile when it is not this machine's)."""
+    m, r, s = result["model"], result["runtime"], result["system"]
+    where = Path(m["artifact"]) if m.get("artifact") else Path(m["path"])
+    name = f"{where.parent.name}/{where.name}" if where.parent.name else where.name
+    threads = f", {result['threads']} threads" if result.get("threads") else ""
+    target = result.get("device_profile")
+    here = result.get("measured_profile")
+    profile = f" (profile {target})" if target and (here is None or here == target) else ""
+    if target and here and here != target:
+        profile = f" (profile {here}; chain and threads of {target})"
+    return (
+        f"{name}: {m['format']}/{m['precision']}, {r['runtime']} on {r.get('accelerator') or 'CPU'}{threads}\n"
+        f"measured on {s['cpu_model']}{profile}"
+    )
+
+
+def figure(result: dict[str, Any]) -> Any:
+    """The latency plot (histogram and CDF of both modes) as a matplotlib Figure: the x axis spans the fastest run to
+    the PLOT_PERCENTILE-th percentile of both modes (or p75 + FENCE_IQR x IQR, the lower), and the runs beyond it are
+    counted in a note: the slowest runs (scheduler hiccups) would otherwise squash the distribution into one bar."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    fig, (h, c) = plt.subplots(1, 2, figsize=(10, 4))
-    for mode, color in (("invoke", "tab:blue"), ("fresh_input", "tab:orange")):
-        v = np.sort(np.asarray(result["raw_ms"][mode]))
-        h.hist(
-            v[v <= 1.3 * max(result["invoke"]["p99"], result["fresh_input"]["p99"])], bins=50, alpha=0.6, color=color, label=mode
-        )
+    modes = (("invoke", "tab:blue"), ("fresh_input", "tab:orange"))
+    every = np.concatenate([np.asarray(result["raw_ms"][mode], dtype=float) for mode, _ in modes])
+    q25, q75, top = np.percentile(every, [25, 75, PLOT_PERCENTILE])
+    # hiccups of more than 0.5 % of runs would still reach p99.5: the axis also stops at a loose Tukey fence
+    lo, hi = float(every.min()), float(min(top, q75 + FENCE_IQR * (q75 - q25)) if q75 > q25 else top)
+    pad = max(hi - lo, 1e-6 * max(hi, 1e-3)) * 0.05
+    lo, hi = max(0.0, lo - pad), hi + pad
+    fig, (h, c) = plt.subplots(1, 2, figsize=(10, 4.4))
+    bins = np.linspace(lo, hi, 51)
+    beyond = []
+    for mode, color in modes:
+        v = np.sort(np.asarray(result["raw_ms"][mode], dtype=float))
+        h.hist(v[v <= hi], bins=bins, alpha=0.6, color=color, label=mode)
         # the quantiles' values go in the legend, not beside their lines: two modes' p50s often lie a hair apart
-        c.plot(
-            v,
-            np.arange(1, len(v) + 1) / len(v),
-            color=color,
-            label=f"{mode}: p50 {result[mode]['p50']:.3f}, p90 {result[mode]['p90']:.3f} ms",
-        )
+        c.plot(v, np.arange(1, len(v) + 1) / len(v), color=color,
+               label=f"{mode}: p50 {result[mode]['p50']:.3f}, p90 {result[mode]['p90']:.3f} ms")
         for q, ls in (("p50", "--"), ("p90", ":")):
             c.axvline(result[mode][q], color=color, linestyle=ls, linewidth=1)
-    # the slowest runs (scheduler hiccups) would squash everything else: clip the axes at 1.3 x p99
-    hi = 1.3 * max(result["invoke"]["p99"], result["fresh_input"]["p99"])
-    top = max(result["invoke"]["max"], result["fresh_input"]["max"])
+        if (n := int((v > hi).sum())):
+            beyond.append(f"{mode}: {n} of {len(v)} runs above {hi:.3f} ms (slowest {v[-1]:.3f})")
     for ax in (h, c):
-        ax.set_xlim(0, hi)
-    if top > hi:
-        c.text(0.98, 0.5, f"max {top:.3f} ms\n(off scale)", transform=c.transAxes, ha="right", fontsize=7)
-    h.set_xlabel("latency (ms)")
-    h.set_title("histogram")
-    h.legend()
-    c.set_xlabel("latency (ms)")
-    c.set_title("CDF (dashed p50, dotted p90)")
-    c.set_ylabel("fraction of runs")
+        ax.set_xlim(lo, hi)
+        ax.set_xlabel("latency (ms)")
+    if beyond:
+        h.text(0.98, 0.97, "off scale:\n" + "\n".join(beyond), transform=h.transAxes, ha="right", va="top", fontsize=7)
+    h.set_title(f"histogram (axis to p{PLOT_PERCENTILE:g})", fontsize=10)
     h.set_ylabel("runs")
+    h.legend(loc="center right", fontsize=8)
+    c.set_title("CDF (dashed p50, dotted p90)", fontsize=10)
+    c.set_ylabel("fraction of runs")
     c.legend(fontsize=8, loc="lower right")
-    fig.suptitle(f"{Path(result['model']['path']).name} - {result['runtime']['runtime']}")
+    fig.suptitle(plot_title(result), fontsize=10)
     fig.tight_layout()
+    return fig
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = figure(result)
     fig.savefig(path, dpi=100)
     plt.close(fig)
 

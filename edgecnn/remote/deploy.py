@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -39,7 +38,9 @@ def staged_release(artifact: Path, trust_key: str | Path | None) -> Iterator[Pat
     if trust_key is not None:
         public_key_pem(trust_key)
     files = set_files(artifact)
-    with tempfile.TemporaryDirectory(prefix="edgecnn-release-") as tmp:
+    from edgecnn.atomic import temporary_directory
+
+    with temporary_directory("edgecnn-release-") as tmp:  # removed also when a signal stops deploy
         stage = Path(tmp) / artifact.name
         stage.mkdir()
         for f in files:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import os
 import re
 import secrets
 import shlex
@@ -148,11 +149,29 @@ def _checked_url(text: str) -> str:
 _CONTROL: dict[str, Any] = {"dir": None, "masters": {}, "lock": threading.Lock()}
 
 
+CONTROL_PREFIX = "edgecnn-ssh-"  # + pid: the folder of a killed command is removed by the next one
+# a Unix socket's path has at most 107 bytes; ssh adds ".XXXXXXXXXXXXXXXX" while it binds, and our name is
+# "TAG8-" + %C (40): with a long $TMPDIR (macOS: /var/folders/...) the master failed with "unix_listener: too long"
+_SOCKET_NAME_BYTES = 1 + 9 + 40 + 17
+
+
 def _control_dir() -> str:
     with _CONTROL["lock"]:
         if _CONTROL["dir"] is None:
-            _CONTROL["dir"] = tempfile.mkdtemp(prefix="edgecnn-ssh-")  # mode 0700: nobody else can use the socket
+            from edgecnn import cleanup
+            from edgecnn.atomic import remove_stale_temp
+
+            base = tempfile.gettempdir()
+            if len(f"{base}/{CONTROL_PREFIX}99999999-xxxxxxxx".encode()) + _SOCKET_NAME_BYTES > 107 and Path("/tmp").is_dir():
+                base = "/tmp"
+            remove_stale_temp((CONTROL_PREFIX,), base)  # what a kill -9 left
+            # mode 0700: nobody else can use the socket
+            _CONTROL["dir"] = tempfile.mkdtemp(prefix=f"{CONTROL_PREFIX}{os.getpid()}-", dir=base)
             atexit.register(close_connections)
+            # Ctrl-C or SIGTERM end the CLI with os._exit (edgecnn.cleanup): neither atexit nor main's finally runs, and
+            # the folder and every master (alive for ControlPersist) were left behind (issue #31)
+            cleanup.remember(_CONTROL["dir"])
+            cleanup.on_stop(close_connections)
         return _CONTROL["dir"]
 
 
@@ -208,7 +227,10 @@ def close_connections() -> None:
     _HOMES.clear()
     _VERSIONS.clear()  # the next command asks again (and so opens its own connection)
     if _CONTROL["dir"]:
+        from edgecnn import cleanup
+
         shutil.rmtree(_CONTROL["dir"], ignore_errors=True)
+        cleanup.forget(_CONTROL["dir"])
         _CONTROL["dir"] = None
 
 

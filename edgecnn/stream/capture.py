@@ -20,6 +20,9 @@ from edgecnn.errors import EdgeCNNError, StreamError
 from edgecnn.stream.frames import normalise_frame
 from edgecnn.stream.sources import CorruptFrame, FrameSource, HTTPSource
 
+STOP_WAIT_S = 0.1  # how long stop() waits for the reader thread before leaving the source to it
+WAKE_CHECK_S = 0.05  # how often get() looks at the caller's stop event while it waits for a frame
+
 
 class Interrupted(Exception):
     """The stop event was set while the source was still opening."""
@@ -141,15 +144,21 @@ class Capture:
         self._interval = 1.0 / fps if fps > 0 else 0.0
 
     def stop(self) -> None:
-        """Stop reading within about a second; the source is closed by whichever thread holds it last."""
+        """Stop reading at once; the source is closed by whichever thread holds it last.
+
+        The reader thread may be inside a read that blocks until the source's next frame (a camera at a few frames a
+        second, a paced file, a silent stream): waiting for it made Ctrl-C take up to 1.6 s (issue #31). An HTTP
+        source is closed from here, which unblocks its read; OpenCV's release() must not run during its read, so
+        after a short wait such a source is left to the reader thread, which closes it when the read returns."""
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
         if self._thread is not None:
-            self._thread.join(timeout=1.0)
-            # an HTTP source's close() unblocks its read from here; OpenCV's release() must not run during its read
+            if isinstance(self.source, HTTPSource):
+                self.source.close()
+            self._thread.join(timeout=STOP_WAIT_S)
             if self._thread.is_alive() and not isinstance(self.source, HTTPSource):
-                return  # inside a blocking OpenCV call: the capture thread closes the source when the call returns
+                return  # inside a blocking read: the capture thread closes the source when the call returns
         self.source.close()
 
     def __enter__(self) -> Capture:
@@ -172,9 +181,10 @@ class Capture:
                 if self._ended:
                     raise StopIteration
                 left = deadline - time.monotonic()
-                if left <= 0:
+                if left <= 0 or self._wake.is_set():
                     break
-                self._cond.wait(left)
+                # in slices: the caller's stop event (Ctrl-C, SIGTERM) does not notify this condition
+                self._cond.wait(min(left, WAKE_CHECK_S))
         now = time.monotonic()
         if self.give_up_after and now - self._last_frame_time > self.give_up_after:
             raise StreamError(f"no frame from {self.source.uri} for {self.give_up_after:g} s; giving up")

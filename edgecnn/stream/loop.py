@@ -98,6 +98,7 @@ def run_loop(
                 health.write(time.monotonic(), stats, capture)
             if frame is not None:
                 pred = _classify_one(classifier, frame, stats, health, sinks, rate)
+                _update(sinks, stats, capture)
                 if on_prediction:
                     on_prediction(frame, pred)
     finally:
@@ -122,6 +123,16 @@ def _classify_one(classifier: Any, frame: Any, stats: LoopStats, health: Any, si
     for sink in sinks:
         sink.write(frame.image, record, pred.top, fps)
     return pred
+
+
+def _update(sinks: list[Any], stats: LoopStats, capture: Capture) -> None:
+    """Hand the stream's counters to the sinks that show them (the live page)."""
+    c = capture.stats
+    counters = {"read": c.read, "classified": stats.classified, "dropped": c.dropped, "corrupt": c.corrupt,
+                "reconnects": c.reconnects}
+    for sink in sinks:
+        if (update := getattr(sink, "update", None)) is not None:
+            update(counters)
 
 
 def _summary(stats: LoopStats, capture: Capture) -> dict[str, Any]:
@@ -189,6 +200,7 @@ def classify_stream(
     with ExitStack() as stack:
         caught = stack.enter_context(stop_on_signals(stop))
         opened = _open_sinks(stack, sinks, say)
+        _describe_run(opened, classifier, source)
         log = _open_health(stack, health)
         capture = Capture(source)
         try:
@@ -225,6 +237,23 @@ def _open_sinks(stack: ExitStack, uris: list[str], say: Any) -> list[Any]:
     for line in (line for s in opened for line in s.announce()):
         say(line)
     return opened
+
+
+def _describe_run(sinks: list[Any], classifier: Any, source: Any) -> None:
+    """Tell the sinks what is classified: the artifact and runtime, and the source (a URL's password left out)."""
+    from edgecnn.redact import redact
+
+    d = classifier.describe() if hasattr(classifier, "describe") else {}
+    model = ""
+    if d.get("artifact"):
+        from pathlib import Path
+
+        where = Path(d["artifact"])
+        model = f"{where.parent.name}/{where.name} ({d.get('format')}/{d.get('precision')}, {d.get('runtime')} on {d.get('accelerator')})"
+    info = {"model": model, "source": redact(str(getattr(source, "uri", source)))}
+    for sink in sinks:
+        if (describe := getattr(sink, "describe_run", None)) is not None:
+            describe(info)
 
 
 def _open_health(stack: ExitStack, health: tuple[str, float] | None) -> Any:

@@ -43,6 +43,13 @@ class Sink:
 
     def write(self, frame: np.ndarray, record: dict[str, Any], top: list[tuple[str, float]], fps: float) -> None: ...
 
+    def describe_run(self, info: dict[str, Any]) -> None:
+        """What is being classified (``model``: the artifact and runtime, ``source``: its URI), once, before the first
+        frame; the live page names them."""
+
+    def update(self, counters: dict[str, int]) -> None:
+        """The stream's counters after each frame (read, classified, dropped, corrupt, reconnects)."""
+
     def close(self) -> None: ...
 
     @classmethod

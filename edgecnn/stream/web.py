@@ -2,9 +2,14 @@
 
 The page shows the frames as they are classified (an MJPEG stream of the picture itself, nothing drawn on it: on a
 64x64 frame any text would cover the subject), scaled up to at least 256 px with square pixels when they are small,
-and beside it the top labels, the frame rate and a latency chart with labelled axes. ``/state.json`` is the latest
-prediction record (what the jsonl sink writes) plus the frame's size (and, under ``edgecnn serve``, ``service``: the
-source's debounced state and its history of changes, shown under the chart); ``/stream.mjpg`` the picture.
+and beside it the top labels, the frame rate and a latency chart with labelled axes. Above them: the model (artifact,
+format/precision, runtime) and the source; below the label: the counters (classified, read, dropped, corrupt,
+reconnects) and the most frequent top classes. ``/state.json`` is the latest prediction record (what the jsonl sink
+writes) plus the frame's size, ``run`` (model, source), ``counters``, ``classes`` and ``history`` (the inference
+latency of the last frames, so that a page opened late starts with a full chart) (and, under ``edgecnn serve``,
+``service``: the source's debounced state and its history of changes, shown under the chart); ``/stream.mjpg`` the
+picture. When the source ends the page says so in a banner; when classify stops (the page's requests go unanswered)
+it says the stream has stopped and greys the picture, instead of freezing on the last frame rate (issue #31).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+from collections import Counter, deque
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
@@ -23,27 +29,33 @@ from edgecnn.errors import StreamError
 from edgecnn.stream.sinks import Sink
 
 MIN_WIDTH_PX = 256  # the page scales smaller frames up by a whole factor to at least this width
+HISTORY = 100  # frames in the latency chart, kept by the server so that a page opened late starts with them
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>edgecnn live</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>
 body{font-family:system-ui,sans-serif;background:#111;color:#eee;margin:1em}
-h1{font-size:1.2em;font-weight:normal;color:#aaa;margin:0 0 .6em}
+h1{font-size:1.2em;font-weight:normal;color:#aaa;margin:0 0 .3em}
+#run{color:#9ab;margin:0 0 .6em;font-size:.95em}
+#banner{display:none;padding:.5em .8em;margin:0 0 .8em;border-radius:4px;font-size:1.1em}
+#banner.ended{display:block;background:#553;color:#ffd}#banner.stopped{display:block;background:#622;color:#fdd}
+body.stopped #video,body.stopped canvas{opacity:.45}
 #main{display:flex;flex-wrap:wrap;gap:1.5em;align-items:flex-start}
 #video{image-rendering:pixelated;image-rendering:crisp-edges;max-width:100%;background:#000;min-width:256px}
 #side{min-width:320px}
 #label{font-size:2em;margin-bottom:.2em}
 #top{margin:0 0 .6em;padding:0;list-style:none;color:#bbb}
-#stats{color:#bbb;margin-bottom:.8em}
+#stats,#counters,#classes{color:#bbb;margin-bottom:.5em}
 canvas{background:#1b1b1b;display:block}
 #service{font-size:1.3em;margin:.8em 0 .3em}#history{margin:0;padding-left:1.2em;color:#bbb;font-size:.9em}
-</style></head><body><h1>edgecnn live</h1>
+</style></head><body><h1>edgecnn live</h1><div id="run"></div><div id="banner" role="status"></div>
 <div id="main"><img id="video" src="/stream.mjpg" alt="the classified frames">
-<div id="side"><div id="label">waiting...</div><ul id="top"></ul><div id="stats"></div>
+<div id="side"><div id="label">waiting...</div><ul id="top"></ul><div id="stats"></div><div id="counters"></div>
+<div id="classes"></div>
 <canvas id="chart" width="480" height="200" aria-label="inference latency of the last frames"></canvas>
 <div id="service"></div><ol id="history"></ol></div></div>
 <script>
-const MIN_W=__MIN_WIDTH__, N=100, hist=[];
+const MIN_W=__MIN_WIDTH__, N=__HISTORY__;let hist=[],failures=0,lastOk=0,stopped=false;
 function fit(w,h){ // whole-number scale so that pixels stay square and sharp
   const img=document.getElementById('video'); if(!w||img.dataset.w==w)return;
   const s=Math.max(1,Math.ceil(MIN_W/w)); img.dataset.w=w; img.style.width=(w*s)+'px'; img.style.height=(h*s)+'px';}
@@ -62,24 +74,42 @@ function chart(){
   c.textAlign='left';c.fillText('inference latency, ms',L,4);
   c.strokeStyle='#4f4';c.lineWidth=2;c.beginPath();
   hist.forEach((v,i)=>{const x=L+(W-L-R)*(N-hist.length+i)/N,y=H-B-(H-T-B)*v/top;i?c.lineTo(x,y):c.moveTo(x,y)});c.stroke();}
-async function tick(){try{const r=await fetch('/state.json',{cache:'no-store'});const s=await r.json();
- if(s.top){fit(s.width,s.height);
-  document.getElementById('label').textContent=s.top[0].label+' '+(100*s.top[0].p).toFixed(1)+'%';
-  document.getElementById('top').innerHTML=s.top.slice(1).map(t=>'<li>'+t.label.replace(/[&<>]/g,'')+' '+(100*t.p).toFixed(1)+'%</li>').join('');
-  document.getElementById('stats').textContent='frame '+s.frame+' | '+s.fps.toFixed(1)+' FPS | inference '+
-    s.latency_ms.inference.toFixed(2)+' ms | '+s.width+'x'+s.height+' px'+(s.ended?' | the source ended':'');
-  if(s.frame!==tick.last){tick.last=s.frame;hist.push(s.latency_ms.inference);if(hist.length>N)hist.shift();chart();}}
- if(s.service)service(s.service);
-}catch(e){}setTimeout(tick,250)}
-function hms(t){const d=new Date(t*1000),p=n=>String(n).padStart(2,'0');return p(d.getHours())+':'+p(d.getMinutes())+':'+p(d.getSeconds())}
+function $(id){return document.getElementById(id)}
 function esc(t){return String(t).replace(/[&<>]/g,'')}
+function banner(kind,text){const b=$('banner');b.className=kind;b.textContent=text}
+function show(s){
+  if(s.run){$('run').textContent='model: '+s.run.model+' | source: '+s.run.source}
+  if(s.top){fit(s.width,s.height);
+    $('label').textContent=s.top[0].label+' '+(100*s.top[0].p).toFixed(1)+'%';
+    $('top').innerHTML=s.top.slice(1).map(t=>'<li>'+esc(t.label)+' '+(100*t.p).toFixed(1)+'%</li>').join('');
+    $('stats').textContent='frame '+s.frame+' | '+(s.ended?'-':s.fps.toFixed(1))+' FPS | inference '+
+      s.latency_ms.inference.toFixed(2)+' ms | '+s.width+'x'+s.height+' px';}
+  const n=s.counters;
+  if(n)$('counters').textContent='classified '+n.classified+' | read '+n.read+' | dropped '+n.dropped+' | corrupt '+
+    n.corrupt+' | reconnects '+n.reconnects;
+  if(s.classes&&s.classes.length)$('classes').textContent='top classes: '+s.classes.map(c=>esc(c[0])+' x'+c[1]).join(', ');
+  if(s.history&&s.frame!==show.last){show.last=s.frame;hist=s.history.slice(-N);chart();}
+  if(s.ended)banner('ended','The source ended after '+(n?n.classified:s.frame)+' frames: the last frame stays here until classify is stopped.');
+  if(s.service)service(s.service);}
+function lost(){ // classify stopped: the page says so instead of freezing on the last figures
+  stopped=true;document.body.className='stopped';
+  banner('stopped','The stream has stopped: edgecnn classify is no longer running'+(lastOk?' (last answer at '+hms(lastOk/1000)+')':'')+
+    '. What is shown is the last state; reload the page after starting classify again.');
+  $('stats').textContent=$('stats').textContent.replace(/[0-9.]+ FPS/,'- FPS');}
+async function tick(){try{const r=await fetch('/state.json',{cache:'no-store'});if(!r.ok)throw new Error(r.status);
+  const s=await r.json();failures=0;lastOk=Date.now();
+  if(stopped){stopped=false;document.body.className='';banner('','')}
+  show(s);if(s.stopped){lost();return}
+ }catch(e){if(++failures>=2&&!stopped)lost()}
+ setTimeout(tick,stopped?2000:250)}
+function hms(t){const d=new Date(t*1000),p=n=>String(n).padStart(2,'0');return p(d.getHours())+':'+p(d.getMinutes())+':'+p(d.getSeconds())}
 function service(v){ // edgecnn serve: the debounced state and its last changes, newest first
   document.getElementById('service').textContent='state: '+(v.state===null?'unknown':v.state)+
     (v.since?' since '+hms(v.since):'')+' ('+v.changes+' change'+(v.changes==1?'':'s')+')';
   document.getElementById('history').innerHTML=v.history.slice(-10).reverse().map(c=>'<li>'+hms(c.time)+' '+
     esc(c.previous===null?'unknown':c.previous)+' &rarr; '+esc(c.state)+' ('+(100*c.confidence).toFixed(0)+'%)</li>').join('');}
 chart();tick();
-</script></body></html>""".replace("__MIN_WIDTH__", str(MIN_WIDTH_PX))
+</script></body></html>""".replace("__MIN_WIDTH__", str(MIN_WIDTH_PX)).replace("__HISTORY__", str(HISTORY))
 
 
 def _address(text: str) -> tuple[str, int]:
@@ -169,6 +199,9 @@ class WebSink(Sink):
         self.host, port = _address(getattr(uri, "text", uri))
         self._jpeg: bytes | None = None
         self._state: dict[str, Any] = {}
+        self._history: deque[float] = deque(maxlen=HISTORY)  # inference ms of the last frames, for a page opened late
+        self._classes: Counter[str] = Counter()  # frames per top label
+        self._extra: dict[str, Any] = {}  # run (model, source) and counters
         self._cond = threading.Condition()
         self._closed = False
         self.service_state: Callable[[], dict[str, Any]] | None = None  # edgecnn serve: the debounced state, history
@@ -178,7 +211,10 @@ class WebSink(Sink):
             raise StreamError(f"cannot serve on {self.host}:{port}: {exc.strerror}", hint="choose another port") from None
         self.server.sink = self
         self.port = self.server.server_address[1]
-        self._thread = threading.Thread(target=self.server.serve_forever, name="edgecnn-web", daemon=True)
+        # shutdown() waits for serve_forever's next poll: 0.05 s, not the default 0.5 s (Ctrl-C ends classify at once)
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, name="edgecnn-web", daemon=True
+        )
         self._thread.start()
 
     def urls(self) -> list[str]:
@@ -199,7 +235,19 @@ class WebSink(Sink):
             if ok:
                 self._jpeg = buf.tobytes()
             self._state = record | {"fps": fps, "width": int(frame.shape[1]), "height": int(frame.shape[0])}
+            if (ms := (record.get("latency_ms") or {}).get("inference")) is not None:
+                self._history.append(ms)
+            if top:
+                self._classes[str(top[0][0])] += 1
             self._cond.notify_all()
+
+    def describe_run(self, info: dict[str, Any]) -> None:
+        with self._cond:
+            self._extra["run"] = {"model": info.get("model") or "-", "source": info.get("source") or "-"}
+
+    def update(self, counters: dict[str, int]) -> None:
+        with self._cond:
+            self._extra["counters"] = dict(counters)
 
     def ended(self) -> None:
         """The source ended: the page keeps its last frame and says so."""
@@ -209,7 +257,12 @@ class WebSink(Sink):
 
     def state(self) -> dict[str, Any]:
         with self._cond:
-            out = dict(self._state)
+            out = dict(self._state) | self._extra
+            if self._state:
+                out["history"] = list(self._history)
+                out["classes"] = self._classes.most_common(5)
+            if self._closed:
+                out["stopped"] = True
         if self.service_state is not None:
             out["service"] = self.service_state()
         return out

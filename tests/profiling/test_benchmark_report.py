@@ -159,3 +159,44 @@ def test_pareto_plot_cannot_make_one_image_look_dramatic(tmp_path):
     ]
     assert drawn["texts_on_axes"] == 0  # names in the legend only: nothing on the plot can overlap
     assert (tmp_path / "p.png").stat().st_size > 5000
+
+
+def _result_file(path, *, profile, measured_profile, cpu, arch="x86_64", estimate=None):
+    s = {"p50": 0.05, "p90": 0.06, "p99": 0.07, "mean": 0.05, "std": 0.01, "min": 0.04, "max": 0.2, "fps": 20000.0, "n": 100}
+    data = {
+        "schema": "edgecnn.profile", "schema_version": 1, "device_profile": profile,
+        "model": {"path": "/a/tflite-int8/model.tflite", "format": "tflite", "precision": "int8"},
+        "runtime": {"runtime": "litert"}, "threads": 4, "invoke": s, "fresh_input": s,
+        "memory": {"peak_rss_mb": 80.0}, "system": {"cpu_model": cpu, "arch": arch},
+    }
+    if measured_profile is not None:
+        data["measured_profile"] = measured_profile
+    if estimate:
+        data["estimate"] = estimate
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+def test_report_says_where_each_result_was_measured_apart_from_its_profile(tmp_path, capsys, monkeypatch):
+    """Issue #31: the demo's host measurements, made with profile rpi4, were listed as 'rpi4' beside 'AMD EPYC' as if
+    measured on a Pi. The machine and the profile are separate columns, and a profile the machine is not is marked
+    NOT measured, with its estimate, and explained in a note; an older result without measured_profile is judged by
+    the profile's CPU and architecture."""
+    monkeypatch.setenv("COLUMNS", "200")
+    est = {"device": "rpi4", "estimated_p50_ms": 0.1, "range_ms": [0.077, 0.13]}
+    files = [
+        _result_file(tmp_path / "demo.json", profile="rpi4", measured_profile="host", cpu="AMD EPYC 7B13", estimate=est),
+        _result_file(tmp_path / "old.json", profile="rpi4", measured_profile=None, cpu="AMD EPYC 7B13"),
+        _result_file(tmp_path / "pi.json", profile="rpi4", measured_profile="rpi4", cpu="Cortex-A72", arch="aarch64"),
+        _result_file(tmp_path / "oldpi.json", profile="rpi4", measured_profile=None, cpu="Cortex-A72", arch="aarch64"),
+        # an emulated Cortex-A72 has no device tree: its own profile is 'host', its CPU the rpi4's
+        _result_file(tmp_path / "qemu.json", profile="rpi4", measured_profile="host", cpu="Cortex-A72", arch="aarch64"),
+    ]
+    assert main(["report", *files, "--out", str(tmp_path / "cmp.png")]) == 0
+    out = capsys.readouterr().out
+    lines = {ln.split("│")[1].strip(): ln for ln in out.splitlines() if ln.count("│") > 5}
+    assert "AMD EPYC 7B13 (host)" in lines["demo"] and "rpi4: NOT measured (est. 0.1, likely 0.077-0.13 ms)" in lines["demo"]
+    assert "rpi4: NOT measured" in lines["old"]
+    assert "Cortex-A72 (rpi4)" in lines["pi"] and not any("NOT" in lines[k] for k in ("pi", "oldpi", "qemu"))
+    notes = [ln for ln in out.splitlines() if ln.startswith("note:")]
+    assert len([n for n in notes if "measured on AMD EPYC" in n and "not a rpi4's" in n]) == 2, notes

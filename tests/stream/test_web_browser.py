@@ -136,3 +136,77 @@ def test_live_page_screenshot_small_frame_scaled_up_overlay_off_picture_chart_wi
     chart = shot[cy : cy + ch, cx : cx + cw]
     assert (chart[30 : ch - 40, :45] > 120).sum() > 40, "no y-axis tick labels"
     assert (chart[ch - 34 :, 60:] > 120).sum() > 40, "no x-axis labels"
+
+
+def test_live_page_names_the_run_counts_starts_with_history_and_says_when_classify_stopped(
+    browser, lenet_artifacts, digits_test_split, tmp_path
+):
+    """Issue #31: the page did not name the model or the source, counted only the frame number, opened with an empty
+    latency chart, and froze on the last FPS when classify stopped. Opened after the source ended, then classify
+    stopped with Ctrl-C, all in a real Chromium."""
+    import sys
+    from pathlib import Path
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from edgecnn.host.data.video import write_video
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from live_page import LivePage
+
+    video = write_video(digits_test_split.images[:20], tmp_path / "d.avi", size=(64, 64), fps=20)
+    page = LivePage(lenet_artifacts / "tflite-fp32", f"file:{video}")
+    try:
+        page.wait_for_line("the source ended after 20 frames")
+        browser.get(page.url)
+        wait = WebDriverWait(browser, 15)
+        wait.until(lambda b: b.find_element(By.ID, "label").text != "waiting...")
+        text = {k: browser.find_element(By.ID, k).text for k in ("run", "counters", "classes", "banner", "stats")}
+        assert text["run"] == f"model: {lenet_artifacts.name}/tflite-fp32 (tflite/fp32, litert on CPU) | source: file:{video}"
+        assert text["counters"] == "classified 20 | read 20 | dropped 0 | corrupt 0 | reconnects 0", text
+        counts = [int(c.rsplit(" x", 1)[1]) for c in text["classes"].removeprefix("top classes: ").split(", ")]
+        assert text["classes"].startswith("top classes: ") and 1 <= len(counts) <= 5 and sum(counts) <= 20, text
+        assert counts == sorted(counts, reverse=True) and counts[0] >= 2, text
+        assert text["banner"].startswith("The source ended after 20 frames"), text
+        assert "- FPS" in text["stats"], text  # no frame rate claimed for a source that has ended
+        # the chart opened with the run's history, not empty: 20 points, the latencies the server measured
+        assert browser.execute_script("return hist.length") == 20
+        assert page.state()["history"] == browser.execute_script("return hist")
+        rc, last = page.stop()
+        assert rc == 0 and "stopped by SIGINT" in last
+        wait.until(lambda b: "stopped" in b.find_element(By.ID, "banner").get_attribute("class"))
+        banner = browser.find_element(By.ID, "banner")
+        assert banner.is_displayed() and banner.text.startswith("The stream has stopped: edgecnn classify is no longer running")
+        assert browser.execute_script("return document.body.className") == "stopped"
+        assert "- FPS" in browser.find_element(By.ID, "stats").text
+    finally:
+        page.kill()
+
+
+def test_live_page_stops_showing_a_frame_rate_when_a_live_source_is_stopped(browser, lenet_artifacts):
+    """A camera-like source classified live, the page open, then SIGTERM: the page leaves the running FPS."""
+    import sys
+    from pathlib import Path
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from live_page import LivePage
+
+    page = LivePage(lenet_artifacts / "tflite-fp32", "synthetic:?fps=20&size=64x64")
+    try:
+        browser.get(page.url)
+        wait = WebDriverWait(browser, 15)
+        wait.until(lambda b: "classified" in b.find_element(By.ID, "counters").text)
+        wait.until(lambda b: float(b.find_element(By.ID, "stats").text.split(" | ")[1].split()[0]) > 5)
+        assert not browser.find_element(By.ID, "banner").is_displayed()
+        assert browser.execute_script("return hist.length") > 0
+        page.proc.terminate()
+        assert page.proc.wait(timeout=10) == 0
+        wait.until(lambda b: b.find_element(By.ID, "banner").is_displayed())
+        assert browser.find_element(By.ID, "banner").text.startswith("The stream has stopped")
+        assert browser.find_element(By.ID, "stats").text.split(" | ")[1] == "- FPS"
+    finally:
+        page.kill()
