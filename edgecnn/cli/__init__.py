@@ -21,6 +21,7 @@ VERBS = [
     "validate",
     "train",
     "convert",
+    "toolchain",
     "qat",
     "sensitivity",
     "calibrate-check",

@@ -29,6 +29,9 @@ from edgecnn.errors import ConversionError, first_line
 from edgecnn.registry import Registry
 
 WORKERS: Registry[tuple[str, ...]] = Registry("conversion worker")  # worker name -> the modules it imports first
+# worker name -> a function giving the interpreter it runs on (a toolchain's own venv, edgecnn.toolchain); others
+# run on sys.executable. Such a worker imports edgecnn from this checkout (PYTHONPATH), never the venv's packages.
+INTERPRETERS: dict[str, Any] = {}
 LOG_PREFIX = "edgecnn-worker-"  # + pid: a killed conversion's worker logs are removed by the next one
 
 
@@ -58,6 +61,18 @@ def die_with_parent() -> None:
             pass
 
 
+def _edgecnn_only() -> str:
+    """A folder holding only a link to this edgecnn package: another interpreter's PYTHONPATH (the folder above
+    edgecnn may be a site-packages of this environment, whose libraries must not shadow the toolchain's)."""
+    folder = Path(tempfile.gettempdir()) / f"{LOG_PREFIX}path-{os.getpid()}"
+    link = folder / "edgecnn"
+    if not link.exists():
+        folder.mkdir(exist_ok=True)
+        link.symlink_to(Path(__file__).resolve().parents[1], target_is_directory=True)
+        cleanup.remember(folder)
+    return str(folder)
+
+
 class Worker:
     """Parent side of one worker process: submit jobs by name, ask whether one is still running, read its answer."""
 
@@ -69,8 +84,12 @@ class Worker:
         )
         self.log_path = Path(self._log.name)
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow")
+        python = sys.executable
+        if kind in INTERPRETERS:
+            python = str(INTERPRETERS[kind]())
+            env["PYTHONPATH"] = _edgecnn_only()
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "edgecnn.convert.scheduler", *preload],
+            [python, "-m", "edgecnn.convert.scheduler", *preload],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,
