@@ -126,7 +126,11 @@ def run_benchmark(
     measurable = [r for r in converted if r.path]
     for r in converted:
         row = _row(r)
-        if r.path:
+        if r.path and r.format == "imx500":  # runs in the sensor: its figures come from the compiler's memory report
+            from edgecnn.convert.imx500 import benchmark_figures
+
+            row |= benchmark_figures(Path(r.path))
+        elif r.path:
             say(f"profiling {r.format}/{r.precision} ({measurable.index(r) + 1} of {len(measurable)})")
             row = _measure_row(r, row, out, runs, seconds, device if elsewhere else None, device, board, say)
         rows.append(row)

@@ -118,3 +118,20 @@ def _ends_in_softmax(model: Any) -> bool:
     last = model.layers[-1]
     act = getattr(last, "activation", None)
     return type(last).__name__ == "Softmax" or getattr(act, "__name__", "") == "softmax"
+
+
+def benchmark_figures(artifact: Path) -> dict[str, Any]:
+    """``benchmark``'s row for an imx500 artifact: the sensor's memory from imxconv's report (no host latency: the
+    network runs in the sensor; ``profile`` on the Pi reads its DNN time from get_kpi_info)."""
+    from edgecnn.manifest import Manifest
+
+    m = Manifest.load(artifact)
+    imx = m.extra.get("imx500", {})
+    mem = imx.get("memory", {})
+    used, avail = mem.get("used_bytes"), mem.get("available_bytes") or imx.get("chip_bytes")
+    note = "in the sensor: "
+    if used and avail:
+        note += f"{used / 2**20:.2f} of {avail / 2**20:.2f} MiB on chip ({mem.get('utilization')}), "
+        note += f"{(avail - used) / 2**20:.2f} MiB headroom; "
+    note += "DNN time: edgecnn profile on the Pi (get_kpi_info)"
+    return {"sensor_memory_bytes": used, "sensor_memory_available_bytes": avail, "note": note, "runtime": "imx500 (sensor)"}

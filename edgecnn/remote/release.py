@@ -154,6 +154,10 @@ def verify_release(folder: Path, trust_key: str | None) -> list[str]:
         if not result.passed:
             raise ArtifactError(f"{m.directory.name}: {result.line()}: this board computes other answers than the host did")
         lines.append(f"{m.directory.name}: {result.line()}")
+        if m.format == "imx500":  # the sensor's network.rpk, made here (remote/imx500.py)
+            from edgecnn.remote.imx500 import package
+
+            lines.append(f"{m.directory.name}: network.rpk at {package(m.directory)['rpk']}")
     if not lines:
         raise ArtifactError(f"no artifact of {folder.name} can run on this board (no runtime for its formats is installed)")
     return lines
