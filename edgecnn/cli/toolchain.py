@@ -13,7 +13,7 @@ HELP = (
 def add_arguments(p) -> None:
     p.epilog = (
         "examples:\n"
-        "  edgecnn toolchain install imx500     # a venv under edgecnn's cache with edge-mdt[tf] (about 1.5 GB)\n"
+        "  edgecnn toolchain install imx500     # a venv under edgecnn's cache with edge-mdt[tf] (2.3 GB, 4-5 min)\n"
         "  edgecnn toolchain list               # what is installed, its versions, size and install time\n"
         "The toolchain lives in $EDGECNN_CACHE/toolchains/NAME (default ~/.cache/edgecnn/toolchains/NAME); "
         "`edgecnn convert --device rpi-aicam` finds it there and never installs anything itself."

@@ -126,11 +126,7 @@ def run_benchmark(
     measurable = [r for r in converted if r.path]
     for r in converted:
         row = _row(r)
-        if r.path and r.format == "imx500":  # runs in the sensor: its figures come from the compiler's memory report
-            from edgecnn.convert.imx500 import benchmark_figures
-
-            row |= benchmark_figures(Path(r.path))
-        elif r.path:
+        if r.path:
             say(f"profiling {r.format}/{r.precision} ({measurable.index(r) + 1} of {len(measurable)})")
             row = _measure_row(r, row, out, runs, seconds, device if elsewhere else None, device, board, say)
         rows.append(row)
@@ -161,8 +157,13 @@ def _measure_row(
 ) -> dict[str, Any]:
     """One artifact measured here in a process of its own (with an estimate for ``estimate_for``) and, with
     ``board``, there too; a failing runtime makes a row with its reason, not a crash."""
+    from edgecnn.formats import Format
     from edgecnn.runtime.base import runtime_for
 
+    if r.format == Format.IMX500:  # runs in the sensor: its figures come from the compiler's memory report
+        from edgecnn.convert.imx500 import benchmark_figures
+
+        return row | benchmark_figures(Path(r.path))
     target = out / "profiles" / f"{r.format}-{r.precision}{'-float' if r.keep_float else ''}{'-qat' if r.qat else ''}.json"
     try:
         row |= _measured(

@@ -21,8 +21,16 @@ _POOL = ("pool_size", "strides", "padding", "data_format")
 LAYERS: dict[str, tuple[str, ...]] = {  # class -> the config keys that cross (the rest take tf.keras defaults)
     "InputLayer": (),
     "Conv2D": _CONV,
-    "DepthwiseConv2D": ("kernel_size", "strides", "padding", "depth_multiplier", "data_format", "dilation_rate",
-                        "activation", "use_bias"),  # fmt: skip
+    "DepthwiseConv2D": (
+        "kernel_size",
+        "strides",
+        "padding",
+        "depth_multiplier",
+        "data_format",
+        "dilation_rate",
+        "activation",
+        "use_bias",
+    ),  # fmt: skip
     "SeparableConv2D": (*_CONV[:6], "depth_multiplier", "activation", "use_bias"),
     "Dense": ("units", "activation", "use_bias"),
     "BatchNormalization": ("axis", "momentum", "epsilon", "center", "scale"),
@@ -63,28 +71,37 @@ def _outputs(config: dict[str, Any]) -> list[str]:
     return [i[0] for i in items]
 
 
-def flatten(config: dict[str, Any], fed: list[str] | None = None, prefix_map: dict[str, str] | None = None) -> tuple[list[dict], dict[str, str]]:
+def _input_names(config: dict[str, Any]) -> list[str]:
+    items = config.get("input_layers", [])
+    if items and isinstance(items[0], str):  # one input: ["name", 0, 0]
+        return [items[0]]
+    return [i[0] for i in items]
+
+
+def _sources(layer: dict[str, Any], alias: dict[str, str]) -> list[str]:
+    name, bound = layer["config"]["name"], layer.get("inbound_nodes") or []
+    if len(bound) > 1:
+        raise ConversionError(
+            f"layer '{name}' ({layer['class_name']}) is called {len(bound)} times: the IMX500 bridge rebuilds layers used once"
+        )
+    return [alias.get(n, n) for n in _history(bound[0]["args"])] if bound else []
+
+
+def flatten(
+    config: dict[str, Any], fed: list[str] | None = None, prefix_map: dict[str, str] | None = None
+) -> tuple[list[dict], dict[str, str]]:
     """A functional model's config -> (nodes in order, {nested model name: the node its output is}).
 
     ``fed``: for a nested model, the outer nodes that feed its inputs."""
     nodes: list[dict] = []
     alias: dict[str, str] = dict(prefix_map or {})
-    inputs = [i[0] if isinstance(i, list) else i for i in config.get("input_layers", [])]
-    if inputs and isinstance(config["input_layers"][0], str):
-        inputs = [config["input_layers"][0]]
+    inputs = _input_names(config)
     for layer in config["layers"]:
         name, cls = layer["config"]["name"], layer["class_name"]
-        bound = layer.get("inbound_nodes") or []
-        if len(bound) > 1:
-            raise ConversionError(f"layer '{name}' ({cls}) is called {len(bound)} times: the IMX500 bridge rebuilds layers used once")
-        sources = [alias.get(n, n) for n in _history(bound[0]["args"])] if bound else []
-        if cls in ("Functional", "Model", "Sequential") and "layers" in layer["config"]:
-            inner, inner_alias = flatten(layer["config"], sources, alias)
-            nodes += inner
-            alias.update(inner_alias)
-            alias[name] = inner_alias[_outputs(layer["config"])[0]]
+        sources = _sources(layer, alias)
+        if _nested(layer, sources, alias, nodes):
             continue
-        if cls == "InputLayer" and fed is not None:
+        if cls == "InputLayer" and fed is not None:  # a nested model's input: whatever feeds it outside
             alias[name] = fed[inputs.index(name)] if name in inputs else fed[0]
             continue
         if cls not in LAYERS:
@@ -95,6 +112,17 @@ def flatten(config: dict[str, Any], fed: list[str] | None = None, prefix_map: di
         nodes.append({"name": name, "class": cls, "config": _config(name, cls, layer["config"]), "inputs": sources})
         alias.setdefault(name, name)
     return nodes, alias
+
+
+def _nested(layer: dict[str, Any], sources: list[str], alias: dict[str, str], nodes: list[dict]) -> bool:
+    """A nested functional model (the zoo's ``base``): its layers join ``nodes``, its name stands for its output."""
+    if layer["class_name"] not in ("Functional", "Model", "Sequential") or "layers" not in layer["config"]:
+        return False
+    inner, inner_alias = flatten(layer["config"], sources, alias)
+    nodes += inner
+    alias.update(inner_alias)
+    alias[layer["config"]["name"]] = inner_alias[_outputs(layer["config"])[0]]
+    return True
 
 
 def _config(name: str, cls: str, config: dict[str, Any]) -> dict[str, Any]:
@@ -163,7 +191,9 @@ def rebuild(graph: dict[str, Any], front: Any = None) -> Any:
     for layer in (layer for layer in model.layers if layer.name in ours):
         saved = [w for _, w in sorted(by_layer.get(layer.name, []), key=lambda p: p[0])]
         if len(saved) != len(layer.weights):
-            raise ConversionError(f"layer '{layer.name}': {len(saved)} saved weight arrays, tf.keras 2.15 expects {len(layer.weights)}")
+            raise ConversionError(
+                f"layer '{layer.name}': {len(saved)} saved weight arrays, tf.keras 2.15 expects {len(layer.weights)}"
+            )
         if saved:
             layer.set_weights(saved)
     return model

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from edgecnn.errors import ArtifactError
-from edgecnn.runtime.base import RUNTIMES, BackendBase, RuntimeInfo, TensorSpec
+from edgecnn.formats import Format
+from edgecnn.runtime.base import RUNTIMES, BackendBase, RuntimeInfo, TensorSpec, runtime_for
 
 EMULATION = "imx500_emulation.tflite"
 INTRINSICS = "intrinsics.json"
@@ -51,7 +52,7 @@ class IMX500EmulationBackend(BackendBase):
             raise ArtifactError(f"{folder}: an imx500 artifact without {EMULATION} (its host emulation)",
                                 hint="convert it again with this edgecnn")  # fmt: skip
         intrinsics = read_intrinsics(folder)
-        inner = LiteRTBackend.open(emulation, info=RUNTIMES.get("litert"), threads=threads)
+        inner = LiteRTBackend.open(emulation, info=RUNTIMES.get(runtime_for(Format.TFLITE)), threads=threads)
         self = cls(
             name=info.name,
             model_path=Path(path),

@@ -46,7 +46,7 @@ def test_java_missing_or_old_names_the_debian_package(monkeypatch, tmp_path):
         toolchain.check_java(toolchain.IMX500)
     assert e.value.hint.startswith("install it: apt-get install openjdk-17-jre-headless")
     java = tmp_path / "java"
-    java.write_text('#!/bin/sh\necho \'openjdk version "11.0.2" 2019-01-15\' >&2\n')
+    java.write_text("#!/bin/sh\necho 'openjdk version \"11.0.2\" 2019-01-15' >&2\n")
     java.chmod(0o755)
     assert toolchain.java_version() == 11
     with pytest.raises(toolchain.ToolchainError, match="Java 11 found"):
