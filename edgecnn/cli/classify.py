@@ -67,7 +67,9 @@ def run(args) -> int:
     check_runtime_request(args.runtime, args.accelerator, no_fallback=args.no_fallback)
     source = open_source(args.source, SourceOptions(args.open_timeout, args.read_timeout))  # checked, not opened yet
     profile = load_profile(args.device or detect()[0])
-    clf = Classifier(
+    from edgecnn.stream.imx500 import sensor_classifier
+
+    clf = sensor_classifier(source, args.artifact, top_k=args.top_k) or Classifier(  # the AI Camera: its sensor's outputs
         args.artifact,
         profile=profile,
         runtime=args.runtime,
@@ -79,8 +81,11 @@ def run(args) -> int:
     )
     log = sys.stderr
     with clf:
-        checked = selfcheck.require(clf, skip=args.skip_self_check)
-        if args.verbose:
+        if hasattr(clf, "selection"):
+            checked = selfcheck.require(clf, skip=args.skip_self_check)
+        else:  # the sensor: Picamera2 offers no tensor injection to replay the samples through it
+            checked = {"skipped": True, "why": "the IMX500 computes in the sensor (no tensor injection in Picamera2)"}
+        if args.verbose and hasattr(clf, "selection"):
             for line in clf.selection.explain():
                 print(f"[classify] {line}", file=log)
         note_self_check(checked, "classify", verbose=args.verbose)
@@ -99,6 +104,10 @@ def run(args) -> int:
             say=lambda line: print(f"[classify] {line}", file=log, flush=True),
         )
     report["runtime"] = clf.describe()
+    if hasattr(clf, "dnn_ms"):  # the IMX500's own DNN time per frame (get_kpi_info)
+        from edgecnn.stream.imx500 import sensor_kpi
+
+        report["sensor"] = sensor_kpi(clf.dnn_ms)
     report["self_check"] = checked
     if args.json:
         print(json.dumps(report, indent=2, default=str))
@@ -120,7 +129,11 @@ def summary_line(report: dict) -> str:
     return (
         f"frames read {report['frames_read']}, classified {report['classified']}, dropped {report['dropped']}, "
         f"corrupt {report['corrupt']}, reconnects {report['reconnects']}, {report['fps']:.1f} FPS; "
-        + "; ".join(fmt(s) for s in ("capture_age", "preprocess", "inference", "postprocess"))
+        + "; ".join(
+            fmt(s)
+            for s in ("capture_age", "preprocess", "inference", "postprocess", "sensor_dnn")
+            if s in lat or s != "sensor_dnn"
+        )
         + stopped
     )
 

@@ -26,6 +26,7 @@ from edgecnn.stream.sources import FrameSource, SourceOptions
 from edgecnn.stream.uri import Option, StreamURI
 
 RPK = "network.rpk"
+INTRINSICS_NAME = "intrinsics.json"
 INTERFACE = {"module": "picamera2.devices.imx500", "camera": "picamera2"}  # where IMX500 and Picamera2 come from
 
 
@@ -156,6 +157,17 @@ class SensorClassifier:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def sensor_classifier(source: Any, artifact: str | Path, *, top_k: int = 3) -> SensorClassifier | None:
+    """For a ``picamera2-imx500:`` source, the classifier of its sensor's outputs (``artifact``: the imx500-int8
+    artifact, or a conversion folder holding one); None for any other source."""
+    if not isinstance(source, IMX500Source):
+        return None
+    folder = Path(artifact)
+    if not (folder / INTRINSICS_NAME).is_file() and (folder / "imx500-int8" / INTRINSICS_NAME).is_file():
+        folder = folder / "imx500-int8"
+    return SensorClassifier(folder, top_k=top_k)
 
 
 def sensor_kpi(dnn_ms: list[float]) -> dict[str, Any]:

@@ -166,3 +166,19 @@ def test_deploy_packaging_makes_network_rpk_beside_the_releases(tmp_path, monkey
     assert find_rpk(str(art)) == rpk  # the source finds what deploy made
     assert package(art) == done  # once per digest
     assert sorted(p.name for p in art.iterdir()) == ["edgecnn.json", "intrinsics.json", "packerOut.zip"]  # signed set untouched
+
+
+def test_classify_cli_reads_the_sensor_through_the_stand_in(sensor, tmp_path, capsys):
+    """`edgecnn classify ARTIFACT picamera2-imx500:...`: the same verb, the sensor's tensors, its DNN time reported."""
+    from edgecnn.cli import main
+
+    art, outputs = sensor
+    code = main(["classify", str(art), "--source", f"picamera2-imx500:{art.parent / 'network.rpk'}", "--max-frames", "3", "--json",
+                 "--device", "rpi-aicam"])  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    report = json.loads(captured.out)
+    assert report["classified"] == 3 and report["runtime"]["runtime"] == "imx500"
+    assert report["sensor"]["frames"] == 3 and 3.0 <= report["sensor"]["p50_ms"] <= 4.0
+    assert report["self_check"]["skipped"] and "no tensor injection" in report["self_check"]["why"]
+    assert "sensor_dnn p50" in captured.err
