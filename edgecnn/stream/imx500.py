@@ -181,3 +181,24 @@ def sensor_kpi(dnn_ms: list[float]) -> dict[str, Any]:
 
 def write_intrinsics(folder: Path, data: dict[str, Any]) -> None:
     (folder / "intrinsics.json").write_text(json.dumps(data, indent=2))
+
+
+def profile_sensor(uri: str, frames: int) -> dict[str, Any]:
+    """``edgecnn profile --sensor picamera2-imx500:...``: the sensor's own DNN and DSP times over ``frames`` frames
+    (``IMX500.get_kpi_info``), the network's time inside the chip rather than a runtime's on the CPU."""
+    from edgecnn.stream.sources import open_source
+
+    source = open_source(uri)
+    if not isinstance(source, IMX500Source):
+        raise StreamError(f"--sensor reads a picamera2-imx500: source; received {source.uri}")
+    dnn, dsp = [], []
+    source.open()
+    try:
+        while len(dnn) < frames:
+            frame = source.read()
+            if frame is not None and frame.kpi:
+                dnn.append(frame.kpi[0])
+                dsp.append(frame.kpi[1])
+    finally:
+        source.close()
+    return {"sensor": sensor_kpi(dnn), "dsp_p50_ms": float(np.median(dsp)), "rpk": str(source.rpk), "source": source.uri}

@@ -182,3 +182,16 @@ def test_classify_cli_reads_the_sensor_through_the_stand_in(sensor, tmp_path, ca
     assert report["sensor"]["frames"] == 3 and 3.0 <= report["sensor"]["p50_ms"] <= 4.0
     assert report["self_check"]["skipped"] and "no tensor injection" in report["self_check"]["why"]
     assert "sensor_dnn p50" in captured.err
+
+
+def test_profile_sensor_reads_the_sensor_dnn_time(sensor, capsys):
+    from edgecnn.cli import main
+
+    art, _ = sensor
+    assert main(["profile", str(art), "--sensor", f"picamera2-imx500:{art.parent / 'network.rpk'}", "--runs", "8", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["sensor"]["frames"] == 8
+    assert result["sensor"]["p50_ms"] == pytest.approx(np.median([3.0, 3.5, 4.0, 3.25] * 2))
+    assert result["dsp_p50_ms"] == 0.5
+    assert main(["profile", str(art), "--sensor", "synthetic:?frames=2", "--runs", "2"]) == 1
+    assert "--sensor reads a picamera2-imx500: source" in capsys.readouterr().err
