@@ -166,13 +166,26 @@ def folder_bytes(path: Path) -> int:
 
 def _run(cmd: list[str], say: Callable[[str], None], what: str) -> None:
     """Run ``cmd``, passing its pip progress lines ("Collecting", "Downloading", "Installing") to ``say``."""
+    import threading
+
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     tail: list[str] = []
-    for line in proc.stdout or ():
-        line = line.rstrip()
-        tail = (tail + [line])[-20:]
-        if line.startswith(("Collecting", "Installing", "Successfully installed", "Downloading")):
-            say(line[:160])
+    quiet = threading.Event()
+    t0 = time.monotonic()
+
+    def heartbeat() -> None:  # pip says nothing while it unpacks TensorFlow (minutes)
+        while not quiet.wait(30):
+            say(f"  ... still working ({time.monotonic() - t0:.0f} s)")
+
+    threading.Thread(target=heartbeat, daemon=True).start()
+    try:
+        for line in proc.stdout or ():
+            line = line.rstrip()
+            tail = (tail + [line])[-20:]
+            if line.startswith(("Collecting", "Installing", "Successfully installed", "Downloading")):
+                say(line[:160])
+    finally:
+        quiet.set()
     if proc.wait() != 0:
         last = next((ln for ln in reversed(tail) if ln.strip()), "no output")
         raise ToolchainError(f"{what} failed (exit {proc.returncode}): {last[:300]}")
