@@ -120,7 +120,7 @@ def check_java(s: ToolchainSpec) -> int | None:
     if found is None or found < s.java:
         what = "no Java runtime (java) on PATH" if found is None else f"Java {found} found"
         raise ToolchainError(
-            f"the {s.name} toolchain needs a Java {s.java} runtime; {what}",
+            f"the {s.name} toolchain needs a Java {s.java} runtime; {what}: apt-get install {s.java_package}",
             hint=f"install it: apt-get install {s.java_package} (or set JAVA_HOME)",
         )
     return found
@@ -132,7 +132,7 @@ def require(name: str) -> Path:
     s = spec(name)
     if record_of(name) is None:
         raise ToolchainError(
-            f"the {s.name} toolchain is not installed (looked in {venv_dir(name)})",
+            f"the {s.name} toolchain is not installed (looked in {venv_dir(name)}): run edgecnn toolchain install {s.name}",
             hint=f"run: edgecnn toolchain install {s.name}",
         )
     check_java(s)

@@ -24,7 +24,7 @@ def test_a_missing_toolchain_is_one_line_naming_the_command(empty_cache):
     with pytest.raises(toolchain.ToolchainError, match="the imx500 toolchain is not installed") as e:
         toolchain.require("imx500")
     assert e.value.hint == "run: edgecnn toolchain install imx500"
-    assert str(empty_cache) in e.value.message
+    assert str(empty_cache) in e.value.message and e.value.message.endswith(": run edgecnn toolchain install imx500")
 
 
 def test_toolchain_list_and_unknown_names(empty_cache, capsys):
@@ -44,6 +44,7 @@ def test_java_missing_or_old_names_the_debian_package(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(toolchain.ToolchainError, match="needs a Java 17 runtime; no Java runtime") as e:
         toolchain.check_java(toolchain.IMX500)
+    assert e.value.message.endswith(": apt-get install openjdk-17-jre-headless")
     assert e.value.hint.startswith("install it: apt-get install openjdk-17-jre-headless")
     java = tmp_path / "java"
     java.write_text("#!/bin/sh\necho 'openjdk version \"11.0.2\" 2019-01-15' >&2\n")
