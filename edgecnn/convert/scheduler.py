@@ -64,7 +64,7 @@ def die_with_parent() -> None:
 def _edgecnn_only() -> str:
     """A folder holding only a link to this edgecnn package: another interpreter's PYTHONPATH (the folder above
     edgecnn may be a site-packages of this environment, whose libraries must not shadow the toolchain's)."""
-    folder = Path(tempfile.gettempdir()) / f"{LOG_PREFIX}path-{os.getpid()}"
+    folder = Path(tempfile.gettempdir()) / f"{LOG_PREFIX}{os.getpid()}-path"  # swept with a killed run's logs
     link = folder / "edgecnn"
     if not link.exists():
         folder.mkdir(exist_ok=True)
