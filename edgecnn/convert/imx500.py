@@ -138,6 +138,6 @@ def benchmark_figures(artifact: Path) -> dict[str, Any]:
     m = Manifest.load(artifact)
     imx = m.extra.get("imx500", {})
     mem = imx.get("memory", {})
-    note = memory_note(mem) + "; no host latency (the network runs in the sensor: edgecnn profile on the Pi reads its DNN time)"
+    note = memory_note(mem) + "; no host latency (the network runs in the sensor: edgecnn profile --sensor on the Pi reads its DNN time)"
     return {"sensor_memory_bytes": mem.get("used_bytes"), "sensor_memory_available_bytes": mem.get("available_bytes"),
             "note": note, "runtime": "imx500 (sensor)"}  # fmt: skip
