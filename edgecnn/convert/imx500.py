@@ -22,6 +22,7 @@ import numpy as np
 from edgecnn.convert.base import ConversionResult, Converter, ConvertRequest
 from edgecnn.convert.data import require_calibration
 from edgecnn.convert.scheduler import INTERPRETERS, WORKERS, Job
+from edgecnn.errors import ConversionError
 from edgecnn.formats import Format
 from edgecnn.runtime.imx500 import EMULATION, INPUT_SCALE, INTRINSICS
 
@@ -84,6 +85,15 @@ class IMX500Converter(Converter):
 
     def convert(self, request: ConvertRequest, out_dir: Path) -> ConversionResult:
         s = self.session
+        asked = [flag for flag, on in (("--qat", request.qat), ("--keep-float", request.keep_float),
+                                       ("--sensitivity", request.sensitivity), ("--int8-weights", request.int8_weights),
+                                       ("--accuracy-control", request.accuracy_control is not None)) if on]  # fmt: skip
+        if asked:
+            raise ConversionError(
+                f"imx500/int8: {', '.join(asked)} do not apply: MCT quantises the whole network for the sensor "
+                "(per-channel weights, no float layers)",
+                hint="leave them out for the imx500 artifact (--precision tflite/int8 takes them)",
+            )
         require_calibration(s.calibration, "imx500/int8")
         _interpreter()  # the one-line "edgecnn toolchain install imx500" before any work
         job = self._job(request)

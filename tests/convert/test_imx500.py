@@ -144,3 +144,15 @@ def test_rpi_aicam_profile_puts_imx500_first_with_tflite_as_fallback():
     assert info.format == Format.IMX500 and info.files[0] == ("model", "packerOut.zip")
     with pytest.raises(Exception, match="precision 'fp32' is not supported by 'imx500' \\(supported: int8\\)"):
         info.check("fp32")
+
+
+def test_options_that_do_not_apply_to_the_sensor_are_refused_not_ignored():
+    from edgecnn.convert.base import ConvertRequest
+    from edgecnn.convert.imx500 import IMX500Converter
+    from edgecnn.formats import Format, Precision
+
+    conv = IMX500Converter.__new__(IMX500Converter)
+    conv.session = None
+    request = ConvertRequest(Format.IMX500, Precision.INT8, "per-tensor", keep_float=("dense",), qat=True)
+    with pytest.raises(ConversionError, match="imx500/int8: --qat, --keep-float, --int8-weights do not apply"):
+        conv.convert(request, None)
