@@ -36,6 +36,7 @@ class Format(StrEnum):
     TFLITE = "tflite"
     ONNX = "onnx"
     OPENVINO = "openvino"
+    IMX500 = "imx500"  # Sony IMX500 (Raspberry Pi AI Camera): the network runs inside the image sensor
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,17 @@ FORMATS: dict[Format, FormatInfo] = {
         (Precision.FP32, Precision.FP16, Precision.BF16, Precision.INT8),
         "an OpenVINO IR XML",
         lambda head: head.lstrip()[:64].lower().startswith((b"<?xml", b"<net")),
+    ),
+    # packerOut.zip from imxconv-tf; the Pi's imx500-package turns it into network.rpk. On a host the artifact is
+    # run by its emulation (runtime/imx500.py): MCT's quantised model in LiteRT, fed the sensor's 1/256 pixels.
+    Format.IMX500: FormatInfo(
+        Format.IMX500,
+        ".zip",
+        (("model", "packerOut.zip"),),
+        "imx500",
+        (Precision.INT8,),
+        "an IMX500 packerOut zip",
+        lambda head: head.startswith(b"PK\x03\x04"),
     ),
 }
 KERAS_KIND = "a Keras zip archive"
@@ -190,7 +202,8 @@ def sniff_model_file(path: str | Path) -> str:
         known = ", ".join([i.suffix for i in FORMATS.values()] + [".keras"])
         raise ModelError(f"{path}: unknown model suffix {suffix!r} (expected one of {known}); the file looks like {kind}")
     if not (
-        kind == expected or (suffix == ".keras" and kind.startswith("a zip")) or (suffix == ".h5" and kind.startswith("an HDF5"))
+        kind == expected
+        or (suffix in (".keras", ".zip") and kind.startswith("a zip")) or (suffix == ".h5" and kind.startswith("an HDF5"))
     ):
         raise ModelError(
             f"{path} should be {expected} but looks like {kind}",

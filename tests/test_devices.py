@@ -7,7 +7,7 @@ import pytest
 from edgecnn import devices
 from edgecnn.errors import ConfigError, UnknownNameError
 
-EXPECTED = {"rpi4", "rpi5", "jetson-nano", "jetson-orin-nano", "intel-cpu", "desktop-gpu", "coral-edgetpu", "host"}
+EXPECTED = {"rpi4", "rpi5", "rpi-aicam", "jetson-nano", "jetson-orin-nano", "intel-cpu", "desktop-gpu", "coral-edgetpu", "host"}
 
 
 def test_all_profiles_load_with_figures():

@@ -29,6 +29,7 @@ HOST_VERBS = {
     "calibrate-check": ["{run}", "--calibration", "{work}"],
     "benchmark": ["{run}", "--device", "host", "--out", "{work}/bench"],
     "calibrate": ["--out", "{work}/cal.json"],
+    "toolchain": ["list"],
     "demo": ["--out", "{work}/demo"],
 }
 

@@ -16,7 +16,7 @@ from edgecnn.errors import EdgeCNNError
 
 # The verbs in --help order; those of the host wing (edgecnn.host.cli) need the training toolchain and say so.
 HOST_VERBS = ("models", "inspect", "validate", "train", "convert", "qat", "sensitivity", "calibrate-check", "calibrate",
-              "benchmark", "demo")
+              "benchmark", "toolchain", "demo")
 VERBS = [
     "models",
     "inspect",
@@ -24,6 +24,7 @@ VERBS = [
     "validate",
     "train",
     "convert",
+    "toolchain",
     "qat",
     "sensitivity",
     "calibrate-check",

@@ -63,7 +63,7 @@ def run(args) -> int:
     log = sys.stderr
 
     def ready(clf, checked) -> None:
-        if args.verbose:
+        if args.verbose and hasattr(clf, "selection"):  # (the AI Camera's sensor has no runtime chain)
             for line in clf.selection.explain()[:-1]:  # the runtimes passed over, and why
                 print(f"[classify] {line}", file=log)
         print(f"[classify] {chosen_line(clf.describe())}", file=log, flush=True)
@@ -126,7 +126,11 @@ def summary_line(report: dict) -> str:
     return (
         f"frames read {report['frames_read']}, classified {report['classified']}, dropped {report['dropped']}, "
         f"corrupt {report['corrupt']}, reconnects {report['reconnects']}, {report['fps']:.1f} FPS; "
-        + "; ".join(fmt(s) for s in ("capture_age", "preprocess", "inference", "postprocess"))
+        + "; ".join(
+            fmt(s)
+            for s in ("capture_age", "preprocess", "inference", "postprocess", "sensor_dnn")
+            if s in lat or s != "sensor_dnn"
+        )
         + stopped
     )
 

@@ -27,6 +27,11 @@ def add_arguments(p) -> None:
         "--calibration",
         help="calibration file for the --device estimate (default: the one 'edgecnn calibrate' wrote for this runtime)",
     )
+    p.add_argument(
+        "--sensor",
+        metavar="picamera2-imx500:ARTIFACT",
+        help="the Raspberry Pi AI Camera: read the IMX500's own DNN time (get_kpi_info) over --runs frames",
+    )
     p.add_argument("--out", help="write OUT.json, .csv, .md and .png")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -83,6 +88,17 @@ def run(args) -> int:
     from edgecnn.profiling.report import write_outputs
     from edgecnn.signing import trust_key_from
 
+    if args.sensor:  # the network runs in the camera's sensor: its own timing, not a runtime's
+        import json
+
+        from edgecnn.stream.imx500 import profile_sensor
+
+        result = profile_sensor(args.sensor, args.runs)
+        s = result["sensor"]
+        print(json.dumps(result, indent=2) if args.json else
+              f"IMX500 DNN time over {s['frames']} frames: p50 {s['p50_ms']:.2f} ms, p90 {s['p90_ms']:.2f} ms "
+              f"(sensor, get_kpi_info); DSP p50 {result['dsp_p50_ms']:.2f} ms")  # fmt: skip
+        return 0
     opts = _options(args)
     if args.on:
         return _run_on_board(args)

@@ -134,7 +134,7 @@ def verify_release(folder: Path, trust_key: str | None) -> list[str]:
     the self-check on this board's runtime; one line per artifact. A release none of whose artifacts can run here
     is refused."""
     from edgecnn.errors import MissingDependencyError
-    from edgecnn.formats import runtime_for
+    from edgecnn.formats import Format, runtime_for
     from edgecnn.runtime import Classifier, selfcheck
     from edgecnn.runtime.select import load_artifact_set
     from edgecnn.signing import verify_folder
@@ -154,6 +154,10 @@ def verify_release(folder: Path, trust_key: str | None) -> list[str]:
         if not result.passed:
             raise ArtifactError(f"{m.directory.name}: {result.line()}: this board computes other answers than the host did")
         lines.append(f"{m.directory.name}: {result.line()}")
+        if m.format == Format.IMX500:  # the sensor's network.rpk, made here (remote/imx500.py)
+            from edgecnn.remote.imx500 import package
+
+            lines.append(f"{m.directory.name}: network.rpk at {package(m.directory)['rpk']}")
     if not lines:
         raise ArtifactError(f"no artifact of {folder.name} can run on this board (no runtime for its formats is installed)")
     return lines

@@ -67,6 +67,11 @@ RUNTIMES.add(
     ),
 )
 
+RUNTIMES.add(  # the sensor itself is read through stream/imx500.py; this runs the artifact's host emulation
+    "imx500",
+    RuntimeInfo("imx500", "imx500:IMX500EmulationBackend", "ai-edge-litert", "litert", ("CPU",), imports=("ai_edge_litert.interpreter",)),
+)
+
 
 @dataclass
 class TensorSpec:

@@ -49,12 +49,18 @@ def classify_artifact(
     if isinstance(source, str):
         source = open_source(source, source_options)  # checked, not opened yet
     owned = not isinstance(artifact, Classifier)
-    clf = artifact if isinstance(artifact, Classifier) else Classifier(
+    from edgecnn.stream.imx500 import sensor_classifier, sensor_kpi
+
+    sensor = sensor_classifier(source, artifact, top_k=top_k) if owned else None  # the AI Camera: its sensor's outputs
+    clf = artifact if not owned else sensor or Classifier(
         artifact, profile=load_profile(device or detect()[0]), runtime=runtime, accelerator=accelerator, threads=threads,
         top_k=top_k, allow_fallback=allow_fallback, trust_key=trust_key_from(str(trust_key) if trust_key else None),
     )  # fmt: skip
     try:
-        checked = selfcheck.require(clf, skip=not self_check)
+        if sensor is None:
+            checked = selfcheck.require(clf, skip=not self_check)
+        else:  # Picamera2 offers no tensor injection to replay the samples through the sensor
+            checked = {"skipped": True, "why": "the IMX500 computes in the sensor (no tensor injection in Picamera2)"}
         if on_ready is not None:
             on_ready(clf, checked)
         report = classify_stream(clf, source, list(sinks), max_frames=max_frames, duration=duration, health=health,
@@ -62,4 +68,7 @@ def classify_artifact(
     finally:
         if owned:
             clf.close()
-    return report | {"runtime": clf.describe(), "self_check": checked}
+    report |= {"runtime": clf.describe(), "self_check": checked}
+    if sensor is not None:  # the IMX500's own DNN time per frame (get_kpi_info)
+        report["sensor"] = sensor_kpi(sensor.dnn_ms)
+    return report

@@ -554,6 +554,26 @@ class SyntheticSource(FrameSource):
         return frame
 
 
+class _LazySource:
+    """A source class registered by ``module:Class`` and imported only when such a source is made."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    @staticmethod
+    def claims(text: str) -> bool:
+        return False
+
+    def __call__(self, uri: StreamURI, options: SourceOptions) -> FrameSource:
+        import importlib
+
+        module, cls = self.where.split(":")
+        return getattr(importlib.import_module(module), cls)(uri, options)
+
+
+SOURCES.add("picamera2-imx500", _LazySource("edgecnn.stream.imx500:IMX500Source"))  # the AI Camera (stream/imx500.py)
+
+
 def frame_index(frame: np.ndarray) -> int:
     """Decode the index a SyntheticSource wrote into a frame."""
     b = frame[0, 0].astype(int)  # the first pixel holds the index as B, G, R bytes

@@ -141,6 +141,8 @@ def build(shared: Shared, request: ConvertRequest, final: Path) -> Row:
     if not row.parity.passed:
         row.status = "FAILED"
         row.notes.append("kept with --no-gate: " + "; ".join(row.parity.reasons))
+    if result.extra.get("imx500", {}).get("note"):  # the sensor's memory and headroom (convert/imx500.py)
+        row.notes.append(result.extra["imx500"]["note"])
     edgetpu = result.extra.get("edgetpu")
     if edgetpu:
         row.notes.append(

@@ -139,6 +139,7 @@ CONVERTERS: Registry[str] = Registry("format")  # format -> "module:Class", impo
 CONVERTERS.add(Format.TFLITE, "tflite:TFLiteConverter")
 CONVERTERS.add(Format.ONNX, "onnx:ONNXConverter")
 CONVERTERS.add(Format.OPENVINO, "openvino:OpenVINOConverter")
+CONVERTERS.add(Format.IMX500, "imx500:IMX500Converter")
 
 
 def converter_class(fmt: str) -> type[Converter]:

@@ -16,17 +16,22 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgecnn import cleanup
 from edgecnn.childproc import LOG_PREFIX, Child, ChildError, serve
 from edgecnn.errors import ConversionError, first_line
 from edgecnn.registry import Registry
 
 WORKERS: Registry[tuple[str, ...]] = Registry("conversion worker")  # worker name -> the modules it imports first
 __all__ = ["LOG_PREFIX", "WORKERS", "Job", "Scheduler", "Worker"]  # LOG_PREFIX: the sweep of dead workers' logs
+# worker name -> a function giving the interpreter it runs on (a toolchain's own venv, edgecnn.host.toolchain); others
+# run on sys.executable. Such a worker imports edgecnn from this checkout (PYTHONPATH), never the venv's packages.
+INTERPRETERS: dict[str, Any] = {}
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,18 @@ def die_with_parent() -> None:
             pass
 
 
+def _edgecnn_only() -> str:
+    """A folder holding only a link to this edgecnn package: another interpreter's PYTHONPATH (the folder above
+    edgecnn may be a site-packages of this environment, whose libraries must not shadow the toolchain's)."""
+    folder = Path(tempfile.gettempdir()) / f"{LOG_PREFIX}{os.getpid()}-path"  # swept with a killed run's logs
+    link = folder / "edgecnn"
+    if not link.exists():
+        folder.mkdir(exist_ok=True)
+        link.symlink_to(Path(__file__).resolve().parents[2], target_is_directory=True)  # edgecnn/host/convert/..
+        cleanup.remember(folder)
+    return str(folder)
+
+
 class Worker:
     """Parent side of one worker process: submit jobs by name, ask whether one is still running, read its answer.
     ``interpreter``: the Python it runs on (default this one; a toolchain in an environment of its own names its
@@ -64,6 +81,9 @@ class Worker:
         preload = WORKERS.get(kind)
         self.kind = kind
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow")
+        interpreter = interpreter or (str(INTERPRETERS[kind]()) if kind in INTERPRETERS else None)
+        if interpreter is not None:
+            env["PYTHONPATH"] = _edgecnn_only()
         try:
             self._child = Child(["-m", "edgecnn.host.convert.scheduler", *preload], name=f"{kind} conversion worker",
                                 interpreter=interpreter, env=env, limit=die_with_parent)

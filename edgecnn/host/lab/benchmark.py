@@ -146,8 +146,12 @@ def _measure_row(
 ) -> dict[str, Any]:
     """One artifact measured here in a process of its own (with an estimate for ``estimate_for``) and, with
     ``board``, there too; a failing runtime makes a row with its reason, not a crash."""
-    from edgecnn.formats import runtime_for
+    from edgecnn.formats import Format, runtime_for
 
+    if r.format == Format.IMX500:  # runs in the sensor: its figures come from the compiler's memory report
+        from edgecnn.host.convert.imx500 import benchmark_figures
+
+        return row | benchmark_figures(Path(r.path))
     target = out / "profiles" / f"{r.format}-{r.precision}{'-float' if r.keep_float else ''}{'-qat' if r.qat else ''}.json"
     try:
         row |= _measured(
