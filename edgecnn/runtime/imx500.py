@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from edgecnn.errors import ArtifactError
-from edgecnn.formats import Format
-from edgecnn.runtime.base import RUNTIMES, BackendBase, RuntimeInfo, TensorSpec, runtime_for
+from edgecnn.formats import Format, runtime_for
+from edgecnn.runtime.base import RUNTIMES, BackendBase, RuntimeInfo, TensorSpec
 
 EMULATION = "imx500_emulation.tflite"
 INTRINSICS = "intrinsics.json"

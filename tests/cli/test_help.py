@@ -18,6 +18,7 @@ HOST_VERBS = {
     "calibrate-check",
     "calibrate",
     "benchmark",
+    "toolchain",
     "demo",
 }
 

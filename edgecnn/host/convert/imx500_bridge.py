@@ -164,7 +164,12 @@ def _all_layers(model: Any) -> list[Any]:
 def rebuild(graph: dict[str, Any], front: Any = None) -> Any:
     """Worker side (tf.keras 2.15): the graph as a functional model, weights copied by layer name; ``front`` (a
     function of the input tensor) is put between the input and the first layer."""
-    import numpy as np
+    model = _functional(graph, front)
+    _copy_weights(model, graph)
+    return model
+
+
+def _functional(graph: dict[str, Any], front: Any) -> Any:
     import tensorflow as tf
 
     layers = tf.keras.layers
@@ -181,7 +186,13 @@ def rebuild(graph: dict[str, Any], front: Any = None) -> Any:
             layer = getattr(layers, node["class"])(**cfg)
             t = layer(args if node["class"] in ("Add", "Multiply", "Concatenate") else args[0])
         tensors[node["name"]] = t
-    model = tf.keras.Model(model_inputs, [tensors[n] for n in graph["outputs"]])
+    return tf.keras.Model(model_inputs, [tensors[n] for n in graph["outputs"]])
+
+
+def _copy_weights(model: Any, graph: dict[str, Any]) -> None:
+    """The saved arrays of each layer, by name and in their saved order, into the rebuilt layer of that name."""
+    import numpy as np
+
     with np.load(graph["weights"]) as weights:
         by_layer: dict[str, list] = {}
         for key in weights.files:
@@ -196,4 +207,3 @@ def rebuild(graph: dict[str, Any], front: Any = None) -> Any:
             )
         if saved:
             layer.set_weights(saved)
-    return model
