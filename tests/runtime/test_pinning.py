@@ -84,6 +84,9 @@ def test_profile_json_records_pinning_and_what_is_timed(lenet_artifacts):
     assert r["pinning"]["threads"] == 2 and r["pinning"]["precision"] == "f32" and r["pinning"]["streams"] == 1
     assert r["pinning"] == r["runtime"]["pinning"]
     assert "unchanged" in r["timing"]["invoke"] and "new input" in r["timing"]["fresh_input"]
+    from edgecnn.profiling.report import markdown
+
+    assert "- pinned: 2 threads, f32, 1 stream(s): {'PERFORMANCE_HINT': 'LATENCY', 'NUM_STREAMS': '1'" in markdown(r)
 
 
 def _residual_onnx(path: Path) -> Path:
