@@ -74,6 +74,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3, help="--vs-stock: interleaved timing rounds")
     ap.add_argument("--threads", type=int, default=2, help="--vs-stock: threads in every runtime")
     ap.add_argument("--ort-variants", action="store_true", help="--vs-stock: also ONNX Runtime int8 variants (why)")
+    ap.add_argument("--reuse", action="store_true", help="--vs-stock: time the models the last run built")
     args = ap.parse_args()
     if args.vs_stock:
         sys.path.insert(0, str(Path(__file__).parent))

@@ -19,7 +19,7 @@ per run: ``invoke`` (the input set once and unchanged, as benchmark tools time) 
 written before every run, as a camera gives). Agreement: top-1 against Keras on the held-out crops, with the mean
 and max |Δp| of the probabilities (accuracy means nothing with random weights).
 
-``--ort-variants`` adds ONNX Runtime int8 variants that isolate one choice each (QDQ vs QOperator, activation
+``--reuse`` times the models the last run of this size built (no conversion). ``--ort-variants`` adds ONNX Runtime int8 variants that isolate one choice each (QDQ vs QOperator, activation
 type, per-channel, reduce_range) with ONNX Runtime's own per-operator profile of each: where the time goes.
 """
 
@@ -209,16 +209,36 @@ def build(args: Any, out: Path) -> tuple[dict[str, tuple[str, Path]], np.ndarray
     return models, calib, held, k
 
 
+def _grouped(models: dict[str, tuple[str, Path]]) -> dict[str, tuple[str, Path]]:
+    """Each runtime's fp32, edgecnn int8 and stock int8 side by side (the pairs compared are measured back to back)."""
+    first = [f"{fmt}/{p}" for fmt in RUNTIME for p in ("fp32", "int8", "stock-int8")]
+    return {k: models[k] for k in first if k in models} | {k: v for k, v in models.items() if k not in first}
+
+
+def _built(args: Any, out: Path) -> tuple[dict[str, tuple[str, Path]], dict[str, dict[str, float]]]:
+    """The models and their agreement: built now, or (``--reuse``) as the last run of this size left them."""
+    saved = out / "models.json"
+    if args.reuse and saved.exists():
+        data = json.loads(saved.read_text())
+        return {k: (f, Path(p)) for k, (f, p) in data["models"].items()}, data["quality"]
+    models, _, held, k = build(args, out)
+    ref = np.asarray(k.predict(held, batch_size=20, verbose=0), np.float32)
+    quality = {key: agreement(fmt, path, held, ref, args.threads) for key, (fmt, path) in models.items()}
+    saved.write_text(json.dumps({"models": {k: [f, str(p)] for k, (f, p) in models.items()}, "quality": quality}))
+    return models, quality
+
+
 def vs_stock(args: Any) -> int:
     from edgecnn.profiling.system import cpu_context
 
     out = Path(args.out) / f"vs-stock-{args.alpha}-{args.size}"
-    models, _, held, k = build(args, out)
-    ref = np.asarray(k.predict(held, batch_size=20, verbose=0), np.float32)
-    quality = {key: agreement(fmt, path, held, ref, args.threads) for key, (fmt, path) in models.items()}
+    load_before = Path("/proc/loadavg").read_text().split()[:3]
+    models, quality = _built(args, out)
+    models = _grouped(models)
     times = timed_rounds(models, args.rounds, args.threads, args.seconds)
     result: dict[str, Any] = {"model": f"mobilenet_v2 alpha {args.alpha} {args.size} px, 10 classes", "threads": args.threads}
     result |= {"rounds": args.rounds, "system": cpu_context(), "runtimes": {}, "variants": {}}
+    result["load_average"] = {"before": load_before, "after": Path("/proc/loadavg").read_text().split()[:3]}
     for fmt in RUNTIME:
         row: dict[str, Any] = {}
         for mode in ("invoke", "fresh_input"):
@@ -246,6 +266,8 @@ def vs_stock(args: Any) -> int:
 
 def report(result: dict[str, Any]) -> None:
     print(f"\n{result['model']}, {result['threads']} threads, {result['rounds']} interleaved rounds (medians)")
+    la = result["load_average"]
+    print(f"load average (1, 5, 15 min) before {' '.join(la['before'])}, after {' '.join(la['after'])}")
     print("p50 ratios below 1 are faster; invoke: input unchanged between runs; fresh: a new input before each run")
     for fmt, row in result["runtimes"].items():
         inv, fr = row["invoke"], row["fresh_input"]
