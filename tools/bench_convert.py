@@ -23,7 +23,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def photo_crops(folder: Path, n: int = 200, size: int = 224) -> Path:
+def photo_crops(folder: Path, n: int = 200, size: int = 224, seed: int = 0) -> Path:
     import cv2
     import numpy as np
     from skimage import data
@@ -36,7 +36,7 @@ def photo_crops(folder: Path, n: int = 200, size: int = 224) -> Path:
         data.immunohistochemistry(),
         data.hubble_deep_field(),
     ]
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     for i in range(n):
         img = photos[i % len(photos)]
         h, w = img.shape[:2]
@@ -49,16 +49,16 @@ def photo_crops(folder: Path, n: int = 200, size: int = 224) -> Path:
     return folder
 
 
-def make_model(out: Path, classes: int) -> Path:
+def make_model(out: Path, classes: int, size: int = 224, alpha: float = 1.0) -> Path:
     import keras
 
     from edgecnn.host.models import create_model, get_spec
 
     keras.utils.set_random_seed(0)
-    m = create_model("mobilenet_v2", num_classes=classes, input_size=224)
+    m = create_model("mobilenet_v2", num_classes=classes, input_size=size, **({"alpha": alpha} if alpha != 1.0 else {}))
     out.mkdir(parents=True, exist_ok=True)
     m.save(out / "model.keras")
-    get_spec("mobilenet_v2").preprocess_spec((224, 224), 3).save(out / "preprocess.json")
+    get_spec("mobilenet_v2").preprocess_spec((size, size), 3).save(out / "preprocess.json")
     (out / "labels.txt").write_text("\n".join(f"c{i}" for i in range(classes)) + "\n")
     return out / "model.keras"
 
@@ -68,7 +68,19 @@ def main() -> int:
     ap.add_argument("--out", default="bench-out/convert")
     ap.add_argument("--classes", type=int, nargs="+", default=[1000, 10])
     ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--vs-stock", action="store_true", help="only: edgecnn int8 against each toolchain's stock int8")
+    ap.add_argument("--alpha", type=float, default=1.0, help="--vs-stock: MobileNetV2 width (1.0; 0.35 for a quick run)")
+    ap.add_argument("--size", type=int, default=224, help="--vs-stock: input size (224; 96 for a quick run)")
+    ap.add_argument("--rounds", type=int, default=3, help="--vs-stock: interleaved timing rounds")
+    ap.add_argument("--threads", type=int, default=2, help="--vs-stock: threads in every runtime")
+    ap.add_argument("--ort-variants", action="store_true", help="--vs-stock: also ONNX Runtime int8 variants (why)")
+    ap.add_argument("--reuse", action="store_true", help="--vs-stock: time the models the last run built")
     args = ap.parse_args()
+    if args.vs_stock:
+        sys.path.insert(0, str(Path(__file__).parent))
+        from stock_int8 import vs_stock
+
+        return vs_stock(args)
     from edgecnn.formats import runtime_for
     from edgecnn.host.convert.api import convert
     from edgecnn.host.lab.benchmark import profile_in_child

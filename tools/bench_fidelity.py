@@ -1,12 +1,17 @@
 """Profiling fidelity (issue #6): edgecnn profile's `invoke` p50 against the reference tools, run side by side.
 
-    python tools/bench_fidelity.py [--out bench-out/fidelity] [--threads 2] [--seconds 1.5] [--rounds 4]
+    python tools/bench_fidelity.py [--out bench-out/fidelity] [--threads 2] [--seconds 1.5] [--rounds 3]
+                                   [--models mobilenet_v2 ...] [--skip estimate]
 
-TFLite: `litert-benchmark` (ships with ai-edge-litert; run unmodified except that its JSON's rounding to 0.01 ms
-is switched off, which alone is a 20% step at LeNet-5's 0.025 ms); OpenVINO: `benchmark_app -hint latency -api
-sync` with a static batch of 1, as edgecnn's backend compiles it; ONNX: a bare onnxruntime loop in its own
-process. Each artifact is measured in `--rounds` rounds, edgecnn and the reference alternating (ABBA), and the
-ratio is the median of the per-round ratios: the machine drifting between two measurements hits both alike.
+Every side pinned alike: `--threads` threads, f32 arithmetic for float operations, one stream (one inference in
+flight), the input set once and unchanged, 20 warm-up runs. TFLite: `litert-benchmark` (ships with ai-edge-litert:
+the CompiledModel API on XNNPACK, `--num_threads N`; run unmodified except that its JSON's rounding to 0.01 ms is
+switched off, which alone is a 20% step at LeNet-5's 0.025 ms); OpenVINO: `benchmark_app -infer_precision f32
+-hint none -nthreads N -nstreams 1` with a static batch of 1, as edgecnn's backend compiles it (its own
+default API, one asynchronous request; the properties it reports are kept beside edgecnn's `pinning`); ONNX: a
+bare onnxruntime loop in its own process. Each artifact is measured in `--rounds` rounds, edgecnn and the
+reference alternating (ABBA), and the ratio is the median of the per-round ratios: the machine drifting between
+two measurements hits both alike.
 Models: LeNet-5 (trained on digits), SqueezeNet 1.1 and MobileNetV2 1.0 at 224 px (seeded random weights,
 10 classes), fp32 and int8.
 
@@ -47,7 +52,7 @@ def _current(folder: Path) -> bool:
     return (folder / "summary.json").exists() and len(rows[0]) >= 7
 
 
-def build(out: Path, photos: Path) -> dict[str, Path]:
+def build(out: Path, photos: Path, names: tuple[str, ...] = (*FIDELITY_MODELS, *ESTIMATE_ONLY)) -> dict[str, Path]:
     import keras
 
     sys.path.insert(0, str(REPO / "tools"))
@@ -61,12 +66,13 @@ def build(out: Path, photos: Path) -> dict[str, Path]:
     photo_crops(photos, n=100)
     arts = {}
     run = out / "lenet5-run"
-    if not run.exists():
-        train(load_recipe(REPO / "recipes/lenet5-digits.yaml"), run, quiet=True)
-    arts["lenet5"] = out / "art-lenet5"
-    if not _current(arts["lenet5"]):
-        convert(run, "host", precisions=TARGETS, out=arts["lenet5"], force=True, gate=False)
-    for name in (*FIDELITY_MODELS[1:], *ESTIMATE_ONLY):
+    if "lenet5" in names:
+        if not run.exists():
+            train(load_recipe(REPO / "recipes/lenet5-digits.yaml"), run, quiet=True)
+        arts["lenet5"] = out / "art-lenet5"
+        if not _current(arts["lenet5"]):
+            convert(run, "host", precisions=TARGETS, out=arts["lenet5"], force=True, gate=False)
+    for name in (n for n in names if n != "lenet5"):
         arts[name] = out / f"art-{name}"
         if _current(arts[name]):
             continue
@@ -109,7 +115,7 @@ _LITERT = (
 )
 
 
-def litert_p50(model: Path, threads: int, runs: int) -> float:
+def litert_p50(model: Path, threads: int, runs: int) -> tuple[float, dict]:
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -117,29 +123,26 @@ def litert_p50(model: Path, threads: int, runs: int) -> float:
         cmd = [sys.executable, "-c", _LITERT, "--model", str(model), "--num_runs", str(runs), "--warmup_runs", "20"]
         cmd += ["--num_threads", str(threads), "--result_json", str(res)]
         subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=900)
-        return json.loads(res.read_text())["latency"]["median_ms"]
+        data = json.loads(res.read_text())
+        return data["latency"]["median_ms"], {"num_threads": data.get("num_threads", threads), "api": "CompiledModel.run_by_name"}
 
 
-def benchmark_app_p50(model: Path, seconds: float) -> float:
+BENCHMARK_APP_PINNING = ["-infer_precision", "f32", "-hint", "none", "-nstreams", "1"]
+_PROPERTY = re.compile(r"^\[ INFO \]\s+(NUM_STREAMS|INFERENCE_NUM_THREADS|INFERENCE_PRECISION_HINT|PERFORMANCE_HINT|"
+                       r"ENABLE_CPU_PINNING|ENABLE_HYPER_THREADING):\s*(.+)$", re.M)  # fmt: skip
+
+
+def benchmark_app_p50(model: Path, threads: int, seconds: float) -> tuple[float, dict]:
+    """benchmark_app pinned like edgecnn's backend; (median ms, the compiled model's properties it printed)."""
     from edgecnn.manifest import Manifest
 
     shape = [1, *Manifest.load(model.parent, verify=False).input["shape"][1:]]  # the IR's batch is dynamic
-    cmd = [
-        str(BIN / "benchmark_app"),
-        "-m",
-        str(model),
-        "-hint",
-        "latency",
-        "-api",
-        "sync",
-        "-t",
-        str(int(max(seconds, 1))),
-        "-shape",
-        "[" + ",".join(map(str, shape)) + "]",
-    ]
+    cmd = [str(BIN / "benchmark_app"), "-m", str(model), *BENCHMARK_APP_PINNING, "-nthreads", str(threads)]
+    cmd += ["-t", str(int(max(seconds, 1))), "-shape", "[" + ",".join(map(str, shape)) + "]"]
     r = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=900)
     m = re.search(r"Median:\s*([\d.]+)\s*(ms|us)", r.stdout)
-    return float(m.group(1)) / (1000.0 if m.group(2) == "us" else 1.0)
+    props = {k: v.strip() for k, v in _PROPERTY.findall(r.stdout)}
+    return float(m.group(1)) / (1000.0 if m.group(2) == "us" else 1.0), props
 
 
 def ort_p50(model: Path, threads: int, seconds: float) -> float:
@@ -168,32 +171,38 @@ def ours(art: Path, runtime: str, threads: int, seconds: float) -> dict:
     r = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=900)
     data = json.loads(r.stdout)
     internal = data.get("invoke_runtime_reported")
-    return {"p50": data["invoke"]["p50"], "runtime_reported_p50": internal["p50"] if internal else None}
+    return {
+        "p50": data["invoke"]["p50"],
+        "runtime_reported_p50": internal["p50"] if internal else None,
+        "pinning": data["pinning"],
+    }
 
 
-def reference(fmt: str, model: Path, threads: int, seconds: float, expected_ms: float) -> tuple[float, str]:
+def reference(fmt: str, model: Path, threads: int, seconds: float, expected_ms: float) -> tuple[float, str, dict]:
     if fmt == "tflite":
-        return litert_p50(model, threads, max(200, int(seconds * 1000 / max(expected_ms, 0.005)))), "litert-benchmark (median)"
+        ms, pins = litert_p50(model, threads, max(200, int(seconds * 1000 / max(expected_ms, 0.005))))
+        return ms, f"litert-benchmark --num_threads {threads} (median)", pins
     if fmt == "openvino":
-        return benchmark_app_p50(model, seconds), "benchmark_app -hint latency -api sync (median)"
+        ms, pins = benchmark_app_p50(model, threads, seconds)
+        return ms, f"benchmark_app {' '.join(BENCHMARK_APP_PINNING)} -nthreads {threads} (median)", pins
     cmd = [sys.executable, __file__, "--ort-loop", str(model), "--threads", str(threads), "--seconds", str(seconds)]
     r = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=900)
-    return float(r.stdout.strip().splitlines()[-1]), "bare onnxruntime loop (median)"
+    return float(r.stdout.strip().splitlines()[-1]), "bare onnxruntime loop (median)", {"intra_op_num_threads": threads}
 
 
-def fidelity(arts: dict[str, Path], threads: int, seconds: float, rounds: int) -> list[dict]:
+def fidelity(arts: dict[str, Path], threads: int, seconds: float, rounds: int, models: list[str]) -> list[dict]:
     rows = []
-    for model in FIDELITY_MODELS:
+    for model in models:
         for prec in ("fp32", "int8"):
             for fmt, runtime in (("tflite", "litert"), ("onnx", "onnxruntime"), ("openvino", "openvino")):
                 art = arts[model] / f"{fmt}-{prec}"
                 mfile = art / {"tflite": "model.tflite", "onnx": "model.onnx", "openvino": "model.xml"}[fmt]
-                mine, refs, ratios, internal_ratios, tool = [], [], [], [], ""
+                mine, refs, ratios, internal_ratios, tool, pins = [], [], [], [], "", {}
                 for rnd in range(rounds):
                     first_ours = rnd % 4 in (0, 3)  # ABBA: ours first in rounds 0 and 3, the reference first in 1 and 2
                     if first_ours:
                         o = ours(art, runtime, threads, seconds)
-                    ref, tool = reference(fmt, mfile, threads, seconds, mine[-1]["p50"] if mine else 1.0)
+                    ref, tool, pins = reference(fmt, mfile, threads, seconds, mine[-1]["p50"] if mine else 1.0)
                     if not first_ours:
                         o = ours(art, runtime, threads, seconds)
                     mine.append(o)
@@ -210,6 +219,8 @@ def fidelity(arts: dict[str, Path], threads: int, seconds: float, rounds: int) -
                     "ratio": statistics.median(ratios),
                     "ratio_per_round": ratios,
                     "reference": tool,
+                    "edgecnn_pinning": mine[-1]["pinning"],
+                    "reference_pinning": pins,
                 }
                 if internal_ratios:  # OpenVINO: its own timing of the same runs, like for like with benchmark_app
                     row["runtime_reported_ratio"] = statistics.median(internal_ratios)
@@ -219,6 +230,10 @@ def fidelity(arts: dict[str, Path], threads: int, seconds: float, rounds: int) -
                     f"{model:14s} {fmt:8s} {prec}: edgecnn {row['edgecnn_p50_ms']:.3f} ms  reference "
                     f"{row['reference_p50_ms']:.3f} ms  ratio {row['ratio']:.2f} [{min(ratios):.2f}-{max(ratios):.2f}]{extra}  ({tool})",
                     flush=True,
+                )
+                p = row["edgecnn_pinning"]
+                print(
+                    f"{'':14s} pinned: edgecnn {p['threads']} threads, {p['precision']}, {p['streams']} stream; reference {pins}"
                 )
     return rows
 
@@ -257,7 +272,8 @@ def main() -> int:
     ap.add_argument("--out", default="bench-out/fidelity")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=1.5)
-    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--models", nargs="+", choices=FIDELITY_MODELS, default=list(FIDELITY_MODELS))
     ap.add_argument("--skip", choices=["fidelity", "estimate"], help="leave one half out")
     ap.add_argument("--ort-loop", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -266,11 +282,17 @@ def main() -> int:
         return 0
     out = Path(args.out)
     t0 = time.time()
-    arts = build(out, out / "photos")
+    arts = build(out, out / "photos", (*args.models, *(ESTIMATE_ONLY if args.skip != "estimate" else ())))
     print(f"artifacts ready ({time.time() - t0:.0f} s)", flush=True)
     result = {"threads": args.threads, "seconds": args.seconds, "rounds": args.rounds}
     if args.skip != "fidelity":
-        result["fidelity"] = fidelity(arts, args.threads, args.seconds, args.rounds)
+        uptime = Path("/proc/loadavg").read_text().split()[:3]
+        result["load_before"] = uptime
+        result["fidelity"] = fidelity(arts, args.threads, args.seconds, args.rounds, args.models)
+        result["load_after"] = Path("/proc/loadavg").read_text().split()[:3]
+        print(
+            f"load average (1, 5, 15 min) before {' '.join(uptime)}, after {' '.join(result['load_after'])} on {os.cpu_count()} CPUs"
+        )
     if args.skip != "estimate":
         result["estimate_error"] = estimate_error(arts, out, args.threads)
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -20,6 +20,13 @@ from edgecnn.runtime.base import open_backend
 
 SCHEMA = "edgecnn.profile"
 SCHEMA_VERSION = 1
+# what each latency times, written into every profile
+TIMING = {
+    "invoke": "the input written once before the loop and unchanged, as litert-benchmark and benchmark_app run: "
+    "each run times the runtime's call and the fetch of its output",
+    "fresh_input": "a new input written before each run, as a camera gives: writing (and quantising) it is timed too",
+    "warmup": "the first inference and --warmup runs before either loop, untimed",
+}
 
 
 @dataclass(frozen=True)
@@ -239,6 +246,9 @@ def profile(
         "skipped_runtimes": target.skipped,
         "self_check": target.self_check,
         "threads": threads,
+        # how the runtime itself is pinned, read back from it (issue #28): compare with a reference tool at these
+        "pinning": described.get("pinning"),
+        "timing": TIMING,
         "batch": opts.batch,
         "runs_requested": opts.runs,
         "min_seconds": opts.min_seconds,

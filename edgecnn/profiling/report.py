@@ -23,6 +23,11 @@ def markdown(result: dict[str, Any], *, skipped: bool = True) -> str:
         f"# Profile: {Path(m['path']).name} ({m['format']}/{m['precision']})",
         "",
         f"- runtime: {r['runtime']} {r['version']} on {r['accelerator']} (providers: {', '.join(r['providers'])}), threads {result['threads']}",
+        *[
+            f"- pinned: {p['threads']} threads, {p['precision']}, {p['streams']} stream(s): {p['how']}"
+            for p in [result.get("pinning")]
+            if p
+        ],
         f"- measured on: {s['cpu_model']}, {s['cores']} cores, governor {s['governor'] or '?'}, clock {s['clock_mhz'] or '?'} MHz"
         + _profile_note(result),
         f"- temperatures before/after: {s['temperatures_before_c'] or '-'} / {s['temperatures_after_c'] or '-'}",

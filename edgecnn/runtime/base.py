@@ -153,9 +153,16 @@ class BackendBase:
             "accelerator": self.accelerator,
             "providers": list(self.providers),
             "threads": self.threads,
+            "pinning": self.pinning(),
             "input": {"name": self.input.name, "shape": list(self.input.shape), "dtype": self.input.dtype},
             "output": {"name": self.output.name, "shape": list(self.output.shape), "dtype": self.output.dtype},
         }
+
+    def pinning(self) -> dict[str, Any]:
+        """How this runtime is pinned, as it reports it where it can: ``threads`` (intra-op threads it runs with),
+        ``precision`` (the arithmetic of its float operations), ``streams`` (inferences in flight) and ``how``
+        (the settings that pin them, by their own names)."""
+        return {"threads": self.threads, "precision": "as the model", "streams": 1, "how": {}}
 
     def runtime_latency_ms(self) -> float | None:
         """The last inference's time as the runtime itself measured it, where it reports one (OpenVINO)."""

@@ -90,6 +90,13 @@ class LiteRTBackend(BackendBase):
         self._in_dtype = np.dtype(ins[0]["dtype"])
         return self
 
+    def pinning(self) -> dict[str, Any]:
+        # XNNPACK runs float operations in fp32 (fp16 weights are widened at load) and quantised ones in int8; one
+        # interpreter runs one inference at a time on a pool of num_threads (the caller and num_threads - 1 workers)
+        threads = self.threads or 1  # Interpreter(num_threads=None) is LiteRT's default: one thread
+        how = {"Interpreter(num_threads)": self.threads, "delegate": self.providers[0], "float ops": "fp32"}
+        return {"threads": threads, "precision": "f32", "streams": 1, "how": how}
+
     def set_input(self, x: np.ndarray) -> None:
         """Write an input (quantised if the model wants int8/uint8) without running."""
         self._set_raw(self.quantize_input(x))

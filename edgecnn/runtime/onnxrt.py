@@ -71,6 +71,20 @@ class ONNXRuntimeBackend(BackendBase):
         self._np_dtype = np.float16 if self.input.dtype == "float16" else np.float32
         return self
 
+    def pinning(self) -> dict[str, Any]:
+        # read back from the session: what it runs with, not what was asked
+        so = self._sess.get_session_options()
+        threads = so.intra_op_num_threads or None  # 0: onnxruntime's default, one per physical core
+        how = {
+            "intra_op_num_threads": so.intra_op_num_threads,
+            "inter_op_num_threads": so.inter_op_num_threads,
+            "execution_mode": str(so.execution_mode).rsplit(".", 1)[-1],
+            "graph_optimization_level": str(so.graph_optimization_level).rsplit(".", 1)[-1],
+            "providers": list(self.providers),
+        }
+        # the CPU execution provider has no precision hint: each operator runs in the model's own types
+        return {"threads": threads, "precision": "the model's types", "streams": 1, "how": how}
+
     def set_input(self, x: np.ndarray) -> None:
         self._feed = {self._in_name: np.ascontiguousarray(x, dtype=self._np_dtype)}
 

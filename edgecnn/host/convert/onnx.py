@@ -126,6 +126,27 @@ def _calibrate_ranges(pre: Path, calib: Any, cache: Path, threads: int | None = 
 CHOICE_IMAGES = 128
 
 
+def activation_type(profile: Any) -> tuple[str, str]:
+    """The int8 activations' type for a device profile, and why (the manifest records both).
+
+    uint8 for ONNX Runtime on an x86 CPU: its QDQ fusion turns DequantizeLinear -> Conv -> QuantizeLinear into one
+    QLinearConv only where int8 activations are allowed, which its source allows on Arm alone (``QDQIsInt8Allowed``,
+    onnxruntime/core/optimizer/qdq_transformer): with int8 activations on this x86 CPU MobileNetV2's convolutions ran in
+    float between Q/DQ pairs and int8 was slower than fp32 (README, "Measured here"). int8 where TensorRT runs the
+    model (its explicit quantisation reads signed int8 Q/DQ only) and on Arm (fused there, sdot kernels).
+    Both are asymmetric MinMax ranges over 256 levels: the same resolution, the same agreement.
+    """
+    from edgecnn.runtime.base import runtime_for
+
+    chain = profile.runtime_chain() if profile is not None else []
+    if (runtime_for(Format.ONNX), "TensorRT") in chain:
+        return "int8", "TensorRT reads signed int8 Q/DQ only"
+    arch = getattr(profile, "arch", "") or ""
+    if arch in ("x86_64", "amd64", "x86"):
+        return "uint8", "onnxruntime fuses Q/DQ into QLinear kernels on x86 only for uint8 activations"
+    return "int8", f"onnxruntime fuses int8 Q/DQ on {arch or 'this architecture'} (QDQIsInt8Allowed)"
+
+
 class ONNXConverter(Converter):
     """ONNX models for ONNX Runtime: fp32 from tf2onnx, fp16 by onnxruntime's float16 tool, int8 by static QDQ."""
 
@@ -148,6 +169,7 @@ class ONNXConverter(Converter):
         s = self.session
         params = {"fp32": self._export().params["out"], "out": str(s.workdir / f"{name}.onnx"), "int8_weights": r.int8_weights}
         params["precision"] = str(r.precision)
+        params["activations"] = activation_type(s.profile)[0]
         return Job(name, "onnx-quantizer", f"{__name__}:int8_job", params, after=("tf2onnx",), needs_calibration=True)
 
     def jobs(self, r: ConvertRequest) -> list[Job]:
@@ -194,6 +216,8 @@ class ONNXConverter(Converter):
                 require_calibration(self.session.calibration, f"{r.precision} ONNX")
                 job = self._int8(r)
                 extra |= self.session.scheduler.result(job.name)["extra"]
+                if r.precision == Precision.INT8:
+                    extra["quantization"]["activations_why"] = activation_type(self.session.profile)[1]
                 shutil.copyfile(job.params["out"], target)
         except ConversionError:
             raise
@@ -210,9 +234,11 @@ def quantize(
     int8_weights: str | None = None,
     threads: int | None = None,
     precision: Precision = Precision.INT8,
+    activations: str = "int8",
 ) -> dict[str, Any]:
     """Static QDQ int8 (or int16x8) of ``fp32`` into ``target``; the manifest's extra (which weight scheme, and
-    why). ``threads``: onnxruntime's intra-op threads for calibrating and judging (its default: one per core)."""
+    why). ``threads``: onnxruntime's intra-op threads for calibrating and judging (its default: one per core);
+    ``activations``: int8 or uint8 (``activation_type``)."""
     import shutil
 
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -232,12 +258,15 @@ def quantize(
             tried: dict[str, dict[str, Any]] = {}
             for name, per_channel in candidates:
                 out = Path(tmp) / f"{name}.onnx"
-                tried[name] = {"path": _quantize_static(pre, out, calib, per_channel, cache, precision=precision)}
+                path = _quantize_static(pre, out, calib, per_channel, cache, precision=precision, activations=activations)
+                tried[name] = {"path": path}
                 if reference is not None:
                     probs = run_model(Format.ONNX, tried[name]["path"], judge, threads)
                     tried[name]["agreement"] = float(np.mean(probs.argmax(1) == reference.argmax(1)))
                     tried[name]["mean_abs_dp"] = float(np.mean(np.abs(probs - reference)))
             chosen, extra = _choose(tried, int8_weights)
+            if precision == Precision.INT8:
+                extra["quantization"]["activations"] = activations
             shutil.copyfile(tried[chosen]["path"], target)
         except ConversionError:
             raise
@@ -265,10 +294,11 @@ def _quantize_static(
     *,
     precision: Precision = Precision.INT8,
     exclude: list[str] | None = None,
+    activations: str = "int8",
 ) -> Path:
-    """One QDQ candidate: int8 weights (per channel or per tensor), int8 activations (int16 for int16x8: Q/DQ from
-    the com.microsoft domain, since the standard ones take int16 only from opset 21), MinMax ranges; the nodes in
-    ``exclude`` left in float."""
+    """One QDQ candidate: int8 weights (per channel or per tensor), int8 or uint8 activations (``activation_type``;
+    int16 for int16x8: Q/DQ from the com.microsoft domain, since the standard ones take int16 only from opset 21),
+    MinMax ranges; the nodes in ``exclude`` left in float."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     wide = precision == Precision.INT16X8
@@ -278,7 +308,7 @@ def _quantize_static(
         _Reader(calib),
         quant_format=QuantFormat.QDQ,
         per_channel=per_channel,
-        activation_type=QuantType.QInt16 if wide else QuantType.QInt8,
+        activation_type=QuantType.QInt16 if wide else QuantType.QUInt8 if activations == "uint8" else QuantType.QInt8,
         weight_type=QuantType.QInt8,
         calibrate_method=CalibrationMethod.MinMax,
         nodes_to_exclude=exclude or None,
@@ -304,7 +334,9 @@ def _choose(tried: dict[str, dict[str, Any]], int8_weights: str | None) -> tuple
     }
 
 
-def int8_job(fp32: str, calibration: str, out: str, int8_weights: str | None, precision: str = "int8") -> dict[str, Any]:
+def int8_job(
+    fp32: str, calibration: str, out: str, int8_weights: str | None, precision: str = "int8", activations: str = "int8"
+) -> dict[str, Any]:
     """The onnx-quantizer worker's job: int8 of ``fp32`` into ``out``, on one thread.
 
     The worker shares the cores with the parent and the other workers, and one thread spends the least CPU on the
@@ -312,7 +344,10 @@ def int8_job(fp32: str, calibration: str, out: str, int8_weights: str | None, pr
     from edgecnn.host.data.calibration import CalibrationSet
 
     calib = CalibrationSet(np.load(calibration), "calibration")
-    return {"extra": quantize(Path(fp32), calib, Path(out), int8_weights, threads=1, precision=Precision(precision))}
+    extra = quantize(
+        Path(fp32), calib, Path(out), int8_weights, threads=1, precision=Precision(precision), activations=activations
+    )
+    return {"extra": extra}
 
 
 class ONNXSelective(Selective):
@@ -337,7 +372,15 @@ class ONNXSelective(Selective):
 
         target = out_dir / self.model_name
         per_channel = self.weights == "per-channel"
+        activations = activation_type(self.session.profile)[0]
         _quantize_static(
-            self.pre, target, self.session.calibration, per_channel, self.cache, precision=self.precision, exclude=exclude
+            self.pre,
+            target,
+            self.session.calibration,
+            per_channel,
+            self.cache,
+            precision=self.precision,
+            exclude=exclude,
+            activations=activations,
         )
         return {m.__name__: m.__version__ for m in (onnx, onnxruntime)}
