@@ -129,7 +129,7 @@ def test_calibrate_then_estimate_with_it(lenet_artifacts, tmp_path, capsys):
 
 def test_calibrate_cli_bad_inputs(tmp_path, capsys):
     assert main(["calibrate", "--runtime", "tensorrt", "--out", str(tmp_path)]) == 1
-    assert "error: unknown runtime 'tensorrt' (known: litert, onnxruntime, openvino)" in capsys.readouterr().err
+    assert "error: unknown runtime 'tensorrt' (known: imx500, litert, onnxruntime, openvino)" in capsys.readouterr().err
     assert main(["calibrate", "--threads", "0", "--out", str(tmp_path)]) == 2  # a usage error
     assert "argument --threads: must be a whole number from 1 to 1,024; received '0'" in capsys.readouterr().err
     assert main(["calibrate", "--check", str(tmp_path), "--out", str(tmp_path)]) == 1

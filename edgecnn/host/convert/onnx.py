@@ -136,7 +136,7 @@ def activation_type(profile: Any) -> tuple[str, str]:
     model (its explicit quantisation reads signed int8 Q/DQ only) and on Arm (fused there, sdot kernels).
     Both are asymmetric MinMax ranges over 256 levels: the same resolution, the same agreement.
     """
-    from edgecnn.runtime.base import runtime_for
+    from edgecnn.formats import runtime_for
 
     chain = profile.runtime_chain() if profile is not None else []
     if (runtime_for(Format.ONNX), "TensorRT") in chain:
