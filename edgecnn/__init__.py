@@ -4,7 +4,7 @@ The public API, the same functions the command line calls::
 
     import edgecnn
 
-    summary = edgecnn.host.convert("runs/lenet", "rpi4")                  # host: needs edgecnn[train]
+    summary = edgecnn.convert("runs/lenet", "rpi4")                  # host: needs edgecnn[train]
     with edgecnn.Classifier("out/lenet-rpi4/tflite-int8") as clf:    # device: numpy + one runtime
         print(clf.classify(image).top)
     report = edgecnn.classify_stream("out/lenet-rpi4", "synthetic:?frames=50")

@@ -22,20 +22,25 @@ def repo() -> Path:
 
 
 def shared(tmp_path_factory, name: str, build):
-    """``build(folder) -> Path`` once per test run, also under pytest-xdist: the first worker to ask builds into the
-    run's common temp folder while holding a lock, the others wait for it and reuse the result (a LeNet-5 run and its
-    conversion would otherwise be made once per worker). A build that fails leaves no result: the next one tries again.
-    """
-    if os.environ.get("PYTEST_XDIST_WORKER") is None:
-        return build(tmp_path_factory.mktemp(name))
+    """``build(folder) -> Path`` once per test run, also under pytest-xdist: the first worker to ask builds into a
+    common folder while holding a lock, the others wait for it and reuse the result (a LeNet-5 run and its conversion
+    would otherwise be made once per worker). The common folder is $EDGECNN_TEST_SHARED where set (tools/test.sh sets
+    one for both of its parts, so the serial part reuses what the parallel part built), else the run's common temp
+    folder under pytest-xdist; a plain pytest builds into its own temp folder. A build that fails leaves no result: the
+    next one tries again."""
     import fcntl
     import json
 
-    common = tmp_path_factory.getbasetemp().parent  # one per run, shared by its workers
+    if os.environ.get("EDGECNN_TEST_SHARED"):
+        common = Path(os.environ["EDGECNN_TEST_SHARED"])
+    elif os.environ.get("PYTEST_XDIST_WORKER") is not None:
+        common = tmp_path_factory.getbasetemp().parent  # one per run, shared by its workers
+    else:
+        return build(tmp_path_factory.mktemp(name))
     done = common / f"{name}.json"
     with open(common / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also when this worker dies
-        if not done.is_file():
+        if not done.is_file() or not Path(json.loads(done.read_text())).exists():
             folder = common / name
             shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir()

@@ -1,4 +1,4 @@
-"""The public API (issue 31): ``edgecnn.host.convert``, ``Classifier``, ``classify_stream`` and ``profile`` from Python,
+"""The public API (issue 31): ``edgecnn.convert``, ``Classifier``, ``classify_stream`` and ``profile`` from Python,
 on the session's LeNet-5 artifacts; ``import edgecnn`` stays light; the CLI verbs call these same functions."""
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def test_the_public_functions_are_typed_and_documented():
 
     import edgecnn.host.convert.api  # noqa: F401 - the host wing's package no longer shadows the public function
 
-    assert inspect.isfunction(edgecnn.host.convert) and edgecnn.host.convert.__module__ == "edgecnn"
+    assert inspect.isfunction(edgecnn.convert) and edgecnn.convert.__module__ == "edgecnn"
     for name in ("convert", "classify_stream", "profile"):
         fn = getattr(edgecnn, name)
         doc = inspect.getdoc(fn)
@@ -88,11 +88,11 @@ def test_classify_stream_from_python_writes_its_sinks_and_reports(lenet_artifact
 def test_convert_from_python_and_the_name_it_shares_with_the_package(lenet_run, tmp_path):
     import edgecnn.host.convert.api  # noqa: F401 - Python now sets the package as edgecnn.host.convert: it stays callable
 
-    summary = edgecnn.host.convert(lenet_run, "host", precisions=["tflite/fp32"], out=tmp_path / "out")
+    summary = edgecnn.convert(lenet_run, "host", precisions=["tflite/fp32"], out=tmp_path / "out")
     assert [(r.format, r.precision, r.status) for r in summary.rows] == [("tflite", "fp32", "ok")]
     assert (tmp_path / "out" / "tflite-fp32" / "model.tflite").is_file()
     with pytest.raises(edgecnn.EdgeCNNError, match="precision 'int4' is not supported"):
-        edgecnn.host.convert(lenet_run, "host", precisions=["tflite/int4"], out=tmp_path / "bad")
+        edgecnn.convert(lenet_run, "host", precisions=["tflite/int4"], out=tmp_path / "bad")
 
 
 def test_the_cli_verbs_call_the_public_functions(lenet_artifacts, monkeypatch, tmp_path, capsys):

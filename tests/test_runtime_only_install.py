@@ -144,7 +144,7 @@ def test_classify_into_every_sink_without_tensorflow(device_venv, signed, tmp_pa
     assert len(rows) == 40 and all(len(row["top"]) == 2 for row in rows)
     correct = sum(int(row["top"][0]["label"]) == int(y) for row, y in zip(rows, digits_test_split.labels[:40]))
     assert correct >= 37
-    assert "using litert (ai-edge-litert" in r.stderr and "classified 40" in r.stderr
+    assert "with litert ai-edge-litert" in r.stderr and "classified 40" in r.stderr
     assert len((tmp_path / "p.jsonl").read_text().splitlines()) == 40
     assert (tmp_path / "out.avi").stat().st_size > 10_000
     health = [json.loads(line) for line in (tmp_path / "health.jsonl").read_text().splitlines()]

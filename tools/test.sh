@@ -10,6 +10,10 @@ workers="${EDGECNN_TEST_WORKERS:-$(nproc)}"
 if [ "$workers" = 0 ]; then
     exec .venv/bin/python -m pytest "$@"
 fi
+# what the session fixtures build (a trained LeNet-5, its conversion, a device venv), made once for both parts
+EDGECNN_TEST_SHARED="$(mktemp -d -t edgecnn-tests-XXXXXX)"
+export EDGECNN_TEST_SHARED
+trap 'rm -rf "$EDGECNN_TEST_SHARED"' EXIT
 .venv/bin/python -m pytest -n "$workers" --dist loadfile "$@"
 parallel=$?
 EDGECNN_TEST_PART=serial .venv/bin/python -m pytest "$@"

@@ -86,7 +86,7 @@ def run(args) -> int:
 
     preprocess = _preprocess_from_flags(args)
     say = None if args.quiet or args.json else (lambda msg: print(f"[convert] {msg}", file=sys.stderr, flush=True))
-    summary = edgecnn.host.convert(
+    summary = edgecnn.convert(
         args.model,
         args.device,
         precisions=args.precision,
