@@ -150,7 +150,7 @@ _CONTROL: dict[str, Any] = {"dir": None, "masters": {}, "lock": threading.Lock()
 
 
 CONTROL_PREFIX = "edgecnn-ssh-"  # + pid: the folder of a killed command is removed by the next one
-# a Unix socket's path has at most 107 bytes; ssh adds ".XXXXXXXXXXXXXXXX" while it binds, and our name is
+# a Unix socket's path has at most 107 bytes; ssh adds a dot and 16 random characters while it binds, and our name is
 # "TAG8-" + %C (40): with a long $TMPDIR (macOS: /var/folders/...) the master failed with "unix_listener: too long"
 _SOCKET_NAME_BYTES = 1 + 9 + 40 + 17
 
