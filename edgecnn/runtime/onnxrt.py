@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +50,7 @@ class ONNXRuntimeBackend(BackendBase):
         except ImportError:
             raise info.missing("running .onnx models") from None
         wanted, available = _PROVIDERS[accelerator], ort.get_available_providers()
+        notes = _load_cuda_libraries(ort) if accelerator != "CPU" and wanted in available else []
         if wanted not in available and not allow_fallback:
             raise RuntimeBackendError(
                 f"onnxruntime has no {wanted} here (available: {', '.join(available)})",
@@ -54,7 +59,12 @@ class ONNXRuntimeBackend(BackendBase):
         sess, i, o, specs = _session(ort, path, threads, _providers(accelerator, trt_cache_dir))
         in_use = sess.get_providers()
         if wanted not in in_use and not allow_fallback:
-            raise RuntimeBackendError(f"onnxruntime did not enable {wanted} for {path.name} (in use: {', '.join(in_use)})")
+            raise RuntimeBackendError(
+                f"onnxruntime did not enable {wanted} for {path.name} (in use: {', '.join(in_use)}): "
+                + _why_no_cuda(ort, notes),
+                hint="nvidia-smi must list the GPU; pip's onnxruntime-gpu needs its CUDA and cuDNN "
+                '("onnxruntime-gpu[cuda,cudnn]") or the same CUDA major version installed system-wide',
+            )
         if len(i) != 1 or len(o) != 1:
             raise RuntimeBackendError(f"{path}: expected one input and one output; found {len(i)} and {len(o)}")
         self = cls(
@@ -73,6 +83,8 @@ class ONNXRuntimeBackend(BackendBase):
 
     def pinning(self) -> dict[str, Any]:
         # read back from the session: what it runs with, not what was asked
+        if self._sess is None:
+            raise RuntimeBackendError(f"{self.model_path.name}: the onnxruntime session is closed")
         so = self._sess.get_session_options()
         threads = so.intra_op_num_threads or None  # 0: onnxruntime's default, one per physical core
         how = {
@@ -82,8 +94,13 @@ class ONNXRuntimeBackend(BackendBase):
             "graph_optimization_level": str(so.graph_optimization_level).rsplit(".", 1)[-1],
             "providers": list(self.providers),
         }
-        # the CPU execution provider has no precision hint: each operator runs in the model's own types
-        return {"threads": threads, "precision": "the model's types", "streams": 1, "how": how}
+        precision = "the model's types"  # the CPU execution provider has no precision hint
+        cuda = self._sess.get_provider_options().get(_PROVIDERS["CUDA"]) if self.accelerator != "CPU" else None
+        if cuda:
+            how["cuda"] = {k: cuda[k] for k in ("device_id", "use_tf32", "cudnn_conv_algo_search") if k in cuda}
+            if cuda.get("use_tf32") == "1":  # fp32 convolutions and matmuls may round their inputs to TF32 (Ampere on)
+                precision = "the model's types; fp32 convolutions and matmuls in TF32 (CUDA use_tf32=1)"
+        return {"threads": threads, "precision": precision, "streams": 1, "how": how}
 
     def set_input(self, x: np.ndarray) -> None:
         self._feed = {self._in_name: np.ascontiguousarray(x, dtype=self._np_dtype)}
@@ -119,3 +136,43 @@ def _session(ort: Any, path: Path, threads: int | None, providers: list) -> tupl
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf/RuntimeException types
         raise RuntimeBackendError(f"onnxruntime cannot load {path}: {first_line(exc, 200, with_type=True)}") from exc
     return sess, i, o, specs
+
+
+_PRELOADED: list[str] | None = None
+
+
+def _load_cuda_libraries(ort: Any) -> list[str]:
+    """Let pip's onnxruntime-gpu find CUDA and cuDNN from the nvidia-* wheels: ``preload_dlls()`` (onnxruntime 1.21+)
+    loads them, else only a system CUDA or an earlier ``import torch`` makes them found. Once per process; what it
+    prints (a library that failed to load) is kept for the error, not printed over a command's output."""
+    global _PRELOADED
+    if _PRELOADED is None:
+        out, preload = io.StringIO(), getattr(ort, "preload_dlls", None)
+        if preload is not None:
+            with contextlib.redirect_stdout(out):
+                try:
+                    preload()
+                except (RuntimeError, OSError) as exc:  # a folder or library that is not there: said in the error
+                    print(first_line(exc, 200, with_type=True))
+        plain = re.sub(r"\x1b\[[0-9;]*m", "", out.getvalue())  # its warnings come in terminal colours
+        _PRELOADED = [ln.strip() for ln in plain.splitlines() if ln.strip()]
+    return _PRELOADED
+
+
+def _why_no_cuda(ort: Any, notes: list[str]) -> str:
+    """One reason why the CUDA provider did not come up: a hidden GPU, its library not loading (the missing CUDA
+    or cuDNN library named by the loader), what preload_dlls said, or no GPU that CUDA can use."""
+    import ctypes
+
+    if os.environ.get("CUDA_VISIBLE_DEVICES", "unset").strip() in ("", "-1"):
+        return f"CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']!r} hides every GPU from CUDA"
+    lib = Path(ort.__file__).parent / "capi" / "libonnxruntime_providers_cuda.so"
+    if lib.is_file():
+        try:
+            ctypes.CDLL(str(lib))
+        except OSError as exc:
+            return f"its CUDA provider does not load: {first_line(exc, 200)}"
+    failed = [n for n in notes if n.startswith("Failed to load")]
+    if failed:
+        return f"{failed[0]} ({len(failed)} CUDA/cuDNN libraries not loaded)"
+    return "the CUDA libraries load, so CUDA found no GPU it can use (driver, or a GPU too old for this build)"

@@ -65,10 +65,10 @@ def classify_artifact(
             on_ready(clf, checked)
         report = classify_stream(clf, source, list(sinks), max_frames=max_frames, duration=duration, health=health,
                                  stop=stop, on_prediction=on_prediction, say=say)
+        report |= {"runtime": clf.describe(), "self_check": checked}  # while open: pinning is read from the runtime
     finally:
         if owned:
             clf.close()
-    report |= {"runtime": clf.describe(), "self_check": checked}
     if sensor is not None:  # the IMX500's own DNN time per frame (get_kpi_info)
         report["sensor"] = sensor_kpi(sensor.dnn_ms)
     return report

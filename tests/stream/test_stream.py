@@ -67,6 +67,25 @@ def test_classify_video_file_jsonl(lenet_artifacts, digits_video, tmp_path, caps
     assert size == (512, 512), size  # the 64x64 frames scaled up 8x for a readable overlay (issue #31)
 
 
+@pytest.mark.parametrize(
+    ("runtime", "threads"), [("onnxruntime", "intra_op_num_threads"), ("openvino", "INFERENCE_NUM_THREADS"), ("litert", None)]
+)
+def test_classify_json_report_names_how_each_runtime_ran(lenet_artifacts, digits_video, runtime, threads, capsys):
+    """The --json report describes the runtime as it ran: read while it is open (onnxruntime's once raised
+    AttributeError here, reading a closed session; OpenVINO's came back empty)."""
+    video, _ = digits_video
+    code = main(["classify", str(lenet_artifacts), "--runtime", runtime, "--threads", "2", "--source", f"file:{video}",
+                 "--max-frames", "20", "--json"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0, out
+    report = json.loads(out)
+    assert report["runtime"]["runtime"] == runtime and report["classified"] == 20
+    pinning = report["runtime"]["pinning"]
+    assert pinning["threads"] == 2 and pinning["streams"] == 1
+    if threads:
+        assert str(pinning["how"][threads]) == "2"
+
+
 def test_colour_order_survives_the_video_path(tmp_path):
     """A model that names the dominant RGB channel: red frames must come out 'red' (BGR/RGB never swapped)."""
     import keras
