@@ -11,7 +11,10 @@ import pytest
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # as edgecnn.host._tfenv sets it for the product
-os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")  # CPU-only tests: no 'cuInit failed' noise on GPU-less CI
+# CPU-only tests: no 'cuInit failed' noise on GPU-less CI; the GPU tests (tests/runtime/test_gpu.py) run their
+# children with the caller's own value again, kept here
+os.environ.setdefault("EDGECNN_TEST_CUDA_VISIBLE_DEVICES", os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>"))
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
 if os.environ.get("PYTEST_XDIST_WORKER") is not None:
     # pytest-xdist's workers get COLUMNS=80 and LINES=24 (the controller's terminal, or 80 without one): the tables
     # would fold as in an 80-column terminal, unlike the same test in a plain pytest (no terminal: no folding)

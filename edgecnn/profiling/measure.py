@@ -253,7 +253,8 @@ def profile(
         "runs_requested": opts.runs,
         "min_seconds": opts.min_seconds,
         "system": system.cpu_context()
-        | {"temperatures_before_c": before, "temperatures_after_c": system.temperatures(), "throttling": system.throttling()},
+        | {"temperatures_before_c": before, "temperatures_after_c": system.temperatures(), "throttling": system.throttling()}
+        | ({"gpus": system.gpu_context()} if described.get("accelerator") in ("CUDA", "TensorRT") else {}),
         **measured,
     }
 

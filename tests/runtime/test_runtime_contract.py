@@ -97,18 +97,6 @@ def test_tampered_truncated_and_mislabelled_artifacts_are_refused(artifact_copy)
         Manifest.load(artifact_copy / "openvino-fp32")
 
 
-@pytest.mark.gpu
-def test_cuda_provider_on_a_real_gpu(lenet_artifacts):
-    ort = pytest.importorskip("onnxruntime")
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
-        pytest.skip("no CUDAExecutionProvider (needs an NVIDIA GPU and onnxruntime-gpu)")
-    gpu = Classifier(lenet_artifacts / "onnx-fp32", runtime="onnxruntime", accelerator="CUDA", allow_fallback=False)
-    cpu = Classifier(lenet_artifacts / "onnx-fp32", runtime="onnxruntime")
-    assert gpu.backend.providers[0] == "CUDAExecutionProvider"
-    x = np.random.default_rng(0).integers(0, 255, (32, 32), dtype=np.uint8)
-    assert gpu.classify(x).label == cpu.classify(x).label
-
-
 def test_litert_normal_path_never_imports_tensorflow(lenet_artifacts):
     """With ai-edge-litert installed, opening and running a .tflite artifact leaves TensorFlow unimported
     (tensorflow.lite is only the last fallback when no LiteRT package exists)."""
