@@ -142,10 +142,13 @@ def publish(staged: Path, final: Path) -> None:
     sees the old folder or the new one. Elsewhere there is a short window in which ``final`` is absent.
     """
     fsync_tree(staged)
+    crash_point("publish:synced")
     if final.exists():
         if exchange(staged, final):  # ``staged`` now holds the old folder
+            crash_point("publish:exchanged")
             cleanup.forget(staged)
             shutil.rmtree(staged, ignore_errors=True)
+            crash_point("publish:old-removed")
         else:
             old = final.with_name(f".{final.name}.{os.getpid()}.old.partial")
             final.rename(old)
@@ -156,6 +159,19 @@ def publish(staged: Path, final: Path) -> None:
         staged.rename(final)
         cleanup.forget(staged)
     fsync_dir(final.parent)
+
+
+# a conversion's set: every artifact staged; then publish()'s steps (any folder's); then the set in place
+CRASH_POINTS = ("set:staged", "publish:synced", "publish:exchanged", "publish:old-removed", "set:published")
+
+
+def crash_point(name: str) -> None:
+    """A named moment of publishing where a test may kill this process (``EDGECNN_CRASH_AT=name``): the suite's
+    fast, exact stand-in for killing a whole conversion at random moments, which tools/kill_trials.py does."""
+    if os.environ.get("EDGECNN_CRASH_AT") == name:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @contextmanager

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import signal
 import subprocess
@@ -114,28 +113,50 @@ def _which_set(out: Path, old_id: str) -> str:
     return "new"
 
 
+_PUBLISH = """
+import shutil, sys
+from pathlib import Path
+from edgecnn.atomic import new_staging_folder, publish
+new, out = Path(sys.argv[1]), Path(sys.argv[2])
+staging = new_staging_folder(out)
+shutil.rmtree(staging)
+shutil.copytree(new, staging)
+publish(staging, out)
+"""
+
+
 @pytest.mark.slow
-def test_killing_convert_force_over_another_models_set_leaves_the_old_or_the_new_set(lenet_run, other_model, tmp_path):
-    """20 SIGKILLs at random moments of `convert --force` replacing lenet5's set (TFLite and ONNX) with tiny3's (TFLite
-    only): never lenet5's ONNX beside tiny3's TFLite, never a partial set."""
+def test_a_kill_at_each_moment_of_convert_force_over_another_models_set_leaves_the_old_or_the_new_set(
+    lenet_run, other_model, tmp_path
+):
+    """`convert --force` replacing lenet5's set (TFLite and ONNX) with tiny3's (TFLite only), SIGKILLed at each named
+    moment of publishing (``EDGECNN_CRASH_AT``): never lenet5's ONNX beside tiny3's TFLite, never a partial set, and
+    the next run removes what the killed one left. The real conversion is killed once every artifact is written;
+    the steps of the publish itself run in a small child on a copy of tiny3's real set. Killing whole conversions
+    at random moments, slower: `python tools/kill_trials.py --what convert-over-other`."""
+    from edgecnn.atomic import CRASH_POINTS
+
     out = tmp_path / "o"
     cmd = [sys.executable, "-m", "edgecnn", *_cli(str(other_model)), "--precision", "tflite/fp32", "--out", str(out), "--force"]
-    t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True, cwd=tmp_path)  # uninterrupted: how long one run takes
-    duration = time.perf_counter() - t0
     old = convert(lenet_run, "host", precisions=["tflite/fp32", "onnx/fp32"], out=tmp_path / "lenet5-set")
-    rng = random.Random(15)
-    seen = []
-    for _ in range(20):
-        shutil.rmtree(out)
+    new = tmp_path / "tiny3-set"  # tiny3's set as its conversion makes it, for the publish steps' child
+    seen, before = {}, []
+    for point in ("set:published", "set:staged", *[p for p in CRASH_POINTS if p.startswith("publish:")]):
+        shutil.rmtree(out, ignore_errors=True)
         shutil.copytree(old.out, out)  # lenet5's set again
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, cwd=tmp_path)
-        try:
-            proc.wait(timeout=rng.uniform(0, 1.1 * duration))
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        seen.append(_which_set(out, old.conversion_id))
-    assert "old" in seen and "new" in seen, seen
-    subprocess.run(cmd, check=True, capture_output=True, cwd=tmp_path)  # the next run removes killed runs' staging
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".o.")) == []
+        env = os.environ | {"EDGECNN_CRASH_AT": point}
+        child = cmd if point.startswith("set:") else [sys.executable, "-c", _PUBLISH, str(new), str(out)]
+        r = subprocess.run(child, env=env, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+        assert r.returncode == -signal.SIGKILL, (point, r.returncode, r.stderr[-1000:])
+        left = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".o."))
+        assert not set(before) & set(left), (point, before, left)  # each run removed what the killed one before left
+        seen[point], before = (_which_set(out, old.conversion_id), len(left)), left
+        if point == "set:published":
+            shutil.copytree(out, new)
+    assert seen == {
+        "set:published": ("new", 0),
+        "set:staged": ("old", 1),  # its staging folder, all artifacts in it
+        "publish:synced": ("old", 1),
+        "publish:exchanged": ("new", 1),  # the staging folder's name now holds lenet5's old set
+        "publish:old-removed": ("new", 0),
+    }, seen

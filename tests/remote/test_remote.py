@@ -270,7 +270,7 @@ def test_measurements_from_a_board_refit_the_estimate_for_its_device_profile(len
     assert len(records["int8"]["artifacts"]) == 1 and len(records["fp32"]["artifacts"]) == 2  # fp32 and dynamic
     assert records["int8"]["method"] == "scale" and records["int8"]["path"].endswith("devices/rpi4/litert-int8-t4.json")
     assert records["int8"]["before_error_median_abs"] == pytest.approx(abs(before), rel=0.01)
-    assert main(["profile", str(out / "artifacts" / "tflite-int8"), "--device", "rpi4", "--runs", "20", "--json"]) == 0
+    assert main(["profile", str(out / "artifacts" / "tflite-int8"), "--device", "rpi4", "--runs", "20", "--min-seconds", "0", "--json"]) == 0
     est = json.loads(capsys.readouterr().out)["estimate"]
     assert "refitted from 1 artifact(s) measured on rpi4 boards (scale" in est["method"]
     after = est["estimated_p50_ms"] / board_ms - 1

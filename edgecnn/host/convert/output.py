@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn import cleanup
-from edgecnn.atomic import check_can_create, is_staging, new_staging_folder, publish
+from edgecnn.atomic import check_can_create, crash_point, is_staging, new_staging_folder, publish
 from edgecnn.errors import ArtifactError, ConfigError, DiskFullError, EdgeCNNError
 from edgecnn.manifest import MANIFEST_NAME, RUN_INDEX, Manifest, sha256_file, verify_run
 
@@ -199,7 +199,9 @@ def staged_set(plan: OutputPlan) -> Iterator[Path]:
     staging = new_staging_folder(plan.final)
     try:
         yield staging
+        crash_point("set:staged")  # every artifact written and verified, nothing published yet
         publish(staging, plan.final)
+        crash_point("set:published")
     except DiskFullError as exc:
         exc.message = exc.message.replace(str(staging), str(plan.final))  # name the folder the user gave
         finished = [p for p in staging.iterdir() if (p / MANIFEST_NAME).is_file()]
