@@ -6,7 +6,8 @@
 Every side pinned alike: `--threads` threads, f32 arithmetic for float operations, one stream (one inference in
 flight), the input set once and unchanged, 20 warm-up runs. TFLite: `litert-benchmark` (ships with ai-edge-litert:
 the CompiledModel API on XNNPACK, `--num_threads N`; run unmodified except that its JSON's rounding to 0.01 ms is
-switched off, which alone is a 20% step at LeNet-5's 0.025 ms); OpenVINO: `benchmark_app -infer_precision f32
+switched off, which alone is a 20% step at LeNet-5's 0.025 ms), and a bare Interpreter loop, the API edgecnn's
+backend uses, which splits the gap into edgecnn's own share and the two APIs' difference; OpenVINO: `benchmark_app -infer_precision f32
 -hint none -nthreads N -nstreams 1` with a static batch of 1, as edgecnn's backend compiles it (its own
 default API, one asynchronous request; the properties it reports are kept beside edgecnn's `pinning`); ONNX: a
 bare onnxruntime loop in its own process. Each artifact is measured in `--rounds` rounds, edgecnn and the
@@ -165,6 +166,33 @@ def ort_p50(model: Path, threads: int, seconds: float) -> float:
     return statistics.median(times)
 
 
+def interpreter_p50(model: Path, threads: int, seconds: float) -> float:
+    """A bare LiteRT Interpreter loop (the API edgecnn's backend uses, where litert-benchmark uses CompiledModel):
+    input set once, invoke() timed alone."""
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(model), num_threads=threads)
+    interp.allocate_tensors()
+    d = interp.get_input_details()[0]
+    x = np.random.default_rng(0).uniform(-1, 1, d["shape"])
+    interp.set_tensor(d["index"], x.astype(d["dtype"]) if d["dtype"] == np.float32 else (x * 100).astype(d["dtype"]))
+    for _ in range(20):
+        interp.invoke()
+    times, t_end = [], time.perf_counter() + seconds
+    while len(times) < 200 or time.perf_counter() < t_end:
+        t0 = time.perf_counter()
+        interp.invoke()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def _loop(flag: str, model: Path, threads: int, seconds: float) -> float:
+    cmd = [sys.executable, __file__, flag, str(model), "--threads", str(threads), "--seconds", str(seconds)]
+    r = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=900)
+    return float(r.stdout.strip().splitlines()[-1])
+
+
 def ours(art: Path, runtime: str, threads: int, seconds: float) -> dict:
     cmd = [str(BIN / "edgecnn"), "profile", str(art), "--runtime", runtime, "--threads", str(threads)]
     cmd += ["--runs", "200", "--min-seconds", str(seconds), "--warmup", "20", "--json", "--quiet"]
@@ -185,9 +213,7 @@ def reference(fmt: str, model: Path, threads: int, seconds: float, expected_ms: 
     if fmt == "openvino":
         ms, pins = benchmark_app_p50(model, threads, seconds)
         return ms, f"benchmark_app {' '.join(BENCHMARK_APP_PINNING)} -nthreads {threads} (median)", pins
-    cmd = [sys.executable, __file__, "--ort-loop", str(model), "--threads", str(threads), "--seconds", str(seconds)]
-    r = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=900)
-    return float(r.stdout.strip().splitlines()[-1]), "bare onnxruntime loop (median)", {"intra_op_num_threads": threads}
+    return _loop("--ort-loop", model, threads, seconds), "bare onnxruntime loop (median)", {"intra_op_num_threads": threads}
 
 
 def fidelity(arts: dict[str, Path], threads: int, seconds: float, rounds: int, models: list[str]) -> list[dict]:
@@ -198,11 +224,14 @@ def fidelity(arts: dict[str, Path], threads: int, seconds: float, rounds: int, m
                 art = arts[model] / f"{fmt}-{prec}"
                 mfile = art / {"tflite": "model.tflite", "onnx": "model.onnx", "openvino": "model.xml"}[fmt]
                 mine, refs, ratios, internal_ratios, tool, pins = [], [], [], [], "", {}
+                bare: list[float] = []  # TFLite: a bare Interpreter loop too, the API edgecnn uses
                 for rnd in range(rounds):
                     first_ours = rnd % 4 in (0, 3)  # ABBA: ours first in rounds 0 and 3, the reference first in 1 and 2
                     if first_ours:
                         o = ours(art, runtime, threads, seconds)
                     ref, tool, pins = reference(fmt, mfile, threads, seconds, mine[-1]["p50"] if mine else 1.0)
+                    if fmt == "tflite":
+                        bare.append(_loop("--interp-loop", mfile, threads, seconds))
                     if not first_ours:
                         o = ours(art, runtime, threads, seconds)
                     mine.append(o)
@@ -224,8 +253,15 @@ def fidelity(arts: dict[str, Path], threads: int, seconds: float, rounds: int, m
                 }
                 if internal_ratios:  # OpenVINO: its own timing of the same runs, like for like with benchmark_app
                     row["runtime_reported_ratio"] = statistics.median(internal_ratios)
+                if bare:  # edgecnn against the bare Interpreter; the Interpreter against CompiledModel (the API's share)
+                    row["bare_interpreter_p50_ms"] = statistics.median(bare)
+                    row["vs_bare_interpreter"] = statistics.median(m["p50"] / b for m, b in zip(mine, bare))
+                    row["interpreter_vs_compiled_model"] = statistics.median(b / r for b, r in zip(bare, refs))
                 rows.append(row)
                 extra = f"  (OpenVINO-timed {row['runtime_reported_ratio']:.2f})" if internal_ratios else ""
+                if bare:
+                    extra = (f"  (vs a bare Interpreter loop {row['vs_bare_interpreter']:.2f}; Interpreter / "
+                             f"CompiledModel {row['interpreter_vs_compiled_model']:.2f})")  # fmt: skip
                 print(
                     f"{model:14s} {fmt:8s} {prec}: edgecnn {row['edgecnn_p50_ms']:.3f} ms  reference "
                     f"{row['reference_p50_ms']:.3f} ms  ratio {row['ratio']:.2f} [{min(ratios):.2f}-{max(ratios):.2f}]{extra}  ({tool})",
@@ -276,9 +312,13 @@ def main() -> int:
     ap.add_argument("--models", nargs="+", choices=FIDELITY_MODELS, default=list(FIDELITY_MODELS))
     ap.add_argument("--skip", choices=["fidelity", "estimate"], help="leave one half out")
     ap.add_argument("--ort-loop", help=argparse.SUPPRESS)
+    ap.add_argument("--interp-loop", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.ort_loop:
         print(ort_p50(Path(args.ort_loop), args.threads, args.seconds))
+        return 0
+    if args.interp_loop:
+        print(interpreter_p50(Path(args.interp_loop), args.threads, args.seconds))
         return 0
     out = Path(args.out)
     t0 = time.time()
