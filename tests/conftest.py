@@ -181,3 +181,44 @@ def pytest_collection_modifyitems(config, items):
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+    if parallel_part:
+        items.sort(key=lambda item: -_file_seconds().get(_file_of(item.nodeid), 5.0) - 1e6 * (_file_of(item.nodeid) in FIRST))
+
+
+# The parallel part hands out whole files (--dist loadfile) in collection order (tools/test.sh passes
+# --no-loadscope-reorder): the longest first, so that the last file a worker takes is a short one, not one that keeps
+# the other worker idle. tests/file_seconds.json holds each file's seconds in the parallel part, as the last run with
+# EDGECNN_TEST_RECORD_TIMES=1 measured them (tools/test.sh --record-times); a file not in it counts 5 s.
+FILE_SECONDS = Path(__file__).with_name("file_seconds.json")
+# Before all: the demo trains its own LeNet-5, so the first worker is busy while the second trains the shared one
+# (lenet_run) for the next files, instead of waiting on its lock
+FIRST = ("tests/test_demo.py",)
+_seconds: dict[str, float] = {}
+_recorded: dict[str, float] = {}
+
+
+def _file_of(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
+
+
+def _file_seconds() -> dict[str, float]:
+    import json
+
+    if not _seconds and FILE_SECONDS.is_file():
+        _seconds.update(json.loads(FILE_SECONDS.read_text()))
+    return _seconds
+
+
+def pytest_runtest_logreport(report):
+    if os.environ.get("EDGECNN_TEST_RECORD_TIMES") and os.environ.get("PYTEST_XDIST_WORKER") is None:
+        _recorded[_file_of(report.nodeid)] = _recorded.get(_file_of(report.nodeid), 0.0) + report.duration
+
+
+def pytest_sessionfinish(session):
+    """With EDGECNN_TEST_RECORD_TIMES, the parallel part's controller writes the files' seconds it saw."""
+    import json
+
+    if _recorded and os.environ.get("EDGECNN_TEST_PART") != "serial":
+        merged = _file_seconds() | {f: round(s, 1) for f, s in _recorded.items()}  # a partial run updates its files
+        table = dict(sorted(merged.items(), key=lambda kv: -kv[1]))
+        FILE_SECONDS.write_text(json.dumps(table, indent=1) + "\n")
