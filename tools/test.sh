@@ -4,13 +4,7 @@
 # (pytest-xdist, one test file per worker at a time, so module fixtures are built once), then the tests marked
 # `serial` alone, so that no other test's load moves their clocks. Extra arguments go to both parts.
 # EDGECNN_TEST_WORKERS=N sets the number of workers (default: the number of cores; 0 runs all in one process).
-# --record-times (first argument): write each file's seconds in the parallel part to tests/file_seconds.json, which
-# orders the files there, longest first (tests/conftest.py).
 set -uo pipefail
-if [ "${1:-}" = "--record-times" ]; then
-    shift
-    export EDGECNN_TEST_RECORD_TIMES=1
-fi
 source "$(dirname "$0")/_setup.sh" || exit 1
 workers="${EDGECNN_TEST_WORKERS:-$(nproc)}"
 if [ "$workers" = 0 ]; then
@@ -20,7 +14,7 @@ fi
 EDGECNN_TEST_SHARED="$(mktemp -d -t edgecnn-tests-XXXXXX)"
 export EDGECNN_TEST_SHARED
 trap 'rm -rf "$EDGECNN_TEST_SHARED"' EXIT
-.venv/bin/python -m pytest -n "$workers" --dist loadfile --no-loadscope-reorder "$@"
+.venv/bin/python -m pytest -n "$workers" --dist loadfile "$@"
 parallel=$?
 EDGECNN_TEST_PART=serial .venv/bin/python -m pytest "$@"
 serial=$?
