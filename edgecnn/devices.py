@@ -150,15 +150,23 @@ def _read(path: Path) -> str:
         return ""
 
 
-def _nvidia_gpus() -> list[str]:
+def nvidia_smi(fields: tuple[str, ...]) -> list[dict[str, str]]:
+    """One dict per NVIDIA GPU with these ``--query-gpu`` fields, as nvidia-smi reports them (no units); empty without
+    nvidia-smi or when it fails."""
     exe = shutil.which("nvidia-smi")
     if not exe:
         return []
+    query = [exe, f"--query-gpu={','.join(fields)}", "--format=csv,noheader,nounits"]
     try:
-        out = subprocess.run([exe, "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=10)
+        out = subprocess.run(query, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return []
-    return [line.strip() for line in out.stdout.splitlines() if line.strip()] if out.returncode == 0 else []
+    rows = [[v.strip() for v in line.split(",")] for line in out.stdout.splitlines() if line.strip()]
+    return [dict(zip(fields, r)) for r in rows if len(r) == len(fields)] if out.returncode == 0 else []
+
+
+def _nvidia_gpus() -> list[str]:
+    return [g["name"] for g in nvidia_smi(("name",))]
 
 
 @dataclass(frozen=True)

@@ -134,3 +134,25 @@ def test_profiles_and_detect_record_the_cpu_features(capsys):
     assert main(["devices", "--detect", "--json"]) == 0
     detected = json.loads(capsys.readouterr().out)
     assert detected["features"] == ctx["features"] and detected["int8_outlook"] == ctx["int8_outlook"]
+
+
+def test_one_nvidia_smi_query_serves_detection_and_the_profiles_gpu_context(tmp_path, monkeypatch):
+    """A stand-in nvidia-smi (no NVIDIA GPU here) that answers as the real one does with --format=csv,noheader,nounits:
+    detection reads the names, a profile's system context the whole row; a failing nvidia-smi gives nothing."""
+    from edgecnn.profiling.system import gpu_context
+
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text(
+        "#!/bin/sh\n"
+        'case "$1" in --query-gpu=name) echo "NVIDIA H200"; echo "NVIDIA RTX 3060";;\n'
+        '  *) echo "NVIDIA H200, 580.159.04, 143771, 1980, 1980, 37";; esac\n'
+    )
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    assert devices._nvidia_gpus() == ["NVIDIA H200", "NVIDIA RTX 3060"]
+    assert gpu_context() == [
+        {"name": "NVIDIA H200", "driver_version": "580.159.04", "memory.total": "143771", "clocks.sm": "1980",
+         "clocks.max.sm": "1980", "temperature.gpu": "37"}
+    ]  # fmt: skip
+    smi.write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed' >&2\nexit 9\n")
+    assert devices._nvidia_gpus() == [] and gpu_context() == []

@@ -74,25 +74,12 @@ def cpu_context(root: str | Path = "/") -> dict[str, Any]:
     }
 
 
-_GPU_FIELDS = ("name", "driver_version", "memory.total", "clocks.sm", "clocks.max.sm", "temperature.gpu")
-
-
 def gpu_context() -> list[dict[str, str]]:
     """The NVIDIA GPUs as nvidia-smi reports them (name, driver, memory MiB, SM clock and its maximum MHz, °C), for a
     profile measured on one; empty without nvidia-smi."""
-    import shutil
-    import subprocess
+    from edgecnn.devices import nvidia_smi
 
-    exe = shutil.which("nvidia-smi")
-    if exe is None:
-        return []
-    query = [exe, f"--query-gpu={','.join(_GPU_FIELDS)}", "--format=csv,noheader,nounits"]
-    try:
-        out = subprocess.run(query, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    rows = [[v.strip() for v in line.split(",")] for line in out.stdout.splitlines() if line.strip()]
-    return [dict(zip(_GPU_FIELDS, r)) for r in rows if len(r) == len(_GPU_FIELDS)] if out.returncode == 0 else []
+    return nvidia_smi(("name", "driver_version", "memory.total", "clocks.sm", "clocks.max.sm", "temperature.gpu"))
 
 
 def rss_mb() -> float:
