@@ -37,6 +37,8 @@ class SSHServer:
         folder.mkdir(parents=True, exist_ok=True)
         self.host_key, self.user_key, self.other_key = folder / "host_key", folder / "user_key", folder / "other_key"
         for key in (self.host_key, self.user_key, self.other_key):
+            for old in (key, key.with_name(key.name + ".pub")):  # a rerun over the same folder: ssh-keygen would ask
+                old.unlink(missing_ok=True)
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
         (folder / "authorized_keys").write_text((folder / "user_key.pub").read_text())
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # privilege separation folder sshd insists on

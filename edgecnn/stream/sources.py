@@ -404,7 +404,10 @@ class _Parts:
 
 
 def _rtsp_probe(url: str, timeout: float) -> None:
-    """Ask the RTSP server for the stream (DESCRIBE) and name its refusal, before FFmpeg hides it behind 'cannot open'."""
+    """Ask the RTSP server for the stream (DESCRIBE) and name its refusal, which FFmpeg hides behind 'cannot open'.
+
+    Only after FFmpeg's own open failed: a DESCRIBE on a connection of its own just before FFmpeg's made GStreamer's
+    RTSP server answer FFmpeg 503 (its shared media was being unprepared after the first connection closed)."""
     u = urlsplit(url)
     host, port = u.hostname or "", u.port or (322 if u.scheme == "rtsps" else 554)
     if u.scheme == "rtsps" or u.username:  # TLS or credentials: FFmpeg's own negotiation
@@ -432,8 +435,19 @@ class RTSPSource(OpenCVSource):
         self.target = uri.target
 
     def open(self) -> None:
-        _rtsp_probe(self.target, self.options.open_timeout)
-        super().open()
+        t0 = time.monotonic()
+        try:
+            super().open()
+        except StreamError:
+            timeout = self.options.open_timeout
+            if time.monotonic() - t0 >= 0.9 * timeout:  # FFmpeg waited it out: a silent server, asked once is enough
+                u = urlsplit(self.target)
+                raise StreamError(
+                    f"no answer from {u.hostname}:{u.port or (322 if u.scheme == 'rtsps' else 554)} within {timeout:g} s"
+                    " (--open-timeout)"
+                ) from None
+            _rtsp_probe(self.target, timeout)  # names the server's refusal, when it has one
+            raise
 
 
 @register
