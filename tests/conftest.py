@@ -181,3 +181,33 @@ def pytest_collection_modifyitems(config, items):
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """With EDGECNN_TEST_CPU_LOG=FILE, one JSON line per test: its wall time and the CPU seconds it cost, in this
+    process and in the children it waited for (programs, servers, pip, the IMX500 toolchain): where the suite's CPU
+    goes on a machine whose cores are all busy (tools/suite_cpu.py sums it up)."""
+    log = os.environ.get("EDGECNN_TEST_CPU_LOG")
+    if not log:
+        yield
+        return
+    import json
+    import resource
+    import time
+
+    def cpu(who):
+        r = resource.getrusage(who)
+        return r.ru_utime + r.ru_stime
+
+    t0, s0, c0 = time.monotonic(), cpu(resource.RUSAGE_SELF), cpu(resource.RUSAGE_CHILDREN)
+    yield
+    rec = {
+        "test": item.nodeid,
+        "wall": round(time.monotonic() - t0, 2),
+        "self": round(cpu(resource.RUSAGE_SELF) - s0, 2),
+        "children": round(cpu(resource.RUSAGE_CHILDREN) - c0, 2),
+        "worker": os.environ.get("PYTEST_XDIST_WORKER", "serial" if os.environ.get("EDGECNN_TEST_PART") else "-"),
+    }
+    with open(log, "a") as f:
+        f.write(json.dumps(rec) + "\n")
