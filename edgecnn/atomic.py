@@ -122,8 +122,10 @@ def new_staging_folder(final: Path) -> Path:
     """A fresh hidden sibling of ``final`` to build its new content in (stale ones of dead writers removed first)."""
     final.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_partials(final)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".partial", dir=final.parent))
-    cleanup.remember(tmp)  # removed if the command is stopped before it is published
+    # removed if the command is stopped before it is published
+    tmp = cleanup.create_remembered(
+        lambda: Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".partial", dir=final.parent)), Path
+    )
     os.chmod(tmp, 0o777 & ~umask())  # mkdtemp makes 0700; the final folder should be readable like any other
     return tmp
 
@@ -273,8 +275,9 @@ def temporary_directory(prefix: str) -> _Temporary:
 class _Temporary:
     def __init__(self, prefix: str) -> None:
         remove_stale_temp((prefix,))
-        self._tmp = tempfile.TemporaryDirectory(prefix=f"{prefix}{os.getpid()}-")
-        cleanup.remember(self._tmp.name)
+        self._tmp = cleanup.create_remembered(
+            lambda: tempfile.TemporaryDirectory(prefix=f"{prefix}{os.getpid()}-"), lambda t: t.name
+        )
 
     def __enter__(self) -> str:
         return self._tmp.name

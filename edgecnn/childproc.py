@@ -57,11 +57,13 @@ class Child:
         own_group: bool = False,
     ) -> None:
         self.name = name
-        self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in close()
-            prefix=f"{LOG_PREFIX}{os.getpid()}-{name.split()[0]}-", suffix=".log", delete=False
+        self._log = cleanup.create_remembered(
+            lambda: tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in close()
+                prefix=f"{LOG_PREFIX}{os.getpid()}-{name.split()[0]}-", suffix=".log", delete=False
+            ),
+            lambda f: f.name,
         )
         self.log_path = Path(self._log.name)
-        cleanup.remember(self.log_path)
         self._keep_log = False
         try:
             self._proc = subprocess.Popen(
@@ -200,9 +202,9 @@ class Child:
             cleanup.forget_process(proc)
             # stdout is left to a reader thread, which ends at EOF (closing it here would wait on that thread's read)
         self._log.close()
-        cleanup.forget(self.log_path)
         if not self._keep_log:
-            self.log_path.unlink(missing_ok=True)
+            self.log_path.unlink(missing_ok=True)  # then forgotten: a stop in between still removes it
+        cleanup.forget(self.log_path)
 
 
 def _answer(line: bytes) -> dict[str, Any] | None:

@@ -17,11 +17,12 @@ import os
 import shutil
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+T = TypeVar("T")
 _lock = threading.Lock()
 _paths: dict[str, Path] = {}
 _processes: dict[int, Any] = {}
@@ -40,6 +41,20 @@ def remember(path: str | Path) -> None:
         closing = _closing
     if closing:
         _remove(Path(path))
+
+
+def create_remembered(make: Callable[[], T], path: Callable[[T], str | Path]) -> T:
+    """``make()`` a temporary file or folder and remember ``path(made)`` as one step. ``undo`` takes the same lock, so
+    a stop either finds it remembered or began first, and then nothing is made: this thread parks until the exit.
+    (Made, then remembered, a SIGTERM between the two left a worker's log in the temp folder.)"""
+    with _lock:
+        if not _closing:
+            made = make()
+            where = path(made)
+            _paths[str(where)] = Path(where)
+            return made
+    park_if_stopping()
+    raise AssertionError("unreachable: park_if_stopping returns only while no stop has begun")
 
 
 def forget(path: str | Path) -> None:

@@ -166,11 +166,12 @@ def _control_dir() -> str:
                 base = "/tmp"
             remove_stale_temp((CONTROL_PREFIX,), base)  # what a kill -9 left
             # mode 0700: nobody else can use the socket
-            _CONTROL["dir"] = tempfile.mkdtemp(prefix=f"{CONTROL_PREFIX}{os.getpid()}-", dir=base)
+            _CONTROL["dir"] = cleanup.create_remembered(
+                lambda: tempfile.mkdtemp(prefix=f"{CONTROL_PREFIX}{os.getpid()}-", dir=base), str
+            )
             atexit.register(close_connections)
             # Ctrl-C or SIGTERM end the CLI with os._exit (edgecnn.cleanup): neither atexit nor main's finally runs, and
             # the folder and every master (alive for ControlPersist) were left behind (issue #31)
-            cleanup.remember(_CONTROL["dir"])
             cleanup.on_stop(close_connections)
         return _CONTROL["dir"]
 

@@ -66,9 +66,8 @@ def _edgecnn_only() -> str:
     folder = Path(tempfile.gettempdir()) / f"{LOG_PREFIX}{os.getpid()}-path"  # swept with a killed run's logs
     link = folder / "edgecnn"
     if not link.exists():
-        folder.mkdir(exist_ok=True)
+        cleanup.create_remembered(lambda: folder.mkdir(exist_ok=True), lambda _: folder)
         link.symlink_to(Path(__file__).resolve().parents[2], target_is_directory=True)  # edgecnn/host/convert/..
-        cleanup.remember(folder)
     return str(folder)
 
 

@@ -62,8 +62,9 @@ class SourceModel:
         ``model.export`` as before; ``export_method`` says which route was taken.
         """
         if self._saved_model is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix=f"{EXPORT_PREFIX}{os.getpid()}-")
-            cleanup.remember(self._tmp.name)
+            self._tmp = cleanup.create_remembered(
+                lambda: tempfile.TemporaryDirectory(prefix=f"{EXPORT_PREFIX}{os.getpid()}-"), lambda t: t.name
+            )
             out = Path(self._tmp.name) / "saved_model"
             try:
                 self._save_frozen(out)
