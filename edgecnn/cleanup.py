@@ -126,18 +126,20 @@ def undo() -> tuple[int, int]:
 
 def stop_now(by: str, code: int) -> None:
     """Undo what is registered, say so on stderr in one line, and exit at once with ``code`` (no unwinding)."""
-    procs, paths = undo()
-    done = (
-        f" (stopped {procs} worker process(es), removed {paths} staging folder(s) and temporary file(s))"
-        if procs or paths
-        else ""
-    )
-    from edgecnn import liblog
+    try:
+        procs, paths = undo()
+        done = (
+            f" (stopped {procs} worker process(es), removed {paths} staging folder(s) and temporary file(s))"
+            if procs or paths
+            else ""
+        )
+        from edgecnn import liblog
 
-    fd, log = liblog.terminal()
-    note = f"\n  library messages: {log}" if log else ""
-    os.write(fd, f"error: interrupted by {by}{done}{note}\n".encode())
-    os._exit(code)
+        fd, log = liblog.terminal()
+        note = f"\n  library messages: {log}" if log else ""
+        os.write(fd, f"error: interrupted by {by}{done}{note}\n".encode())
+    finally:  # a closed or broken stderr must not stop the exit: threads that made temp files park until it comes
+        os._exit(code)
 
 
 def park_if_stopping() -> None:

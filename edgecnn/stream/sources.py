@@ -403,7 +403,7 @@ class _Parts:
         return frame.rstrip(b"\r\n")
 
 
-def _rtsp_probe(url: str, timeout: float) -> None:
+def _rtsp_probe(url: str, timeout: float, budget: float | None = None) -> None:
     """Ask the RTSP server for the stream (DESCRIBE) and name its refusal, which FFmpeg hides behind 'cannot open'.
 
     Only after FFmpeg's own open failed: a DESCRIBE on a connection of its own just before FFmpeg's made GStreamer's
@@ -413,8 +413,10 @@ def _rtsp_probe(url: str, timeout: float) -> None:
     if u.scheme == "rtsps" or u.username:  # TLS or credentials: FFmpeg's own negotiation
         return
     try:
-        with socket.create_connection((host, port), timeout=timeout) as s:
+        deadline = time.monotonic() + (budget or timeout)  # one deadline for the connect and the answer
+        with socket.create_connection((host, port), timeout=budget or timeout) as s:
             s.sendall(f"DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\nAccept: application/sdp\r\nUser-Agent: edgecnn\r\n\r\n".encode())
+            s.settimeout(max(0.01, deadline - time.monotonic()))
             status = s.recv(256).split(b"\r\n", 1)[0].decode("latin-1")
     except OSError as exc:
         raise _connect_error(host, port, exc, timeout) from None
@@ -446,7 +448,8 @@ class RTSPSource(OpenCVSource):
                     f"no answer from {u.hostname}:{u.port or (322 if u.scheme == 'rtsps' else 554)} within {timeout:g} s"
                     " (--open-timeout)"
                 ) from None
-            _rtsp_probe(self.target, timeout)  # names the server's refusal, when it has one
+            # names the server's refusal, when it has one, in what is left of the open timeout (at least 0.5 s)
+            _rtsp_probe(self.target, timeout, budget=max(0.5, timeout - (time.monotonic() - t0)))
             raise
 
 
