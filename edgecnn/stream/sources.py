@@ -260,16 +260,21 @@ class HTTPSource(FrameSource):
         o = self.options
         cls = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
         kw = {"context": ssl.create_default_context()} if self.https else {}
-        self.conn = cls(self.host, self.port, timeout=o.open_timeout, **kw)
+        # the connection and its socket as locals: a stop may close this source from another thread meanwhile
+        # (``close`` sets the attributes to None); what it closed then fails as an OSError, named below
+        conn = self.conn = cls(self.host, self.port, timeout=o.open_timeout, **kw)
         headers = {"User-Agent": "edgecnn", "Accept": "multipart/x-mixed-replace, image/jpeg, */*"}
         if self.auth:
             headers["Authorization"] = self.auth
         try:
-            self.conn.request("GET", self.path, headers=headers)
-            self._sock = self.conn.sock  # the connection forgets it once a response will close it; the stream needs it
-            resp = self.conn.getresponse()
+            conn.request("GET", self.path, headers=headers)
+            self._sock = conn.sock  # the connection forgets it once a response will close it; the stream needs it
+            resp = conn.getresponse()
         except (OSError, http.client.HTTPException) as exc:
+            closed = self.conn is not conn  # by a stop, from another thread
             self.close()
+            if closed:
+                raise StreamError(f"the connection to {self.display} was closed while opening") from None
             if isinstance(exc, http.client.HTTPException):
                 raise StreamError(f"{self.display} does not speak HTTP ({type(exc).__name__})") from None
             raise _connect_error(self.host, self.port, exc, o.open_timeout) from None
@@ -294,7 +299,14 @@ class HTTPSource(FrameSource):
                 raise StreamError(f"{self.display}: a multipart stream without a boundary ({ctype!r}): not an MJPEG stream")
             self.parts = _Parts(resp, m.group(1).strip().removeprefix("--").encode(), self.display)
             self.mode = "mjpeg"
-            self._sock.settimeout(self.options.read_timeout)
+            sock = self._sock
+            try:
+                if sock is None:  # closed by a stop between the answer and here
+                    raise OSError("closed")
+                sock.settimeout(self.options.read_timeout)
+            except OSError:
+                self.close()
+                raise StreamError(f"the connection to {self.display} was closed while opening") from None
         elif kind in ("image/jpeg", "image/jpg"):
             self.snapshot = self._read_exactly(resp, resp.length) if resp.length is not None else resp.read(MAX_FRAME_BYTES)
             self.close()
