@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -149,15 +150,21 @@ def _running_children() -> dict[int, str]:
 @pytest.fixture(autouse=True)
 def leaves_nothing_running():
     """A test that leaves a child process running fails (after 5 s of grace), and the child is killed: a hung
-    probe's fork once outlived the suite by 23 minutes."""
+    probe's fork once outlived the suite by 23 minutes. Idle conversion workers kept for the next conversion
+    (``scheduler.POOL``) are not left behind: the pool ends them."""
     import time
 
     import psutil
 
     before = set(_running_children())
     yield
+
+    def kept() -> set[int]:  # the conversion workers the scheduler keeps for the next conversion, idle
+        scheduler = sys.modules.get("edgecnn.host.convert.scheduler")
+        return scheduler.POOL.pids() if scheduler is not None else set()
+
     deadline = time.monotonic() + 5.0
-    while (left := {pid: line for pid, line in _running_children().items() if pid not in before}) and time.monotonic() < deadline:
+    while (left := {p: line for p, line in _running_children().items() if p not in before | kept()}) and time.monotonic() < deadline:
         time.sleep(0.1)
     for pid in left:
         try:
@@ -200,10 +207,11 @@ def pytest_runtest_protocol(item, nextitem):
         r = resource.getrusage(who)
         return r.ru_utime + r.ru_stime
 
-    t0, s0, c0 = time.monotonic(), cpu(resource.RUSAGE_SELF), cpu(resource.RUSAGE_CHILDREN)
+    start, t0, s0, c0 = time.time(), time.monotonic(), cpu(resource.RUSAGE_SELF), cpu(resource.RUSAGE_CHILDREN)
     yield
     rec = {
         "test": item.nodeid,
+        "start": round(start, 2),
         "wall": round(time.monotonic() - t0, 2),
         "self": round(cpu(resource.RUSAGE_SELF) - s0, 2),
         "children": round(cpu(resource.RUSAGE_CHILDREN) - c0, 2),

@@ -33,6 +33,14 @@ TPC_VERSION = "4.0"  # edgemdt_tpc's IMX500 target platform
 FLOAT_TOLERANCE = 1e-5  # the rebuilt float model against Keras 3 (max |dp|)
 
 
+def _fresh_session() -> None:
+    """A job starts from an empty tf.keras session: the worker may have served another conversion before (the
+    scheduler keeps workers), and layer names and graph state must not carry over."""
+    import tensorflow as tf
+
+    tf.keras.backend.clear_session()
+
+
 def _input_norm(preprocess: dict[str, Any], channels: int) -> Any:
     """A function that puts, in front of the network's input, x = (256 * in * scale - mean) / std: one fixed 1x1
     depthwise layer (the sensor feeds p / 256)."""
@@ -134,6 +142,7 @@ def convert_job(graph: dict, parity_x: str, keras_probs: str, preprocess: dict, 
     t = time.perf_counter()
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
+    _fresh_session()
     model = rebuild(graph)
     x, ref = np.load(parity_x), np.load(keras_probs)
     got = model.predict(x, batch_size=64, verbose=0)
@@ -222,6 +231,7 @@ def rebuild_check_job(graph: dict, parity_x: str, keras_probs: str) -> dict[str,
 
     from edgecnn.host.convert.imx500_bridge import rebuild
 
+    _fresh_session()
     model = rebuild(graph)
     got = model.predict(np.load(parity_x), batch_size=64, verbose=0)
     return {"max_dp": float(np.abs(got - np.load(keras_probs)).max()), "layers": len(model.layers)}

@@ -23,7 +23,7 @@ from edgecnn.errors import ConversionError, first_line
 from edgecnn.formats import Format, Precision
 from edgecnn.host.convert.base import ConversionResult, Converter, ConvertRequest
 from edgecnn.host.convert.data import require_calibration
-from edgecnn.host.convert.scheduler import WORKERS, Job
+from edgecnn.host.convert.scheduler import BETWEEN, WORKERS, Job
 from edgecnn.host.convert.selective import Selective, selective_convert
 
 WORKERS.add("openvino-nncf", ("openvino", "nncf"))
@@ -202,7 +202,8 @@ def _save(
     ov.save_model(model, str(out_dir / "model.xml"), compress_to_fp16=fp16)
 
 
-_CONVERTED: dict[str, Any] = {}  # in the worker: convert_model once per SavedModel
+_CONVERTED: dict[str, Any] = {}  # in the worker: convert_model once per SavedModel (of one conversion)
+BETWEEN.append(_CONVERTED.clear)
 
 
 def build_job(

@@ -9,15 +9,25 @@ the parent is still exporting the SavedModel, submits a job as soon as what it w
 worker's full log is kept and named). Jobs and answers are JSON lines (``edgecnn.childproc``, shared with the
 model-file probe): a worker's stderr (and whatever the libraries print) goes to a log file.
 
+A worker whose conversion ended well is kept for the next conversion in this process (``POOL``: ``benchmark``'s
+conversions, a script converting several models), so that it does not import TensorFlow (about 6 CPU-seconds),
+ONNX Runtime or OpenVINO again. Only a worker in exactly the same environment is reused (interpreter, environment
+variables, working folder), after it ran the ``BETWEEN`` hooks (each module's per-conversion caches); one whose job
+failed, or that is busy, is closed instead. Idle workers end after ``EDGECNN_WORKER_IDLE_S`` seconds (default 120;
+0: never reuse), after 20 conversions, and with this process.
+
     python -m edgecnn.host.convert.scheduler MODULE...      # a worker: imports MODULEs, then runs jobs until stdin closes
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 import tempfile
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,10 +38,14 @@ from edgecnn.errors import ConversionError, first_line
 from edgecnn.registry import Registry
 
 WORKERS: Registry[tuple[str, ...]] = Registry("conversion worker")  # worker name -> the modules it imports first
-__all__ = ["LOG_PREFIX", "WORKERS", "Job", "Scheduler", "Worker"]  # LOG_PREFIX: the sweep of dead workers' logs
+__all__ = ["BETWEEN", "LOG_PREFIX", "POOL", "WORKERS", "Job", "Scheduler", "Worker"]  # LOG_PREFIX: the sweep of dead workers' logs
 # worker name -> a function giving the interpreter it runs on (a toolchain's own venv, edgecnn.host.toolchain); others
 # run on sys.executable. Such a worker imports edgecnn from this checkout (PYTHONPATH), never the venv's packages.
 INTERPRETERS: dict[str, Any] = {}
+# in a worker: what to forget before its next conversion (a module's cache of converted models): registered by the
+# modules whose jobs keep such state, run by the ``between_conversions`` job the pool sends to a worker it keeps
+BETWEEN: list[Callable[[], None]] = []
+MAX_CONVERSIONS = 20  # a kept worker is retired after this many conversions (libraries' caches, memory)
 
 
 @dataclass(frozen=True)
@@ -79,10 +93,11 @@ class Worker:
     def __init__(self, kind: str, cond: threading.Condition | None = None, *, interpreter: str | None = None) -> None:
         preload = WORKERS.get(kind)
         self.kind = kind
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow")
-        interpreter = interpreter or (str(INTERPRETERS[kind]()) if kind in INTERPRETERS else None)
-        if interpreter is not None:
-            env["PYTHONPATH"] = _edgecnn_only()
+        interpreter, env = spawn_spec(kind, interpreter)
+        self.key = _pool_key(kind, interpreter, env)
+        self.conversions = 1
+        self.failed = False  # a job failed or the child died: never kept for another conversion
+        self._creator = threading.current_thread()
         try:
             self._child = Child(["-m", "edgecnn.host.convert.scheduler", *preload], name=f"{kind} conversion worker",
                                 interpreter=interpreter, env=env, limit=die_with_parent)
@@ -97,6 +112,28 @@ class Worker:
     @property
     def log_path(self) -> Path:
         return self._child.log_path
+
+    @property
+    def pid(self) -> int:
+        return self._child.pid
+
+    def idle(self) -> bool:
+        """Alive, every job it was given answered, none failed (whether or not anyone asked for the result)."""
+        with self._cond:
+            done = all(self._answers.get(n, {}).get("ok") for n in self._submitted)
+        return done and not self.failed and not self._eof and self._child.poll() is None
+
+    def keepable(self) -> bool:
+        """Whether another conversion may use it: idle, started by a thread that outlives it (the parent-death signal
+        follows the thread that started the child: only the main thread's workers are kept), not worn out."""
+        return self.idle() and self._creator is threading.main_thread() and self.conversions < MAX_CONVERSIONS
+
+    def rebind(self, cond: threading.Condition) -> None:
+        """Hand a kept worker to another conversion: its answers start afresh, under that scheduler's condition."""
+        with self._cond:
+            self._answers, self._submitted = {}, set()
+        self._cond = cond
+        self.conversions += 1
 
     def _read(self) -> None:
         for answer in self._child.answers():
@@ -135,8 +172,10 @@ class Worker:
             done = self._cond.wait_for(lambda: name in self._answers or self._eof, timeout=timeout)
             answer = self._answers.get(name)
         if not done:
+            self.failed = True
             raise ConversionError(f"{name}: the conversion process did not finish within {timeout / 60:.0f} minutes")
         if answer is None or not answer["ok"]:
+            self.failed = True
             if answer is None:
                 self._child.wait(timeout=10)
                 raise ConversionError(f"{name}: {self._child.death('the conversion process')}")
@@ -169,7 +208,10 @@ class Scheduler:
 
     def worker(self, kind: str) -> Worker:
         if kind not in self._workers:
-            self._workers[kind] = Worker(kind, self._cond)
+            kept = POOL.take(kind)
+            if kept is not None:
+                kept.rebind(self._cond)
+            self._workers[kind] = kept or Worker(kind, self._cond)
         return self._workers[kind]
 
     def pump(self) -> None:
@@ -192,7 +234,9 @@ class Scheduler:
 
     def _answer_ok(self, job: Job) -> bool:
         w = self.worker(job.worker)
-        return bool(w._answers.get(job.name, {}).get("ok"))
+        ok = bool(w._answers.get(job.name, {}).get("ok"))
+        w.failed |= not ok
+        return ok
 
     def has(self, name: str) -> bool:
         return name in self._jobs
@@ -230,9 +274,117 @@ class Scheduler:
             self._cond.wait_for(lambda: answered() > seen or all(w.ended() for w in workers), timeout=timeout)
 
     def close(self) -> None:
+        """Keep each worker that finished cleanly for the next conversion (``POOL``); close the others."""
         for w in self._workers.values():
-            w.close()
+            if not POOL.put(w):
+                w.close()
         self._workers.clear()
+
+
+def spawn_spec(kind: str, interpreter: str | None = None) -> tuple[str | None, dict[str, str]]:
+    """(interpreter, environment) a worker of ``kind`` starts with: this Python or its toolchain's, this process's
+    environment with TensorFlow's logging quiet (and, on another interpreter, a path holding only edgecnn)."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow")
+    interpreter = interpreter or (str(INTERPRETERS[kind]()) if kind in INTERPRETERS else None)
+    if interpreter is not None:
+        env["PYTHONPATH"] = _edgecnn_only()
+    return interpreter, env
+
+
+# variables that say where the caller is, not how a worker behaves: they differ between conversions without meaning
+# anything to the libraries a worker runs (pytest names the test it is in)
+_BOOKKEEPING = frozenset({"PYTEST_CURRENT_TEST"})
+
+
+def _pool_key(kind: str, interpreter: str | None, env: dict[str, str]) -> tuple[Any, ...]:
+    """What must be the same for a kept worker to serve a conversion: what a new one would be started with."""
+    env_key = tuple(sorted((k, v) for k, v in env.items() if k not in _BOOKKEEPING))
+    return kind, interpreter or sys.executable, env_key, os.getcwd()
+
+
+BETWEEN_JOB = "edgecnn-between-conversions"
+
+
+class _Pool:
+    """Workers kept between the conversions of this process, by what they were started with (``Worker.key``)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: list[tuple[Worker, float]] = []  # (worker, since when it waits)
+        self._reaper: threading.Thread | None = None
+
+    @staticmethod
+    def idle_seconds() -> float:
+        try:
+            return max(0.0, float(os.environ.get("EDGECNN_WORKER_IDLE_S", "120")))
+        except ValueError:
+            return 120.0
+
+    def put(self, worker: Worker) -> bool:
+        """Keep ``worker`` if it can serve another conversion (it starts forgetting this one's caches now); False:
+        the caller closes it."""
+        if self.idle_seconds() == 0 or not worker.keepable():
+            return False
+        worker.submit(Job(BETWEEN_JOB, worker.kind, f"{__name__}:between_conversions"), {})
+        with self._lock:
+            self._idle.append((worker, time.monotonic()))
+            if self._reaper is None:
+                self._reaper = threading.Thread(target=self._reap, name="edgecnn-worker-pool", daemon=True)
+                self._reaper.start()
+        return True
+
+    def take(self, kind: str) -> Worker | None:
+        """A kept worker of ``kind`` started exactly as a new one would be, its last conversion forgotten; or None."""
+        key = _pool_key(kind, *spawn_spec(kind))
+        with self._lock:
+            found = next((w for w, _ in self._idle if w.key == key), None)
+            if found is None:
+                return None
+            self._idle = [(w, t) for w, t in self._idle if w is not found]
+        try:
+            found.result(BETWEEN_JOB, timeout=30)
+        except ConversionError:
+            found.close()
+            return None
+        if not found.idle():
+            found.close()
+            return None
+        return found
+
+    def pids(self) -> set[int]:
+        """The kept workers' process ids (what a test that checks for stray children allows)."""
+        with self._lock:
+            return {w.pid for w, _ in self._idle}
+
+    def _reap(self) -> None:
+        while True:
+            time.sleep(min(5.0, max(0.5, self.idle_seconds() / 4)))
+            now, limit = time.monotonic(), self.idle_seconds()
+            with self._lock:
+                old = [w for w, t in self._idle if now - t >= limit or w.ended()]
+                self._idle = [(w, t) for w, t in self._idle if w not in old]
+            for w in old:
+                w.close()
+
+    def close_all(self) -> None:
+        with self._lock:
+            idle, self._idle = [w for w, _ in self._idle], []
+        for w in idle:
+            w.close()
+
+
+POOL = _Pool()
+atexit.register(POOL.close_all)
+
+
+def between_conversions() -> dict[str, Any]:
+    """In a kept worker, before its next conversion: each module's ``BETWEEN`` hook, then a garbage collection."""
+    import gc
+
+    for forget in BETWEEN:
+        forget()
+    gc.collect()
+    return {}
 
 
 def _main(preload: list[str]) -> int:
