@@ -18,6 +18,10 @@ WORKERS.add("pool-test", ("json",), same_again=True)  # a worker that starts in 
 NOOP = "edgecnn.host.convert.scheduler:between_conversions"  # a job that answers {} at once
 
 
+def _kept() -> set[int]:
+    return POOL.pids("pool-test")
+
+
 def _run(name: str = "a") -> int:
     """One 'conversion' of a no-op job on the pool-test worker; the worker's pid."""
     s = Scheduler()
@@ -40,23 +44,24 @@ def _alive(pid: int) -> bool:
 
 @pytest.fixture(autouse=True)
 def empty_pool():
-    POOL.close_all()
+    """No pool-test worker kept before or after (the real workers other tests keep stay for the next conversion)."""
+    POOL.close_all("pool-test")
     yield
-    POOL.close_all()
+    POOL.close_all("pool-test")
 
 
 def test_a_clean_worker_serves_the_next_conversion_and_its_answers_start_afresh():
     first = _run("same-name")
-    assert POOL.pids() == {first}
+    assert _kept() == {first}
     assert _run("same-name") == first  # the same job name again: the answers of the last conversion are gone
-    assert POOL.pids() == {first}
+    assert _kept() == {first}
 
 
 def test_a_worker_in_another_environment_is_not_reused(monkeypatch):
     first = _run()
     monkeypatch.setenv("EDGECNN_POOL_TEST", "1")  # what a worker started now would see differs
     second = _run()
-    assert second != first and POOL.pids() == {first, second}
+    assert second != first and _kept() == {first, second}
     monkeypatch.delenv("EDGECNN_POOL_TEST")
     assert _run() == first
 
@@ -68,34 +73,34 @@ def test_a_failed_job_or_a_busy_worker_is_closed_not_kept(tmp_path):
         s.result("bad")
     pid = s.worker("pool-test").pid
     s.close()
-    assert POOL.pids() == set() and not _alive(pid)
+    assert _kept() == set() and not _alive(pid)
     os.unlink(err.value.hint.removeprefix("the conversion process's full log: "))
     s = Scheduler()  # a job still running when its conversion ends (an error elsewhere): the worker is killed
     s.add([Job("sleeps", "pool-test", "subprocess:run", {"args": ["sleep", "30"]})])
     time.sleep(0.5)
     pid = s.worker("pool-test").pid
     s.close()
-    assert POOL.pids() == set() and not _alive(pid)
+    assert _kept() == set() and not _alive(pid)
 
 
 def test_a_kept_worker_killed_while_idle_is_replaced():
     first = _run()
     os.kill(first, signal.SIGKILL)  # the out-of-memory killer, while it waited
     second = _run()
-    assert second != first and POOL.pids() == {second}
+    assert second != first and _kept() == {second}
 
 
 def test_idle_workers_end_after_the_idle_time_and_none_are_kept_with_0(monkeypatch):
     monkeypatch.setenv("EDGECNN_WORKER_IDLE_S", "1")
     pid = _run()
-    assert POOL.pids() == {pid}
+    assert _kept() == {pid}
     deadline = time.monotonic() + 10
-    while (POOL.pids() or _alive(pid)) and time.monotonic() < deadline:
+    while (_kept() or _alive(pid)) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert POOL.pids() == set() and not _alive(pid)
+    assert _kept() == set() and not _alive(pid)
     monkeypatch.setenv("EDGECNN_WORKER_IDLE_S", "0")
     pid = _run()
-    assert POOL.pids() == set() and not _alive(pid)
+    assert _kept() == set() and not _alive(pid)
 
 
 def test_a_worker_started_by_another_thread_is_not_kept_and_a_worn_out_one_retires(monkeypatch):
@@ -103,10 +108,10 @@ def test_a_worker_started_by_another_thread_is_not_kept_and_a_worn_out_one_retir
     t = threading.Thread(target=lambda: got.append(_run()))
     t.start()
     t.join()
-    assert POOL.pids() == set() and not _alive(got[0])  # its parent-death signal follows that thread
+    assert _kept() == set() and not _alive(got[0])  # its parent-death signal follows that thread
     monkeypatch.setattr(scheduler, "MAX_CONVERSIONS", 2)
     first = _run()
-    assert _run() == first and POOL.pids() == set()  # its second conversion was its last
+    assert _run() == first and _kept() == set()  # its second conversion was its last
 
 
 @pytest.mark.slow
@@ -115,11 +120,12 @@ def test_two_real_conversions_share_their_workers_and_agree(lenet_run, tmp_path)
     from edgecnn.host.convert.openvino import _CONVERTED
 
     targets = ["tflite/int8", "onnx/int8", "openvino/int8"]
+    kinds = ("tensorflow", "onnx-quantizer", "openvino-nncf")
     first = convert(lenet_run, "host", out=tmp_path / "a", precisions=targets)
-    kept = POOL.pids()
-    assert first.ok and len(kept) == 3  # the tensorflow, onnx-quantizer and openvino-nncf workers
+    kept = {kind: POOL.pids(kind) for kind in kinds}
+    assert first.ok and all(kept.values()), kept  # each kind kept (with any kept for other environments)
     second = convert(lenet_run, "host", out=tmp_path / "b", precisions=targets)
-    assert second.ok and POOL.pids() == kept
+    assert second.ok and {kind: POOL.pids(kind) for kind in kinds} == kept
     for a, b in zip(first.rows, second.rows, strict=True):  # the same answers from the kept workers
         assert (a.format, a.precision) == (b.format, b.precision)
         assert a.parity.agreement == b.parity.agreement and a.parity.max_abs_dp == pytest.approx(b.parity.max_abs_dp, abs=1e-6)

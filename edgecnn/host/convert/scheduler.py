@@ -351,10 +351,10 @@ class _Pool:
             return None
         return found
 
-    def pids(self) -> set[int]:
-        """The kept workers' process ids (what a test that checks for stray children allows)."""
+    def pids(self, kind: str | None = None) -> set[int]:
+        """The kept workers' process ids (of ``kind`` only, when given): what a check for stray children allows."""
         with self._lock:
-            return {w.pid for w, _ in self._idle}
+            return {w.pid for w, _ in self._idle if kind in (None, w.kind)}
 
     def _reap(self) -> None:
         while True:
@@ -366,9 +366,11 @@ class _Pool:
             for w in old:
                 w.close()
 
-    def close_all(self) -> None:
+    def close_all(self, kind: str | None = None) -> None:
+        """End the kept workers (of ``kind`` only, when given)."""
         with self._lock:
-            idle, self._idle = [w for w, _ in self._idle], []
+            idle = [w for w, _ in self._idle if kind in (None, w.kind)]
+            self._idle = [(w, t) for w, t in self._idle if w not in idle]
         for w in idle:
             w.close()
 
