@@ -43,3 +43,5 @@ def test_the_cpu_log_counts_a_tests_own_and_its_childrens_cpu(tmp_path):
     assert cpu_top.endswith("test_burn.py::test_child")
     wait_top = out.split("tests that mostly wait")[1].splitlines()[1]
     assert wait_top.endswith("test_burn.py::test_sleep")
+    span = out.split("idle at the end s")[1].splitlines()[1].split()  # the timeline: the one process's span
+    assert span[0] == "-" and float(span[1]) == 0 and float(span[2]) >= 0.9 and span[-1] == "test_burn.py"

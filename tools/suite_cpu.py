@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:8} {n:5} {wall:8.0f} {cpu:8.0f}")
     total = sum(r["cpu"] for r in recs)
     print(f"all      {len(recs):5} {sum(r['wall'] for r in recs):8.0f} {total:8.0f}")
+    timeline(recs)
     files: dict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0.0])
     for r in recs:
         f = files[r["test"].split("::")[0]]
@@ -49,6 +50,33 @@ def main(argv: list[str] | None = None) -> int:
     for r in waiting:
         print(f"{r['wall']:7.1f} {r['cpu']:7.1f}  {r['test']}")
     return 0
+
+
+def timeline(recs: list[dict]) -> None:
+    """When each worker started and ended (logs from a conftest that records each test's start): a worker that ends
+    well before the others left its cores idle; its last test files are the ones to split or to start earlier."""
+    timed = [r for r in recs if "start" in r]
+    if not timed:
+        return
+    t0 = min(r["start"] for r in timed)
+    spans: dict[str, list[dict]] = collections.defaultdict(list)
+    for r in timed:
+        spans[r["worker"]].append(r)
+    parallel = [w for w in spans if w != "serial"]
+    last = max((r["start"] + r["wall"] for w in parallel for r in spans[w]), default=t0)
+    print("\nworker   from s    to s  idle at the end s  last files")
+    for name, rs in sorted(spans.items()):
+        rs.sort(key=lambda r: r["start"])
+        end = rs[-1]["start"] + rs[-1]["wall"]
+        tail: list[str] = []
+        for r in reversed(rs):
+            f = r["test"].split("::")[0]
+            if f not in tail:
+                tail.append(f)
+            if len(tail) == 3:
+                break
+        idle = f"{last - end:17.0f}" if name != "serial" else f"{'':>17}"
+        print(f"{name:8} {rs[0]['start'] - t0:6.0f} {end - t0:7.0f} {idle}  {', '.join(reversed(tail))}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.serial
 @pytest.mark.slow
 def test_short_soak_reconnects_and_stays_bounded(lenet_artifacts, tmp_path):
     sys.path.insert(0, str(REPO / "tools"))

@@ -214,11 +214,11 @@ def test_stale_frame_bound_with_slow_model():
             ages.append(time.monotonic() - frame.t_capture)
             newest_seen.append(src.index - 1 - pred.timings_ms["index"])
 
-        report = run_loop(SlowClassifier(), cap, [], duration=20, on_prediction=check)
-    assert 80 <= report["classified"] <= 105
+        report = run_loop(SlowClassifier(), cap, [], duration=8, on_prediction=check)
+    assert 32 <= report["classified"] <= 42  # 40 at 5 Hz
     assert max(ages) <= 2 * interval + infer + 0.02
     assert report["dropped"] >= report["frames_read"] - report["classified"] - 2
-    assert report["frames_read"] >= 560
+    assert report["frames_read"] >= 224  # 240 at 30 fps
 
 
 def test_stop_event_ends_loop_cleanly(lenet_artifacts):
