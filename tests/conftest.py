@@ -190,6 +190,29 @@ def pytest_collection_modifyitems(config, items):
         items[:] = keep
 
 
+_CHARGED: dict[int, float] = {}  # kept conversion worker -> its CPU seconds already charged to a test
+
+
+def _kept_workers_cpu() -> float:
+    """CPU seconds of the conversion workers the scheduler keeps (``POOL``) not yet charged to a test: they are not
+    reaped when a test ends, so RUSAGE_CHILDREN would charge their whole life to the test that closes them. A worker
+    closed since the last test counts in RUSAGE_CHILDREN already; what was charged of it before comes off."""
+    scheduler = sys.modules.get("edgecnn.host.convert.scheduler")
+    now: dict[int, float] = {}
+    for pid in scheduler.POOL.pids() if scheduler is not None else ():
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            now[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+        except (OSError, IndexError, ValueError):
+            continue
+    extra = sum(v - _CHARGED.get(pid, 0.0) for pid, v in now.items())
+    extra -= sum(v for pid, v in _CHARGED.items() if pid not in now)
+    _CHARGED.clear()
+    _CHARGED.update(now)
+    return extra
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
     """With EDGECNN_TEST_CPU_LOG=FILE, one JSON line per test: its wall time and the CPU seconds it cost, in this
@@ -214,7 +237,7 @@ def pytest_runtest_protocol(item, nextitem):
         "start": round(start, 2),
         "wall": round(time.monotonic() - t0, 2),
         "self": round(cpu(resource.RUSAGE_SELF) - s0, 2),
-        "children": round(cpu(resource.RUSAGE_CHILDREN) - c0, 2),
+        "children": round(cpu(resource.RUSAGE_CHILDREN) - c0 + _kept_workers_cpu(), 2),
         "worker": os.environ.get("PYTEST_XDIST_WORKER", "serial" if os.environ.get("EDGECNN_TEST_PART") else "-"),
     }
     with open(log, "a") as f:

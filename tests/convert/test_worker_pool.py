@@ -57,13 +57,20 @@ def test_a_clean_worker_serves_the_next_conversion_and_its_answers_start_afresh(
     assert _kept() == {first}
 
 
-def test_a_worker_in_another_environment_is_not_reused(monkeypatch):
+def test_a_worker_in_another_environment_is_not_reused_and_one_a_kind_is_kept(monkeypatch, tmp_path):
     first = _run()
     monkeypatch.setenv("EDGECNN_POOL_TEST", "1")  # what a worker started now would see differs
     second = _run()
-    assert second != first and _kept() == {first, second}
+    assert second != first and _kept() == {second} and not _alive(first)  # the newest replaces it (memory)
     monkeypatch.delenv("EDGECNN_POOL_TEST")
-    assert _run() == first
+    third = _run()
+    assert third not in (first, second) and _kept() == {third}
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()  # a working folder removed under the process: converting still works, nothing is kept
+    fourth = _run()
+    assert fourth != third and _kept() == {third} and not _alive(fourth)
 
 
 def test_a_failed_job_or_a_busy_worker_is_closed_not_kept(tmp_path):
@@ -83,11 +90,20 @@ def test_a_failed_job_or_a_busy_worker_is_closed_not_kept(tmp_path):
     assert _kept() == set() and not _alive(pid)
 
 
-def test_a_kept_worker_killed_while_idle_is_replaced():
+def test_a_kept_worker_killed_while_idle_is_replaced_and_leaves_no_log():
+    import tempfile
+    from pathlib import Path
+
     first = _run()
+    log = next(w.log_path for w, _ in POOL._idle if w.pid == first)
+    kept_logs = set(Path(tempfile.gettempdir()).glob("edgecnn-kept-log-*"))
     os.kill(first, signal.SIGKILL)  # the out-of-memory killer, while it waited
+    deadline = time.monotonic() + 5
+    while _alive(first) and time.monotonic() < deadline:
+        time.sleep(0.05)
     second = _run()
     assert second != first and _kept() == {second}
+    assert not log.exists() and set(Path(tempfile.gettempdir()).glob("edgecnn-kept-log-*")) == kept_logs
 
 
 def test_idle_workers_end_after_the_idle_time_and_none_are_kept_with_0(monkeypatch):
@@ -119,7 +135,7 @@ def test_two_real_conversions_share_their_workers_and_agree(lenet_run, tmp_path)
     from edgecnn.host.convert.api import convert
     from edgecnn.host.convert.openvino import _CONVERTED
 
-    targets = ["tflite/int8", "onnx/int8", "openvino/int8"]
+    targets = ["tflite/int8", "onnx/fp32", "onnx/int8", "openvino/int8"]
     kinds = ("tensorflow", "onnx-quantizer", "openvino-nncf")
     first = convert(lenet_run, "host", out=tmp_path / "a", precisions=targets)
     kept = {kind: POOL.pids(kind) for kind in kinds}
@@ -129,6 +145,12 @@ def test_two_real_conversions_share_their_workers_and_agree(lenet_run, tmp_path)
     for a, b in zip(first.rows, second.rows, strict=True):  # the same answers from the kept workers
         assert (a.format, a.precision) == (b.format, b.precision)
         assert a.parity.agreement == b.parity.agreement and a.parity.max_abs_dp == pytest.approx(b.parity.max_abs_dp, abs=1e-6)
+    name = "tflite-int8/model.tflite"
+    assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    import onnx  # tf2onnx's added nodes are numbered as in a fresh worker, and no temporary path is recorded
+
+    a, b = (onnx.load(str(tmp_path / d / "onnx-fp32" / "model.onnx")).graph for d in "ab")
+    assert [n.name for n in a.node] == [n.name for n in b.node] and "/tmp" not in a.doc_string
     _CONVERTED["x"] = object()  # in a worker, the OpenVINO models of the last conversion are forgotten before the next
     scheduler.between_conversions()
     assert _CONVERTED == {}

@@ -29,6 +29,8 @@ WORKERS.add("onnx-quantizer", ("onnx", "onnxruntime", "onnxruntime.quantization"
 OPSET = 17
 INPUT_NAME, OUTPUT_NAME = "input", "probabilities"
 
+_FIRST_NAME: dict[str, int] = {}  # in the worker: tf2onnx's node counter as its first export found it
+
 
 def _tf2onnx_args(saved_model: Path, out: Path) -> list[str]:
     # tf2onnx.convert.from_keras is broken on Keras 3: convert the exported SavedModel, with tf2onnx's own command
@@ -39,7 +41,11 @@ def _tf2onnx_args(saved_model: Path, out: Path) -> list[str]:
 def export_job(argv: list[str], out: str, labels: list[str], preprocess: dict[str, Any]) -> dict[str, Any]:
     """The ``tensorflow`` worker's job: tf2onnx's own command line, then the input/output names and metadata."""
     from tf2onnx import convert as tf2onnx_cli
+    from tf2onnx import utils
 
+    # tf2onnx numbers the nodes it adds (Shape__30) from one counter for the whole process: every export starts
+    # where the first one did, so that a worker kept for another conversion exports the same model to the same bytes
+    utils.INTERNAL_NAME = _FIRST_NAME.setdefault("n", utils.INTERNAL_NAME)
     sys.argv = ["tf2onnx.convert", *argv]
     try:
         tf2onnx_cli.main()
@@ -62,6 +68,7 @@ def _finish(path: Path, labels: list[str], preprocess: dict[str, Any]) -> None:
         node.input[:] = [INPUT_NAME if n == old_in else n for n in node.input]
         node.output[:] = [OUTPUT_NAME if n == old_out else n for n in node.output]
     m.graph.input[0].name, m.graph.output[0].name = INPUT_NAME, OUTPUT_NAME
+    m.graph.doc_string = "converted by tf2onnx from the model's SavedModel"  # not the temporary export's path
     for t in (m.graph.input[0], m.graph.output[0]):
         t.type.tensor_type.shape.dim[0].dim_param = "batch"
     del m.metadata_props[:]

@@ -90,10 +90,17 @@ class Worker:
     ``interpreter``: the Python it runs on (default this one; a toolchain in an environment of its own names its
     python there)."""
 
-    def __init__(self, kind: str, cond: threading.Condition | None = None, *, interpreter: str | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        cond: threading.Condition | None = None,
+        *,
+        interpreter: str | None = None,
+        spec: tuple[str | None, dict[str, str]] | None = None,
+    ) -> None:
         preload = WORKERS.get(kind)
         self.kind = kind
-        interpreter, env = spawn_spec(kind, interpreter)
+        interpreter, env = spec or spawn_spec(kind, interpreter)
         self.key = _pool_key(kind, interpreter, env)
         self.conversions = 1
         self.failed = False  # a job failed or the child died: never kept for another conversion
@@ -128,6 +135,13 @@ class Worker:
         follows the thread that started the child: only the main thread's workers are kept), not worn out."""
         return self.idle() and self._creator is threading.main_thread() and self.conversions < MAX_CONVERSIONS
 
+    def forgotten(self, timeout: float) -> bool:
+        """Whether the between-conversions job the pool sent answered well (waiting at most ``timeout`` s) and the
+        worker is idle: unlike ``result``, a failure keeps no log (nobody would be told of it)."""
+        with self._cond:
+            self._cond.wait_for(lambda: BETWEEN_JOB in self._answers or self._eof, timeout=timeout)
+        return self.idle()
+
     def rebind(self, cond: threading.Condition) -> None:
         """Hand a kept worker to another conversion: its answers start afresh, under that scheduler's condition."""
         with self._cond:
@@ -137,12 +151,14 @@ class Worker:
 
     def _read(self) -> None:
         for answer in self._child.answers():
-            with self._cond:
+            cond = self._cond  # one object for the lock and the notification (``rebind`` may swap the attribute)
+            with cond:
                 self._answers[str(answer.get("name"))] = answer
-                self._cond.notify_all()
-        with self._cond:
+                cond.notify_all()
+        cond = self._cond
+        with cond:
             self._eof = True
-            self._cond.notify_all()
+            cond.notify_all()
 
     def submit(self, job: Job, params: dict[str, Any]) -> None:
         if job.name in self._submitted:
@@ -208,10 +224,12 @@ class Scheduler:
 
     def worker(self, kind: str) -> Worker:
         if kind not in self._workers:
-            kept = POOL.take(kind)
+            WORKERS.get(kind)  # an unknown kind is named before anything starts
+            spec = spawn_spec(kind)
+            kept = POOL.take(kind, spec)
             if kept is not None:
                 kept.rebind(self._cond)
-            self._workers[kind] = kept or Worker(kind, self._cond)
+            self._workers[kind] = kept or Worker(kind, self._cond, spec=spec)
         return self._workers[kind]
 
     def pump(self) -> None:
@@ -296,10 +314,15 @@ def spawn_spec(kind: str, interpreter: str | None = None) -> tuple[str | None, d
 _BOOKKEEPING = frozenset({"PYTEST_CURRENT_TEST"})
 
 
-def _pool_key(kind: str, interpreter: str | None, env: dict[str, str]) -> tuple[Any, ...]:
-    """What must be the same for a kept worker to serve a conversion: what a new one would be started with."""
+def _pool_key(kind: str, interpreter: str | None, env: dict[str, str]) -> tuple[Any, ...] | None:
+    """What must be the same for a kept worker to serve a conversion: what a new one would be started with. None
+    (never kept, never reused) when the working folder is gone: a worker started there cannot be matched."""
     env_key = tuple(sorted((k, v) for k, v in env.items() if k not in _BOOKKEEPING))
-    return kind, interpreter or sys.executable, env_key, os.getcwd()
+    try:
+        cwd = os.getcwd()
+    except OSError:
+        return None
+    return kind, interpreter or sys.executable, env_key, cwd
 
 
 BETWEEN_JOB = "edgecnn-between-conversions"
@@ -323,30 +346,31 @@ class _Pool:
     def put(self, worker: Worker) -> bool:
         """Keep ``worker`` if it can serve another conversion (it starts forgetting this one's caches now); False:
         the caller closes it."""
-        if self.idle_seconds() == 0 or not worker.keepable():
+        if self.idle_seconds() == 0 or worker.key is None or not worker.keepable():
             return False
         worker.submit(Job(BETWEEN_JOB, worker.kind, f"{__name__}:between_conversions"), {})
-        with self._lock:
-            self._idle.append((worker, time.monotonic()))
+        with self._lock:  # one kept worker a kind, the newest: a TensorFlow worker holds about 700 MB
+            replaced = [w for w, _ in self._idle if w.kind == worker.kind]
+            self._idle = [(w, t) for w, t in self._idle if w.kind != worker.kind] + [(worker, time.monotonic())]
             if self._reaper is None:
                 self._reaper = threading.Thread(target=self._reap, name="edgecnn-worker-pool", daemon=True)
                 self._reaper.start()
+        for w in replaced:
+            w.close()
         return True
 
-    def take(self, kind: str) -> Worker | None:
-        """A kept worker of ``kind`` started exactly as a new one would be, its last conversion forgotten; or None."""
-        key = _pool_key(kind, *spawn_spec(kind))
+    def take(self, kind: str, spec: tuple[str | None, dict[str, str]]) -> Worker | None:
+        """A kept worker of ``kind`` started exactly as a new one with ``spec`` would be, its last conversion
+        forgotten; or None (one that died meanwhile, or whose forgetting failed, is closed: its log goes with it)."""
+        key = _pool_key(kind, *spec)
+        if key is None:
+            return None
         with self._lock:
             found = next((w for w, _ in self._idle if w.key == key), None)
             if found is None:
                 return None
             self._idle = [(w, t) for w, t in self._idle if w is not found]
-        try:
-            found.result(BETWEEN_JOB, timeout=30)
-        except ConversionError:
-            found.close()
-            return None
-        if not found.idle():
+        if not found.forgotten(timeout=30):
             found.close()
             return None
         return found
