@@ -159,12 +159,8 @@ def leaves_nothing_running():
     before = set(_running_children())
     yield
 
-    def kept() -> set[int]:  # the conversion workers the scheduler keeps for the next conversion, idle
-        scheduler = sys.modules.get("edgecnn.host.convert.scheduler")
-        return scheduler.POOL.pids() if scheduler is not None else set()
-
     deadline = time.monotonic() + 5.0
-    while (left := {p: line for p, line in _running_children().items() if p not in before | kept()}) and time.monotonic() < deadline:
+    while (left := {p: line for p, line in _running_children().items() if p not in before | _kept_workers()}) and time.monotonic() < deadline:
         time.sleep(0.1)
     for pid in left:
         try:
@@ -197,6 +193,12 @@ def pytest_collection_modifyitems(config, items):
     items[:] = keep
 
 
+def _kept_workers() -> set[int]:
+    """The idle conversion workers the scheduler keeps for the next conversion (``scheduler.POOL``)."""
+    scheduler = sys.modules.get("edgecnn.host.convert.scheduler")
+    return scheduler.POOL.pids() if scheduler is not None else set()
+
+
 _CHARGED: dict[int, float] = {}  # kept conversion worker -> its CPU seconds already charged to a test
 
 
@@ -204,9 +206,8 @@ def _kept_workers_cpu() -> float:
     """CPU seconds of the conversion workers the scheduler keeps (``POOL``) not yet charged to a test: they are not
     reaped when a test ends, so RUSAGE_CHILDREN would charge their whole life to the test that closes them. A worker
     closed since the last test counts in RUSAGE_CHILDREN already; what was charged of it before comes off."""
-    scheduler = sys.modules.get("edgecnn.host.convert.scheduler")
     now: dict[int, float] = {}
-    for pid in scheduler.POOL.pids() if scheduler is not None else ():
+    for pid in _kept_workers():
         try:
             with open(f"/proc/{pid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()

@@ -274,7 +274,7 @@ class HTTPSource(FrameSource):
             closed = self.conn is not conn  # by a stop, from another thread
             self.close()
             if closed:
-                raise StreamError(f"the connection to {self.display} was closed while opening") from None
+                raise self._closed_while_opening() from None
             if isinstance(exc, http.client.HTTPException):
                 raise StreamError(f"{self.display} does not speak HTTP ({type(exc).__name__})") from None
             raise _connect_error(self.host, self.port, exc, o.open_timeout) from None
@@ -299,14 +299,15 @@ class HTTPSource(FrameSource):
                 raise StreamError(f"{self.display}: a multipart stream without a boundary ({ctype!r}): not an MJPEG stream")
             self.parts = _Parts(resp, m.group(1).strip().removeprefix("--").encode(), self.display)
             self.mode = "mjpeg"
-            sock = self._sock
+            sock = self._sock  # None: closed by a stop between the answer and here
             try:
-                if sock is None:  # closed by a stop between the answer and here
-                    raise OSError("closed")
-                sock.settimeout(self.options.read_timeout)
-            except OSError:
+                if sock is not None:
+                    sock.settimeout(self.options.read_timeout)
+            except OSError:  # closed in the meantime
+                sock = None
+            if sock is None:
                 self.close()
-                raise StreamError(f"the connection to {self.display} was closed while opening") from None
+                raise self._closed_while_opening() from None
         elif kind in ("image/jpeg", "image/jpg"):
             self.snapshot = self._read_exactly(resp, resp.length) if resp.length is not None else resp.read(MAX_FRAME_BYTES)
             self.close()
@@ -323,6 +324,9 @@ class HTTPSource(FrameSource):
             self._fallback.target, self._fallback.api, self._fallback.uri = self._given, cv2.CAP_FFMPEG, self.display
             self._fallback.open()
             self.mode = "ffmpeg"
+
+    def _closed_while_opening(self) -> StreamError:
+        return StreamError(f"the connection to {self.display} was closed while opening")
 
     def _read_exactly(self, stream: Any, n: int) -> bytes:
         if n > MAX_FRAME_BYTES:

@@ -44,7 +44,7 @@ def export_job(argv: list[str], out: str, labels: list[str], preprocess: dict[st
     from tf2onnx import utils
 
     # tf2onnx numbers the nodes it adds (Shape__30) from one counter for the whole process: every export starts
-    # where the first one did, so that a worker kept for another conversion exports the same model to the same bytes
+    # where the first one did, so that a worker kept for another conversion names the same model's nodes the same
     utils.INTERNAL_NAME = _FIRST_NAME.setdefault("n", utils.INTERNAL_NAME)
     sys.argv = ["tf2onnx.convert", *argv]
     try:
