@@ -1,7 +1,8 @@
 """Profiling fidelity (issue #6): edgecnn profile's `invoke` p50 against the reference tools, run side by side.
 
     python tools/bench_fidelity.py [--out bench-out/fidelity] [--threads 2] [--seconds 1.5] [--rounds 3]
-                                   [--steady 0.05] [--models mobilenet_v2 ...] [--skip estimate]
+                                   [--steady 0.05] [--models mobilenet_v2 ...] [--formats openvino ...]
+                                   [--skip estimate]
 
 Every side pinned alike: `--threads` threads, f32 arithmetic for float operations, one stream (one inference in
 flight), the input set once and unchanged, 20 warm-up runs. TFLite: `litert-benchmark` (ships with ai-edge-litert:
@@ -40,6 +41,8 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 TARGETS = ["tflite/fp32", "tflite/int8", "onnx/fp32", "onnx/int8", "openvino/fp32", "openvino/int8"]
 FIDELITY_MODELS = ("lenet5", "squeezenet1_1", "mobilenet_v2")
+RUNTIME_OF = {"tflite": "litert", "onnx": "onnxruntime", "openvino": "openvino"}
+FORMATS = tuple(RUNTIME_OF)
 ESTIMATE_ONLY = ("mobilenet_v1", "mobilenet_v3_small")
 
 
@@ -259,14 +262,20 @@ def bracketed_rounds(measure_ours, measure_ref, rounds: int, steady: float, side
 
 
 def fidelity(
-    arts: dict[str, Path], threads: int, seconds: float, rounds: int, models: list[str], steady: float = 0.05
+    arts: dict[str, Path],
+    threads: int,
+    seconds: float,
+    rounds: int,
+    models: list[str],
+    steady: float = 0.05,
+    formats: tuple[str, ...] = FORMATS,
 ) -> list[dict]:
     """Per artifact, bracketed rounds until ``rounds`` of them are steady (at most 3 x ``rounds`` tries); the ratio
     is the median over the steady rounds (over all of them, flagged, when none was)."""
     rows = []
     for model in models:
         for prec in ("fp32", "int8"):
-            for fmt, runtime in (("tflite", "litert"), ("onnx", "onnxruntime"), ("openvino", "openvino")):
+            for fmt, runtime in ((f, r) for f, r in RUNTIME_OF.items() if f in formats):
                 art = arts[model] / f"{fmt}-{prec}"
                 mfile = art / {"tflite": "model.tflite", "onnx": "model.onnx", "openvino": "model.xml"}[fmt]
                 expected = [1.0]  # edgecnn's last p50: sizes litert-benchmark's run count to `seconds`
@@ -373,6 +382,7 @@ def main() -> int:
         help="a round counts if its bracketing measurements agree within this fraction (default 0.05)",
     )
     ap.add_argument("--models", nargs="+", choices=FIDELITY_MODELS, default=list(FIDELITY_MODELS))
+    ap.add_argument("--formats", nargs="+", choices=FORMATS, default=list(FORMATS), help="the formats to compare")
     ap.add_argument("--skip", choices=["fidelity", "estimate"], help="leave one half out")
     ap.add_argument("--ort-loop", help=argparse.SUPPRESS)
     ap.add_argument("--interp-loop", help=argparse.SUPPRESS)
@@ -391,7 +401,9 @@ def main() -> int:
     if args.skip != "fidelity":
         uptime = Path("/proc/loadavg").read_text().split()[:3]
         result["load_before"] = uptime
-        result["fidelity"] = fidelity(arts, args.threads, args.seconds, args.rounds, args.models, args.steady)
+        result["fidelity"] = fidelity(
+            arts, args.threads, args.seconds, args.rounds, args.models, args.steady, tuple(args.formats)
+        )
         result["load_after"] = Path("/proc/loadavg").read_text().split()[:3]
         print(
             f"load average (1, 5, 15 min) before {' '.join(uptime)}, after {' '.join(result['load_after'])} on {os.cpu_count()} CPUs"
