@@ -1,6 +1,6 @@
 """Profiling fidelity (issue #6): edgecnn profile's `invoke` p50 against the reference tools, run side by side.
 
-    python tools/bench_fidelity.py [--out bench-out/fidelity] [--threads 2] [--seconds 1.5] [--rounds 3]
+    python tools/bench_fidelity.py [--out bench-out/fidelity] [--threads 2] [--seconds 1.5] [--rounds 5]
                                    [--steady 0.05] [--models mobilenet_v2 ...] [--formats openvino ...]
                                    [--skip estimate]
 
@@ -13,9 +13,10 @@ backend uses, which splits the gap into edgecnn's own share and the two APIs' di
 default API, one asynchronous request; the properties it reports are kept beside edgecnn's `pinning`); ONNX: a
 bare onnxruntime loop in its own process. Each artifact is measured in bracketed rounds: edgecnn, the reference,
 edgecnn again, then the reference, edgecnn, the reference again, and so on. A round is steady when its two
-bracketing figures agree within `--steady` (5%): the machine did not change speed during it. Rounds go on until
-`--rounds` are steady (at most 3x as many tried), and the ratio is the median over the steady rounds (over all,
-flagged, when none was). Every round's figures are kept in results.json.
+bracketing figures agree within `--steady` (5%): the machine did not change speed between them (a spell inside the
+middle measurement alone is not caught; the median outvotes it). Rounds go on until `--rounds` are steady (at most 3x
+as many tried); the ratio is the median over the steady rounds (over all of them, flagged in `ratio_over`, when none
+was). Every round's figures, its order and its bracketing pair are kept in results.json.
 Models: LeNet-5 (trained on digits), SqueezeNet 1.1 and MobileNetV2 1.0 at 224 px (seeded random weights,
 10 classes), fp32 and int8.
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import statistics
@@ -43,6 +45,7 @@ TARGETS = ["tflite/fp32", "tflite/int8", "onnx/fp32", "onnx/int8", "openvino/fp3
 FIDELITY_MODELS = ("lenet5", "squeezenet1_1", "mobilenet_v2")
 RUNTIME_OF = {"tflite": "litert", "onnx": "onnxruntime", "openvino": "openvino"}
 FORMATS = tuple(RUNTIME_OF)
+ORDERS = ("edgecnn, reference, edgecnn", "reference, edgecnn, reference")
 ESTIMATE_ONLY = ("mobilenet_v1", "mobilenet_v3_small")
 
 
@@ -144,7 +147,7 @@ def benchmark_app_p50(model: Path, threads: int, seconds: float) -> tuple[float,
 
     shape = [1, *Manifest.load(model.parent, verify=False).input["shape"][1:]]  # the IR's batch is dynamic
     cmd = [str(BIN / "benchmark_app"), "-m", str(model), *BENCHMARK_APP_PINNING, "-nthreads", str(threads)]
-    cmd += ["-t", str(int(max(seconds, 1))), "-shape", "[" + ",".join(map(str, shape)) + "]"]
+    cmd += ["-t", str(math.ceil(max(seconds, 1))), "-shape", "[" + ",".join(map(str, shape)) + "]"]
     r = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=900)
     m = re.search(r"Median:\s*([\d.]+)\s*(ms|us)", r.stdout)
     props = {k: v.strip() for k, v in _PROPERTY.findall(r.stdout)}
@@ -224,25 +227,27 @@ def reference(fmt: str, model: Path, threads: int, seconds: float, expected_ms: 
 def _bracketed(rnd: int, measure_ours, measure_ref, steady: float) -> dict:
     """One round: edgecnn, the reference, edgecnn again (even rounds) or the reference, edgecnn, the reference (odd).
     The side measured twice brackets the other; if its two figures differ by more than ``steady`` the machine changed
-    during the round (this 2-core VM flips between two speeds, 1.45x apart, for seconds at a time: the same
-    Interpreter in one process, same input, went 3.4 -> 5.0 -> 3.4 ms), and the round says nothing to that precision."""
+    speed during the round (this 2-core VM flips between two speeds, 1.45x apart, for seconds at a time: the same
+    Interpreter in one process, same input, went 3.4 -> 5.0 -> 3.4 ms) and the round is not steady. A spell that
+    starts and ends inside the middle measurement is not caught: the median over the steady rounds has to outvote it."""
     if rnd % 2 == 0:
         first, ref, second = measure_ours(), measure_ref(), measure_ours()
         mine = {"p50": (first["p50"] + second["p50"]) / 2, "pinning": second["pinning"]}
-        internal = [o["runtime_reported_p50"] for o in (first, second) if o["runtime_reported_p50"]]
+        internal = [o["runtime_reported_p50"] for o in (first, second) if o["runtime_reported_p50"] is not None]
         mine["runtime_reported_p50"] = sum(internal) / 2 if len(internal) == 2 else None
-        outer, ref_ms, order = (first["p50"], second["p50"]), ref[0], "edgecnn, reference, edgecnn"
+        outer, ref_ms, order = (first["p50"], second["p50"]), ref[0], ORDERS[0]
     else:
         ref1, mine, ref2 = measure_ref(), measure_ours(), measure_ref()
         ref = ref2
-        outer, ref_ms, order = (ref1[0], ref2[0]), (ref1[0] + ref2[0]) / 2, "reference, edgecnn, reference"
+        outer, ref_ms, order = (ref1[0], ref2[0]), (ref1[0] + ref2[0]) / 2, ORDERS[1]
     spread = max(outer) / min(outer) - 1
     return {
         "order": order,
         "edgecnn_ms": mine["p50"],
         "reference_ms": ref_ms,
         "ratio": mine["p50"] / ref_ms,
-        "runtime_reported_ratio": mine["runtime_reported_p50"] / ref_ms if mine["runtime_reported_p50"] else None,
+        "runtime_reported_ratio": None if mine["runtime_reported_p50"] is None else mine["runtime_reported_p50"] / ref_ms,
+        "outer_ms": list(outer),  # the bracketing pair, in order
         "bracket_spread": spread,
         "steady": spread <= steady,
         "_pinning": mine["pinning"],
@@ -259,6 +264,37 @@ def bracketed_rounds(measure_ours, measure_ref, rounds: int, steady: float, side
         r = _bracketed(len(tried), measure_ours, measure_ref, steady)
         tried.append(r | (side() if side else {}))
     return tried
+
+
+def summarize(tried: list[dict], rounds: int) -> dict:
+    """A row's figures from its rounds: medians over the steady rounds, or over all of them when none was steady
+    (``ratio_over`` says which; ``complete`` whether ``rounds`` steady ones were reached). ``edgecnn_p50_ms`` and
+    ``reference_p50_ms`` are medians of their own, so their quotient need not be ``ratio`` (the median of the
+    per-round ratios). TFLite's bare Interpreter loop ran after each round, outside its bracket."""
+    used = [r for r in tried if r["steady"]] or tried
+    med = lambda key: statistics.median(r[key] for r in used)  # noqa: E731
+    steady = sum(r["steady"] for r in tried)
+    row = {
+        "edgecnn_p50_ms": med("edgecnn_ms"),
+        "reference_p50_ms": med("reference_ms"),
+        "ratio": med("ratio"),
+        "ratio_over": "steady rounds" if steady else "all rounds (none was steady)",
+        "complete": steady >= rounds,
+        "steady_rounds": steady,
+        "steady_by_order": {o: sum(r["steady"] for r in tried if r["order"] == o) for o in ORDERS},
+        "rounds_tried": len(tried),
+        "rounds": [{k: v for k, v in r.items() if not k.startswith("_")} for r in tried],
+        "reference": used[-1]["_tool"],
+        "edgecnn_pinning": used[-1]["_pinning"],  # the last used round's; every round pins alike
+        "reference_pinning": used[-1]["_ref_pinning"],
+    }
+    if all(r["runtime_reported_ratio"] is not None for r in used):  # OpenVINO's own timing of the same runs
+        row["runtime_reported_ratio"] = med("runtime_reported_ratio")
+    if all("bare_interpreter_ms" in r for r in used):  # unbracketed: edgecnn vs the Interpreter, it vs CompiledModel
+        row["bare_interpreter_p50_ms"] = med("bare_interpreter_ms")
+        row["vs_bare_interpreter"] = statistics.median(r["edgecnn_ms"] / r["bare_interpreter_ms"] for r in used)
+        row["interpreter_vs_compiled_model"] = statistics.median(r["bare_interpreter_ms"] / r["reference_ms"] for r in used)
+    return row
 
 
 def fidelity(
@@ -294,38 +330,15 @@ def fidelity(
                     else None
                 )
                 tried = bracketed_rounds(measure_ours, measure_ref, rounds, steady, side)
-                used = [r for r in tried if r["steady"]] or tried
-                med = lambda key: statistics.median(r[key] for r in used)  # noqa: E731
-                row = {
-                    "model": model,
-                    "format": fmt,
-                    "precision": prec,
-                    "edgecnn_p50_ms": med("edgecnn_ms"),
-                    "reference_p50_ms": med("reference_ms"),
-                    "ratio": med("ratio"),
-                    "steady_rounds": sum(r["steady"] for r in tried),
-                    "rounds_tried": len(tried),
-                    "rounds": [{k: v for k, v in r.items() if not k.startswith("_")} for r in tried],
-                    "reference": used[-1]["_tool"],
-                    "edgecnn_pinning": used[-1]["_pinning"],
-                    "reference_pinning": used[-1]["_ref_pinning"],
-                }
-                if all(r["runtime_reported_ratio"] for r in used):  # OpenVINO's own timing of the same runs
-                    row["runtime_reported_ratio"] = med("runtime_reported_ratio")
-                if fmt == "tflite":  # edgecnn vs the bare Interpreter; the Interpreter vs CompiledModel (the APIs)
-                    row["bare_interpreter_p50_ms"] = med("bare_interpreter_ms")
-                    row["vs_bare_interpreter"] = statistics.median(r["edgecnn_ms"] / r["bare_interpreter_ms"] for r in used)
-                    row["interpreter_vs_compiled_model"] = statistics.median(
-                        r["bare_interpreter_ms"] / r["reference_ms"] for r in used
-                    )
+                row = {"model": model, "format": fmt, "precision": prec, **summarize(tried, rounds)}
                 rows.append(row)
-                ratios = [r["ratio"] for r in used]
+                ratios = [r["ratio"] for r in tried if r["steady"] or row["ratio_over"] != "steady rounds"]
                 extra = f"  (OpenVINO-timed {row['runtime_reported_ratio']:.2f})" if "runtime_reported_ratio" in row else ""
                 if fmt == "tflite":
-                    extra = (f"  (vs a bare Interpreter loop {row['vs_bare_interpreter']:.2f}; Interpreter / "
+                    extra = (f"  (unbracketed: vs a bare Interpreter loop {row['vs_bare_interpreter']:.2f}; Interpreter / "
                              f"CompiledModel {row['interpreter_vs_compiled_model']:.2f})")  # fmt: skip
-                steadiness = (f"{row['steady_rounds']} of {len(tried)} rounds steady" if row["steady_rounds"]
-                              else f"NO steady round of {len(tried)}: all used")  # fmt: skip
+                steadiness = f"{row['steady_rounds']} of {len(tried)} rounds steady"
+                steadiness += "" if row["complete"] else f" (FEWER than {rounds}; {row['ratio_over']})"
                 print(
                     f"{model:14s} {fmt:8s} {prec}: edgecnn {row['edgecnn_p50_ms']:.3f} ms  reference "
                     f"{row['reference_p50_ms']:.3f} ms  ratio {row['ratio']:.2f} [{min(ratios):.2f}-{max(ratios):.2f}], "
@@ -374,7 +387,7 @@ def main() -> int:
     ap.add_argument("--out", default="bench-out/fidelity")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=1.5)
-    ap.add_argument("--rounds", type=int, default=3, help="steady rounds wanted per artifact (at most 3x as many tried)")
+    ap.add_argument("--rounds", type=int, default=5, help="steady rounds wanted per artifact (at most 3x as many tried)")
     ap.add_argument(
         "--steady",
         type=float,
@@ -387,6 +400,8 @@ def main() -> int:
     ap.add_argument("--ort-loop", help=argparse.SUPPRESS)
     ap.add_argument("--interp-loop", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.rounds < 1 or args.steady < 0 or args.seconds <= 0:
+        ap.error("--rounds must be at least 1, --steady at least 0 and --seconds above 0")
     if args.ort_loop:
         print(ort_p50(Path(args.ort_loop), args.threads, args.seconds))
         return 0
@@ -398,6 +413,7 @@ def main() -> int:
     arts = build(out, out / "photos", (*args.models, *(ESTIMATE_ONLY if args.skip != "estimate" else ())))
     print(f"artifacts ready ({time.time() - t0:.0f} s)", flush=True)
     result = {"threads": args.threads, "seconds": args.seconds, "rounds": args.rounds, "steady": args.steady}
+    result |= {"models": args.models, "formats": args.formats}
     if args.skip != "fidelity":
         uptime = Path("/proc/loadavg").read_text().split()[:3]
         result["load_before"] = uptime

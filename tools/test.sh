@@ -6,10 +6,15 @@
 # `serial` alone, so that no other test's load moves their clocks. Extra arguments go to both parts.
 # EDGECNN_TEST_WORKERS=N sets the number of workers (default: one more than the cores, since about a third of the
 # parallel part's wall time is tests waiting on servers, grace periods and child processes: on 2 cores 3 workers took
-# 8 min 41 s where 2 took 9 min 40 s, for the same 13 CPU-minutes; 0 runs all in one process).
+# 8 min 41-9 min 10 s where 2 took 9 min 40 s, for the same 13-14 CPU-minutes; 0 runs all in one process).
 set -uo pipefail
 source "$(dirname "$0")/_setup.sh" || exit 1
-workers="${EDGECNN_TEST_WORKERS:-$(($(nproc) + 1))}"
+# the cores this process may use (not nproc, which follows OMP_NUM_THREADS)
+cores="$(.venv/bin/python -c 'import os; print(len(os.sched_getaffinity(0)))')"
+workers="${EDGECNN_TEST_WORKERS:-$((cores + 1))}"
+case "$workers" in
+    ''|*[!0-9]*) echo "tools/test.sh: EDGECNN_TEST_WORKERS must be a whole number (0 runs all in one process); got '$workers'" >&2; exit 2 ;;
+esac
 if [ "$workers" = 0 ]; then
     exec .venv/bin/python -m pytest "$@"
 fi
