@@ -77,6 +77,7 @@ class Child:
         cleanup.remember_process(self._proc)
         self._own_group = own_group
         self._pending = b""
+        self.output_ended = False  # its stdout reached its end: the child has exited or is exiting
 
     @property
     def pid(self) -> int:
@@ -124,6 +125,7 @@ class Child:
                         return None
             chunk = os.read(fd, 65536)
             if not chunk:
+                self.output_ended = True
                 rest, self._pending = self._pending, b""
                 return rest or None
             self._pending += chunk

@@ -11,7 +11,9 @@ those becomes a `ProbeResult` for the parent (a clear error), never a dead paren
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
 import time
 import traceback
 from dataclasses import dataclass
@@ -148,10 +150,14 @@ class IsolatedRunner:
             self._child = self._start()
         child = self._child
         t0 = time.perf_counter()
-        answer = child.read(self.timeout) if child.send({"path": str(path), "runtime": runtime}) else None
+        sent = child.send({"path": str(path), "runtime": runtime})
+        answer = child.read(self.timeout) if sent else None
         if answer is not None:
             return ProbeResult(str(path), answer["outcome"], answer["detail"], answer["seconds"])
         seconds = time.perf_counter() - t0
+        if not sent or child.output_ended:  # it died (a pipe closed): let it finish dying, or a crash reads as a hang
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(5)
         hung = child.poll() is None  # still alive after the timeout
         tail = child.last_log_line()
         child.kill()  # when it died, what it forked may not have
