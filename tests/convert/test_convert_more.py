@@ -183,6 +183,9 @@ def test_tflite_int8_waits_at_the_end_while_its_child_calibrates(lenet_run, tmp_
     the time), and the table still lists the artifacts in the order asked."""
     import json
 
+    from edgecnn.host.convert.scheduler import POOL
+
+    POOL.close_all()  # cold workers, as in a first conversion: a TensorFlow worker kept by an earlier test has no import to do
     s = convert(lenet_run, "host", precisions=["tflite/int8", "onnx/fp32"], out=tmp_path / "o")
     assert s.ok and [(r.format, r.precision) for r in s.rows] == [("tflite", "int8"), ("onnx", "fp32")]
     steps = [msg.split(":")[0] for _, msg in s.timeline if msg.endswith("inputs") and "/" in msg.split(":")[0]]

@@ -31,7 +31,9 @@ CHILD = textwrap.dedent(
 
     t = threading.Thread(target=maker, daemon=True)
     t.start()
-    time.sleep(0.05)
+    deadline = time.monotonic() + 20
+    while len(events) <= 10 and time.monotonic() < deadline:  # busy, however little of a core this process gets
+        time.sleep(0.005)
     procs, paths = cleanup.undo()
     left_at_undo = sorted(os.listdir(folder))
     n = len(events)

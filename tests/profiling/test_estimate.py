@@ -113,7 +113,7 @@ def test_calibrate_then_estimate_with_it(lenet_artifacts, tmp_path, capsys):
     assert saved["schema"] == "edgecnn.calibration" and saved["runtime"] == "litert" and saved["threads"] == 1
     assert set(saved["coefficients"]) == set(COEFFICIENTS) and min(saved["coefficients"].values()) >= 0
     assert len(saved["networks"]) == 9 and all(n["measured_ms"] > 0 for n in saved["networks"])
-    assert saved["fit_error_median_abs"] < 0.5  # a loose bound: nine networks timed once on a shared machine
+    assert saved["fit_error_median_abs"] < 1.0  # a loose bound: nine networks timed once each, on cores shared with other tests
     (check,) = saved["checks"]
     assert check["name"] == "lenet5" and check["measured_ms"] > 0 and check["predicted_ms"] > 0
     assert cal["path"] == str(tmp_path / "litert-fp32-t1.json")

@@ -183,9 +183,11 @@ def test_two_deploys_at_once_one_waits_and_no_wait_refuses(rsync_server, lenet_a
     to = tmp_path / "board" / "app"
     on = options(rsync_server, device_venv, tmp_path)
     a, b = (release_copy(lenet_artifacts, tmp_path / name, name) for name in ("a", "b"))
-    # two operators at once: two processes; a restart of 3 s keeps the first one's lock long enough to be met
-    health = to / "health.jsonl"
-    slow = ["--restart", f"sleep 3; {HEALTHY.format(health=health)}", "--health", str(health), "--grace", "10"]
+    # two operators at once: two processes. The first one's restart holds its lock until the other one is seen
+    # waiting for it (at most 60 s), however late a loaded machine lets the second one arrive
+    health, journal = to / "health.jsonl", to / ".deploy" / "journal.jsonl"
+    met = f"""for i in $(seq 600); do grep -qs '"step":"waiting"' {journal} && break; sleep 0.1; done"""
+    slow = ["--restart", f"{met}; {HEALTHY.format(health=health)}", "--health", str(health), "--grace", "10"]
     procs = [
         subprocess.Popen([sys.executable, "-m", "edgecnn", "deploy", str(art), "--to", str(to), *slow, "--keep", "1", *on],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -198,7 +200,7 @@ def test_two_deploys_at_once_one_waits_and_no_wait_refuses(rsync_server, lenet_a
     names = {r.name for r in (to / "releases").iterdir()}
     assert {current, previous} == {f"releases/{n}" for n in names} and len(names) == 2  # --keep 1 spares previous
     steps = [json.loads(line)["step"] for line in (to / ".deploy" / "journal.jsonl").read_text().splitlines()]
-    assert steps.count("locked") == 2 and steps.count("end") == 2
+    assert steps.count("locked") == 2 and steps.count("end") == 2 and "waiting" in steps
     # a deploy under way holds the lock: --no-wait refuses with one line, and the links stay
     fd = os.open(to / ".deploy" / "lock", os.O_RDWR)
     fcntl.flock(fd, fcntl.LOCK_EX)

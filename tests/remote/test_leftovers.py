@@ -16,6 +16,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from sshd import SSHServer  # noqa: E402
+from waiting import until  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -54,8 +55,8 @@ def test_a_stopped_command_leaves_no_ssh_folder_and_no_master(lenet_artifacts, t
         proc.send_signal(sig)
         err = proc.communicate(timeout=30)[1]
         assert proc.returncode == 128 + sig, err
-        time.sleep(0.5)
-        assert _folders(proc.pid, tmpdir) == [] and _masters(proc.pid) == [], (_folders(proc.pid, tmpdir), _masters(proc.pid))
+        # `ssh -O exit` answers before its master has gone
+        until(lambda: _folders(proc.pid, tmpdir) == [] and _masters(proc.pid) == [], "the ssh folder and master to go")
         assert os.listdir(tmpdir) == []
     finally:
         for line in _masters(proc.pid):

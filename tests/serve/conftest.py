@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from digit_videos import schedule, sure_digits, write_video  # noqa: E402
+from digit_videos import PLAN, schedule, sure_digits, write_video  # noqa: E402
 from serve_helpers import MOSQUITTO, Broker, Subscriber  # noqa: E402
 
 
@@ -53,10 +53,6 @@ def digits(lenet_tflite):
         found = sure_digits(lambda im: clf.classify(im), clf.labels)
     assert {"1", "3", "7"} <= set(found), sorted(found)
     return found
-
-
-# 30 fps: 3 from frame 1, a one-frame 7 at 31 (held), 3 again, 7 from frame 61 (the change), a two-frame 1 at 91 (held)
-PLAN = [("3", 30), ("7", 1), ("3", 29), ("7", 30), ("1", 2), ("7", 28)]
 
 
 @pytest.fixture()

@@ -9,6 +9,8 @@ import cv2
 import numpy as np
 
 SIZE = 64  # the video's frame size (the digits are 32 px in the model; scaled by whole numbers)
+# 30 fps: 3 from frame 1, a one-frame 7 at 31 (held), 3 again, 7 from frame 61 (the change), a two-frame 1 at 91 (held)
+PLAN = [("3", 30), ("7", 1), ("3", 29), ("7", 30), ("1", 2), ("7", 28)]
 
 
 def sure_digits(classify, labels: list[str], min_p: float = 0.9) -> dict[str, np.ndarray]:

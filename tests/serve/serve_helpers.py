@@ -99,7 +99,7 @@ class Subscriber:
         self.client.loop_stop()
 
 
-def retained(port: int, topic: str, timeout: float = 3.0) -> bytes | None:
+def retained(port: int, topic: str, timeout: float = 10.0) -> bytes | None:
     """What the broker holds retained on ``topic`` (a fresh subscriber's first message), or None."""
     s = Subscriber(port, topic)
     try:

@@ -9,6 +9,7 @@ import urllib.request
 import cv2
 import numpy as np
 from serve_helpers import get_json, service_thread
+from waiting import until
 
 from edgecnn.serve.config import ServeConfig, SourceConfig
 
@@ -19,7 +20,7 @@ def post(url: str, data: bytes, ctype: str = "image/jpeg") -> tuple[int, dict]:
 
     req = urllib.request.Request(url, data=data, headers={"Content-Type": ctype}, method="POST")
     try:
-        with urllib.request.urlopen(req, timeout=5) as r:
+        with urllib.request.urlopen(req, timeout=30) as r:
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read())
@@ -55,7 +56,7 @@ def test_state_snapshot_health_metrics_and_classify_of_an_uploaded_image(lenet_t
         assert door["attributes"]["roi"] == [0, 0, 64, 64] and door["attributes"]["model_digest"] == state["model"]["digest"]
 
         code, health = get_json(f"{url}/healthz")
-        assert code == 200 and health["ok"] is True and health["sources"]["door"]["age_s"] < 1.0
+        assert code == 200 and health["ok"] is True and health["sources"]["door"]["age_s"] < 3.0
 
         with urllib.request.urlopen(f"{url}/snapshot.jpg?source=door", timeout=5) as r:
             assert r.headers["Content-Type"] == "image/jpeg"
@@ -66,13 +67,14 @@ def test_state_snapshot_health_metrics_and_classify_of_an_uploaded_image(lenet_t
             event = cv2.imdecode(np.frombuffer(r.read(), np.uint8), cv2.IMREAD_COLOR)
         assert event.shape == (64, 64, 3)
 
-        m = metrics(url)
-        classified = m[("edgecnn_frames_classified_total", (("source", "door"),))]
-        assert classified >= 60 and m[("edgecnn_frames_read_total", (("source", "door"),))] >= classified
+        door_total = ("edgecnn_frames_classified_total", (("source", "door"),))
+        m = until(lambda: (m := metrics(url))[door_total] >= 60 and m, "60 frames classified")
+        classified = m[door_total]
+        assert m[("edgecnn_frames_read_total", (("source", "door"),))] >= classified
         assert m[("edgecnn_state_changes_total", (("source", "door"), ("state", "7")))] >= 1
         assert m[("edgecnn_inference_seconds_count", (("source", "door"),))] == classified
         assert m[("edgecnn_end_to_end_seconds_count", (("source", "door"),))] == classified
-        assert 0 < m[("edgecnn_end_to_end_seconds_sum", (("source", "door"),))] / classified < 0.5
+        assert 0 < m[("edgecnn_end_to_end_seconds_sum", (("source", "door"),))] / classified < 2.0  # about 5 ms alone
         info = [k for k in m if k[0] == "edgecnn_model_info"]
         assert len(info) == 1 and ("digest", state["model"]["digest"]) in info[0][1]
 
@@ -102,7 +104,8 @@ def test_a_slow_client_does_not_stall_classification(lenet_tflite):
         before = service.runners[0].classified
         time.sleep(2.0)
         after = service.runners[0].classified
-        assert after - before >= 45, f"{after - before} frames in 2 s with stuck clients (30 fps source)"
+        # 60 at 30 fps alone; a stalled loop gives none, a loaded worker about 40
+        assert after - before >= 20, f"{after - before} frames in 2 s with stuck clients (30 fps source)"
         assert get_json(f"{service.http.url()}/healthz")[0] == 200
         for s in [*stuck, reader]:
             s.close()
@@ -114,10 +117,10 @@ def test_uploads_beyond_two_at_once_are_answered_busy(lenet_tflite, digits, monk
 
     from edgecnn.serve import http
 
-    slow = http.decode_upload
+    slow, release = http.decode_upload, threading.Event()
 
-    def decode_slowly(data):  # an upload that takes a second to decode: three at once overlap
-        time.sleep(1.0)
+    def decode_slowly(data):  # an upload that decodes only once the third one has been answered: three at once overlap
+        release.wait(30)
         return slow(data)
 
     monkeypatch.setattr(http, "decode_upload", decode_slowly)
@@ -128,8 +131,10 @@ def test_uploads_beyond_two_at_once_are_answered_busy(lenet_tflite, digits, monk
         posts = [threading.Thread(target=lambda: answers.append(post(f"{service.http.url()}/classify", jpeg))) for _ in range(3)]
         for t in posts:
             t.start()
+        until(lambda: [c for c, _ in answers] == [503], "the third upload to be answered busy", timeout=20)
+        release.set()
         for t in posts:
-            t.join(10)
+            t.join(20)
         assert sorted(code for code, _ in answers) == [200, 200, 503]
         assert [a for c, a in answers if c == 503][0]["error"] == "busy: 2 uploaded images are being classified; try again"
         assert all(a["top"][0]["label"] == "3" for c, a in answers if c == 200)

@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import PLAN
-from digit_videos import schedule, write_video
+from digit_videos import PLAN, schedule, write_video
 from serve_helpers import service_thread
 
 from edgecnn.serve.config import ServeConfig, SourceConfig

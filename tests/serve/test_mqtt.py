@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
 import time
 
 import cv2
 import numpy as np
 import pytest
-from conftest import PLAN
+from digit_videos import PLAN
 from serve_helpers import retained, serve_process
+from waiting import until
 
 
 def test_a_video_gives_exactly_its_debounced_state_changes_discovery_and_offline_at_its_end(
@@ -69,14 +71,18 @@ def test_sigkill_leaves_the_last_will_and_sigterm_offline_retained_within_2_s(br
 
     with serve_process(*args, "--name", "termed") as proc:
         sub.wait(lambda: sub.texts("edgecnn/termed/camera/state"), 20)
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
+        reader.start()
         proc.send_signal(signal.SIGHUP)  # reloads the model and keeps serving
-        time.sleep(1.0)
+        until(lambda: any("model reloaded" in ln for ln in lines) or proc.poll() is not None, "the SIGHUP reload", 30)
         assert proc.poll() is None
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         proc.wait(5)
         stopped = time.monotonic() - t0
-        err = proc.stderr.read()
+        reader.join(5)
+        err = "".join(lines)
     assert proc.returncode == 0, err
     assert stopped < 2.0, f"SIGTERM took {stopped:.2f} s"
     assert "model reloaded" in err and "stopped by SIGTERM" in err
@@ -106,7 +112,8 @@ def test_a_broker_that_goes_away_and_comes_back_gets_everything_again_while_fram
         base = get_json(f"{service.http.url()}/state")[1]["sources"]["camera"]["counters"]["classified"]
         time.sleep(2.0)
         during = get_json(f"{service.http.url()}/state")[1]["sources"]["camera"]["counters"]["classified"]
-        assert during - base >= 25, f"classification stalled while the broker was away ({during - base} frames in 2 s)"
+        # 40 at 20 fps alone; a stalled loop gives none, a loaded worker fewer
+        assert during - base >= 10, f"classification stalled while the broker was away ({during - base} frames in 2 s)"
         assert not service.mqtt.connected.is_set()
         broker.start()  # an empty broker (no persistence): the service must publish everything again
         sub.close()

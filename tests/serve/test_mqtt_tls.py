@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import time
 
 import pytest
 from serve_helpers import MOSQUITTO, free_port, service_thread
+from waiting import until
 
 from edgecnn.cli import main
 from edgecnn.serve.config import MqttConfig, ServeConfig, SourceConfig
@@ -52,8 +54,12 @@ def tls_broker(tmp_path):
         f"keyfile {tmp_path}/server.key\nallow_anonymous false\npassword_file {tmp_path}/passwords\npersistence false\n"
     )
     proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(0.5)
-    assert proc.poll() is None, "mosquitto did not start with TLS"
+    def listening() -> bool:
+        assert proc.poll() is None, "mosquitto did not start with TLS"
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    until(listening, "mosquitto to listen with TLS")
     yield port, tmp_path
     proc.terminate()
     proc.wait(5)
@@ -82,8 +88,8 @@ def test_mqtts_with_a_ca_file_and_the_password_from_the_environment(tls_broker, 
             while b"online" not in got and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert service.mqtt.connected.is_set() and b"online" in got
+        until(lambda: got[-1:] == [b"offline"], "the service's last word, offline")
     finally:
-        time.sleep(0.3)
         sub.disconnect()
         sub.loop_stop()
     assert "error" not in outcome and got[-1] == b"offline"

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from serve_helpers import get_json, service_thread
+from waiting import until
 
 from edgecnn.cli import main
 from edgecnn.serve.config import ServeConfig, SourceConfig
@@ -178,36 +179,36 @@ def test_a_switched_current_link_reloads_the_model_without_dropping_the_camera_a
         health_every=0.2,
     )
 
-    def started() -> float:  # what deploy reads: when the process (or model) writing the log began
-        last = json.loads(health.read_text().splitlines()[-1])
-        return last["time"] - last["t_s"]
+    def first_line() -> dict:
+        """The health log's first record: a restarted log (a reloaded model) is opened afresh, so a new first line."""
+        return json.loads(health.read_text().splitlines()[0])
+
+    def started(record: dict) -> float:  # what deploy reads: when the process (or model) writing the log began
+        return record["time"] - record["t_s"]
 
     with service_thread(cfg) as (service, outcome):
         first = service.model.digest
         runner = service.runners[0]
-        time.sleep(0.5)
+        until(first_line, "the first health line")
         before_switch = time.time()
-        assert started() < before_switch
+        assert started(first_line()) < before_switch
         _switch(current, releases / "r2")
-        deadline = time.monotonic() + 10
-        while service.model.digest == first and time.monotonic() < deadline:
-            time.sleep(0.05)
+        until(lambda: service.model.digest != first, "the switch to r2 to reload the model")
         second = service.model.digest
-        assert second != first and service.model.info["precision"] == "fp32"
-        time.sleep(0.5)
-        reloaded_start = started()
-        assert reloaded_start > before_switch, "a reloaded model starts the health log afresh (deploy sees it)"
+        assert service.model.info["precision"] == "fp32"
+        reloaded = until(
+            lambda: (rec := first_line()) and started(rec) > before_switch and rec,
+            "a reloaded model to start the health log afresh (deploy sees it)",
+        )
         before = runner.classified
         _switch(current, releases / "r3")
-        while len(service.reloads) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.3)
-        assert runner.classified - before >= 10, "frames kept flowing through the reloads"
+        until(lambda: len(service.reloads) >= 2, "the switch to r3 to be tried")
+        until(lambda: runner.classified - before >= 10, "frames to keep flowing through the reloads")
         assert service.model.digest == second
         refused = service.reloads[-1]
         assert refused["ok"] is False and refused["why"].startswith("the artifact's self-check failed here")
         assert service.healthy()
-        assert abs(started() - reloaded_start) < 0.05, "a refused reload leaves the health log as it was"
+        assert first_line() == reloaded, "a refused reload leaves the health log as it was"
     assert "error" not in outcome and runner.capture.stats.reconnects == 0
 
 

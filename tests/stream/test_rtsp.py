@@ -91,7 +91,7 @@ def test_rtsp_opens_again_and_again_like_a_reconnecting_camera(rtsp_url):
     url, _ = rtsp_url
     shapes = []
     for _ in range(10):
-        src = open_source(url, SourceOptions(open_timeout=5, read_timeout=1.0))
+        src = open_source(url, SourceOptions(open_timeout=20, read_timeout=5.0))  # about 1.5 s each under load
         try:
             src.open()
             shapes.append(src.read().shape)

@@ -19,7 +19,8 @@ def test_short_soak_reconnects_and_stays_bounded(lenet_artifacts, tmp_path):
 
     res = run_soak(lenet_artifacts / "tflite-fp32", tmp_path, minutes=0.75, warmup=0.25, reconnect_every=0.2)
     assert res["server_drops"] >= 3 and res["reconnects"] >= res["server_drops"], res
-    assert res["classify_report"]["classified"] >= 0.75 * 60 * 30 * 0.7, res["classify_report"]  # ~30 fps source
+    # a 30 fps source; half of it, as the soak shares two cores with the demo test and a third worker
+    assert res["classify_report"]["classified"] >= 0.75 * 60 * 30 * 0.5, res["classify_report"]
     assert res["classify_report"]["corrupt"] == 0
     for k in ("threads", "fds"):  # no thread or socket left behind per reconnect (one value of slack: short run)
         for side in ("inside", "outside"):
